@@ -1,0 +1,103 @@
+"""Activations stage: run the model up to the SAE's hook, encode with the SAE, and re-run the model
+from the hook's block to the logits with one latent's decoder contribution removed (ablation).
+
+All tensors stay on the model's device; callers move only small results to the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from generator.errors import UserError
+from generator.models import HookSite
+
+
+class HookedSAE:
+    """A model and an SAE on one of its hooks, with the few operations the statistics need."""
+
+    def __init__(self, model: Any, sae: Any, site: HookSite):
+        self.model = model
+        self.sae = sae
+        self.site = site
+        self.device = next(model.parameters()).device
+        self._resid_name = f"blocks.{site.layer}.hook_resid_pre"
+
+    @property
+    def d_sae(self) -> int:
+        return int(self.sae.cfg.d_sae)
+
+    @torch.inference_mode()
+    def run_to_hook(
+        self, tokens: Int[Tensor, "batch seq"]
+    ) -> tuple[Float[Tensor, "batch seq d_model"], Tensor]:
+        """(residual stream entering the hook's block, hook activation), running no further than
+        that block."""
+        cache: dict[str, Tensor] = {}
+
+        def keep(value: Tensor, hook: Any) -> None:
+            cache[hook.name] = value
+
+        names = {self._resid_name, self.site.name}
+        stop = self.site.layer if self.site.name == self._resid_name else self.site.layer + 1
+        if stop == self.site.layer:
+            # The residual at the block's input is exactly what the model returns when stopped
+            # there, so no block needs to run.
+            resid = self.model(tokens, stop_at_layer=stop)
+            return resid, resid
+        self.model.run_with_hooks(tokens, stop_at_layer=stop,
+                                  fwd_hooks=[(name, keep) for name in names])
+        return cache[self._resid_name], cache[self.site.name]
+
+    @torch.inference_mode()
+    def encode(self, hook_acts: Tensor) -> Float[Tensor, "batch seq d_sae"]:
+        acts = self.sae.encode(hook_acts)
+        if not torch.isfinite(acts).all():
+            raise UserError("the SAE produced NaN/inf activations; check the SAE weights and "
+                            "use --device cpu or a float32 SAE to rule out overflow")
+        return acts
+
+    def decoder_rows(self, latents: Int[Tensor, "n"]) -> Float[Tensor, "n d_in"]:
+        """Each latent's decoder direction in the hook's own space (what a=1 adds to h)."""
+        return self.sae.W_dec[latents].to(torch.float32)
+
+    @torch.inference_mode()
+    def losses(
+        self,
+        resid: Float[Tensor, "batch seq d_model"],
+        tokens: Int[Tensor, "batch seq"],
+        delta: Float[Tensor, "batch seq d_in"] | None = None,
+    ) -> Float[Tensor, "batch seq_minus_1"]:
+        """Next-token loss per position, running from the hook's block to the logits, with `delta`
+        subtracted from the hook activation (None: the clean run)."""
+        hooks = []
+        if delta is not None:
+            def ablate(value: Tensor, hook: Any) -> Tensor:
+                return value - delta.reshape(value.shape).to(value.dtype)
+
+            hooks.append((self.site.name, ablate))
+        logits = self.model.run_with_hooks(resid, start_at_layer=self.site.layer, fwd_hooks=hooks)
+        return _next_token_loss(logits, tokens)
+
+
+def _next_token_loss(
+    logits: Float[Tensor, "batch seq d_vocab"], tokens: Int[Tensor, "batch seq"]
+) -> Float[Tensor, "batch seq_minus_1"]:
+    pred = logits[:, :-1].float()
+    return F.cross_entropy(pred.transpose(1, 2), tokens[:, 1:].long(), reduction="none")
+
+
+def residual_directions(model: Any, sae: Any, site: HookSite) -> Float[Tensor, "d_sae d_model"]:
+    """d_i: each latent's output direction in the residual stream (DESIGN §4, logit effects)."""
+    w_dec = sae.W_dec.detach().to(torch.float32)
+    block = model.blocks[site.layer]
+    if site.kind == "mlp_hidden":
+        return w_dec @ block.mlp.W_out.detach().float()
+    if site.kind == "z":
+        w_o = block.attn.W_O.detach().float()  # [n_heads, d_head, d_model]
+        return w_dec @ w_o.reshape(-1, w_o.shape[-1])
+    return w_dec

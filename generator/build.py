@@ -1,0 +1,169 @@
+"""`build`: every stage, compute then render.
+
+    inputs (model, SAE, checks) -> corpus -> engine passes -> logit effects, neighbours -> store
+    -> render
+
+Every input check runs before the first forward pass, so bad input costs seconds, not a GPU hour.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from generator.config import BuildConfig
+from generator.store import LatentTable, StoreData, StoreMeta, write_store
+
+log = logging.getLogger(__name__)
+N_NEIGHBOURS = 5
+N_TOP_TOKENS = 10
+MAX_EXACT_COACT = 32_768  # d_sae above which a d_sae^2 co-activation matrix is too large
+
+
+@dataclass
+class StageTimes:
+    """Wall seconds per stage, in the order they ran."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def run(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.seconds[name] = time.perf_counter() - start
+        log.info("%-12s %7.1f s", name, self.seconds[name])
+        return out
+
+
+def build_date() -> str:
+    """Today (UTC), or SOURCE_DATE_EPOCH's date for bit-for-bit reproducible builds."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = (dt.datetime.fromtimestamp(int(epoch), dt.UTC) if epoch else dt.datetime.now(dt.UTC))
+    return when.date().isoformat()
+
+
+def versions() -> dict[str, str]:
+    names = ("feature-browser", "torch", "transformer_lens", "sae_lens")
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def load_inputs(cfg: BuildConfig, device: str) -> tuple[Any, Any, Any]:
+    """Model, SAE and hook site, checked against each other (no forward pass yet)."""
+    from generator.models import check_compatible, load_model, load_sae, parse_hook, sae_hook_name
+
+    sae = load_sae(cfg.sae, device)
+    site = parse_hook(sae_hook_name(sae))
+    model = load_model(cfg.model, device)
+    check_compatible(model, sae, site)
+    model.eval()
+    return model, sae, site
+
+
+def compute(cfg: BuildConfig, times: StageTimes) -> StoreData:
+    """All compute stages; returns the store's content."""
+    import torch
+
+    from generator.activations import HookedSAE, residual_directions
+    from generator.corpus import load_corpus, vocab_bytes
+    from generator.engine import Engine, EngineSettings
+    from generator.models import ln_folded, pick_device
+    from generator.statistics import coact_neighbours, cosine_neighbours, logit_effects, top_tokens
+
+    device = pick_device(cfg.device)
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+    model, sae, site = times.run("load", load_inputs, cfg, device)
+    tok = model.tokenizer
+    if tok is None or tok.bos_token_id is None:
+        from generator.errors import UserError
+
+        raise UserError("the model has no tokenizer with a BOS token; save one with the model")
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        return tok(texts, add_special_tokens=False)["input_ids"]
+
+    corpus = times.run("corpus", load_corpus, cfg.corpus, encode, tok.bos_token_id, cfg.ctx,
+                       cfg.n_seqs, cfg.seed)
+    hooked = HookedSAE(model, sae, site)
+    settings = EngineSettings(k=cfg.k, n_bins=cfg.n_bins, n_intervals=cfg.n_intervals, m=cfg.m,
+                              seed=cfg.seed, batch_size=cfg.batch_size, ablation=cfg.ablation,
+                              coact=hooked.d_sae <= MAX_EXACT_COACT, quiet=cfg.quiet)
+    engine = Engine(hooked, corpus.tokens, corpus.bos_id, settings)
+    seqs = np.arange(len(corpus.tokens))
+    p1 = times.run("pass1", engine.pass1, seqs)
+    p2 = times.run("pass2", engine.pass2, seqs, p1.max_act)
+    shown = times.run("examples", engine.examples, p1, p2)
+
+    def summaries() -> tuple[Any, ...]:
+        with torch.inference_mode():
+            logits = logit_effects(residual_directions(model, sae, site), model.W_U,
+                                   cfg.n_logits, cfg.logit_bins)
+            return logits, top_tokens(p1, N_TOP_TOKENS), cosine_neighbours(sae.W_dec.detach(),
+                                                                           N_NEIGHBOURS), \
+                coact_neighbours(p1, N_NEIGHBOURS)
+
+    logits, toks, cos, coact = times.run("summaries", summaries)
+    n_tokens = p1.n_tokens
+    latents = LatentTable(
+        n_active=p1.n_active.cpu().numpy(), sum_act=p1.sum_act.cpu().numpy(),
+        max_act=p1.max_act.cpu().numpy(), hist=p2.hist.cpu().numpy(),
+        interval_counts=p2.interval_counts.cpu().numpy(),
+        logit_pos_ids=logits.pos_ids, logit_pos_vals=logits.pos_vals,
+        logit_neg_ids=logits.neg_ids, logit_neg_vals=logits.neg_vals,
+        logit_hist=logits.hist, logit_lo=logits.lo, logit_hi=logits.hi,
+        top_token_ids=toks[0] if toks else None, top_token_sums=toks[1] if toks else None,
+        top_token_counts=toks[2] if toks else None,
+        nb_cos_ids=cos[0], nb_cos_vals=cos[1],
+        nb_coact_ids=coact[0] if coact else None, nb_coact_vals=coact[1] if coact else None,
+        abl_mean=shown.abl_mean, abl_frac_helped=shown.abl_frac_helped,
+    )
+    kept = np.unique(shown.examples.seq)
+    meta = StoreMeta(
+        model=cfg.model or "demo", sae=cfg.sae or "demo",
+        sae_architecture=str(sae.cfg.architecture()), hook=site.name,
+        d_model=int(model.cfg.d_model), d_sae=hooked.d_sae, d_vocab=int(model.cfg.d_vocab),
+        corpus=corpus.description, n_seqs=len(corpus.tokens), ctx=cfg.ctx, n_tokens=n_tokens,
+        settings=cfg.settings(), versions=versions(), logit_direction=site.logit_direction,
+        ln_folded=ln_folded(model), created=build_date(),
+        l0=float(p1.n_active.sum()) / max(n_tokens, 1), has_ablation=cfg.ablation,
+        coact_method="exact Jaccard over all positions" if coact else
+        f"not computed: d_sae {hooked.d_sae} > {MAX_EXACT_COACT}",
+    )
+    return StoreData(meta=meta, latents=latents, examples=shown.examples, seq_ids=kept,
+                     seq_tokens=corpus.tokens[kept], vocab=vocab_bytes(tok, model.cfg.d_vocab))
+
+
+def build(cfg: BuildConfig) -> StageTimes:
+    times = StageTimes()
+    from generator.render import load_explanations, render_site
+
+    explanations = load_explanations(cfg.explanations) if cfg.explanations else None
+    data = compute(cfg, times)
+    times.run("store", write_store, data, cfg.store)
+    times.run("render", render_site, data, cfg.out, explanations=explanations, quiet=cfg.quiet)
+    return times
+
+
+def render_only(store: Path, out: Path, explanations: Path | None, quiet: bool) -> StageTimes:
+    """`render`: store -> site, no torch."""
+    from generator.render import load_explanations, render_site
+    from generator.store import read_store
+
+    times = StageTimes()
+    data = times.run("read store", read_store, store)
+    expl = load_explanations(explanations) if explanations else None
+    times.run("render", render_site, data, out, explanations=expl, quiet=quiet)
+    return times

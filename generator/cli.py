@@ -1,0 +1,113 @@
+"""Command line: `feature-browser build | render | serve | demo-train`.
+
+The `build` options are generated from BuildConfig's fields, so the CLI and the config never drift.
+Only the standard library is imported at start-up: `--help` must answer in well under a second,
+and `import sae_lens` alone takes seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+from generator.config import BuildConfig
+
+log = logging.getLogger("generator")
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    for f in fields(BuildConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        help_text = f.metadata.get("help", "")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                                help=help_text)
+            continue
+        kind: Any = {"int": int, "Path": Path, "Path | None": Path}.get(str(f.type), str)
+        parser.add_argument(flag, type=kind, default=default, metavar=f.name.upper(),
+                            help=help_text if default is None else f"{help_text} (default: {default})")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="feature-browser",
+        description="Generate a static website with one page per SAE latent.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="run model + SAE over a corpus and write store and site "
+                                         "(no arguments: the embedded demo)")
+    _add_config_options(build)
+    render = sub.add_parser("render", help="store -> site only (no GPU, no torch)")
+    render.add_argument("--store", type=Path, default=Path("store"), help="store folder")
+    render.add_argument("--out", type=Path, default=Path("site"), help="site folder")
+    render.add_argument("--explanations", type=Path, default=None, help="explanations jsonl")
+    render.add_argument("--quiet", action="store_true", help="no progress bars")
+    serve = sub.add_parser("serve", help="preview a site on http://127.0.0.1")
+    serve.add_argument("site", type=Path, nargs="?", default=Path("site"))
+    serve.add_argument("--port", type=int, default=8000)
+    train = sub.add_parser("demo-train", help="retrain the embedded demo model and SAE (CPU)")
+    train.add_argument("--out", type=Path, default=None, help="artifact folder (default: package)")
+    train.add_argument("--lm-minutes", type=float, default=10.0)
+    train.add_argument("--sae-minutes", type=float, default=8.0)
+    train.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def _config_from(args: argparse.Namespace) -> BuildConfig:
+    return BuildConfig(**{f.name: getattr(args, f.name) for f in fields(BuildConfig)})
+
+
+def _report(times: Any, out: Path | None) -> None:
+    parts = ", ".join(f"{name} {sec:.1f}s" for name, sec in times.seconds.items())
+    log.info("done in %.1f s (%s)", sum(times.seconds.values()), parts)
+    if out is not None:
+        log.info("site: %s", (out / "index.html").resolve())
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.command == "build":
+        from generator.build import build
+
+        cfg = _config_from(args)
+        _report(build(cfg), cfg.out)
+    elif args.command == "render":
+        from generator.build import render_only
+
+        _report(render_only(args.store, args.out, args.explanations, args.quiet), args.out)
+    elif args.command == "serve":
+        from generator.serve import serve
+
+        serve(args.site, port=args.port)
+    elif args.command == "demo-train":
+        from generator import demo
+
+        demo.train_demo(**({"out_dir": args.out} if args.out else {}),
+                        lm_minutes=args.lm_minutes, sae_minutes=args.sae_minutes, quiet=args.quiet)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(message)s" if args.verbose else "%(message)s")
+    from generator.errors import UserError
+
+    try:
+        run(args)
+    except UserError as err:
+        print(f"feature-browser: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("feature-browser: interrupted; the previous site and store are untouched",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The build configuration: one frozen dataclass, documented field by field.
+
+The CLI is generated from these fields (see cli.py), and the config is passed down explicitly to
+every stage. `None` for model / sae / corpus means "use the embedded demo".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+def _opt(help: str, **kw: Any) -> Any:
+    return field(metadata={"help": help, **kw.pop("meta", {})}, **kw)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    model: str | None = _opt(
+        "TransformerLens model name or local model directory (default: embedded demo model)",
+        default=None,
+    )
+    sae: str | None = _opt(
+        "sae_lens 'release/id' or local sae_lens directory with cfg.json + sae_weights.safetensors "
+        "(default: embedded demo SAE)",
+        default=None,
+    )
+    corpus: str | None = _opt(
+        "corpus: .txt, .jsonl (text field), .parquet (text or tokens column), a folder of them, or a "
+        "Hugging Face dataset name when online (default: the Python standard library's sources)",
+        default=None,
+    )
+    out: Path = _opt("output folder for the site", default=Path("site"))
+    store: Path = _opt("folder for the data store (parquet + json)", default=Path("store"))
+    n_seqs: int = _opt("number of sequences to analyse", default=2048)
+    ctx: int = _opt("tokens per sequence, BOS included", default=128)
+    batch_size: int = _opt("sequences per forward pass (0 = choose from free memory)", default=0)
+    device: str = _opt("torch device: auto, cpu, cuda, cuda:1, ...", default="auto")
+    k: int = _opt("top examples per latent", default=20)
+    n_bins: int = _opt("activation histogram bins", default=50)
+    n_intervals: int = _opt("interval-sample intervals", default=10)
+    m: int = _opt("sequences sampled per interval", default=5)
+    seed: int = _opt("seed for interval sampling and corpus selection", default=0)
+    n_logits: int = _opt("top positive/negative logit tokens shown", default=10)
+    logit_bins: int = _opt("bins of the logit-effect histogram", default=50)
+    ablation: bool = _opt("compute per-token ablation (Δloss) for shown examples", default=True)
+    explanations: Path | None = _opt("jsonl of explanations to show", default=None)
+    quiet: bool = _opt("no progress bars", default=False)
+
+    def settings(self) -> dict[str, Any]:
+        """The statistics settings recorded in the store (everything that changes the numbers)."""
+        keys = ("n_seqs", "ctx", "k", "n_bins", "n_intervals", "m", "seed", "n_logits",
+                "logit_bins", "ablation")
+        return {key: getattr(self, key) for key in keys}
+
+
+def config_fields() -> list[Any]:
+    return list(fields(BuildConfig))

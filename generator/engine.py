@@ -1,0 +1,225 @@
+"""The compute engine: drives the model + SAE over the corpus in batches and folds every batch into
+the streaming statistics, then re-runs the shown examples for per-token activations and ablation.
+
+    pass 1 -> Pass1State    (all sequences)
+    pass 2 -> Pass2State    (all sequences, needs pass 1's max)
+    examples + ablation     (only the sequences that some latent shows)
+
+Each pass takes a contiguous range of global sequence indices, so a shard of the corpus (one rank
+under torchrun) runs the same code and the states merge exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from generator.activations import HookedSAE
+from generator.statistics import Pass1State, Pass2State
+from generator.store import EXAMPLE_INTERVAL, EXAMPLE_TOP, Examples
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The subset of BuildConfig the engine needs."""
+
+    k: int = 20
+    n_bins: int = 50
+    n_intervals: int = 10
+    m: int = 5
+    seed: int = 0
+    batch_size: int = 0
+    """sequences per forward pass; 0 = pick from free memory."""
+    ablation: bool = True
+    top_tokens: bool = True
+    coact: bool = True
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class ExampleSet:
+    """Shown examples with their per-token activations and (optionally) ablation Δloss."""
+
+    examples: Examples
+    abl_mean: Float[np.ndarray, "d_sae"] | None
+    abl_frac_helped: Float[np.ndarray, "d_sae"] | None
+
+
+class Engine:
+    def __init__(self, hooked: HookedSAE, tokens: Int[np.ndarray, "n_seqs ctx"], bos_id: int,
+                 settings: EngineSettings):
+        self.hooked = hooked
+        self.tokens = tokens
+        self.bos_id = bos_id
+        self.s = settings
+        self.device = hooked.device
+        self.batch_size = settings.batch_size or self._auto_batch_size()
+
+    # ------------------------------------------------------------------ batching
+
+    def _auto_batch_size(self) -> int:
+        ctx, d_sae = self.tokens.shape[1], self.hooked.d_sae
+        per_seq = ctx * d_sae * 4 * 6  # acts plus the temporaries of one update, in bytes
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            budget = free * 0.4
+        else:
+            budget = 1.5 * 2**30
+        return int(max(1, min(1024, budget // per_seq)))
+
+    def _batches(self, seqs: np.ndarray, desc: str) -> Iterator[np.ndarray]:
+        """Chunks of `seqs`; the batch size may shrink if the GPU runs out of memory (see _oom)."""
+        bar = tqdm(total=len(seqs), desc=desc, unit="seq", disable=self.s.quiet, leave=False)
+        start = 0
+        while start < len(seqs):
+            chunk = seqs[start:start + self.batch_size]
+            yield chunk
+            start += len(chunk)
+            bar.update(len(chunk))
+        bar.close()
+
+    def _with_oom_retry(self, step: Callable[[np.ndarray], None], seqs: np.ndarray) -> None:
+        """Run one batch; on GPU out-of-memory, halve the batch size, say so, and go on.
+        Steps only commit state after their allocations succeed, so a retry never double-counts."""
+        try:
+            step(seqs)
+        except torch.OutOfMemoryError:
+            if len(seqs) == 1:
+                raise
+            torch.cuda.empty_cache()
+            self.batch_size = max(1, len(seqs) // 2)
+            log.warning("GPU out of memory: batch size halved to %d", self.batch_size)
+            for part in (seqs[: self.batch_size], seqs[self.batch_size:]):
+                self._with_oom_retry(step, part)
+
+    def _device_tokens(self, seqs: np.ndarray) -> tuple[Tensor, Tensor]:
+        tokens = torch.from_numpy(self.tokens[seqs]).to(self.device, torch.long)
+        return tokens, tokens != self.bos_id
+
+    def _acts(self, tokens: Tensor, mask: Tensor) -> Float[Tensor, "batch seq d_sae"]:
+        _, hook_acts = self.hooked.run_to_hook(tokens)
+        acts = self.hooked.encode(hook_acts).float()
+        return acts * mask[..., None]
+
+    # ------------------------------------------------------------------ passes
+
+    def pass1(self, seqs: np.ndarray) -> Pass1State:
+        d_vocab = self.hooked.model.cfg.d_vocab if self.s.top_tokens else 0
+        state = Pass1State.empty(self.hooked.d_sae, self.s.k, self.device, d_vocab=d_vocab,
+                                 coact=self.s.coact)
+
+        def step(batch: np.ndarray) -> None:
+            tokens, mask = self._device_tokens(batch)
+            acts = self._acts(tokens, mask)
+            state.update(acts, mask, torch.from_numpy(batch).to(self.device), tokens)
+
+        for batch in self._batches(seqs, "pass 1/2 statistics"):
+            self._with_oom_retry(step, batch)
+        return state
+
+    def pass2(self, seqs: np.ndarray, max_act: Tensor) -> Pass2State:
+        state = Pass2State.empty(max_act.to(self.device), self.s.n_bins, self.s.n_intervals,
+                                 self.s.m, self.s.seed)
+
+        def step(batch: np.ndarray) -> None:
+            tokens, mask = self._device_tokens(batch)
+            state.update(self._acts(tokens, mask), torch.from_numpy(batch).to(self.device))
+
+        for batch in self._batches(seqs, "pass 2/2 histograms"):
+            self._with_oom_retry(step, batch)
+        return state
+
+    # ------------------------------------------------------------------ examples
+
+    def examples(self, p1: Pass1State, p2: Pass2State) -> ExampleSet:
+        sel = select_examples(p1.top_seqs.cpu().numpy(), p2.sample_seqs().cpu().numpy())
+        n, ctx = len(sel.seq), self.tokens.shape[1]
+        acts = np.zeros((n, ctx), dtype=np.float32)
+        dloss = np.full((n, ctx), np.nan, dtype=np.float32) if self.s.ablation else None
+        by_seq = np.argsort(sel.seq, kind="stable")
+        uniq, starts = np.unique(sel.seq[by_seq], return_index=True)
+        bounds = np.append(starts, n)
+
+        def step(batch: np.ndarray) -> None:
+            lo = int(np.searchsorted(uniq, batch[0]))
+            rows = by_seq[bounds[lo]:bounds[lo + len(batch)]]
+            self._example_batch(batch, sel.seq[rows], sel.latent[rows], rows, acts, dloss)
+
+        for batch in self._batches(uniq, "examples + ablation" if self.s.ablation else "examples"):
+            self._with_oom_retry(step, batch)
+        examples = Examples(latent=sel.latent, kind=sel.kind, interval=sel.interval,
+                            rank=sel.rank, seq=sel.seq, acts=acts, dloss=dloss)
+        summary = ablation_summary(examples, self.hooked.d_sae) if dloss is not None else None
+        return ExampleSet(examples, *(summary or (None, None)))
+
+    def _example_batch(self, batch: np.ndarray, pair_seqs: np.ndarray, pair_latents: np.ndarray,
+                       rows: np.ndarray, acts_out: np.ndarray, dloss_out: np.ndarray | None):
+        tokens, mask = self._device_tokens(batch)
+        resid, hook_acts = self.hooked.run_to_hook(tokens)
+        acts = self.hooked.encode(hook_acts).float() * mask[..., None]
+        local = torch.from_numpy(np.searchsorted(batch, pair_seqs)).to(self.device)
+        latents = torch.from_numpy(pair_latents).to(self.device, torch.long)
+        pair_acts = acts[local, :, latents]  # [pairs, ctx]
+        acts_out[rows] = pair_acts.cpu().numpy()
+        if dloss_out is None:
+            return
+        clean = self.hooked.losses(resid, tokens)
+        target_ok = mask[:, 1:]
+        for start in range(0, len(rows), self._ablation_chunk()):
+            sl = slice(start, start + self._ablation_chunk())
+            delta = pair_acts[sl, :, None] * self.hooked.decoder_rows(latents[sl])[:, None, :]
+            ablated = self.hooked.losses(resid[local[sl]], tokens[local[sl]], delta)
+            diff = torch.where(target_ok[local[sl]], ablated - clean[local[sl]], float("nan"))
+            dloss_out[rows[sl], :-1] = diff.cpu().numpy()
+
+    def _ablation_chunk(self) -> int:
+        ctx, d_vocab = self.tokens.shape[1], self.hooked.model.cfg.d_vocab
+        per_pair = ctx * d_vocab * 4 * 3  # logits, their float copy and the softmax
+        budget = 2**30 if self.device.type != "cuda" else torch.cuda.mem_get_info(self.device)[0] * 0.3
+        return int(max(1, min(512, budget // per_pair)))
+
+
+@dataclass(frozen=True)
+class Selection:
+    latent: Int[np.ndarray, "n"]
+    kind: list[str]
+    interval: Int[np.ndarray, "n"]
+    rank: Int[np.ndarray, "n"]
+    seq: Int[np.ndarray, "n"]
+
+
+def select_examples(top_seqs: Int[np.ndarray, "d k"],
+                    sample_seqs: Int[np.ndarray, "d n_int m"]) -> Selection:
+    """Every shown (latent, sequence): top examples first, then interval samples by interval."""
+    lat_t, rank_t = np.nonzero(top_seqs != -1)
+    lat_s, int_s, rank_s = np.nonzero(sample_seqs != -1)
+    latent = np.concatenate([lat_t, lat_s]).astype(np.int32)
+    interval = np.concatenate([np.full(len(lat_t), -1), int_s]).astype(np.int16)
+    rank = np.concatenate([rank_t, rank_s]).astype(np.int16)
+    seq = np.concatenate([top_seqs[lat_t, rank_t], sample_seqs[lat_s, int_s, rank_s]])
+    order = np.lexsort((rank, interval, latent))  # top (interval -1) sorts before interval 0
+    kinds = np.array([EXAMPLE_TOP] * len(lat_t) + [EXAMPLE_INTERVAL] * len(lat_s))
+    return Selection(latent[order], kinds[order].tolist(), interval[order], rank[order],
+                     seq[order].astype(np.int32))
+
+
+def ablation_summary(ex: Examples, d_sae: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per latent, over its shown examples' active positions: mean Δloss, fraction Δloss > 0."""
+    assert ex.dloss is not None
+    ok = (ex.acts > 0) & np.isfinite(ex.dloss)
+    rows = np.broadcast_to(ex.latent[:, None], ok.shape)[ok]
+    values = ex.dloss[ok].astype(np.float64)
+    count = np.bincount(rows, minlength=d_sae)
+    total = np.bincount(rows, weights=values, minlength=d_sae)
+    helped = np.bincount(rows, weights=(values > 0).astype(np.float64), minlength=d_sae)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (total / count).astype(np.float32), (helped / count).astype(np.float32)

@@ -1,0 +1,250 @@
+"""The store: the product's data contract between compute and render (schema in docs/STORE.md).
+
+A store is a folder:
+
+    meta.json           StoreMeta: what was analysed, with which settings and versions
+    latents.parquet     one row per latent (statistics, logit effects, neighbours, ablation summary)
+    examples.parquet    one row per shown example (top examples and interval samples) per latent
+    sequences.parquet   the tokenized sequences that examples point to
+    vocab.parquet       every vocabulary id with its raw bytes (for faithful token rendering)
+
+Everything here is numpy + pyarrow: no torch, so `render` and notebooks load it without a GPU stack.
+Writes go to a temporary folder renamed into place, so a failed build never leaves half a store.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+from jaxtyping import Float, Int
+
+from generator.errors import UserError
+
+SCHEMA_VERSION = 1
+EXAMPLE_TOP = "top"
+EXAMPLE_INTERVAL = "interval"
+
+
+@dataclass(frozen=True)
+class StoreMeta:
+    """What was analysed and how: enough to reproduce the build and to describe it on the site."""
+
+    model: str
+    """model name or local path as given (or 'demo')."""
+    sae: str
+    """SAE release/id or local path as given (or 'demo')."""
+    sae_architecture: str
+    """sae_lens architecture name: standard, topk, jumprelu, gated, ..."""
+    hook: str
+    """TransformerLens hook point the SAE reads."""
+    d_model: int
+    d_sae: int
+    d_vocab: int
+    corpus: str
+    """description of the corpus."""
+    n_seqs: int
+    ctx: int
+    n_tokens: int
+    """N: included positions (BOS/padding/masked excluded), the denominator of density."""
+    settings: dict[str, Any]
+    """BuildConfig.settings(): every option that changes the numbers."""
+    versions: dict[str, str]
+    """package versions (feature-browser, torch, transformer_lens, sae_lens)."""
+    logit_direction: str
+    """how the latent's residual-stream direction was formed, e.g. 'W_dec' or 'W_dec @ W_out'."""
+    ln_folded: bool
+    """whether LayerNorm weights were folded into W_U for the logit effects."""
+    created: str
+    """ISO date of the build (SOURCE_DATE_EPOCH honoured, for reproducible builds)."""
+    l0: float
+    """mean number of active latents per included position."""
+    has_ablation: bool = False
+    """whether examples carry per-token Δloss and latents an ablation summary."""
+    coact_method: str = ""
+    """how co-activation neighbours were found ('exact', 'candidates: ...', or '' if absent)."""
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+
+
+@dataclass(frozen=True)
+class LatentTable:
+    """Per-latent statistics; axis 0 of every array is the latent id (length d_sae)."""
+
+    n_active: Int[np.ndarray, "d_sae"]
+    """number of included positions with a > 0."""
+    sum_act: Float[np.ndarray, "d_sae"]
+    """sum of a over included positions (float64)."""
+    max_act: Float[np.ndarray, "d_sae"]
+    """max of a over included positions (0 for a dead latent)."""
+    hist: Int[np.ndarray, "d_sae n_bins"]
+    """counts of active positions in n_bins equal-width bins of (0, max]."""
+    interval_counts: Int[np.ndarray, "d_sae n_intervals"]
+    """number of sequences whose per-sequence max lies in each interval of (0, max]."""
+    logit_pos_ids: Int[np.ndarray, "d_sae n_logits"]
+    logit_pos_vals: Float[np.ndarray, "d_sae n_logits"]
+    logit_neg_ids: Int[np.ndarray, "d_sae n_logits"]
+    logit_neg_vals: Float[np.ndarray, "d_sae n_logits"]
+    """top positive / most negative logit effects (vocab ids and values), best first."""
+    logit_hist: Int[np.ndarray, "d_sae logit_bins"]
+    """histogram of the latent's logit effect over the whole vocabulary..."""
+    logit_lo: Float[np.ndarray, "d_sae"]
+    logit_hi: Float[np.ndarray, "d_sae"]
+    """...with equal-width bins over [logit_lo, logit_hi]."""
+    top_token_ids: Int[np.ndarray, "d_sae n_top"] | None = None
+    """vocab ids with the largest total activation (-1 pads when fewer tokens are active)."""
+    top_token_sums: Float[np.ndarray, "d_sae n_top"] | None = None
+    top_token_counts: Int[np.ndarray, "d_sae n_top"] | None = None
+    nb_cos_ids: Int[np.ndarray, "d_sae n_nb"] | None = None
+    """top latents by decoder cosine similarity, and the similarities."""
+    nb_cos_vals: Float[np.ndarray, "d_sae n_nb"] | None = None
+    nb_coact_ids: Int[np.ndarray, "d_sae n_nb"] | None = None
+    """top latents by co-activation Jaccard over positions (-1 pads), and the Jaccard values."""
+    nb_coact_vals: Float[np.ndarray, "d_sae n_nb"] | None = None
+    abl_mean: Float[np.ndarray, "d_sae"] | None = None
+    """mean Δloss over shown examples' active positions (NaN when none)."""
+    abl_frac_helped: Float[np.ndarray, "d_sae"] | None = None
+    """fraction of those positions where Δloss > 0 (the latent helped)."""
+
+    @property
+    def d_sae(self) -> int:
+        return int(self.n_active.shape[0])
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Shown examples, one row each, sorted by (latent, kind top-then-interval, interval, rank)."""
+
+    latent: Int[np.ndarray, "n_ex"]
+    kind: list[str]
+    """EXAMPLE_TOP or EXAMPLE_INTERVAL."""
+    interval: Int[np.ndarray, "n_ex"]
+    """interval index for interval samples, -1 for top examples."""
+    rank: Int[np.ndarray, "n_ex"]
+    """0-based order within its group (top: by activation; interval: by hash key)."""
+    seq: Int[np.ndarray, "n_ex"]
+    """global sequence index into the corpus (see Sequences)."""
+    acts: Float[np.ndarray, "n_ex ctx"]
+    """the latent's activation at every position of the sequence (0 at excluded positions)."""
+    dloss: Float[np.ndarray, "n_ex ctx"] | None = None
+    """ablation Δloss for predicting token t+1 at position t (NaN where undefined)."""
+
+
+@dataclass(frozen=True)
+class StoreData:
+    """Everything in a store, in memory."""
+
+    meta: StoreMeta
+    latents: LatentTable
+    examples: Examples
+    seq_ids: Int[np.ndarray, "n_kept"]
+    """global indices of the kept sequences, ascending."""
+    seq_tokens: Int[np.ndarray, "n_kept ctx"]
+    """their tokens."""
+    vocab: list[bytes] = field(repr=False)
+    """raw bytes of every vocab id (byte-level BPE pieces may be partial UTF-8)."""
+
+    def tokens_of(self, seq: int) -> Int[np.ndarray, "ctx"]:
+        row = int(np.searchsorted(self.seq_ids, seq))
+        if row >= len(self.seq_ids) or self.seq_ids[row] != seq:
+            raise KeyError(f"sequence {seq} is not kept in the store")
+        return self.seq_tokens[row]
+
+
+def _list_column(arr: np.ndarray) -> pa.Array:
+    """A 2-D array as a fixed-size-list column (one list per row)."""
+    flat = pa.array(np.ascontiguousarray(arr).reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(flat, arr.shape[1])
+
+
+def _table_from_arrays(columns: dict[str, np.ndarray | list[Any]]) -> pa.Table:
+    out = {}
+    for name, value in columns.items():
+        if isinstance(value, np.ndarray) and value.ndim == 2:
+            out[name] = _list_column(value)
+        else:
+            out[name] = pa.array(value)
+    return pa.table(out)
+
+
+def _arrays_from_table(table: pa.Table) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in table.column_names:
+        col = table.column(name).combine_chunks()
+        if pa.types.is_fixed_size_list(col.type):
+            width = col.type.list_size
+            out[name] = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+        elif pa.types.is_string(col.type):
+            out[name] = col.to_pylist()
+        else:
+            out[name] = col.to_numpy(zero_copy_only=False)
+    return out
+
+
+def _present(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj) if getattr(obj, f.name) is not None}
+
+
+def write_store(data: StoreData, path: Path) -> None:
+    """Write atomically: into a sibling temp folder, then swap it in place of `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        (tmp / "meta.json").write_bytes(data.meta.to_json())
+        latents = {"latent": np.arange(data.latents.d_sae, dtype=np.int32), **_present(data.latents)}
+        pq.write_table(_table_from_arrays(latents), tmp / "latents.parquet")
+        pq.write_table(_table_from_arrays(_present(data.examples)), tmp / "examples.parquet")
+        seqs = {"seq": data.seq_ids, "tokens": data.seq_tokens}
+        pq.write_table(_table_from_arrays(seqs), tmp / "sequences.parquet")
+        vocab = pa.table({"id": pa.array(np.arange(len(data.vocab), dtype=np.int32)),
+                          "bytes": pa.array(data.vocab, type=pa.binary())})
+        pq.write_table(vocab, tmp / "vocab.parquet")
+        _swap_in(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _swap_in(tmp: Path, path: Path) -> None:
+    """Replace `path` by `tmp` so that at every moment one complete version exists on disk."""
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{tmp.name[-8:]}")
+        path.rename(old)
+    tmp.rename(path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_meta(path: Path) -> StoreMeta:
+    meta_file = Path(path) / "meta.json"
+    if not meta_file.is_file():
+        raise UserError(f"no store at {path} (missing meta.json); run `feature-browser build` first")
+    raw = orjson.loads(meta_file.read_bytes())
+    if raw.get("schema_version") != SCHEMA_VERSION:
+        raise UserError(f"store {path} has schema version {raw.get('schema_version')}, this "
+                        f"feature-browser reads {SCHEMA_VERSION}; rebuild it with `build`")
+    names = {f.name for f in fields(StoreMeta)}
+    return StoreMeta(**{k: v for k, v in raw.items() if k in names})
+
+
+def read_store(path: Path) -> StoreData:
+    path = Path(path)
+    meta = read_meta(path)
+    lat = _arrays_from_table(pq.read_table(path / "latents.parquet"))
+    lat.pop("latent")
+    ex = _arrays_from_table(pq.read_table(path / "examples.parquet"))
+    seqs = _arrays_from_table(pq.read_table(path / "sequences.parquet"))
+    vocab = pq.read_table(path / "vocab.parquet").column("bytes").to_pylist()
+    return StoreData(meta=meta, latents=LatentTable(**lat), examples=Examples(**ex),
+                     seq_ids=seqs["seq"], seq_tokens=seqs["tokens"], vocab=vocab)

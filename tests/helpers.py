@@ -1,0 +1,59 @@
+"""Tiny real models for the engine tests: a TransformerLens model and sae_lens SAEs built from
+config on CPU with fixed seeds (no downloads)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+BOS = 0
+SAE_KINDS = ("standard", "topk", "jumprelu", "gated")
+HOOKS = {
+    "blocks.1.hook_resid_pre": 16,
+    "blocks.0.hook_attn_out": 16,
+    "blocks.1.hook_mlp_out": 16,
+    "blocks.0.mlp.hook_post": 32,
+    "blocks.1.attn.hook_z": 16,
+}
+
+
+def tiny_model(seed: int = 0):
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32,
+                                  n_ctx=16, d_vocab=50, act_fn="gelu", normalization_type="LN",
+                                  seed=seed, device="cpu")
+    model = HookedTransformer(cfg)
+    model.eval()
+    return model
+
+
+def tiny_sae(kind: str, hook: str, d_sae: int = 24, seed: int = 0):
+    import sae_lens
+
+    torch.manual_seed(seed)
+    classes = {"standard": (sae_lens.StandardSAE, sae_lens.StandardSAEConfig, {}),
+               "topk": (sae_lens.TopKSAE, sae_lens.TopKSAEConfig, {"k": 4}),
+               "jumprelu": (sae_lens.JumpReLUSAE, sae_lens.JumpReLUSAEConfig, {}),
+               "gated": (sae_lens.GatedSAE, sae_lens.GatedSAEConfig, {})}
+    sae_cls, cfg_cls, extra = classes[kind]
+    cfg = cfg_cls(d_in=HOOKS[hook], d_sae=d_sae,
+                  reshape_activations="hook_z" if hook.endswith("hook_z") else "none", **extra)
+    cfg.metadata.hook_name = hook
+    sae = sae_cls(cfg)
+    with torch.no_grad():
+        for name, p in sae.named_parameters():
+            if name.startswith("b_"):
+                p.normal_(0, 0.3)
+            if name == "threshold":
+                p.fill_(0.05)
+    sae.eval()
+    return sae
+
+
+def tiny_tokens(n_seqs: int = 10, ctx: int = 12, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(1, 50, size=(n_seqs, ctx)).astype(np.int32)
+    tokens[:, 0] = BOS
+    tokens[rng.random((n_seqs, ctx)) < 0.08] = BOS
+    return tokens

@@ -1,0 +1,98 @@
+"""Brute-force references for every statistic (DESIGN §4): dense, unbatched, plain Python/numpy,
+written straight from the definitions. The engine must match them exactly (counts, top-k,
+samples) or to float tolerance (sums, means)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+MASK32 = 0xFFFFFFFF
+
+
+def mix32(x: int) -> int:
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & MASK32
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & MASK32
+    return (x >> 16) ^ x
+
+
+def sample_key(seed: int, s: int, i: int) -> int:
+    return (mix32(mix32(mix32(seed & MASK32) ^ s) ^ i) << 31) | s
+
+
+def bin_of(v: float, mx: float, n: int) -> int:
+    """The documented float32 formula: ceil(v / max * n) - 1, clamped to [0, n-1]."""
+    t = np.float32(np.float32(v) / np.float32(mx)) * np.float32(n)
+    return min(n - 1, max(0, math.ceil(float(np.float32(t))) - 1))
+
+
+@dataclass
+class RefLatent:
+    n_active: int
+    sum_act: float
+    max_act: float
+    hist: list[int]
+    interval_counts: list[int]
+    top_seqs: list[int]
+    top_vals: list[float]
+    samples: list[list[int]]
+    """per interval, sequences chosen by smallest key, in key order."""
+
+
+def reference_latent(acts: np.ndarray, mask: np.ndarray, i: int, k: int, n_bins: int,
+                     n_int: int, m: int, seed: int) -> RefLatent:
+    """acts: [S, T, d] float32, mask: [S, T] bool (True = included)."""
+    S, T, _ = acts.shape
+    values = [float(acts[s, t, i]) for s in range(S) for t in range(T) if mask[s, t]]
+    active = [v for v in values if v > 0]
+    mx = max(active) if active else 0.0
+    hist = [0] * n_bins
+    for v in active:
+        hist[bin_of(v, mx, n_bins)] += 1
+    seq_max = {s: max((float(acts[s, t, i]) for t in range(T) if mask[s, t]), default=0.0)
+               for s in range(S)}
+    ranked = sorted((s for s in range(S) if seq_max[s] > 0), key=lambda s: (-seq_max[s], s))
+    top = ranked[:k]
+    counts = [0] * n_int
+    members: list[list[int]] = [[] for _ in range(n_int)]
+    for s in range(S):
+        if seq_max[s] > 0:
+            j = bin_of(seq_max[s], mx, n_int)
+            counts[j] += 1
+            members[j].append(s)
+    samples = [sorted(ss, key=lambda s: sample_key(seed, s, i))[:m] for ss in members]
+    return RefLatent(len(active), math.fsum(active), mx, hist, counts, top,
+                     [seq_max[s] for s in top], samples)
+
+
+def reference_top_tokens(acts: np.ndarray, mask: np.ndarray, tokens: np.ndarray, i: int,
+                         n: int) -> list[tuple[int, float, int]]:
+    sums: dict[int, float] = {}
+    counts: dict[int, int] = {}
+    for s, t in zip(*np.nonzero(mask), strict=True):
+        v = float(acts[s, t, i])
+        tok = int(tokens[s, t])
+        sums[tok] = sums.get(tok, 0.0) + v
+        counts[tok] = counts.get(tok, 0) + (v > 0)
+    ranked = sorted((tok for tok in sums if sums[tok] > 0), key=lambda tok: (-sums[tok], tok))
+    return [(tok, sums[tok], counts[tok]) for tok in ranked[:n]]
+
+
+def reference_jaccard(acts: np.ndarray, mask: np.ndarray, i: int, j: int) -> float:
+    a = {(s, t) for s, t in zip(*np.nonzero(mask), strict=True) if acts[s, t, i] > 0}
+    b = {(s, t) for s, t in zip(*np.nonzero(mask), strict=True) if acts[s, t, j] > 0}
+    union = a | b
+    return len(a & b) / len(union) if union else 0.0
+
+
+def reference_logit_effects(direction: np.ndarray, w_u: np.ndarray, n: int, bins: int):
+    eff = direction.astype(np.float64) @ w_u.astype(np.float64)
+    order = sorted(range(len(eff)), key=lambda v: (-eff[v], v))
+    neg = sorted(range(len(eff)), key=lambda v: (eff[v], v))
+    lo, hi = eff.min(), eff.max()
+    counts = [0] * bins
+    for x in eff:
+        counts[min(bins - 1, int(math.floor((x - lo) / (hi - lo) * bins)))] += 1
+    return order[:n], neg[:n], counts, eff
