@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from generator.errors import UserError
@@ -61,7 +61,7 @@ class HookedSAE:
                             "use --device cpu or a float32 SAE to rule out overflow")
         return acts
 
-    def decoder_rows(self, latents: Int[Tensor, "n"]) -> Float[Tensor, "n d_in"]:
+    def decoder_rows(self, latents: Int[Tensor, " n"]) -> Float[Tensor, "n d_in"]:
         """Each latent's decoder direction in the hook's own space (what a=1 adds to h)."""
         return self.sae.W_dec[latents].to(torch.float32)
 
@@ -71,17 +71,30 @@ class HookedSAE:
         resid: Float[Tensor, "batch seq d_model"],
         tokens: Int[Tensor, "batch seq"],
         delta: Float[Tensor, "batch seq d_in"] | None = None,
+        needed: Bool[Tensor, "batch seq_minus_1"] | None = None,
     ) -> Float[Tensor, "batch seq_minus_1"]:
         """Next-token loss per position, running from the hook's block to the logits, with `delta`
-        subtracted from the hook activation (None: the clean run)."""
+        subtracted from the hook activation (None: the clean run). With `needed`, the unembedding
+        (the costliest part for a small model with a large vocabulary) runs only where needed is
+        True, and other positions hold NaN."""
         hooks = []
         if delta is not None:
             def ablate(value: Tensor, hook: Any) -> Tensor:
                 return value - delta.reshape(value.shape).to(value.dtype)
 
             hooks.append((self.site.name, ablate))
-        logits = self.model.run_with_hooks(resid, start_at_layer=self.site.layer, fwd_hooks=hooks)
-        return _next_token_loss(logits, tokens)
+        if needed is None:
+            logits = self.model.run_with_hooks(resid, start_at_layer=self.site.layer,
+                                               fwd_hooks=hooks)
+            return _next_token_loss(logits, tokens)
+        final = self.model.run_with_hooks(resid, start_at_layer=self.site.layer,
+                                          stop_at_layer=self.model.cfg.n_layers, fwd_hooks=hooks)
+        rows, cols = torch.nonzero(needed, as_tuple=True)
+        picked = self.model.ln_final(final[:, :-1][rows, cols][None])
+        logits = self.model.unembed(picked)[0].float()
+        out = torch.full(needed.shape, float("nan"), device=resid.device)
+        out[rows, cols] = F.cross_entropy(logits, tokens[:, 1:][rows, cols].long(), reduction="none")
+        return out
 
 
 def _next_token_loss(

@@ -55,7 +55,7 @@ class Corpus:
 def stdlib_sources() -> list[Path]:
     """The Python standard library's own `.py` files, sorted: the demo corpus every install has."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    files = []
+    files: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in _STDLIB_SKIP)
         files.extend(Path(dirpath) / f for f in filenames if f.endswith(".py"))
@@ -134,7 +134,9 @@ def iter_documents(files: Iterable[Path]) -> Iterator[str | list[int]]:
 
 
 def _iter_hf_dataset(name: str) -> Iterator[str]:
-    if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE"):
+    from generator.models import offline
+
+    if offline():
         raise UserError(f"corpus '{name}' is not a local path and the hub is offline; "
                         "pass a local .txt/.jsonl/.parquet file or folder")
     try:

@@ -50,8 +50,8 @@ class ExampleSet:
     """Shown examples with their per-token activations and (optionally) ablation Δloss."""
 
     examples: Examples
-    abl_mean: Float[np.ndarray, "d_sae"] | None
-    abl_frac_helped: Float[np.ndarray, "d_sae"] | None
+    abl_mean: Float[np.ndarray, " d_sae"] | None
+    abl_frac_helped: Float[np.ndarray, " d_sae"] | None
 
 
 class Engine:
@@ -174,11 +174,21 @@ class Engine:
             return
         clean = self.hooked.losses(resid, tokens)
         target_ok = mask[:, 1:]
-        for start in range(0, len(rows), self._ablation_chunk()):
-            sl = slice(start, start + self._ablation_chunk())
+        # Causal attention: positions before the latent's first activation see the same inputs in
+        # both runs, so their Δloss is exactly 0 and only later positions are unembedded.
+        ctx = tokens.shape[1]
+        positions = torch.arange(ctx - 1, device=self.device)
+        first = torch.where(pair_acts > 0, torch.arange(ctx, device=self.device), ctx).amin(1)
+        chunk = self._ablation_chunk()
+        for start in range(0, len(rows), chunk):
+            sl = slice(start, start + chunk)
+            seq = local[sl]
+            after = positions[None, :] >= first[sl, None]
             delta = pair_acts[sl, :, None] * self.hooked.decoder_rows(latents[sl])[:, None, :]
-            ablated = self.hooked.losses(resid[local[sl]], tokens[local[sl]], delta)
-            diff = torch.where(target_ok[local[sl]], ablated - clean[local[sl]], float("nan"))
+            ablated = self.hooked.losses(resid[seq], tokens[seq], delta,
+                                         needed=after & target_ok[seq])
+            diff = torch.where(after, ablated - clean[seq], 0.0)
+            diff = torch.where(target_ok[seq], diff, float("nan"))
             dloss_out[rows[sl], :-1] = diff.cpu().numpy()
 
     def _ablation_chunk(self) -> int:
@@ -190,11 +200,11 @@ class Engine:
 
 @dataclass(frozen=True)
 class Selection:
-    latent: Int[np.ndarray, "n"]
+    latent: Int[np.ndarray, " n"]
     kind: list[str]
-    interval: Int[np.ndarray, "n"]
-    rank: Int[np.ndarray, "n"]
-    seq: Int[np.ndarray, "n"]
+    interval: Int[np.ndarray, " n"]
+    rank: Int[np.ndarray, " n"]
+    seq: Int[np.ndarray, " n"]
 
 
 def select_examples(top_seqs: Int[np.ndarray, "d k"],

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import torch
+from urllib.parse import urlparse
 
 from generator.errors import UserError
 
@@ -53,8 +53,21 @@ def parse_hook(name: str) -> HookSite:
     return HookSite(name=name, layer=layer, kind=kinds[rest])
 
 
-def offline() -> bool:
-    return bool(os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE"))
+def offline(timeout: float = 3.0) -> bool:
+    """True if the Hugging Face hub cannot be used: offline flags set, or its host unreachable.
+    A quick connect probe, because the hub client retries for tens of seconds before failing."""
+    if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE"):
+        return True
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return False
+    except OSError:
+        return True
+
+
+def looks_like_path(spec: str) -> bool:
+    return spec.startswith(("/", ".", "~")) or spec.endswith((".json", ".safetensors"))
 
 
 def _hub_failure(what: str, name: str, flag: str, err: Exception | None = None) -> UserError:
@@ -76,6 +89,8 @@ def load_model(spec: str | None, device: str) -> Any:
             raise UserError(f"model directory {path} has no config.json; pass a directory saved "
                             "by feature-browser (see generator/demo.py) or a TransformerLens name")
         return demo.load_model_dir(path, device=device)
+    if looks_like_path(spec):
+        raise UserError(f"model directory {spec} does not exist; check the --model path")
     if offline():
         raise _hub_failure("model", spec, "--model")
     from transformer_lens import HookedTransformer
@@ -99,6 +114,8 @@ def load_sae(spec: str | None, device: str) -> Any:
                             "with cfg.json + sae_weights.safetensors")
         return SAE.load_from_disk(path, device=device)
     assert spec is not None
+    if looks_like_path(spec):
+        raise UserError(f"SAE directory {spec} does not exist; check the --sae path")
     if "/" not in spec:
         raise UserError(f"SAE '{spec}' is neither a local directory nor 'release/id'; "
                         "pass --sae PATH or --sae RELEASE/ID")
@@ -135,6 +152,8 @@ def check_compatible(model: Any, sae: Any, site: HookSite) -> None:
 
 
 def pick_device(requested: str) -> str:
+    import torch
+
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda") and not torch.cuda.is_available():

@@ -38,7 +38,7 @@ def mix32(x: Tensor) -> Tensor:
     return (x >> 16) ^ x
 
 
-def sample_keys(seed: int, seqs: Int[Tensor, "n"], latents: Int[Tensor, "n"]) -> Int[Tensor, "n"]:
+def sample_keys(seed: int, seqs: Int[Tensor, " n"], latents: Int[Tensor, " n"]) -> Int[Tensor, " n"]:
     """The interval-sampling key of (sequence s, latent i): hash h(seed, s, i), then s breaks ties.
     Smaller keys are chosen first."""
     seed_t = torch.tensor(seed & _MASK32, dtype=torch.int64, device=seqs.device)
@@ -46,7 +46,7 @@ def sample_keys(seed: int, seqs: Int[Tensor, "n"], latents: Int[Tensor, "n"]) ->
     return (h << _SEQ_BITS) | seqs.long()
 
 
-def bin_index(values: Float[Tensor, "n"], max_act: Float[Tensor, "n"], n: int) -> Int[Tensor, "n"]:
+def bin_index(values: Float[Tensor, " n"], max_act: Float[Tensor, " n"], n: int) -> Int[Tensor, " n"]:
     """Bin j of n equal-width bins of (0, max] holding value v > 0: (j*max/n, (j+1)*max/n].
     Computed as ceil(v / max * n) - 1 in float32, the same formula in every reference."""
     t = values.float() / max_act.float()
@@ -57,15 +57,15 @@ def bin_index(values: Float[Tensor, "n"], max_act: Float[Tensor, "n"], n: int) -
 # grouped top-k, used for top examples, interval samples and their merges
 
 
-def _rank_in_groups(groups: Int[Tensor, "n"]) -> Int[Tensor, "n"]:
+def _rank_in_groups(groups: Int[Tensor, " n"]) -> Int[Tensor, " n"]:
     """Position of each element within its run of equal values (groups must be sorted)."""
     first = torch.searchsorted(groups, groups, right=False)
     return torch.arange(len(groups), device=groups.device) - first
 
 
 def _best_per_group(
-    groups: Int[Tensor, "n"], order_keys: list[Tensor], keep: int
-) -> tuple[Int[Tensor, "n"], Int[Tensor, "n"], Int[Tensor, "n"]]:
+    groups: Int[Tensor, " n"], order_keys: list[Tensor], keep: int
+) -> tuple[Int[Tensor, " n"], Int[Tensor, " n"], Int[Tensor, " n"]]:
     """Sort elements by (group, *order_keys) ascending and keep the first `keep` of each group.
     Returns (indices of kept elements into the inputs, their group, their rank in the group)."""
     perm = torch.arange(len(groups), device=groups.device)
@@ -78,7 +78,7 @@ def _best_per_group(
 
 
 def _topk_merge(
-    vals: Float[Tensor, "n"], seqs: Int[Tensor, "n"], latents: Int[Tensor, "n"], d: int, k: int
+    vals: Float[Tensor, " n"], seqs: Int[Tensor, " n"], latents: Int[Tensor, " n"], d: int, k: int
 ) -> tuple[Float[Tensor, "d k"], Int[Tensor, "d k"]]:
     """Per latent, the k entries with the largest value, ties to the lower sequence index."""
     idx, group, rank = _best_per_group(latents, [-vals, seqs], k)
@@ -105,10 +105,10 @@ class Pass1State:
 
     n_tokens: int
     """N, included positions seen."""
-    n_active: Int[Tensor, "d_sae"]
-    sum_act: Float[Tensor, "d_sae"]
+    n_active: Int[Tensor, " d_sae"]
+    sum_act: Float[Tensor, " d_sae"]
     """float64 accumulator."""
-    max_act: Float[Tensor, "d_sae"]
+    max_act: Float[Tensor, " d_sae"]
     top_vals: Float[Tensor, "d_sae k"]
     """per-sequence max of the top-k sequences, descending; -inf pads."""
     top_seqs: Int[Tensor, "d_sae k"]
@@ -145,7 +145,7 @@ class Pass1State:
         self,
         acts: Float[Tensor, "batch seq d_sae"],
         mask: Bool[Tensor, "batch seq"],
-        seq_ids: Int[Tensor, "batch"],
+        seq_ids: Int[Tensor, " batch"],
         tokens: Int[Tensor, "batch seq"],
     ) -> None:
         """Fold one batch in. `acts` must already be zero at excluded positions."""
@@ -157,9 +157,7 @@ class Pass1State:
         top_vals, top_seqs = self._merged_topk(acts.amax(1), seq_ids)
         pair_counts = None
         if self.coact is not None:
-            # a 0/1 matrix product counts exactly in float32 while a batch has < 2**24 positions
-            binary = active.float()
-            pair_counts = (binary.T @ binary).round_().int()
+            pair_counts = _coactivation_counts(active)
         n_active, batch_sum, batch_max = active.sum(0), flat.sum(0, dtype=torch.float64), flat.amax(0)
         self.n_tokens += int(mask.sum())
         self.n_active += n_active
@@ -174,7 +172,7 @@ class Pass1State:
             self.coact += pair_counts
 
     def _merged_topk(self, seq_max: Float[Tensor, "batch d_sae"],
-                     seq_ids: Int[Tensor, "batch"]) -> tuple[Tensor, Tensor]:
+                     seq_ids: Int[Tensor, " batch"]) -> tuple[Tensor, Tensor]:
         b, latent = torch.nonzero(seq_max > 0, as_tuple=True)
         kept = self.top_seqs != -1
         old_latent = torch.nonzero(kept, as_tuple=True)[0]
@@ -207,6 +205,17 @@ class Pass1State:
         )
 
 
+def _coactivation_counts(active: Bool[Tensor, "positions d_sae"]) -> Int[Tensor, "d_sae d_sae"]:
+    """Positions where both latents are active. 0/1 products are exact in bf16 and float32 with
+    float32 accumulation while a batch has < 2**24 positions. On CPU, activity is sparse (a few
+    percent), so a sparse-dense product does ~L0/d_sae of the dense work."""
+    if active.device.type == "cuda":
+        binary = active.to(torch.bfloat16)
+        return (binary.T @ binary).float().round_().int()
+    binary = active.float()
+    return torch.sparse.mm(binary.T.to_sparse(), binary).round_().int()
+
+
 def _add_opt(a: Tensor | None, b: Tensor | None) -> Tensor | None:
     return None if a is None or b is None else a + b
 
@@ -219,7 +228,7 @@ def _add_opt(a: Tensor | None, b: Tensor | None) -> Tensor | None:
 class Pass2State:
     """Histogram and interval samples on (0, max], max fixed by pass 1 over the whole corpus."""
 
-    max_act: Float[Tensor, "d_sae"]
+    max_act: Float[Tensor, " d_sae"]
     hist: Int[Tensor, "d_sae n_bins"]
     interval_counts: Int[Tensor, "d_sae n_intervals"]
     sample_keys: Int[Tensor, "d_sae n_intervals m"]
@@ -242,7 +251,7 @@ class Pass2State:
         d, n_int, m = self.sample_keys.shape
         return d, self.hist.shape[1], n_int, m
 
-    def update(self, acts: Float[Tensor, "batch seq d_sae"], seq_ids: Int[Tensor, "batch"]) -> None:
+    def update(self, acts: Float[Tensor, "batch seq d_sae"], seq_ids: Int[Tensor, " batch"]) -> None:
         d, n_bins, n_int, _ = self.shape
         pos, latent = torch.nonzero(acts.reshape(-1, d) > 0, as_tuple=True)
         values = acts.reshape(-1, d)[pos, latent]
@@ -260,7 +269,7 @@ class Pass2State:
         self.interval_counts += counts
         self.sample_keys = keys
 
-    def _smallest_with(self, group: Int[Tensor, "n"], keys: Int[Tensor, "n"]) -> Tensor:
+    def _smallest_with(self, group: Int[Tensor, " n"], keys: Int[Tensor, " n"]) -> Tensor:
         """The sample-key table with extra (group, key) candidates folded in."""
         d, _, n_int, m = self.shape
         flat = self.sample_keys.view(d * n_int, m)
@@ -297,8 +306,8 @@ class LogitEffects:
     neg_ids: Int[np.ndarray, "d_sae n"]
     neg_vals: Float[np.ndarray, "d_sae n"]
     hist: Int[np.ndarray, "d_sae bins"]
-    lo: Float[np.ndarray, "d_sae"]
-    hi: Float[np.ndarray, "d_sae"]
+    lo: Float[np.ndarray, " d_sae"]
+    hi: Float[np.ndarray, " d_sae"]
 
 
 def logit_histogram(effects: Float[Tensor, "n d_vocab"], bins: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -80,11 +81,11 @@ class StoreMeta:
 class LatentTable:
     """Per-latent statistics; axis 0 of every array is the latent id (length d_sae)."""
 
-    n_active: Int[np.ndarray, "d_sae"]
+    n_active: Int[np.ndarray, " d_sae"]
     """number of included positions with a > 0."""
-    sum_act: Float[np.ndarray, "d_sae"]
+    sum_act: Float[np.ndarray, " d_sae"]
     """sum of a over included positions (float64)."""
-    max_act: Float[np.ndarray, "d_sae"]
+    max_act: Float[np.ndarray, " d_sae"]
     """max of a over included positions (0 for a dead latent)."""
     hist: Int[np.ndarray, "d_sae n_bins"]
     """counts of active positions in n_bins equal-width bins of (0, max]."""
@@ -97,8 +98,8 @@ class LatentTable:
     """top positive / most negative logit effects (vocab ids and values), best first."""
     logit_hist: Int[np.ndarray, "d_sae logit_bins"]
     """histogram of the latent's logit effect over the whole vocabulary..."""
-    logit_lo: Float[np.ndarray, "d_sae"]
-    logit_hi: Float[np.ndarray, "d_sae"]
+    logit_lo: Float[np.ndarray, " d_sae"]
+    logit_hi: Float[np.ndarray, " d_sae"]
     """...with equal-width bins over [logit_lo, logit_hi]."""
     top_token_ids: Int[np.ndarray, "d_sae n_top"] | None = None
     """vocab ids with the largest total activation (-1 pads when fewer tokens are active)."""
@@ -110,9 +111,9 @@ class LatentTable:
     nb_coact_ids: Int[np.ndarray, "d_sae n_nb"] | None = None
     """top latents by co-activation Jaccard over positions (-1 pads), and the Jaccard values."""
     nb_coact_vals: Float[np.ndarray, "d_sae n_nb"] | None = None
-    abl_mean: Float[np.ndarray, "d_sae"] | None = None
+    abl_mean: Float[np.ndarray, " d_sae"] | None = None
     """mean Δloss over shown examples' active positions (NaN when none)."""
-    abl_frac_helped: Float[np.ndarray, "d_sae"] | None = None
+    abl_frac_helped: Float[np.ndarray, " d_sae"] | None = None
     """fraction of those positions where Δloss > 0 (the latent helped)."""
 
     @property
@@ -124,14 +125,14 @@ class LatentTable:
 class Examples:
     """Shown examples, one row each, sorted by (latent, kind top-then-interval, interval, rank)."""
 
-    latent: Int[np.ndarray, "n_ex"]
+    latent: Int[np.ndarray, " n_ex"]
     kind: list[str]
     """EXAMPLE_TOP or EXAMPLE_INTERVAL."""
-    interval: Int[np.ndarray, "n_ex"]
+    interval: Int[np.ndarray, " n_ex"]
     """interval index for interval samples, -1 for top examples."""
-    rank: Int[np.ndarray, "n_ex"]
+    rank: Int[np.ndarray, " n_ex"]
     """0-based order within its group (top: by activation; interval: by hash key)."""
-    seq: Int[np.ndarray, "n_ex"]
+    seq: Int[np.ndarray, " n_ex"]
     """global sequence index into the corpus (see Sequences)."""
     acts: Float[np.ndarray, "n_ex ctx"]
     """the latent's activation at every position of the sequence (0 at excluded positions)."""
@@ -146,14 +147,14 @@ class StoreData:
     meta: StoreMeta
     latents: LatentTable
     examples: Examples
-    seq_ids: Int[np.ndarray, "n_kept"]
+    seq_ids: Int[np.ndarray, " n_kept"]
     """global indices of the kept sequences, ascending."""
     seq_tokens: Int[np.ndarray, "n_kept ctx"]
     """their tokens."""
     vocab: list[bytes] = field(repr=False)
     """raw bytes of every vocab id (byte-level BPE pieces may be partial UTF-8)."""
 
-    def tokens_of(self, seq: int) -> Int[np.ndarray, "ctx"]:
+    def tokens_of(self, seq: int) -> Int[np.ndarray, " ctx"]:
         row = int(np.searchsorted(self.seq_ids, seq))
         if row >= len(self.seq_ids) or self.seq_ids[row] != seq:
             raise KeyError(f"sequence {seq} is not kept in the store")
@@ -166,7 +167,7 @@ def _list_column(arr: np.ndarray) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(flat, arr.shape[1])
 
 
-def _table_from_arrays(columns: dict[str, np.ndarray | list[Any]]) -> pa.Table:
+def _table_from_arrays(columns: Mapping[str, np.ndarray | list[Any]]) -> pa.Table:
     out = {}
     for name, value in columns.items():
         if isinstance(value, np.ndarray) and value.ndim == 2:

@@ -1,0 +1,132 @@
+"""End to end: the real CLI builds a small site from the embedded demo (model, SAE, corpus), the
+store reloads, `render` reproduces the site without torch, and a rebuild is byte-identical."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from generator.cli import main
+from generator.store import read_store
+
+SMALL = ["--n-seqs", "24", "--ctx", "32", "--k", "4", "--m", "2", "--quiet"]
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("build")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    assert main(["build", *SMALL, "--out", str(root / "site"), "--store", str(root / "store")]) == 0
+    yield root
+    mp.undo()
+
+
+def test_store_contents(built):
+    data = read_store(built / "store")
+    meta = data.meta
+    assert meta.model == "demo" and meta.hook == "blocks.1.hook_resid_pre"
+    assert meta.n_seqs == 24 and meta.ctx == 32 and meta.created == "2023-11-14"
+    assert 0 < meta.n_tokens <= 24 * 31  # BOS positions are excluded
+    assert meta.l0 == pytest.approx(data.latents.n_active.sum() / meta.n_tokens)
+    d = meta.d_sae
+    assert data.latents.hist.shape == (d, 50) and data.latents.logit_pos_ids.shape == (d, 10)
+    assert (data.latents.hist.sum(1) == data.latents.n_active).all()
+    live = data.latents.n_active > 0
+    assert live.sum() > d // 2
+    # every shown example points at a kept sequence whose max activation is the recorded one
+    for row in range(0, len(data.examples.seq), 97):
+        seq = int(data.examples.seq[row])
+        assert data.tokens_of(seq).shape == (32,)
+        assert data.examples.acts[row].max() > 0
+    assert data.examples.dloss is not None and data.latents.abl_mean is not None
+    assert meta.has_ablation and meta.ln_folded in (True, False)
+
+
+def test_site_has_a_page_per_latent(built):
+    data = read_store(built / "store")
+    site = built / "site"
+    pages = sorted((site / "features").glob("*.html"))
+    assert len(pages) == data.meta.d_sae
+    assert (site / "index.html").is_file() and (site / ".nojekyll").is_file()
+    assert len(list((site / "embed").glob("*.html"))) == data.meta.d_sae
+
+
+def test_rebuild_is_byte_identical(built, tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    assert main(["build", *SMALL, "--out", str(tmp_path / "site"),
+                 "--store", str(tmp_path / "store")]) == 0
+    assert tree_digest(tmp_path / "site") == tree_digest(built / "site")
+    assert (tmp_path / "store" / "meta.json").read_bytes() == \
+        (built / "store" / "meta.json").read_bytes()
+
+
+def test_render_from_store_alone_without_torch(built, tmp_path):
+    """`render` must reproduce the site from the store, importing neither torch nor sae_lens."""
+    code = (
+        "import sys; from generator.cli import main; "
+        f"rc = main(['render', '--quiet', '--store', {str(built / 'store')!r}, "
+        f"'--out', {str(tmp_path / 'site')!r}]); "
+        "assert 'torch' not in sys.modules and 'sae_lens' not in sys.modules, 'torch imported'; "
+        "sys.exit(rc)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert tree_digest(tmp_path / "site") == tree_digest(built / "site")
+
+
+def test_help_is_fast_and_light():
+    code = ("import sys, time; t = time.perf_counter(); from generator.cli import make_parser; "
+            "make_parser().format_help(); "
+            "assert 'torch' not in sys.modules; print(time.perf_counter() - t)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["txt", "jsonl", "parquet-text", "parquet-tokens", "folder"])
+def test_corpus_formats(fmt, tmp_path):
+    """Every local corpus format is read, tokenized into BOS-led sequences and built."""
+    from generator.corpus import shuffled_stdlib
+
+    texts = [p.read_text() for p in shuffled_stdlib(0)[:3]]
+    src = tmp_path / "corpus"
+    src.mkdir()
+    if fmt == "txt":
+        (src / "a.txt").write_text("".join(texts))
+        spec = src / "a.txt"
+    elif fmt == "jsonl":
+        (src / "a.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in texts))
+        spec = src / "a.jsonl"
+    elif fmt == "parquet-text":
+        pq.write_table(pa.table({"text": texts}), src / "a.parquet")
+        spec = src / "a.parquet"
+    elif fmt == "parquet-tokens":
+        from generator.demo import DEMO_MODEL_DIR, load_tokenizer
+
+        tok = load_tokenizer(DEMO_MODEL_DIR)
+        ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+        pq.write_table(pa.table({"tokens": ids}), src / "a.parquet")
+        spec = src / "a.parquet"
+    else:
+        for n, t in enumerate(texts):
+            (src / f"{n}.txt").write_text(t)
+        spec = src
+    out = ["--out", str(tmp_path / "site"), "--store", str(tmp_path / "store"), "--no-ablation"]
+    assert main(["build", "--corpus", str(spec), "--n-seqs", "6", "--ctx", "16", "--quiet",
+                 *out]) == 0
+    data = read_store(tmp_path / "store")
+    assert data.meta.n_seqs == 6 and data.meta.corpus == str(spec)
+    assert np.all(data.seq_tokens[:, 0] == 0)
