@@ -1,0 +1,126 @@
+"""Client-side search data: the latent table and the sharded term index (format version 1).
+
+Everything here ships as classic scripts that call a global function defined by `static/app.js`,
+because `fetch()` of local JSON is blocked on `file://`. JSON inside is written with sorted keys
+so that the same store gives byte-identical files.
+
+Latent table: `search/latents.js`
+    fbTable({"v": 1, "n": d_sae, "d": [...], "x": [...], "t": [...], "e": [...],
+             "am": [...], "af": [...]})
+    Columns by latent id: density, max activation (3 significant digits), top-token label, the
+    explanation ("" when none), ablation mean Δloss and fraction helped (null when not computed).
+    The index page paginates and sorts it, and search results take their labels from it.
+
+Term index: `search/s<k>.js`, k in [0, n_shards)
+    fbIndex(k, {"<term>": [latent, score, latent, score, ...], ...})
+    - terms: NFKC-normalised, lower-cased; the words of a text (runs of letters, digits and `_`)
+      plus its whitespace-separated pieces that contain no word character (so `(` or `==` are
+      findable in code corpora);
+    - sources and weights (score = round(1000 * weight), the best source wins per latent):
+      explanation words 1.0; top tokens 0.4 + 0.6 * (share of the latent's total activation);
+      top positive logit tokens 0.5 - 0.03 * rank; words of active tokens in top examples
+      0.2 + 0.3 * (share of the top examples' activation);
+    - postings: sorted by score descending then latent ascending, at most MAX_POSTINGS per term;
+    - sharding: a term lives in shard fnv1a32(utf8(first two code points of the term)) mod
+      n_shards, so a query term of two or more characters finds all terms it prefixes in a single
+      shard; n_shards is a power of two chosen so shards stay near SHARD_TARGET_BYTES. The page
+      that searches carries `data-shards` and `data-search-v` attributes.
+    Latent ids are matched by the client directly (no postings needed).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+import orjson
+
+SEARCH_FORMAT = 1
+MAX_POSTINGS = 200
+SHARD_TARGET_BYTES = 64 * 1024
+_WORD = re.compile(r"\w+")
+_HAS_WORD = re.compile(r"\w")
+
+
+
+def normalise(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).lower()
+
+
+def terms_of(text: str) -> list[str]:
+    """Search terms of a text, in first-seen order (the client applies the same rule to queries)."""
+    text = normalise(text)
+    found = _WORD.findall(text) + [p for p in text.split() if not _HAS_WORD.search(p)]
+    return list(dict.fromkeys(found))
+
+
+def fnv1a32(data: bytes) -> int:
+    """32-bit FNV-1a: tiny, and identical in JavaScript (Math.imul), which picks the shard."""
+    h = 0x811C9DC5
+    for byte in data:
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def shard_of(term: str, n_shards: int) -> int:
+    return fnv1a32(term[:2].encode("utf-8")) % n_shards
+
+
+class SearchIndex:
+    """Accumulates (term, latent, weight) and writes the sharded index."""
+
+    def __init__(self) -> None:
+        self.postings: dict[str, dict[int, int]] = defaultdict(dict)
+
+    def add_text(self, latent: int, text: str, weight: float) -> None:
+        for term in terms_of(text):
+            self.add_term(latent, term, weight)
+
+    def add_term(self, latent: int, term: str, weight: float) -> None:
+        score = max(1, round(1000 * min(weight, 1.0)))
+        slot = self.postings[term]
+        if score > slot.get(latent, 0):
+            slot[latent] = score
+
+    def shard_count(self) -> int:
+        size = sum(len(t) + 8 + 10 * min(len(p), MAX_POSTINGS) for t, p in self.postings.items())
+        n = 1
+        while n * SHARD_TARGET_BYTES < size:
+            n *= 2
+        return n
+
+    def write(self, folder: Path) -> tuple[int, list[Path]]:
+        """Write every shard (empty ones too, so any query's script exists); returns the count."""
+        n_shards = self.shard_count()
+        shards: list[dict[str, list[int]]] = [{} for _ in range(n_shards)]
+        for term, postings in self.postings.items():
+            ranked = sorted(postings.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_POSTINGS]
+            shards[shard_of(term, n_shards)][term] = [x for pair in ranked for x in pair]
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for k, shard in enumerate(shards):
+            path = folder / f"s{k}.js"
+            path.write_bytes(script_call("fbIndex", k, shard))
+            paths.append(path)
+        return n_shards, paths
+
+
+def script_call(function: str, *args: object) -> bytes:
+    """`function(arg, ...);` with JSON arguments: a data file loadable by `<script src>`."""
+    body = b",".join(dumps(a) for a in args)
+    return function.encode() + b"(" + body + b");\n"
+
+
+def dumps(value: object) -> bytes:
+    """Deterministic compact JSON, safe inside scripts (no raw U+2028/U+2029 line separators)."""
+    raw = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    return raw.replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")
+
+
+def table_script(columns: dict[str, Iterable[object]], n: int) -> bytes:
+    """The latent table script (see the module docstring)."""
+    return script_call("fbTable", {"v": SEARCH_FORMAT, "n": n,
+                                   **{k: list(v) for k, v in columns.items()}})

@@ -1,0 +1,475 @@
+/* feature-browser client: token tooltips, expand-to-sequence, copy buttons, the index table and
+   search. A classic script (no modules, no fetch) so that the site works from file://: data files
+   are <script src> files that call the fb* registration functions defined here. Token text always
+   goes through textContent, never innerHTML. */
+(function () {
+  "use strict";
+
+  var LEVELS = 9, MARK = 10, NEWLINE = "\u23ce", SEQ_SHARD = 64, PAGE_ROWS = 100;
+  var root = document.body.getAttribute("data-root") || "./";
+  var store = { seqs: {}, shards: {}, table: null };
+  var loading = {};
+
+  window.fbSeqs = function (k, seqs) { for (var s in seqs) store.seqs[s] = seqs[s]; };
+  window.fbIndex = function (k, terms) { store.shards[k] = terms; };
+  window.fbTable = function (table) { store.table = table; };
+
+  /* Load a data script once (relative to the site root); resolves when it has run. */
+  function load(path) {
+    if (!loading[path]) {
+      loading[path] = new Promise(function (resolve, reject) {
+        var s = document.createElement("script");
+        s.src = root + path;
+        s.onload = resolve;
+        s.onerror = function () { delete loading[path]; reject(new Error("cannot load " + path)); };
+        document.head.appendChild(s);
+      });
+    }
+    return loading[path];
+  }
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text != null) e.textContent = text;
+    return e;
+  }
+
+  /* ---------------- tokens: classes and elements, mirroring generator/tokens.py ------------- */
+
+  function level(act, peak) {
+    if (!(act > 0) || !(peak > 0)) return 0;
+    return Math.min(LEVELS, Math.ceil(LEVELS * act / peak));
+  }
+
+  function tokenClasses(act, peak, isMax, dl) {
+    var c = [], lv = level(act, peak);
+    if (lv) c.push("a" + lv);
+    if (isMax) c.push("m");
+    if (dl >= MARK) c.push("p"); else if (dl <= -MARK) c.push("n");
+    return c.join(" ");
+  }
+
+  /* A display is a string, or an array alternating normal and muted segments. */
+  function appendToken(parent, display, cls) {
+    var i = el("i", cls), breaks = 0;
+    var parts = typeof display === "string" ? [display] : display;
+    for (var k = 0; k < parts.length; k++) {
+      if (!parts[k]) continue;
+      if (k % 2) {
+        i.appendChild(el("b", null, parts[k]));
+        breaks += parts[k].split(NEWLINE).length - 1;
+      } else {
+        i.appendChild(document.createTextNode(parts[k]));
+      }
+    }
+    parent.appendChild(i);
+    for (var b = 0; b < breaks; b++) parent.appendChild(document.createElement("br"));
+  }
+
+  /* ---------------- latent pages: per-example data, tooltips, expansion -------------------- */
+
+  var data = null;
+  var dataEl = document.getElementById("fb-data");
+  if (dataEl) data = JSON.parse(dataEl.textContent);
+
+  function pairs(flat) {
+    var m = {};
+    for (var k = 0; k + 1 < flat.length; k += 2) m[flat[k]] = flat[k + 1];
+    return m;
+  }
+
+  /* Entry: [seq, start, end, peak, acts, dloss, cut]; see generator/render.py. The window's <i>
+     elements are the positions in sorted(acts u dloss u {peak}) within [start, end). */
+  function exampleOf(tx) {
+    var n = +tx.id.slice(3), e = data.e[n];
+    if (!e.acts) {
+      e.acts = pairs(e[4]);
+      e.dl = pairs(e[5]);
+      var seen = {}, pos = [];
+      [e[3]].concat(Object.keys(e.acts), Object.keys(e.dl)).forEach(function (p) {
+        p = +p;
+        if (p >= e[1] && p < e[2] && !seen[p]) { seen[p] = 1; pos.push(p); }
+      });
+      e.pos = pos.sort(function (a, b) { return a - b; });
+    }
+    return e;
+  }
+
+  function positionOf(tok) {
+    var tx = tok.parentNode, e = exampleOf(tx), k = 0;
+    for (var n = tx.firstElementChild; n && n !== tok; n = n.nextElementSibling) {
+      if (n.tagName === "I") k++;
+    }
+    return tx.classList.contains("full") ? k : e.pos[k];
+  }
+
+  function fmt(x) { return Math.abs(x) >= 1000 ? Math.round(x).toLocaleString("en") : String(+x.toPrecision(3)); }
+
+  function tipText(tok) {
+    var e = exampleOf(tok.parentNode), pos = positionOf(tok);
+    var act = e.acts[pos] || 0, dl = e.dl[pos];
+    var lines = ["\u201c" + tok.textContent + "\u201d  position " + pos];
+    lines.push("activation " + (act ? fmt(act) + " (" + Math.round(100 * act / data.m) + "% of max)" : "0"));
+    var outside = pos < e[1] || pos >= e[2];
+    if (dl === undefined && outside && e[6]) lines.push("|\u0394loss| \u2264 " + (e[6] / 1000).toFixed(3) + " (only the largest effects outside the snippet are kept)");
+    else if (dl === undefined) lines.push("|\u0394loss| < 0.01");
+    else lines.push("\u0394loss " + (dl > 0 ? "+" : "") + (dl / 1000).toFixed(3) +
+      (dl > 0 ? ": the latent helped predict this token" : ": the latent hurt predicting this token"));
+    return lines.join("\n");
+  }
+
+  var tip = document.getElementById("tip");
+  function showTip(tok) {
+    if (!tip || !data) return;
+    tip.textContent = tipText(tok);
+    tip.hidden = false;
+    var r = tok.getBoundingClientRect(), w = tip.offsetWidth, h = tip.offsetHeight;
+    var x = Math.max(4, Math.min(r.left, document.documentElement.clientWidth - w - 4));
+    var y = r.bottom + 6 + h > window.innerHeight ? r.top - h - 6 : r.bottom + 6;
+    tip.style.left = x + window.scrollX + "px";  /* page coordinates: stays put on scroll */
+    tip.style.top = Math.max(4, y) + window.scrollY + "px";
+  }
+  function hideTip() { if (tip) tip.hidden = true; }
+
+  function isToken(t) { return t && t.tagName === "I" && t.parentNode && t.parentNode.classList && t.parentNode.classList.contains("tx"); }
+
+  function tokenTarget(t) {
+    while (t && t !== document.body) { if (isToken(t)) return t; t = t.parentNode; }
+    return null;
+  }
+
+  function renderFull(tx, e, seq) {
+    var label = tx.querySelector(":scope > em");
+    tx.textContent = "";
+    if (label) tx.appendChild(label);
+    var dl = e.dl, acts = e.acts;
+    for (var pos = 0; pos < seq.length; pos++) {
+      appendToken(tx, seq[pos], tokenClasses(acts[pos] || 0, data.m, pos === e[3], dl[pos] || 0));
+    }
+  }
+
+  function toggle(tx) {
+    var e = exampleOf(tx);
+    hideTip();
+    if (tx.classList.contains("full")) {
+      tx.innerHTML = tx.fbWindow;
+      tx.classList.remove("full");
+      tx.setAttribute("aria-expanded", "false");
+      return Promise.resolve();
+    }
+    if (!tx.fbWindow) tx.fbWindow = tx.innerHTML;
+    return load("seqs/" + Math.floor(e[0] / SEQ_SHARD) + ".js").then(function () {
+      var seq = store.seqs[e[0]];
+      if (!seq) return;
+      renderFull(tx, e, seq);
+      tx.classList.add("full");
+      tx.setAttribute("aria-expanded", "true");
+    });
+  }
+
+  function moveCursor(tx, step) {
+    var toks = tx.querySelectorAll(":scope > i"), cur = tx.querySelector(":scope > i.cur"), k = -1;
+    for (var n = 0; n < toks.length; n++) if (toks[n] === cur) k = n;
+    if (k < 0) k = step > 0 ? -1 : toks.length;
+    if (cur) cur.classList.remove("cur");
+    var next = toks[Math.max(0, Math.min(toks.length - 1, k + step))];
+    if (next) { next.classList.add("cur"); showTip(next); }
+  }
+
+  function setupExamples() {
+    if (!data) return;
+    var lines = document.querySelectorAll(".exs > li");
+    for (var n = 0; n < lines.length; n++) {
+      lines[n].classList.add("tx");
+      lines[n].tabIndex = 0;
+      lines[n].setAttribute("aria-expanded", "false");
+      lines[n].setAttribute("aria-label", "Example " + lines[n].id.slice(3) +
+        ": Enter shows the whole sequence, arrow keys step through tokens");
+    }
+    document.addEventListener("mouseover", function (ev) {
+      var t = tokenTarget(ev.target);
+      if (t) showTip(t); else hideTip();
+    });
+    document.addEventListener("click", function (ev) {
+      if (ev.target.closest && ev.target.closest("a")) return;
+      var tx = ev.target.closest && ev.target.closest(".tx");
+      if (tx) toggle(tx);
+    });
+    document.addEventListener("keydown", function (ev) {
+      var tx = document.activeElement;
+      if (!tx || !tx.classList || !tx.classList.contains("tx")) return;
+      if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); toggle(tx); }
+      else if (ev.key === "ArrowRight") { ev.preventDefault(); moveCursor(tx, 1); }
+      else if (ev.key === "ArrowLeft") { ev.preventDefault(); moveCursor(tx, -1); }
+      else if (ev.key === "Escape") hideTip();
+    });
+    document.addEventListener("focusout", function (ev) {
+      if (ev.target.classList && ev.target.classList.contains("tx")) {
+        var cur = ev.target.querySelector("i.cur");
+        if (cur) cur.classList.remove("cur");
+        hideTip();
+      }
+    });
+  }
+
+  /* ---------------- copy permalink / embed snippet --------------------------------------- */
+
+  function copyText(text, status) {
+    function done(ok) { if (status) status.textContent = ok ? "Copied." : "Copy this: " + text; }
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(text).then(function () { done(true); }, function () { done(fallbackCopy(text)); });
+    } else {
+      done(fallbackCopy(text));
+    }
+  }
+
+  function fallbackCopy(text) {
+    var area = el("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (err) { ok = false; }
+    document.body.removeChild(area);
+    return ok;
+  }
+
+  function setupCopy() {
+    var buttons = document.querySelectorAll("[data-copy]");
+    for (var n = 0; n < buttons.length; n++) {
+      buttons[n].addEventListener("click", function (ev) {
+        var b = ev.currentTarget, status = b.parentNode.querySelector(".st"), text;
+        var here = location.href.split("#")[0];
+        if (b.getAttribute("data-copy") === "link") {
+          text = here;
+        } else {
+          var src = new URL(b.getAttribute("data-src"), here).href;
+          text = '<iframe src="' + src + '" title="' + document.querySelector("h1").textContent +
+            '" width="100%" height="460" style="border:1px solid #d0d7de;border-radius:6px" loading="lazy"></iframe>';
+        }
+        window.fbLastCopy = text;
+        copyText(text, status);
+      });
+    }
+  }
+
+  /* ---------------- index: sortable, paginated latent table ------------------------------ */
+
+  var table = { order: null, key: "id", dir: 1, page: 0 };
+
+  function pct(x) {
+    if (x == null) return "n/a";
+    if (x === 0) return "0%";
+    var v = 100 * x;
+    return v >= 0.001 ? String(+v.toPrecision(3)) + "%" : v.toExponential(2) + "%";
+  }
+
+  function cellValue(key, i) {
+    var T = store.table;
+    if (key === "id") return i;
+    var col = T[key];
+    return col ? col[i] : null;
+  }
+
+  function sortTable(key) {
+    var T = store.table;
+    table.dir = table.key === key ? -table.dir : (key === "id" || key === "e" ? 1 : -1);
+    table.key = key;
+    var order = [];
+    for (var i = 0; i < T.n; i++) order.push(i);
+    var dir = table.dir;
+    order.sort(function (a, b) {
+      var x = cellValue(key, a), y = cellValue(key, b);
+      if (x === y) return a - b;
+      if (x == null || x === "") return 1;
+      if (y == null || y === "") return -1;
+      return (x < y ? -1 : 1) * dir;
+    });
+    table.order = order;
+    table.page = 0;
+    var ths = document.querySelectorAll("#lt th");
+    for (var n = 0; n < ths.length; n++) {
+      var b = ths[n].querySelector("button");
+      if (b && b.getAttribute("data-sort") === key) ths[n].setAttribute("aria-sort", dir > 0 ? "ascending" : "descending");
+      else ths[n].removeAttribute("aria-sort");
+    }
+    renderTable();
+  }
+
+  function renderTable() {
+    var T = store.table, tbody = document.querySelector("#lt tbody"), pages = Math.max(1, Math.ceil(T.n / PAGE_ROWS));
+    var frag = document.createDocumentFragment(), start = table.page * PAGE_ROWS;
+    var hasAbl = !!document.querySelector("#lt [data-sort=am]");
+    for (var r = start; r < Math.min(T.n, start + PAGE_ROWS); r++) {
+      var i = table.order ? table.order[r] : r, tr = el("tr"), td = el("td"), a = el("a", null, String(i));
+      a.href = root + "features/" + i + ".html";
+      td.appendChild(a);
+      tr.appendChild(td);
+      tr.appendChild(el("td", "num", pct(T.d[i])));
+      tr.appendChild(el("td", "num", fmt(T.x[i])));
+      tr.appendChild(el("td", null, T.t[i]));
+      tr.appendChild(el("td", null, T.e[i]));
+      if (hasAbl) {
+        var am = T.am ? T.am[i] : null, af = T.af ? T.af[i] : null;
+        tr.appendChild(el("td", "num", am == null ? "n/a" : (am > 0 ? "+" : "") + fmt(am)));
+        tr.appendChild(el("td", "num", pct(af)));
+      }
+      frag.appendChild(tr);
+    }
+    tbody.textContent = "";
+    tbody.appendChild(frag);
+    document.getElementById("pg").textContent = "page " + (table.page + 1) + " of " + pages;
+    document.querySelector("[data-page='-1']").disabled = table.page === 0;
+    document.querySelector("[data-page='1']").disabled = table.page >= pages - 1;
+  }
+
+  function setupTable() {
+    if (!document.getElementById("lt") || !store.table) return;
+    var sorters = document.querySelectorAll("#lt [data-sort]");
+    for (var n = 0; n < sorters.length; n++) {
+      sorters[n].addEventListener("click", function (ev) { sortTable(ev.currentTarget.getAttribute("data-sort")); });
+    }
+    var pagers = document.querySelectorAll("[data-page]");
+    for (var p = 0; p < pagers.length; p++) {
+      pagers[p].addEventListener("click", function (ev) {
+        table.page += +ev.currentTarget.getAttribute("data-page");
+        renderTable();
+      });
+    }
+  }
+
+  /* ---------------- search (index format v1: see generator/search.py) -------------------- */
+
+  var WORD = /[\p{L}\p{N}_]+/gu, HAS_WORD = /[\p{L}\p{N}_]/u;
+
+  function norm(s) { return s.normalize("NFKC").toLowerCase(); }
+
+  function termsOf(text) {
+    var s = norm(text), out = [], seen = {};
+    var words = s.match(WORD) || [];
+    var pieces = s.split(/\s+/).filter(function (p) { return p && !HAS_WORD.test(p); });
+    words.concat(pieces).forEach(function (t) { if (!seen[t]) { seen[t] = 1; out.push(t); } });
+    return out;
+  }
+
+  function fnv1a(str) {
+    var bytes = new TextEncoder().encode(str), h = 0x811c9dc5;
+    for (var k = 0; k < bytes.length; k++) { h ^= bytes[k]; h = Math.imul(h, 0x01000193) >>> 0; }
+    return h >>> 0;
+  }
+
+  function shardOf(term, n) { return fnv1a(Array.from(term).slice(0, 2).join("")) % n; }
+
+  /* latent -> best score for one query term: exact matches count fully, prefixes 60%. */
+  function matchTerm(term, n) {
+    var shard = store.shards[shardOf(term, n)] || {}, hits = {}, single = Array.from(term).length < 2;
+    for (var key in shard) {
+      if (key !== term && (single || key.lastIndexOf(term, 0) !== 0)) continue;
+      var weight = key === term ? 1 : 0.6, list = shard[key];
+      for (var k = 0; k + 1 < list.length; k += 2) {
+        var s = list[k + 1] * weight;
+        if (!(hits[list[k]] >= s)) hits[list[k]] = s;
+      }
+    }
+    return hits;
+  }
+
+  function rank(query, n) {
+    var T = store.table, scores = {}, matched = {}, terms = termsOf(query);
+    terms.forEach(function (term) {
+      var hits = matchTerm(term, n);
+      for (var id in hits) { scores[id] = (scores[id] || 0) + hits[id]; matched[id] = (matched[id] || 0) + 1; }
+    });
+    var ids = Object.keys(scores).map(Number);
+    ids.sort(function (a, b) { return (matched[b] - matched[a]) || (scores[b] - scores[a]) || (a - b); });
+    var q = query.trim().replace(/^#/, "");
+    if (/^\d+$/.test(q) && +q < T.n) {
+      ids = [+q].concat(ids.filter(function (i) { return i !== +q; }));
+    }
+    return { ids: ids.slice(0, 20), total: ids.length, terms: terms };
+  }
+
+  function search(query, n) {
+    var shards = {};
+    termsOf(query).forEach(function (t) { shards[shardOf(t, n)] = 1; });
+    return Promise.all(Object.keys(shards).map(function (k) { return load("search/s" + k + ".js"); }))
+      .then(function () { return rank(query, n); });
+  }
+
+  function setupSearch() {
+    var input = document.getElementById("q");
+    if (!input || !store.table) return;
+    var list = document.getElementById("qr"), status = document.getElementById("qs");
+    var n = +input.getAttribute("data-shards") || 1, selected = -1, seq = 0, timer = null;
+
+    function select(k) {
+      var items = list.querySelectorAll("li");
+      if (!items.length) return;
+      selected = (k + items.length) % items.length;
+      for (var j = 0; j < items.length; j++) items[j].setAttribute("aria-selected", j === selected ? "true" : "false");
+      input.setAttribute("aria-activedescendant", items[selected].id);
+      items[selected].scrollIntoView({ block: "nearest" });
+    }
+
+    function show(result) {
+      var T = store.table;
+      list.textContent = "";
+      selected = -1;
+      input.removeAttribute("aria-activedescendant");
+      result.ids.forEach(function (i, k) {
+        var li = el("li"), a = el("a", null, "#" + i);
+        li.id = "qr-" + k;
+        li.setAttribute("role", "option");
+        a.href = root + "features/" + i + ".html";
+        a.tabIndex = -1;
+        li.appendChild(a);
+        li.appendChild(el("span", "note", T.e[i] || T.t[i] || ""));
+        list.appendChild(li);
+      });
+      list.hidden = !result.ids.length;
+      input.setAttribute("aria-expanded", result.ids.length ? "true" : "false");
+      status.textContent = input.value.trim() ? (result.total || result.ids.length) + " latents match" : "";
+    }
+
+    function run() {
+      var query = input.value, mine = ++seq;
+      if (!query.trim()) { show({ ids: [], total: 0 }); return; }
+      search(query, n).then(function (r) { if (mine === seq) show(r); },
+        function (err) { status.textContent = String(err.message || err); });
+    }
+
+    input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(run, 60); });
+    input.addEventListener("keydown", function (ev) {
+      if (ev.key === "ArrowDown") { ev.preventDefault(); select(selected + 1); }
+      else if (ev.key === "ArrowUp") { ev.preventDefault(); select(selected - 1); }
+      else if (ev.key === "Enter") {
+        var items = list.querySelectorAll("li a");
+        if (items.length) { ev.preventDefault(); location.href = items[Math.max(0, selected)].href; }
+      } else if (ev.key === "Escape") { input.value = ""; run(); }
+    });
+    list.addEventListener("mousemove", function (ev) {
+      var li = ev.target.closest && ev.target.closest("li");
+      if (li) select(+li.id.slice(3));
+    });
+    var initial = new URLSearchParams(location.search).get("q") ||
+      (location.hash.indexOf("#q=") === 0 ? decodeURIComponent(location.hash.slice(3)) : "");
+    if (initial) { input.value = initial; run(); input.focus(); }
+  }
+
+  function init() {
+    setupExamples();
+    setupCopy();
+    setupTable();
+    setupSearch();
+    document.documentElement.classList.add("js");
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+
+  window.fbSearch = search;
+})();

@@ -1,0 +1,277 @@
+"""Hand-made but internally consistent `StoreData` for render tests: no model, no torch.
+
+`make_store()` builds a tiny store (12 latents, one dead, ctx 16) over a vocabulary full of
+hostile tokens (markup, quotes, RTL override, NUL, emoji, CJK, partial UTF-8, whitespace).
+`make_scaled_store()` builds a realistic-shaped one at the default settings (k=20, 10 intervals x 5
+samples, ctx 128) to measure site size per latent.
+
+Every statistic is computed from one dense activation array with plain numpy, following DESIGN §4,
+so the pages show numbers that agree with each other.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from generator.store import (
+    EXAMPLE_INTERVAL,
+    EXAMPLE_TOP,
+    Examples,
+    LatentTable,
+    StoreData,
+    StoreMeta,
+)
+
+HOSTILE_VOCAB: list[bytes] = [
+    b"<|endoftext|>",
+    b"</script>",
+    b"<img src=x onerror=alert(1)>",
+    b"\"quoted' &amp;",
+    "\u202eevil".encode(),
+    b"\x00",
+    "😀".encode(),
+    "中文".encode(),
+    b"\xe2\x82",  # with the next token: the euro sign
+    b"\xac",
+    b"\n",
+    b"\t",
+    b" ",
+    b"\xff",  # never a character
+    b"    ",
+    b"\n\n",
+    *[w.encode() for w in (
+        " the", " cat", " sat", " on", " mat", "def", " self", ".", "(", ")", ":", " dog",
+        "import", " os", " return", " None", " x", " =", " 1", "+", " euro", " price", "ing",
+    )],
+]
+EXPLANATIONS = {
+    0: "cats sitting on mats",
+    1: "HTML </script><img src=x onerror=alert(1)> injection",
+    2: "euro € currency",
+    5: "Python self attribute",
+}
+
+
+def make_store(optional: bool = True, seed: int = 0) -> StoreData:
+    """The small hostile store: 12 latents (latent 11 is dead), 30 sequences of 16 tokens."""
+    rng = np.random.default_rng(seed)
+    vocab = list(HOSTILE_VOCAB)
+    tokens = _hostile_tokens(rng, n_seqs=30, ctx=16, vocab_size=len(vocab))
+    acts = _sparse_acts(rng, tokens, d_sae=12, density=(0.05, 0.3))
+    acts[..., 11] = 0.0
+    return build_store(acts, tokens, vocab, rng, optional=optional, k=4, n_bins=12,
+                       n_intervals=3, m=2, n_logits=5, logit_bins=10, n_nb=3, n_top=5)
+
+
+def make_scaled_store(d_sae: int = 40, n_seqs: int = 1500, seed: int = 1) -> StoreData:
+    """Default-settings store with realistic shapes (GPT-2-like vocab of word pieces)."""
+    rng = np.random.default_rng(seed)
+    vocab = _wordlike_vocab(rng, 3000)
+    tokens = 1 + rng.choice(len(vocab) - 1, size=(n_seqs, 128), p=_zipf(len(vocab) - 1))
+    tokens[:, 0] = 0
+    acts = _sparse_acts(rng, tokens, d_sae=d_sae, density=(0.002, 0.05))
+    return build_store(acts, tokens, vocab, rng, optional=True, k=20, n_bins=50, n_intervals=10,
+                       m=5, n_logits=10, logit_bins=50, n_nb=5, n_top=10)
+
+
+# ---------------------------------------------------------------------------------------------
+# corpus and activations
+
+
+def _hostile_tokens(rng: np.random.Generator, n_seqs: int, ctx: int, vocab_size: int) -> np.ndarray:
+    tokens = rng.integers(1, vocab_size, size=(n_seqs, ctx))
+    tokens[:, 0] = 0
+    tokens[::3, 5:7] = [8, 9]  # a euro sign split across two tokens
+    tokens[1::4, 3:5] = [1, 2]  # markup next to each other
+    tokens[2::5, 8] = 8  # a partial character that never completes
+    return tokens
+
+
+def _wordlike_vocab(rng: np.random.Generator, size: int) -> list[bytes]:
+    letters = np.array(list("etaoinshrdlcumwfgypbvkjxqz"))
+    vocab = [b"<|endoftext|>", b"\n", b"\n\n", b" ", b"    ", b".", b",", b"(", b")", b":"]
+    while len(vocab) < size:
+        word = "".join(rng.choice(letters, size=int(rng.integers(1, 7))))
+        vocab.append((" " + word if rng.random() < 0.7 else word).encode())
+    return vocab
+
+
+def _zipf(n: int) -> np.ndarray:
+    weights = 1.0 / np.arange(1, n + 1)
+    return weights / weights.sum()
+
+
+def _sparse_acts(rng: np.random.Generator, tokens: np.ndarray, d_sae: int,
+                 density: tuple[float, float]) -> np.ndarray:
+    """Each latent fires on a few trigger tokens plus noise, with exponential magnitudes."""
+    n_seqs, ctx = tokens.shape
+    acts = np.zeros((n_seqs, ctx, d_sae), dtype=np.float32)
+    vocab_size = int(tokens.max()) + 1
+    for i in range(d_sae):
+        triggers = rng.choice(np.arange(1, vocab_size), size=3, replace=False)
+        on_trigger = np.isin(tokens, triggers) & (rng.random(tokens.shape) < 0.8)
+        p = math.exp(rng.uniform(math.log(density[0]), math.log(density[1])))
+        fired = on_trigger | (rng.random(tokens.shape) < p)
+        scale = rng.uniform(0.5, 8.0)
+        acts[..., i] = np.where(fired, rng.exponential(scale, tokens.shape), 0.0)
+    acts[:, 0, :] = 0.0  # BOS excluded
+    return acts
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics (brute force, DESIGN §4)
+
+
+def build_store(acts: np.ndarray, tokens: np.ndarray, vocab: list[bytes], rng: np.random.Generator,
+                *, optional: bool, k: int, n_bins: int, n_intervals: int, m: int, n_logits: int,
+                logit_bins: int, n_nb: int, n_top: int) -> StoreData:
+    n_seqs, ctx, d_sae = acts.shape
+    included = np.ones((n_seqs, ctx), dtype=bool)
+    included[:, 0] = False
+    flat = acts[included]  # (N, d_sae)
+    n_tokens = flat.shape[0]
+    max_act = flat.max(axis=0).astype(np.float64)
+    hist = np.stack([_hist(flat[:, i], max_act[i], n_bins) for i in range(d_sae)])
+    seq_max = acts.max(axis=1)  # (n_seqs, d_sae)
+    interval_counts = np.stack([_hist(seq_max[:, i], max_act[i], n_intervals)
+                                for i in range(d_sae)])
+    examples = _examples(acts, seq_max, max_act, rng, k=k, n_intervals=n_intervals, m=m,
+                         with_dloss=optional)
+    kept = np.unique(examples.seq)
+    logits = rng.normal(0, 1, size=(d_sae, len(vocab)))
+    latents = LatentTable(
+        n_active=(flat > 0).sum(axis=0).astype(np.int64),
+        sum_act=flat.sum(axis=0, dtype=np.float64),
+        max_act=max_act,
+        hist=hist,
+        interval_counts=interval_counts,
+        **_logit_fields(logits, n_logits, logit_bins),
+        **(_optional_fields(flat, tokens[included], examples, vocab, n_top, n_nb) if optional
+           else {}),
+    )
+    meta = _meta(d_sae, len(vocab), n_seqs, ctx, n_tokens, flat, optional,
+                 dict(k=k, n_bins=n_bins, n_intervals=n_intervals, m=m, n_logits=n_logits,
+                      logit_bins=logit_bins, n_seqs=n_seqs, ctx=ctx, seed=0, ablation=optional))
+    return StoreData(meta=meta, latents=latents, examples=examples, seq_ids=kept,
+                     seq_tokens=tokens[kept], vocab=vocab)
+
+
+def _hist(values: np.ndarray, hi: float, n: int) -> np.ndarray:
+    """Counts of positive values in n equal-width bins of (0, hi]."""
+    if hi <= 0:
+        return np.zeros(n, dtype=np.int64)
+    positive = values[values > 0]
+    index = np.clip(np.ceil(positive / hi * n).astype(np.int64) - 1, 0, n - 1)
+    return np.bincount(index, minlength=n).astype(np.int64)
+
+
+def _examples(acts: np.ndarray, seq_max: np.ndarray, max_act: np.ndarray,
+              rng: np.random.Generator, *, k: int, n_intervals: int, m: int,
+              with_dloss: bool) -> Examples:
+    rows: list[tuple[int, str, int, int, int]] = []
+    for i in range(acts.shape[2]):
+        if max_act[i] <= 0:
+            continue
+        order = np.lexsort((np.arange(len(seq_max)), -seq_max[:, i]))
+        rows += [(i, EXAMPLE_TOP, -1, r, int(s)) for r, s in enumerate(order[:k])
+                 if seq_max[s, i] > 0]
+        for j in range(n_intervals):
+            lo, hi = j * max_act[i] / n_intervals, (j + 1) * max_act[i] / n_intervals
+            members = np.flatnonzero((seq_max[:, i] > lo) & (seq_max[:, i] <= hi))
+            chosen = members[np.argsort(rng.random(len(members)), kind="stable")][:m]
+            rows += [(i, EXAMPLE_INTERVAL, j, r, int(s)) for r, s in enumerate(chosen)]
+    seq = np.array([r[4] for r in rows], dtype=np.int64)
+    latent = np.array([r[0] for r in rows], dtype=np.int64)
+    ex_acts = acts[seq, :, latent].astype(np.float32)
+    return Examples(
+        latent=latent, kind=[r[1] for r in rows],
+        interval=np.array([r[2] for r in rows], dtype=np.int64),
+        rank=np.array([r[3] for r in rows], dtype=np.int64), seq=seq, acts=ex_acts,
+        dloss=_dloss(ex_acts, rng) if with_dloss else None,
+    )
+
+
+def _dloss(ex_acts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Ablation effects that follow activations and decay (a causal model), plus small noise."""
+    n, ctx = ex_acts.shape
+    kernel = np.exp(-np.arange(ctx) / 3.0)
+    out = np.zeros((n, ctx), dtype=np.float32)
+    for e in range(n):
+        out[e] = np.convolve(ex_acts[e], kernel)[:ctx] * 0.005 * rng.normal(1.0, 0.7, ctx)
+    out += rng.normal(0, 0.0005, out.shape).astype(np.float32)
+    out[:, -1] = np.nan  # no next token to predict
+    return out
+
+
+def _logit_fields(logits: np.ndarray, n_logits: int, bins: int) -> dict[str, np.ndarray]:
+    order = np.argsort(-logits, axis=1, kind="stable")
+    neg = np.argsort(logits, axis=1, kind="stable")
+    lo, hi = logits.min(axis=1), logits.max(axis=1)
+    hist = np.stack([np.histogram(row, bins=bins, range=(a, b))[0]
+                     for row, a, b in zip(logits, lo, hi, strict=True)])
+    return dict(
+        logit_pos_ids=order[:, :n_logits], logit_pos_vals=np.take_along_axis(
+            logits, order[:, :n_logits], axis=1),
+        logit_neg_ids=neg[:, :n_logits], logit_neg_vals=np.take_along_axis(
+            logits, neg[:, :n_logits], axis=1),
+        logit_hist=hist.astype(np.int64), logit_lo=lo, logit_hi=hi,
+    )
+
+
+def _optional_fields(flat: np.ndarray, flat_tokens: np.ndarray, examples: Examples,
+                     vocab: list[bytes], n_top: int, n_nb: int) -> dict[str, np.ndarray]:
+    d_sae = flat.shape[1]
+    sums = np.zeros((d_sae, len(vocab)))
+    counts = np.zeros((d_sae, len(vocab)), dtype=np.int64)
+    for i in range(d_sae):
+        np.add.at(sums[i], flat_tokens, flat[:, i])
+        np.add.at(counts[i], flat_tokens, flat[:, i] > 0)
+    top = np.argsort(-sums, axis=1, kind="stable")[:, :n_top]
+    top_sums = np.take_along_axis(sums, top, axis=1)
+    top = np.where(top_sums > 0, top, -1)
+    active = flat > 0
+    inter = active.T.astype(np.int64) @ active.astype(np.int64)
+    union = active.sum(0)[:, None] + active.sum(0)[None, :] - inter
+    jaccard = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    np.fill_diagonal(jaccard, -1)
+    coact = np.argsort(-jaccard, axis=1, kind="stable")[:, :n_nb]
+    coact_vals = np.take_along_axis(jaccard, coact, axis=1)
+    cos = np.clip(np.random.default_rng(5).normal(0.1, 0.2, (d_sae, d_sae)), -1, 1)
+    np.fill_diagonal(cos, -2)
+    cos_ids = np.argsort(-cos, axis=1, kind="stable")[:, :n_nb]
+    abl_mean, abl_frac = _ablation_summary(examples, d_sae)
+    return dict(
+        top_token_ids=top, top_token_sums=top_sums,
+        top_token_counts=np.take_along_axis(counts, np.maximum(top, 0), axis=1),
+        nb_cos_ids=cos_ids, nb_cos_vals=np.take_along_axis(cos, cos_ids, axis=1),
+        nb_coact_ids=np.where(coact_vals > 0, coact, -1), nb_coact_vals=np.maximum(coact_vals, 0),
+        abl_mean=abl_mean, abl_frac_helped=abl_frac,
+    )
+
+
+def _ablation_summary(examples: Examples, d_sae: int) -> tuple[np.ndarray, np.ndarray]:
+    mean = np.full(d_sae, np.nan)
+    frac = np.full(d_sae, np.nan)
+    assert examples.dloss is not None
+    for i in range(d_sae):
+        rows = examples.latent == i
+        d = examples.dloss[rows][examples.acts[rows] > 0]
+        d = d[~np.isnan(d)]
+        if len(d):
+            mean[i], frac[i] = d.mean(), (d > 0).mean()
+    return mean, frac
+
+
+def _meta(d_sae: int, d_vocab: int, n_seqs: int, ctx: int, n_tokens: int, flat: np.ndarray,
+          optional: bool, settings: dict) -> StoreMeta:
+    return StoreMeta(
+        model="fake-model <b>", sae="fake/sae-\"x\"", sae_architecture="standard",
+        hook="blocks.0.hook_resid_post", d_model=16, d_sae=d_sae, d_vocab=d_vocab,
+        corpus="hand-made corpus with </script> inside", n_seqs=n_seqs, ctx=ctx,
+        n_tokens=n_tokens, settings=settings,
+        versions={"feature-browser": "0.1.0", "torch": "none"}, logit_direction="W_dec",
+        ln_folded=True, created="2025-01-02", l0=float((flat > 0).sum(1).mean()),
+        has_ablation=optional, coact_method="exact" if optional else "",
+    )

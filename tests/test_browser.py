@@ -1,0 +1,205 @@
+"""The site in a real Chromium, from file:// and from http://127.0.0.1:<port>/repo/ (a GitHub
+Pages-like sub-path): search, navigation, tooltips, expansion, embed, table, dark mode; no console
+error and no request leaving the site."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.fake_store import make_store
+
+pytestmark = pytest.mark.browser
+MODES = ["file", "http"]
+
+
+@dataclass
+class Session:
+    """One page plus what it did: every request URL and every console error."""
+
+    page: object
+    base: str
+    requests: list[str] = field(default_factory=list)
+    allowed: list[str] = field(default_factory=list)
+    """URLs outside the site that a test itself opened (a host page for the iframe)."""
+    errors: list[str] = field(default_factory=list)
+
+    def open(self, path: str) -> object:
+        self.page.goto(self.base + path)
+        self.page.wait_for_load_state("load")
+        return self.page
+
+
+@pytest.fixture(params=MODES)
+def session(request: pytest.FixtureRequest, browser: object, site: Path) -> Iterator[Session]:
+    if request.param == "file":
+        base = site.resolve().as_uri() + "/"
+    else:
+        base = request.getfixturevalue("http_root") + "/repo/"
+    context = browser.new_context(viewport={"width": 1000, "height": 800})
+    page = context.new_page()
+    s = Session(page, base)
+    page.on("request", lambda r: s.requests.append(r.url))
+    page.on("console", lambda m: s.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: s.errors.append(str(e)))
+    yield s
+    context.close()
+    assert not s.errors, s.errors
+    outside = [u for u in s.requests if not u.startswith(base) and u not in s.allowed]
+    assert not outside, f"requests left the site: {outside}"
+
+
+def search(s: Session, query: str) -> list[str]:
+    page = s.open("index.html")
+    page.fill("#q", query)
+    page.wait_for_function("document.querySelectorAll('#qr li').length > 0")
+    return page.eval_on_selector_all("#qr li a", "els => els.map(e => e.textContent)")
+
+
+def test_search_by_id_opens_the_page(session: Session) -> None:
+    results = search(session, "3")
+    assert results[0] == "#3"
+    session.page.keyboard.press("Enter")
+    session.page.wait_for_url("**/features/3.html")
+    assert session.page.text_content("h1") == "Latent 3"
+
+
+def test_search_by_explanation_and_click(session: Session) -> None:
+    assert "#0" in search(session, "cats sitting")
+    session.page.click("#qr li a >> text=#0")
+    session.page.wait_for_url("**/features/0.html")
+
+
+def test_search_by_prefix_and_top_token(session: Session) -> None:
+    data = make_store()
+    token = data.vocab[data.latents.top_token_ids[7][0]].decode("utf-8", "ignore").strip()
+    word = "".join(c for c in token if c.isalnum()) or token
+    assert "#7" in search(session, word)
+    assert "#5" in search(session, "pyth")  # prefix of an explanation word
+
+
+def test_search_keyboard_navigation(session: Session) -> None:
+    results = search(session, "cat")  # exact token " cat" and prefix of "cats"
+    assert len(results) >= 2
+    page = session.page
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    assert page.get_attribute("#q", "aria-activedescendant") == "qr-1"
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/features/{results[1][1:]}.html")
+
+
+def test_search_from_a_feature_page_form(session: Session) -> None:
+    page = session.open("features/2.html")
+    page.fill("form.sf input", "cats")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelectorAll('#qr li').length > 0")
+    assert page.input_value("#q") == "cats"
+
+
+def test_tooltip_on_hover_and_focus(session: Session) -> None:
+    page = session.open("features/2.html")
+    page.hover("#ex-0 i.m")
+    assert page.is_visible("#tip")
+    text = page.text_content("#tip")
+    assert "activation" in text and "100% of max" in text and "loss" in text
+    page.mouse.move(0, 0)
+    page.focus("#ex-1")
+    page.keyboard.press("ArrowRight")
+    assert page.is_visible("#tip") and "position" in page.text_content("#tip")
+
+
+def test_expand_shows_the_whole_sequence(session: Session) -> None:
+    page = session.open("features/2.html")
+    before = page.eval_on_selector("#ex-0", "li => li.querySelectorAll('i').length")
+    page.click("#ex-0 em")
+    page.wait_for_selector("#ex-0.full")
+    ctx = make_store().meta.ctx
+    assert page.eval_on_selector("#ex-0", "li => li.querySelectorAll(':scope > i').length") == ctx
+    assert before < ctx
+    assert page.eval_on_selector("#ex-0", "li => li.querySelectorAll('i.m').length") == 1
+    page.hover("#ex-0 i >> nth=0")
+    assert "position 0" in page.text_content("#tip")
+    page.click("#ex-0 em")
+    page.wait_for_selector("#ex-0:not(.full)")
+    assert page.eval_on_selector("#ex-0", "li => li.querySelectorAll('i').length") == before
+
+
+def test_expanded_tokens_match_the_server_window(session: Session) -> None:
+    """JS renders expanded tokens with the same classes Python gave the window's elements."""
+    page = session.open("features/4.html")
+    server = page.eval_on_selector_all("#ex-0 > i", "els => els.map(e => e.className)")
+    page.keyboard.press("Tab")  # keyboard: focus ends up on a control; Enter expands examples
+    page.focus("#ex-0")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#ex-0.full")
+    full = page.eval_on_selector_all("#ex-0 > i", "els => els.map(e => e.className)")
+    assert [c for c in full if c] == server
+
+
+def test_copy_embed_snippet_uses_an_absolute_url(session: Session) -> None:
+    page = session.open("features/5.html")
+    page.click("[data-copy=embed]")
+    snippet = page.evaluate("window.fbLastCopy")
+    assert snippet.startswith('<iframe src="' + session.base + "embed/5.html")
+    page.click("[data-copy=link]")
+    assert page.evaluate("window.fbLastCopy") == session.base + "features/5.html"
+
+
+def test_embed_renders_inside_an_iframe(session: Session, site: Path) -> None:
+    host = site.parent / "host.html"
+    host.write_text('<!doctype html><title>host</title><link rel=icon href="data:,">'
+                    '<iframe id=f src="repo/embed/3.html" width=600 height=500></iframe>',
+                    encoding="utf-8")
+    host_url = session.base.rsplit("repo/", 1)[0] + "host.html"
+    session.allowed.append(host_url)
+    page = session.page
+    page.goto(host_url)
+    frame = page.frame_locator("#f")
+    assert frame.locator("h1 a").text_content() == "Latent 3"
+    assert frame.locator("h1 a").get_attribute("target") == "_blank"
+    assert frame.locator(".exs li").count() == 3
+    assert frame.locator("svg.chart").count() == 1
+
+
+def test_table_sorts_and_paginates(session: Session) -> None:
+    page = session.open("index.html")
+    page.click("[data-sort=d]")
+    data = make_store()
+    densest = int(data.latents.n_active.argmax())
+    assert page.text_content("#lt tbody tr:first-child td:first-child") == str(densest)
+    assert page.get_attribute("#lt th:nth-child(2)", "aria-sort") == "descending"
+    page.click("[data-sort=d]")
+    last = page.text_content("#lt tbody tr:first-child td:first-child")
+    assert last == "11"  # the dead latent has the lowest density
+
+
+def test_dark_mode(session: Session, tmp_path: Path) -> None:
+    session.page.emulate_media(color_scheme="dark")
+    page = session.open("features/1.html")
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(13, 17, 23)"
+    page.screenshot(path=str(tmp_path / "dark.png"), full_page=True)
+    assert (tmp_path / "dark.png").stat().st_size > 1000
+    session.page.emulate_media(color_scheme="light")
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(255, 255, 255)"
+
+
+def test_phone_width_has_no_horizontal_scroll(session: Session) -> None:
+    session.page.set_viewport_size({"width": 375, "height": 700})
+    page = session.open("features/1.html")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+
+def test_readable_without_javascript(browser: object, site: Path) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto((site / "features" / "2.html").resolve().as_uri())
+    assert page.locator(".exs li").count() > 0
+    assert page.locator("svg.chart").count() == 2
+    page.goto((site / "index.html").resolve().as_uri())
+    assert page.locator("#lt tbody tr").count() == 12
+    context.close()

@@ -1,0 +1,487 @@
+"""generator.render: structure of every page type, links, escaping, determinism, atomicity,
+purity (no torch), explanations loading, search index and size budget. No browser here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import pytest
+
+from generator import render as render_mod
+from generator.errors import UserError
+from generator.render import load_explanations, relative_url, render_site
+from generator.search import fnv1a32, shard_of, terms_of
+from tests.fake_store import EXPLANATIONS, make_scaled_store, make_store
+
+D_SAE = 12
+DEAD = 11
+URL_ATTRS = {"href", "src", "action", "data-src"}
+
+
+class Page(HTMLParser):
+    """Tags (name, attrs) and text of one HTML file, for structural assertions."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(convert_charrefs=True)
+        self.path = path
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.text: list[str] = []
+        self.raw = path.read_text(encoding="utf-8")
+        self.feed(self.raw)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+
+    handle_startendtag = handle_starttag
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def find(self, tag: str, **attrs: str) -> list[dict[str, str]]:
+        return [a for t, a in self.tags if t == tag and all(a.get(k) == v for k, v in attrs.items())]
+
+    def ids(self) -> set[str]:
+        return {a["id"] for _, a in self.tags if "id" in a}
+
+    def meta(self, key: str) -> str:
+        for _, a in self.tags:
+            if a.get("name") == key or a.get("property") == key:
+                return a.get("content", "")
+        raise AssertionError(f"no meta {key} in {self.path}")
+
+    def urls(self) -> list[str]:
+        return [a[k] for _, a in self.tags for k in URL_ATTRS if k in a]
+
+    @property
+    def all_text(self) -> str:
+        return "".join(self.text)
+
+
+def html_files(site: Path) -> list[Path]:
+    return sorted(site.rglob("*.html"))
+
+
+# ---------------------------------------------------------------------------------------------
+# layout
+
+
+def test_layout(site: Path) -> None:
+    assert (site / "index.html").is_file()
+    assert (site / ".nojekyll").is_file()
+    for i in range(D_SAE):
+        assert (site / "features" / f"{i}.html").is_file()
+        assert (site / "embed" / f"{i}.html").is_file()
+    assert (site / "search" / "latents.js").is_file()
+    assert list((site / "search").glob("s*.js"))
+    assert list((site / "seqs").glob("*.js"))
+
+
+def test_static_files_are_content_hashed(site: Path) -> None:
+    names = sorted(p.name for p in (site / "static").iterdir())
+    assert any(re.fullmatch(r"app\.[0-9a-f]{10}\.js", n) for n in names), names
+    assert any(re.fullmatch(r"style\.[0-9a-f]{10}\.css", n) for n in names), names
+    for path in (site / "static").iterdir():
+        digest = path.name.split(".")[-2]
+        assert hashlib.sha256(path.read_bytes()).hexdigest().startswith(digest)
+
+
+def test_report(site_report: render_mod.RenderReport) -> None:
+    assert site_report.latents == D_SAE
+    assert site_report.pages == 2 * D_SAE + 1
+    assert site_report.total_bytes == sum(site_report.bytes_by_part.values())
+    assert site_report.total_bytes == sum(p.stat().st_size for p in site_report.out.rglob("*")
+                                          if p.is_file())
+
+
+# ---------------------------------------------------------------------------------------------
+# links: relative, resolving, nothing leaves the site
+
+
+@pytest.mark.parametrize("which", ["site", "bare_site"])
+def test_every_link_is_relative_and_resolves(which: str, request: pytest.FixtureRequest) -> None:
+    site: Path = request.getfixturevalue(which)
+    for path in html_files(site):
+        page = Page(path)
+        for url in page.urls():
+            parts = urlsplit(url)
+            assert not parts.scheme and not parts.netloc, f"{path}: absolute URL {url}"
+            assert not url.startswith("/"), f"{path}: root-relative URL {url}"
+            if not parts.path:
+                assert parts.fragment in page.ids(), f"{path}: dangling anchor {url}"
+                continue
+            target = (path.parent / unquote(parts.path)).resolve()
+            assert target.is_file(), f"{path}: {url} does not resolve"
+            assert site.resolve() in target.parents, f"{path}: {url} leaves the site"
+
+
+def test_no_network_resources_anywhere(site: Path) -> None:
+    for path in site.rglob("*"):
+        if path.suffix in {".html", ".js", ".css"}:
+            text = path.read_text(encoding="utf-8")
+            assert not re.search(r"(src|href)=\"?https?://", text), path
+            assert "fetch(" not in text and "import(" not in text, path
+            assert "@import" not in text and "url(http" not in text, path
+
+
+def test_relative_url_helper() -> None:
+    assert relative_url("index.html", "index.html") == "index.html"
+    assert relative_url("index.html", "features/3.html") == "../index.html"
+    assert relative_url("features/4.html", "features/3.html") == "4.html"
+    assert relative_url("embed/3.html", "features/3.html") == "../embed/3.html"
+    assert relative_url("features/3.html#ex-2", "index.html") == "features/3.html#ex-2"
+    assert relative_url("#top", "features/3.html") == "#top"
+
+
+# ---------------------------------------------------------------------------------------------
+# latent pages
+
+
+def test_feature_page_sections(site: Path) -> None:
+    page = Page(site / "features" / "0.html")
+    ids = page.ids()
+    for section in ("acts", "logits", "top", "intervals", "ablation", "toptokens", "neighbours",
+                    "legend", "fb-data", "tip"):
+        assert section in ids, section
+    assert page.find("h1") and "Latent 0" in page.all_text
+    assert EXPLANATIONS[0] in page.all_text
+    assert len(page.find("svg")) == 2  # activation + logit histograms, inline
+    assert page.find("button", **{"data-copy": "link"})
+    assert page.find("button", **{"data-copy": "embed"})[0]["data-src"] == "../embed/0.html"
+    assert page.find("a", rel="next")[0]["href"] == "1.html"
+    assert not page.find("a", rel="prev")
+    assert "LayerNorm folded into" in page.all_text
+    assert "W_dec" in page.all_text
+    assert "Method: exact" in page.all_text
+
+
+def test_examples_have_anchors_and_data(site: Path) -> None:
+    data = make_store()
+    page = Page(site / "features" / "3.html")
+    blob = json.loads(re.search(r"id=fb-data>(.*?)</script>", page.raw, re.S).group(1))
+    n_examples = int((data.examples.latent == 3).sum())
+    assert len(blob["e"]) == n_examples
+    assert {f"ex-{n}" for n in range(n_examples)} <= page.ids()
+    assert blob["m"] == float(f"{data.latents.max_act[3]:.3g}")
+    assert page.raw.count("class=\"a9 m") + page.raw.count("class=a9 m") >= 1
+    for seq, start, end, peak, acts, dl, cut in blob["e"]:
+        assert start <= peak < end and seq in set(data.seq_ids.tolist())
+        assert len(acts) % 2 == 0 and len(dl) % 2 == 0 and cut >= 0
+        outside = [p for p in dl[::2] if not start <= p < end]
+        assert len(outside) <= render_mod.DLOSS_OUTSIDE
+        assert all(abs(v) >= max(10, cut) for p, v in zip(dl[::2], dl[1::2], strict=True)
+                   if not start <= p < end)
+
+
+def test_window_elements_match_the_documented_positions(site: Path) -> None:
+    """The k-th <i> of a window is the k-th of sorted(acts ∪ Δloss ∪ {peak}) in [start, end)."""
+    page = Page(site / "features" / "2.html")
+    blob = json.loads(re.search(r"id=fb-data>(.*?)</script>", page.raw, re.S).group(1))
+    for n, (_seq, start, end, peak, acts, dl, _cut) in enumerate(blob["e"]):
+        li = re.search(rf"<li id=ex-{n}>(.*?)</li>", page.raw).group(1)
+        wanted = {peak, *acts[::2], *dl[::2]}
+        assert li.count("<i") == len([p for p in wanted if start <= p < end])
+
+
+def test_interval_groups_show_range_and_count(site: Path) -> None:
+    data = make_store()
+    page = Page(site / "features" / "0.html")
+    n_int = data.latents.interval_counts.shape[1]
+    headings = re.findall(r"<h3 id=int-(\d+)>Interval \d+: \(([^,]+), ([^\]]+)\] · ([\d,]+) seq",
+                          page.raw)
+    assert len(headings) == n_int
+    for j, _lo, _hi, count in headings:
+        assert int(count.replace(",", "")) == data.latents.interval_counts[0][int(j)]
+
+
+def test_dead_latent_page(site: Path) -> None:
+    page = Page(site / "features" / f"{DEAD}.html")
+    assert "dead" in page.ids()
+    assert "never activated" in page.all_text
+    assert "top" not in page.ids() and "acts" not in page.ids()
+    assert "logits" in page.ids()  # the decoder direction still has logit effects
+    assert not page.find("a", rel="next")
+    embed = Page(site / "embed" / f"{DEAD}.html")
+    assert "never activated" in embed.all_text
+
+
+def test_missing_optional_fields_are_said(bare_site: Path) -> None:
+    page = Page(bare_site / "features" / "0.html")
+    text = page.all_text
+    assert "Ablation not computed" in text
+    assert "Top tokens not computed" in text
+    assert text.count("Not computed for this build") == 2  # both neighbour kinds
+    blob = json.loads(re.search(r"id=fb-data>(.*?)</script>", page.raw, re.S).group(1))
+    assert all(e[5] == [] for e in blob["e"])
+    index = Page(bare_site / "index.html")
+    assert not index.find("button", **{"data-sort": "am"})
+
+
+def test_link_preview_tags(site: Path) -> None:
+    page = Page(site / "features" / "0.html")
+    title = "".join(re.findall(r"<title>(.*?)</title>", page.raw)[:1])
+    assert title.startswith("Latent 0: cats sitting on mats")
+    assert page.meta("og:title").startswith("Latent 0")
+    assert EXPLANATIONS[0] in page.meta("description")
+    assert page.meta("og:description") == page.meta("description")
+    assert page.meta("og:type") == "article"
+    assert page.meta("twitter:card") == "summary"
+    unexplained = Page(site / "features" / "4.html")
+    assert "promotes" in unexplained.meta("description")
+
+
+def test_neighbours_link_to_pages(site: Path) -> None:
+    data = make_store()
+    page = Page(site / "features" / "1.html")
+    hrefs = {a["href"] for a in page.find("a")}
+    for j in data.latents.nb_cos_ids[1]:
+        assert f"{j}.html" in hrefs
+
+
+# ---------------------------------------------------------------------------------------------
+# escaping of hostile corpus text and metadata
+
+
+def test_corpus_markup_never_reaches_html_raw(site: Path) -> None:
+    for path in html_files(site):
+        raw = path.read_text(encoding="utf-8")
+        assert "<img" not in raw, path
+        assert raw.count("</script>") == raw.count("<script"), path
+        assert "\u202e" not in raw and "\x00" not in raw, path
+        assert "<b>\n" not in raw  # the model name "<b>" stays text
+    page = Page(site / "features" / "1.html")
+    assert "<img src=x onerror=alert(1)>" in page.all_text  # shown, as text
+
+
+def test_hostile_tokens_render_readably(site: Path) -> None:
+    text = "".join(Page(p).all_text for p in html_files(site / "features"))
+    assert "€" in text  # merged from two partial tokens
+    assert "\\xff" in text and "\\u202e" in text and "\\x00" in text
+    assert "😀" in text and "中文" in text
+    assert "\ufffd" not in text  # never the replacement character (mojibake)
+
+
+def test_data_blob_cannot_close_its_script(site: Path) -> None:
+    for path in html_files(site):
+        raw = path.read_text(encoding="utf-8")
+        for blob in re.findall(r"id=fb-data>(.*?)</script>", raw, re.S):
+            assert "<" not in blob and ">" not in blob
+            json.loads(blob)
+
+
+# ---------------------------------------------------------------------------------------------
+# index, table, search
+
+
+def test_index_page(site: Path) -> None:
+    page = Page(site / "index.html")
+    text = page.all_text
+    for expected in ("fake-model <b>", "blocks.0.hook_resid_post", "hand-made corpus",
+                     "2025-01-02", "L0", "dead"):
+        assert expected in text, expected
+    rows = re.findall(r"<tr><td><a href=\"features/(\d+)\.html\">", page.raw)
+    assert rows == [str(i) for i in range(D_SAE)]
+    search = page.find("input", id="q")[0]
+    assert search["data-shards"] == str(len(list((site / "search").glob("s*.js"))))
+    assert page.find("svg")  # log-density histogram
+    assert page.find("script", src="search/latents.js")
+
+
+def load_script_call(path: Path, function: str) -> list:
+    raw = path.read_text(encoding="utf-8").strip()
+    assert raw.startswith(function + "(") and raw.endswith(");")
+    return json.loads("[" + raw[len(function) + 1:-2] + "]")
+
+
+def test_table_script(site: Path) -> None:
+    (table,) = load_script_call(site / "search" / "latents.js", "fbTable")
+    assert table["n"] == D_SAE and table["v"] == 1
+    assert len(table["d"]) == len(table["x"]) == len(table["e"]) == D_SAE
+    assert table["d"][DEAD] == 0 and table["e"][0] == EXPLANATIONS[0]
+    assert len(table["am"]) == D_SAE
+
+
+def search_index(site: Path) -> tuple[int, dict[str, list[int]]]:
+    shards = sorted((site / "search").glob("s*.js"))
+    merged: dict[str, list[int]] = {}
+    for path in shards:
+        k, terms = load_script_call(path, "fbIndex")
+        assert path.name == f"s{k}.js"
+        for term in terms:
+            assert shard_of(term, len(shards)) == k
+        merged.update(terms)
+    return len(shards), merged
+
+
+def test_search_index_finds_explanations_tokens_and_logits(site: Path) -> None:
+    data = make_store()
+    _, index = search_index(site)
+    assert 0 in index["cats"][::2] and 5 in index["self"][::2]
+    top_token = data.vocab[data.latents.top_token_ids[7][0]].decode("utf-8", "ignore")
+    for term in terms_of(top_token):
+        assert 7 in index[term][::2]
+    logit = data.vocab[data.latents.logit_pos_ids[9][0]].decode("utf-8", "ignore")
+    for term in terms_of(logit):
+        assert 9 in index[term][::2]
+    for postings in index.values():
+        scores = postings[1::2]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_search_terms_and_hash_match_the_documented_rules() -> None:
+    assert terms_of("Python self.attr (x) == ") == ["python", "self", "attr", "x", "=="]
+    assert terms_of("Ｆｕｌｌ") == ["full"]  # NFKC
+    assert fnv1a32(b"") == 0x811C9DC5 and fnv1a32(b"a") == 0xE40C292C
+
+
+# ---------------------------------------------------------------------------------------------
+# determinism, atomicity, purity
+
+
+def test_rerender_is_byte_identical(tmp_path: Path) -> None:
+    data = make_store()
+    a = render_site(data, tmp_path / "a", EXPLANATIONS, quiet=True).out
+    b = render_site(make_store(), tmp_path / "b", EXPLANATIONS, quiet=True).out
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files_a == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    for rel in files_a:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+
+
+def test_failure_mid_render_leaves_old_site_intact(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "site"
+    render_site(make_store(), out, quiet=True)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    calls = {"n": 0}
+    original = render_mod._SiteWriter.latent_page
+
+    def explode(self: object, i: int) -> object:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError("boom")
+        return original(self, i)
+
+    monkeypatch.setattr(render_mod._SiteWriter, "latent_page", explode)
+    with pytest.raises(RuntimeError, match="boom"):
+        render_site(make_store(), out, EXPLANATIONS, quiet=True)
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir()] == ["site"]  # no temp folder left behind
+
+
+def test_refuses_to_replace_a_folder_that_is_not_a_site(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("precious")
+    with pytest.raises(UserError, match="not a feature-browser site"):
+        render_site(make_store(), tmp_path, quiet=True)
+    assert (tmp_path / "notes.txt").read_text() == "precious"
+
+
+def test_render_imports_no_torch(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from tests.fake_store import make_store\n"
+        "from generator.render import render_site\n"
+        f"render_site(make_store(), __import__('pathlib').Path({str(tmp_path / 's')!r}), "
+        "quiet=True)\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'sae_lens', 'transformer_lens')]\n"
+        "assert not heavy, heavy\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_explanations_for_unknown_latents_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="latent 99"):
+        render_site(make_store(), tmp_path / "s", {99: "x"}, quiet=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# explanations files
+
+
+def test_load_explanations_jsonl(tmp_path: Path) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_text('{"latent": 3, "explanation": " indentation "}\n\n'
+                    '{"latent": 1, "explanation": "</script>"}\n', encoding="utf-8")
+    assert load_explanations(path) == {3: "indentation", 1: "</script>"}
+
+
+def test_load_explanations_neuronpedia_export(tmp_path: Path) -> None:
+    records = [
+        {"modelId": "gpt2-small", "layer": "6-res-jb", "index": "12", "description": "dogs",
+         "explanationModelName": "gpt-4o-mini", "typeName": "oai_token-act-pair"},
+        {"modelId": "gpt2-small", "layer": "6-res-jb", "index": 4, "description": "cats"},
+        {"modelId": "gpt2-small", "layer": "6-res-jb", "index": "12", "description": "later"},
+    ]
+    listed = tmp_path / "np.json"
+    listed.write_text(json.dumps(records), encoding="utf-8")
+    assert load_explanations(listed) == {12: "dogs", 4: "cats"}
+    lines = tmp_path / "np.jsonl"
+    lines.write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
+    assert load_explanations(lines) == {12: "dogs", 4: "cats"}
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json\n", "is not a JSON object"),
+    ('[{"index": "x", "description": "a"}]', "no valid latent id"),
+    ('{"latent": 1}\n', "no explanation text"),
+    ('{"latent": -1, "explanation": "a"}\n', "no valid latent id"),
+    ("[1, 2]", "is not a JSON object"),
+    ("[{", "not valid JSON"),
+])
+def test_load_explanations_errors(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(UserError, match=message) as err:
+        load_explanations(path)
+    assert "\n" not in str(err.value)
+
+
+def test_load_explanations_missing_and_not_utf8(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="not found"):
+        load_explanations(tmp_path / "nope.jsonl")
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes('{"latent": 1, "explanation": "caf\u00e9"}'.encode("latin-1"))
+    with pytest.raises(UserError, match="not UTF-8"):
+        load_explanations(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# size budget (DESIGN §5: 24,576 latents must fit GitHub Pages' 1 GB with room to spare)
+
+
+def test_size_budget_at_default_settings(tmp_path: Path) -> None:
+    data = make_scaled_store(d_sae=24, n_seqs=1000)
+    assert data.meta.settings["k"] == 20 and data.meta.ctx == 128
+    report = render_site(data, tmp_path / "s", {i: f"explanation {i}" for i in range(24)},
+                         quiet=True)
+    parts = report.bytes_by_part
+    per_latent = (parts["features"] + parts["embed"] + parts["search"]) / report.latents
+    assert per_latent < 30_000, parts
+    seq_bytes_per_seq = parts["seqs"] / len(data.seq_ids)
+    # 24,576 latents over a 24,576 x 128 corpus: pages + embed + search + every sequence
+    projected = 24_576 * per_latent + 24_576 * seq_bytes_per_seq
+    assert projected < 900e6, projected
+
+
+def test_examples_sorted_differently_in_the_store_render_the_same(tmp_path: Path) -> None:
+    data = make_store()
+    order = np.random.default_rng(0).permutation(len(data.examples.seq))
+    ex = data.examples
+    shuffled = type(ex)(latent=ex.latent[order], kind=[ex.kind[k] for k in order],
+                        interval=ex.interval[order], rank=ex.rank[order], seq=ex.seq[order],
+                        acts=ex.acts[order], dloss=ex.dloss[order])
+    a = render_site(data, tmp_path / "a", quiet=True).out
+    b = render_site(type(data)(meta=data.meta, latents=data.latents, examples=shuffled,
+                               seq_ids=data.seq_ids, seq_tokens=data.seq_tokens,
+                               vocab=data.vocab), tmp_path / "b", quiet=True).out
+    assert (a / "features" / "2.html").read_bytes() == (b / "features" / "2.html").read_bytes()
