@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 N_NEIGHBOURS = 5
 N_TOP_TOKENS = 10
 MAX_EXACT_COACT = 32_768  # d_sae above which a d_sae^2 co-activation matrix is too large
+N_COACT_CANDIDATES = 64  # beyond it: Jaccard among each latent's nearest latents by decoder cosine
 
 
 @dataclass
@@ -100,10 +101,15 @@ def compute(cfg: BuildConfig, times: StageTimes) -> StoreData:
     hooked = HookedSAE(model, sae, site)
     settings = EngineSettings(k=cfg.k, n_bins=cfg.n_bins, n_intervals=cfg.n_intervals, m=cfg.m,
                               seed=cfg.seed, batch_size=cfg.batch_size, ablation=cfg.ablation,
-                              coact=hooked.d_sae <= MAX_EXACT_COACT, quiet=cfg.quiet)
+                              quiet=cfg.quiet)
     engine = Engine(hooked, corpus.tokens, corpus.bos_id, settings)
+    exact_coact = hooked.d_sae <= MAX_EXACT_COACT
+    n_cos = N_NEIGHBOURS if exact_coact else max(N_NEIGHBOURS, N_COACT_CANDIDATES)
+    with torch.inference_mode():
+        cos = times.run("neighbours", cosine_neighbours, sae.W_dec.detach(), n_cos)
+    candidates = None if exact_coact else torch.from_numpy(cos[0]).long()
     seqs = np.arange(len(corpus.tokens))
-    p1 = times.run("pass1", engine.pass1, seqs)
+    p1 = times.run("pass1", engine.pass1, seqs, candidates)
     p2 = times.run("pass2", engine.pass2, seqs, p1.max_act)
     shown = times.run("examples", engine.examples, p1, p2)
 
@@ -111,11 +117,9 @@ def compute(cfg: BuildConfig, times: StageTimes) -> StoreData:
         with torch.inference_mode():
             logits = logit_effects(residual_directions(model, sae, site), model.W_U,
                                    cfg.n_logits, cfg.logit_bins)
-            return logits, top_tokens(p1, N_TOP_TOKENS), cosine_neighbours(sae.W_dec.detach(),
-                                                                           N_NEIGHBOURS), \
-                coact_neighbours(p1, N_NEIGHBOURS)
+            return logits, top_tokens(p1, N_TOP_TOKENS), coact_neighbours(p1, N_NEIGHBOURS)
 
-    logits, toks, cos, coact = times.run("summaries", summaries)
+    logits, toks, coact = times.run("summaries", summaries)
     n_tokens = p1.n_tokens
     latents = LatentTable(
         n_active=p1.n_active.cpu().numpy(), sum_act=p1.sum_act.cpu().numpy(),
@@ -126,7 +130,7 @@ def compute(cfg: BuildConfig, times: StageTimes) -> StoreData:
         logit_hist=logits.hist, logit_lo=logits.lo, logit_hi=logits.hi,
         top_token_ids=toks[0] if toks else None, top_token_sums=toks[1] if toks else None,
         top_token_counts=toks[2] if toks else None,
-        nb_cos_ids=cos[0], nb_cos_vals=cos[1],
+        nb_cos_ids=cos[0][:, :N_NEIGHBOURS], nb_cos_vals=cos[1][:, :N_NEIGHBOURS],
         nb_coact_ids=coact[0] if coact else None, nb_coact_vals=coact[1] if coact else None,
         abl_mean=shown.abl_mean, abl_frac_helped=shown.abl_frac_helped,
     )
@@ -139,8 +143,10 @@ def compute(cfg: BuildConfig, times: StageTimes) -> StoreData:
         settings=cfg.settings(), versions=versions(), logit_direction=site.logit_direction,
         ln_folded=ln_folded(model), created=build_date(),
         l0=float(p1.n_active.sum()) / max(n_tokens, 1), has_ablation=cfg.ablation,
-        coact_method="exact Jaccard over all positions" if coact else
-        f"not computed: d_sae {hooked.d_sae} > {MAX_EXACT_COACT}",
+        bos_id=corpus.bos_id,
+        coact_method="Jaccard over all positions, all latent pairs" if exact_coact else
+        f"Jaccard over all positions, among each latent's {N_COACT_CANDIDATES} nearest latents "
+        f"by decoder cosine (d_sae {hooked.d_sae} is too large for all pairs)",
     )
     return StoreData(meta=meta, latents=latents, examples=shown.examples, seq_ids=kept,
                      seq_tokens=corpus.tokens[kept], vocab=vocab_bytes(tok, model.cfg.d_vocab))

@@ -42,6 +42,7 @@ class EngineSettings:
     ablation: bool = True
     top_tokens: bool = True
     coact: bool = True
+    """count co-activations (exact for all pairs, or for the candidates given to pass1)."""
     quiet: bool = False
 
 
@@ -112,10 +113,11 @@ class Engine:
 
     # ------------------------------------------------------------------ passes
 
-    def pass1(self, seqs: np.ndarray) -> Pass1State:
+    def pass1(self, seqs: np.ndarray, coact_ids: Tensor | None = None) -> Pass1State:
+        """coact_ids: per-latent candidate set for co-activation (None: all pairs)."""
         d_vocab = self.hooked.model.cfg.d_vocab if self.s.top_tokens else 0
         state = Pass1State.empty(self.hooked.d_sae, self.s.k, self.device, d_vocab=d_vocab,
-                                 coact=self.s.coact)
+                                 coact=self.s.coact, coact_ids=coact_ids)
 
         def step(batch: np.ndarray) -> None:
             tokens, mask = self._device_tokens(batch)

@@ -116,12 +116,16 @@ class Pass1State:
     token_sum: Float[Tensor, "d_vocab d_sae"] | None
     """total activation per (vocab token, latent), for top tokens (None: not computed)."""
     token_count: Int[Tensor, "d_vocab d_sae"] | None
-    coact: Int[Tensor, "d_sae d_sae"] | None
-    """positions where both latents are active (None: not computed)."""
+    coact: Int[Tensor, "d_sae n_cand"] | None
+    """positions where latent i and its candidate j are both active (None: not computed)."""
+    coact_ids: Int[Tensor, "d_sae n_cand"] | None = None
+    """candidate latents of each row of `coact`; None means every latent (exact d_sae^2)."""
 
     @classmethod
     def empty(cls, d_sae: int, k: int, device: torch.device | str, d_vocab: int = 0,
-              coact: bool = False) -> Pass1State:
+              coact: bool = False, coact_ids: Tensor | None = None) -> Pass1State:
+        """coact: count co-activations for all pairs, or with coact_ids [d_sae, n_cand] only for
+        those candidate pairs (bounded memory for SAEs too large for a d_sae^2 matrix)."""
         def zeros(*shape: int, dtype: torch.dtype) -> Tensor:
             return torch.zeros(shape, dtype=dtype, device=device)
 
@@ -134,7 +138,9 @@ class Pass1State:
             top_seqs=torch.full((d_sae, k), -1, dtype=torch.int64, device=device),
             token_sum=zeros(d_vocab, d_sae, dtype=torch.float32) if d_vocab else None,
             token_count=zeros(d_vocab, d_sae, dtype=torch.int32) if d_vocab else None,
-            coact=zeros(d_sae, d_sae, dtype=torch.int32) if coact else None,
+            coact=zeros(d_sae, d_sae if coact_ids is None else coact_ids.shape[1],
+                        dtype=torch.int32) if coact else None,
+            coact_ids=coact_ids.to(device) if coact and coact_ids is not None else None,
         )
 
     @property
@@ -157,7 +163,7 @@ class Pass1State:
         top_vals, top_seqs = self._merged_topk(acts.amax(1), seq_ids)
         pair_counts = None
         if self.coact is not None:
-            pair_counts = _coactivation_counts(active)
+            pair_counts = _coactivation_counts(active, self.coact_ids)
         n_active, batch_sum, batch_max = active.sum(0), flat.sum(0, dtype=torch.float64), flat.amax(0)
         self.n_tokens += int(mask.sum())
         self.n_active += n_active
@@ -202,18 +208,31 @@ class Pass1State:
             token_sum=_add_opt(self.token_sum, other.token_sum),
             token_count=_add_opt(self.token_count, other.token_count),
             coact=_add_opt(self.coact, other.coact),
+            coact_ids=self.coact_ids,
         )
 
 
-def _coactivation_counts(active: Bool[Tensor, "positions d_sae"]) -> Int[Tensor, "d_sae d_sae"]:
-    """Positions where both latents are active. 0/1 products are exact in bf16 and float32 with
+def _pair_counts(rows: Bool[Tensor, "positions r"], cols: Bool[Tensor, "positions c"]) -> Tensor:
+    """[r, c] positions where both are active. 0/1 products are exact in bf16 and float32 with
     float32 accumulation while a batch has < 2**24 positions. On CPU, activity is sparse (a few
     percent), so a sparse-dense product does ~L0/d_sae of the dense work."""
-    if active.device.type == "cuda":
-        binary = active.to(torch.bfloat16)
-        return (binary.T @ binary).float().round_().int()
-    binary = active.float()
-    return torch.sparse.mm(binary.T.to_sparse(), binary).round_().int()
+    if rows.device.type == "cuda":
+        return (rows.to(torch.bfloat16).T @ cols.to(torch.bfloat16)).float().round_().int()
+    return torch.sparse.mm(rows.float().T.to_sparse(), cols.float()).round_().int()
+
+
+def _coactivation_counts(active: Bool[Tensor, "positions d_sae"],
+                         cand: Int[Tensor, "d_sae n_cand"] | None,
+                         chunk: int = 4096) -> Int[Tensor, "d_sae n"]:
+    """All pairs (cand None), or only each latent's candidates, computed a row chunk at a time
+    so no d_sae^2 matrix is ever held."""
+    if cand is None:
+        return _pair_counts(active, active)
+    parts = []
+    for start in range(0, active.shape[1], chunk):
+        rows = slice(start, start + chunk)
+        parts.append(_pair_counts(active[:, rows], active).gather(1, cand[rows]))
+    return torch.cat(parts)
 
 
 def _add_opt(a: Tensor | None, b: Tensor | None) -> Tensor | None:
@@ -378,13 +397,18 @@ def cosine_neighbours(w_dec: Float[Tensor, "d_sae d_in"], n: int,
 
 
 def coact_neighbours(state: Pass1State, n: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Top n latents by Jaccard of their active-position sets (-1 pads where Jaccard is 0)."""
+    """Top n latents by Jaccard of their active-position sets (-1 pads where Jaccard is 0),
+    among all latents or among each latent's candidates."""
     if state.coact is None:
         return None
+    d = state.coact.shape[0]
+    ids = state.coact_ids if state.coact_ids is not None else \
+        torch.arange(d, device=state.coact.device).expand(d, d)
     both = state.coact.double()
-    union = state.n_active.double()[:, None] + state.n_active.double()[None, :] - both
+    n_active = state.n_active.double()
+    union = n_active[:, None] + n_active[ids] - both
     jac = torch.where(union > 0, both / union.clamp_min(1), 0.0)
-    jac.fill_diagonal_(-1.0)
-    vals, ids = _stable_top(jac, n)
-    ids = torch.where(vals > 0, ids, -1)
-    return ids.int().cpu().numpy(), vals.clamp_min(0).float().cpu().numpy()
+    jac[ids == torch.arange(d, device=ids.device)[:, None]] = -1.0  # not its own neighbour
+    vals, cols = _stable_top(jac, n)
+    nb = torch.where(vals > 0, ids.gather(1, cols), -1)
+    return nb.int().cpu().numpy(), vals.clamp_min(0).float().cpu().numpy()

@@ -67,6 +67,8 @@ class StoreMeta:
     """ISO date of the build (SOURCE_DATE_EPOCH honoured, for reproducible builds)."""
     l0: float
     """mean number of active latents per included position."""
+    bos_id: int = -1
+    """token id of BOS / document separator: those positions are excluded from statistics."""
     has_ablation: bool = False
     """whether examples carry per-token Δloss and latents an ablation summary."""
     coact_method: str = ""
@@ -137,7 +139,8 @@ class Examples:
     acts: Float[np.ndarray, "n_ex ctx"]
     """the latent's activation at every position of the sequence (0 at excluded positions)."""
     dloss: Float[np.ndarray, "n_ex ctx"] | None = None
-    """ablation Δloss for predicting token t+1 at position t (NaN where undefined)."""
+    """ablation Δloss of the prediction made at position t, i.e. of token t+1 (pages attribute it
+    to token t+1, the token predicted); NaN where undefined (last position, BOS targets)."""
 
 
 @dataclass(frozen=True)

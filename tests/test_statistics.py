@@ -164,3 +164,23 @@ def test_cosine_neighbours_match_reference():
         ranked = sorted(sims, key=lambda j: (-sims[j], j))[:3]
         assert ids[i].tolist() == ranked
         np.testing.assert_allclose(vals[i], [sims[j] for j in ranked], rtol=1e-5)
+
+
+def test_coactivation_among_candidates_matches_reference(data):
+    """Above the exact-size threshold, Jaccard is computed only for candidate pairs: the values
+    for those pairs are still exact, and the neighbours are the best candidates."""
+    acts, mask, tokens = data
+    rng = np.random.default_rng(4)
+    cand = np.stack([rng.permutation([j for j in range(D) if j != i])[:4] for i in range(D)])
+    p1 = Pass1State.empty(D, K, "cpu", coact=True, coact_ids=torch.from_numpy(cand))
+    for lo in range(0, S, 5):
+        sl = slice(lo, min(lo + 5, S))
+        p1.update(torch.from_numpy(acts[sl]), torch.from_numpy(mask[sl]),
+                  torch.arange(sl.start, sl.stop), torch.from_numpy(tokens[sl]))
+    nb_ids, nb_vals = coact_neighbours(p1, 2)
+    for i in range(D):
+        jac = {int(j): reference_jaccard(acts, mask, i, int(j)) for j in cand[i]}
+        ranked = sorted((j for j in jac if jac[j] > 0), key=lambda j: -jac[j])[:2]
+        assert sorted(int(j) for j in nb_ids[i] if j != -1) == sorted(ranked)
+        np.testing.assert_allclose(sorted(nb_vals[i][: len(ranked)]),
+                                   sorted(jac[j] for j in ranked), rtol=1e-6)
