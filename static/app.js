@@ -6,6 +6,9 @@
   "use strict";
 
   var LEVELS = 9, MARK = 10, NEWLINE = "\u23ce", SEQ_SHARD = 64, PAGE_ROWS = 100;
+  /* BOS / document-boundary positions: 0 in seqs/<k>.js, a muted marker on the page
+     (generator/pages.py BOS_MARK, BOS_TITLE). */
+  var BOS = 0, BOS_MARK = "\u27e8bos\u27e9", BOS_TITLE = "BOS / document boundary: excluded from statistics";
   var root = document.body.getAttribute("data-root") || "./";
   var store = { seqs: {}, shards: {}, table: null };
   var loading = {};
@@ -50,8 +53,9 @@
     return c.join(" ");
   }
 
-  /* A display is a string, or an array alternating normal and muted segments. */
+  /* A display is a string, an array alternating normal and muted segments, or BOS. */
   function appendToken(parent, display, cls) {
+    if (display === BOS) { parent.appendChild(el("i", "bos", BOS_MARK)); return; }
     var i = el("i", cls), breaks = 0;
     var parts = typeof display === "string" ? [display] : display;
     for (var k = 0; k < parts.length; k++) {
@@ -79,8 +83,9 @@
     return m;
   }
 
-  /* Entry: [seq, start, end, peak, acts, dloss, cut]; see generator/render.py. The window's <i>
-     elements are the positions in sorted(acts u dloss u {peak}) within [start, end). */
+  /* Entry: [seq, start, end, peak, acts, dloss, cut]; see generator/pages.py. The window's <i>
+     elements other than .bos are the positions in sorted(acts u dloss u {peak}) within
+     [start, end). */
   function exampleOf(tx) {
     var n = +tx.id.slice(3), e = data.e[n];
     if (!e.acts) {
@@ -96,18 +101,23 @@
     return e;
   }
 
+  function isBos(n) { return n.classList.contains("bos"); }
+
+  /* A token's position in its sequence; null for a BOS marker of a window (not in the data). */
   function positionOf(tok) {
-    var tx = tok.parentNode, e = exampleOf(tx), k = 0;
+    var tx = tok.parentNode, e = exampleOf(tx), full = tx.classList.contains("full"), k = 0;
+    if (!full && isBos(tok)) return null;
     for (var n = tx.firstElementChild; n && n !== tok; n = n.nextElementSibling) {
-      if (n.tagName === "I") k++;
+      if (n.tagName === "I" && (full || !isBos(n))) k++;
     }
-    return tx.classList.contains("full") ? k : e.pos[k];
+    return full ? k : e.pos[k];
   }
 
   function fmt(x) { return Math.abs(x) >= 1000 ? Math.round(x).toLocaleString("en") : String(+x.toPrecision(3)); }
 
   function tipText(tok) {
     var e = exampleOf(tok.parentNode), pos = positionOf(tok);
+    if (isBos(tok)) return BOS_MARK + (pos == null ? "" : "  position " + pos) + "\n" + BOS_TITLE;
     var act = e.acts[pos] || 0, dl = e.dl[pos];
     var lines = ["\u201c" + tok.textContent + "\u201d  position " + pos];
     lines.push("activation " + (act ? fmt(act) + " (" + Math.round(100 * act / data.m) + "% of max)" : "0"));
@@ -180,6 +190,8 @@
   function setupExamples() {
     if (!data) return;
     var lines = document.querySelectorAll(".exs > li");
+    var marks = document.querySelectorAll(".exs i.bos[title]");
+    for (var b = 0; b < marks.length; b++) marks[b].removeAttribute("title");  /* #tip says it */
     for (var n = 0; n < lines.length; n++) {
       lines[n].classList.add("tx");
       lines[n].tabIndex = 0;

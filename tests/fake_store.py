@@ -1,12 +1,14 @@
 """Hand-made but internally consistent `StoreData` for render tests: no model, no torch.
 
 `make_store()` builds a tiny store (12 latents, one dead, ctx 16) over a vocabulary full of
-hostile tokens (markup, quotes, RTL override, NUL, emoji, CJK, partial UTF-8, whitespace).
+hostile tokens (markup, quotes, RTL override, NUL, emoji, CJK, partial UTF-8, whitespace), with
+BOS (token 0, `<|endoftext|>`) at position 0 and at document boundaries mid-sequence.
 `make_scaled_store()` builds a realistic-shaped one at the default settings (k=20, 10 intervals x 5
 samples, ctx 128) to measure site size per latent.
 
 Every statistic is computed from one dense activation array with plain numpy, following DESIGN §4,
-so the pages show numbers that agree with each other.
+so the pages show numbers that agree with each other. BOS positions are excluded from every
+statistic, as the engine does: zero activation, no Δloss for predicting them.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ HOSTILE_VOCAB: list[bytes] = [
         "import", " os", " return", " None", " x", " =", " 1", "+", " euro", " price", "ing",
     )],
 ]
+BOS_ID = 0
+"""`<|endoftext|>` in both vocabularies: the store's bos_id."""
 EXPLANATIONS = {
     0: "cats sitting on mats",
     1: "HTML </script><img src=x onerror=alert(1)> injection",
@@ -70,7 +74,9 @@ def make_scaled_store(d_sae: int = 40, n_seqs: int = 1500, seed: int = 1) -> Sto
     rng = np.random.default_rng(seed)
     vocab = _wordlike_vocab(rng, 3000)
     tokens = 1 + rng.choice(len(vocab) - 1, size=(n_seqs, 128), p=_zipf(len(vocab) - 1))
-    tokens[:, 0] = 0
+    tokens[:, 0] = BOS_ID
+    boundaries = rng.random(n_seqs) < 0.5  # documents of ~250 tokens packed into 128-token rows
+    tokens[boundaries, rng.integers(1, 128, size=int(boundaries.sum()))] = BOS_ID
     acts = _sparse_acts(rng, tokens, d_sae=d_sae, density=(0.002, 0.05))
     return build_store(acts, tokens, vocab, rng, optional=True, k=20, n_bins=50, n_intervals=10,
                        m=5, n_logits=10, logit_bins=50, n_nb=5, n_top=10)
@@ -82,10 +88,12 @@ def make_scaled_store(d_sae: int = 40, n_seqs: int = 1500, seed: int = 1) -> Sto
 
 def _hostile_tokens(rng: np.random.Generator, n_seqs: int, ctx: int, vocab_size: int) -> np.ndarray:
     tokens = rng.integers(1, vocab_size, size=(n_seqs, ctx))
-    tokens[:, 0] = 0
+    tokens[:, 0] = BOS_ID
     tokens[::3, 5:7] = [8, 9]  # a euro sign split across two tokens
     tokens[1::4, 3:5] = [1, 2]  # markup next to each other
     tokens[2::5, 8] = 8  # a partial character that never completes
+    tokens[::4, 10] = BOS_ID  # document boundaries mid-sequence
+    tokens[2::10, 9] = BOS_ID  # ... one right after a partial character, one doubled
     return tokens
 
 
@@ -116,7 +124,7 @@ def _sparse_acts(rng: np.random.Generator, tokens: np.ndarray, d_sae: int,
         fired = on_trigger | (rng.random(tokens.shape) < p)
         scale = rng.uniform(0.5, 8.0)
         acts[..., i] = np.where(fired, rng.exponential(scale, tokens.shape), 0.0)
-    acts[:, 0, :] = 0.0  # BOS excluded
+    acts[tokens == BOS_ID] = 0.0  # BOS excluded
     return acts
 
 
@@ -128,8 +136,7 @@ def build_store(acts: np.ndarray, tokens: np.ndarray, vocab: list[bytes], rng: n
                 *, optional: bool, k: int, n_bins: int, n_intervals: int, m: int, n_logits: int,
                 logit_bins: int, n_nb: int, n_top: int) -> StoreData:
     n_seqs, ctx, d_sae = acts.shape
-    included = np.ones((n_seqs, ctx), dtype=bool)
-    included[:, 0] = False
+    included = tokens != BOS_ID
     flat = acts[included]  # (N, d_sae)
     n_tokens = flat.shape[0]
     max_act = flat.max(axis=0).astype(np.float64)
@@ -137,7 +144,7 @@ def build_store(acts: np.ndarray, tokens: np.ndarray, vocab: list[bytes], rng: n
     seq_max = acts.max(axis=1)  # (n_seqs, d_sae)
     interval_counts = np.stack([_hist(seq_max[:, i], max_act[i], n_intervals)
                                 for i in range(d_sae)])
-    examples = _examples(acts, seq_max, max_act, rng, k=k, n_intervals=n_intervals, m=m,
+    examples = _examples(acts, tokens, seq_max, max_act, rng, k=k, n_intervals=n_intervals, m=m,
                          with_dloss=optional)
     kept = np.unique(examples.seq)
     logits = rng.normal(0, 1, size=(d_sae, len(vocab)))
@@ -167,7 +174,7 @@ def _hist(values: np.ndarray, hi: float, n: int) -> np.ndarray:
     return np.bincount(index, minlength=n).astype(np.int64)
 
 
-def _examples(acts: np.ndarray, seq_max: np.ndarray, max_act: np.ndarray,
+def _examples(acts: np.ndarray, tokens: np.ndarray, seq_max: np.ndarray, max_act: np.ndarray,
               rng: np.random.Generator, *, k: int, n_intervals: int, m: int,
               with_dloss: bool) -> Examples:
     rows: list[tuple[int, str, int, int, int]] = []
@@ -189,12 +196,13 @@ def _examples(acts: np.ndarray, seq_max: np.ndarray, max_act: np.ndarray,
         latent=latent, kind=[r[1] for r in rows],
         interval=np.array([r[2] for r in rows], dtype=np.int64),
         rank=np.array([r[3] for r in rows], dtype=np.int64), seq=seq, acts=ex_acts,
-        dloss=_dloss(ex_acts, rng) if with_dloss else None,
+        dloss=_dloss(ex_acts, tokens[seq], rng) if with_dloss else None,
     )
 
 
-def _dloss(ex_acts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Ablation effects that follow activations and decay (a causal model), plus small noise."""
+def _dloss(ex_acts: np.ndarray, ex_tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Ablation effects that follow activations and decay (a causal model), plus small noise;
+    NaN where there is nothing to predict (the last position) or the next token is BOS."""
     n, ctx = ex_acts.shape
     kernel = np.exp(-np.arange(ctx) / 3.0)
     out = np.zeros((n, ctx), dtype=np.float32)
@@ -202,6 +210,7 @@ def _dloss(ex_acts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         out[e] = np.convolve(ex_acts[e], kernel)[:ctx] * 0.005 * rng.normal(1.0, 0.7, ctx)
     out += rng.normal(0, 0.0005, out.shape).astype(np.float32)
     out[:, -1] = np.nan  # no next token to predict
+    out[:, :-1][ex_tokens[:, 1:] == BOS_ID] = np.nan  # predicting BOS is excluded
     return out
 
 
@@ -273,5 +282,5 @@ def _meta(d_sae: int, d_vocab: int, n_seqs: int, ctx: int, n_tokens: int, flat: 
         n_tokens=n_tokens, settings=settings,
         versions={"feature-browser": "0.1.0", "torch": "none"}, logit_direction="W_dec",
         ln_folded=True, created="2025-01-02", l0=float((flat > 0).sum(1).mean()),
-        has_ablation=optional, coact_method="exact" if optional else "",
+        bos_id=BOS_ID, has_ablation=optional, coact_method="exact" if optional else "",
     )

@@ -109,7 +109,37 @@ def test_tooltip_on_hover_and_focus(session: Session) -> None:
     page.mouse.move(0, 0)
     page.focus("#ex-1")
     page.keyboard.press("ArrowRight")
-    assert page.is_visible("#tip") and "position" in page.text_content("#tip")
+    assert page.is_visible("#tip")
+    bos = page.eval_on_selector("#ex-1 > i", "i => i.classList.contains('bos')")
+    assert ("BOS" if bos else "position") in page.text_content("#tip")
+
+
+def test_bos_markers_have_tooltips_in_the_window_and_when_expanded(session: Session) -> None:
+    page = session.open("features/2.html")
+    n = page.evaluate("[...document.querySelectorAll('.exs > li')].findIndex("
+                      "li => li.querySelector('i.bos ~ i.m'))")
+    assert n >= 0
+    seq, start, end, peak = page.evaluate(
+        f"JSON.parse(document.getElementById('fb-data').textContent).e[{n}].slice(0, 4)")
+    data = make_store()
+    tokens = data.seq_tokens[list(data.seq_ids).index(seq)]
+    bos = [p for p, t in enumerate(tokens) if t == data.meta.bos_id]
+    assert page.get_attribute(f"#ex-{n} i.bos", "title") is None  # #tip takes over from title
+    page.hover(f"#ex-{n} i.bos >> nth=0")
+    assert "⟨bos⟩" in page.text_content("#tip")
+    assert "excluded from statistics" in page.text_content("#tip")
+    page.hover(f"#ex-{n} i.m")  # positions of the window's tokens skip BOS markers
+    assert f"position {peak}" in page.text_content("#tip")
+    assert "100% of max" in page.text_content("#tip")
+    page.click(f"#ex-{n} em")
+    page.wait_for_selector(f"#ex-{n}.full")
+    shown = page.eval_on_selector(f"#ex-{n}", "li => [...li.querySelectorAll(':scope > i')]"
+                                  ".flatMap((e, k) => e.classList.contains('bos') ? [k] : [])")
+    assert shown == bos
+    assert page.eval_on_selector(f"#ex-{n} i.bos", "e => e.textContent") == "⟨bos⟩"
+    page.hover(f"#ex-{n} i.bos >> nth=0")
+    assert f"position {bos[0]}" in page.text_content("#tip")
+    assert "excluded from statistics" in page.text_content("#tip")
 
 
 def test_expand_shows_the_whole_sequence(session: Session) -> None:
@@ -137,7 +167,8 @@ def test_expanded_tokens_match_the_server_window(session: Session) -> None:
     page.keyboard.press("Enter")
     page.wait_for_selector("#ex-0.full")
     full = page.eval_on_selector_all("#ex-0 > i", "els => els.map(e => e.className)")
-    assert [c for c in full if c] == server
+    assert [c for c in full if c and c != "bos"] == [c for c in server if c != "bos"]
+    assert server.count("bos") <= full.count("bos")
 
 
 def test_copy_embed_snippet_uses_an_absolute_url(session: Session) -> None:

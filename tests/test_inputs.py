@@ -112,8 +112,9 @@ def test_nan_activations(capsys, tmp_path, previous_site):
     site, store = previous_site
     sae = tmp_path / "nan"
     sae.mkdir()
-    from generator.demo import DEMO_SAE_DIR
     from sae_lens import SAE
+
+    from generator.demo import DEMO_SAE_DIR
 
     broken = SAE.load_from_disk(DEMO_SAE_DIR)
     with torch.no_grad():

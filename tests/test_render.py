@@ -3,6 +3,7 @@ purity (no torch), explanations loading, search index and size budget. No browse
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -15,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import pytest
 
+from generator import pages as pages_mod
 from generator import render as render_mod
 from generator.errors import UserError
 from generator.render import load_explanations, relative_url, render_site
@@ -175,19 +177,62 @@ def test_examples_have_anchors_and_data(site: Path) -> None:
         assert start <= peak < end and seq in set(data.seq_ids.tolist())
         assert len(acts) % 2 == 0 and len(dl) % 2 == 0 and cut >= 0
         outside = [p for p in dl[::2] if not start <= p < end]
-        assert len(outside) <= render_mod.DLOSS_OUTSIDE
+        assert len(outside) <= pages_mod.DLOSS_OUTSIDE
         assert all(abs(v) >= max(10, cut) for p, v in zip(dl[::2], dl[1::2], strict=True)
                    if not start <= p < end)
 
 
 def test_window_elements_match_the_documented_positions(site: Path) -> None:
-    """The k-th <i> of a window is the k-th of sorted(acts ∪ Δloss ∪ {peak}) in [start, end)."""
+    """The k-th <i> of a window that is not .bos is the k-th of sorted(acts ∪ Δloss ∪ {peak})
+    in [start, end)."""
     page = Page(site / "features" / "2.html")
     blob = json.loads(re.search(r"id=fb-data>(.*?)</script>", page.raw, re.S).group(1))
     for n, (_seq, start, end, peak, acts, dl, _cut) in enumerate(blob["e"]):
         li = re.search(rf"<li id=ex-{n}>(.*?)</li>", page.raw).group(1)
         wanted = {peak, *acts[::2], *dl[::2]}
-        assert li.count("<i") == len([p for p in wanted if start <= p < end])
+        elements = li.count("<i") - li.count(pages_mod.BOS_HTML)
+        assert elements == len([p for p in wanted if start <= p < end])
+
+
+def test_bos_positions_are_muted_markers_outside_the_statistics(site: Path) -> None:
+    """BOS tokens (bos_id) show as a muted marker with a tooltip, in every window and in the
+    sequence files, and never carry an activation or a Δloss in the page data."""
+    data = make_store()
+    bos_id = data.meta.bos_id
+    seq_tokens = dict(zip(data.seq_ids.tolist(), data.seq_tokens, strict=True))
+    mid_sequence = 0
+    for i in range(D_SAE):
+        page = Page(site / "features" / f"{i}.html")
+        blob = json.loads(re.search(r"id=fb-data>(.*?)</script>", page.raw, re.S).group(1))
+        for n, (seq, start, end, _peak, acts, dl, _cut) in enumerate(blob["e"]):
+            bos = set(np.flatnonzero(seq_tokens[seq] == bos_id).tolist())
+            assert not bos & {*acts[::2], *dl[::2]}, (i, n)
+            li = re.search(rf"<li id=ex-{n}>(.*?)</li>", page.raw).group(1)
+            assert li.count(pages_mod.BOS_HTML) == len([p for p in bos if start <= p < end])
+            assert "endoftext" not in li  # the marker replaces the BOS token's own text
+            mid_sequence += len([p for p in bos if start <= p < end and p > 0])
+    assert mid_sequence > 0  # the fake store has document boundaries inside windows
+    page = Page(site / "features" / "0.html")
+    marks = [a for t, a in page.tags if t == "i" and a.get("class") == "bos"]
+    assert marks and all("excluded from statistics" in a["title"] for a in marks)
+    assert "⟨bos⟩" in page.all_text and "document boundary (BOS)" in page.all_text
+    for path in (site / "seqs").glob("*.js"):
+        k, seqs = load_script_call(path, "fbSeqs")
+        for seq, displays in seqs.items():
+            assert len(displays) == data.meta.ctx
+            assert [p for p, d in enumerate(displays) if d == 0] == np.flatnonzero(
+                seq_tokens[int(seq)] == bos_id).tolist()
+
+
+def test_unknown_bos_renders_tokens_as_text(tmp_path: Path) -> None:
+    data = make_store()
+    unknown = type(data)(meta=dataclasses.replace(data.meta, bos_id=-1), latents=data.latents,
+                         examples=data.examples, seq_ids=data.seq_ids,
+                         seq_tokens=data.seq_tokens, vocab=data.vocab)
+    out = render_site(unknown, tmp_path / "s", quiet=True).out
+    page = Page(out / "features" / "0.html")
+    assert "class=bos" not in page.raw and "document boundary" not in page.all_text
+    assert "&lt;|endoftext|&gt;" in page.raw
 
 
 def test_interval_groups_show_range_and_count(site: Path) -> None:
@@ -361,7 +406,7 @@ def test_failure_mid_render_leaves_old_site_intact(tmp_path: Path,
     render_site(make_store(), out, quiet=True)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     calls = {"n": 0}
-    original = render_mod._SiteWriter.latent_page
+    original = pages_mod.PageBuilder.latent_page
 
     def explode(self: object, i: int) -> object:
         calls["n"] += 1
@@ -369,7 +414,7 @@ def test_failure_mid_render_leaves_old_site_intact(tmp_path: Path,
             raise RuntimeError("boom")
         return original(self, i)
 
-    monkeypatch.setattr(render_mod._SiteWriter, "latent_page", explode)
+    monkeypatch.setattr(pages_mod.PageBuilder, "latent_page", explode)
     with pytest.raises(RuntimeError, match="boom"):
         render_site(make_store(), out, EXPLANATIONS, quiet=True)
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}

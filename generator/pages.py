@@ -1,0 +1,512 @@
+"""Page contexts: what templates see, built from a `StoreData` with pure functions (no files).
+
+Page contexts are frozen dataclasses; templates only loop and branch. Token lines are built in
+Python (`generator.tokens`) because they are the hot loop (70 examples x ~15 tokens per page) and
+must match the browser's own rendering of expanded sequences exactly.
+
+Per-page data for tooltips and expansion is one JSON blob:
+    {"m": max, "e": [[seq, start, end, peak, [pos, act, ...], [pos, dloss_milli, ...], cut], ...]}
+where `e[n]` is the example with anchor `ex-n`, [start, end) the positions of the server-rendered
+window, `peak` its max position, activations are rounded to 3 significant digits (only nonzero
+ones), and Δloss is attributed to the token being predicted (position t+1 gets dloss[t]), in
+units of 1e-3 nats, omitting |Δloss| < 0.01 (the tooltip then says so); outside the window only
+the DLOSS_OUTSIDE largest are kept, and `cut` is the largest |Δloss| (milli) left out (0: none).
+
+In the server-rendered window only tokens that carry information are elements (`<i class=..>`:
+active, underlined or the max); the others are bare escaped text, which keeps pages small. So the
+k-th `<i>` of a window that is not `.bos` is at the k-th position of sorted(acts ∪ Δloss ∪ {peak})
+within [start, end); the browser relies on exactly this. Expanded sequences make every token an
+element.
+
+Positions whose token is the store's `bos_id` (BOS / document boundaries) are excluded from every
+statistic: they never carry an activation or a Δloss here, and render as a muted `<i class=bos>`
+marker (BOS_HTML) instead of their text, in the window and in the expanded view alike (the
+sequence files encode them as the number 0).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from markupsafe import Markup
+
+from generator.charts import (
+    LEVELS,
+    Chart,
+    activation_chart,
+    count,
+    density_chart,
+    interval_bounds,
+    logit_chart,
+    percent,
+    plural,
+    round3,
+    sig,
+    signed,
+)
+from generator.search import SEARCH_FORMAT, dumps
+from generator.store import EXAMPLE_TOP, StoreData
+from generator.tokens import Display, TokenText, display_text, token_html
+
+WINDOW_TOP = (10, 3)
+"""tokens server-rendered before and after a top example's max token (the rest loads on click)."""
+WINDOW_INTERVAL = (6, 2)
+"""the same for interval samples: shorter, since there are 2.5x as many of them by default."""
+TABLE_PAGE = 100
+"""rows per page of the index table (the first page is server-rendered)."""
+DLOSS_MARK_MILLI = 10
+"""|Δloss| (in 1e-3 nats) from which a token is underlined; smaller values are left out of the
+page data (tooltips then say |Δloss| < 0.01)."""
+DLOSS_OUTSIDE = 12
+"""outside the server-rendered window, only this many largest |Δloss| per example are shipped
+(for the expanded view; the entry records the cutoff so tooltips stay truthful)."""
+EMBED_EXAMPLES = 3
+EMBED_LOGITS = 5
+BOS_MARK = "⟨bos⟩"
+BOS_TITLE = "BOS / document boundary: excluded from statistics"
+BOS_HTML = f'<i class=bos title="{BOS_TITLE}">{BOS_MARK}</i>'
+"""a BOS token in a server-rendered window (static/app.js builds the same, minus the title)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# page contexts (what templates see)
+
+
+@dataclass(frozen=True)
+class TokenCell:
+    html: Markup
+    text: str
+
+
+@dataclass(frozen=True)
+class LogitRow:
+    token: TokenCell
+    value: str
+
+
+@dataclass(frozen=True)
+class ExampleView:
+    n: int
+    """anchor `ex-n` and index into the page's data blob."""
+    value: str
+    html: Markup
+
+
+@dataclass(frozen=True)
+class IntervalGroup:
+    j: int
+    lo: str
+    hi: str
+    count: str
+    """number of sequences in the interval, with its noun."""
+    examples: list[ExampleView]
+
+
+@dataclass(frozen=True)
+class TopTokenRow:
+    token: TokenCell
+    total: str
+    count: str
+
+
+@dataclass(frozen=True)
+class NeighbourRow:
+    latent: int
+    value: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Ablation:
+    mean: str
+    frac_helped: str
+    available: bool
+
+
+@dataclass(frozen=True)
+class LatentPage:
+    id: int
+    title: str
+    description: str
+    explanation: str
+    dead: bool
+    density: str
+    zero_frac: str
+    max: str
+    mean: str
+    n_active: str
+    prev: int | None
+    next: int | None
+    hist: Chart | None
+    logit_hist: Chart
+    logit_pos: list[LogitRow]
+    logit_neg: list[LogitRow]
+    top_examples: list[ExampleView]
+    intervals: list[IntervalGroup]
+    blob: Markup
+    embed_blob: Markup
+    """the data blob restricted to the embed card's examples (the first EMBED_EXAMPLES)."""
+    ablation: Ablation | None
+    top_tokens: list[TopTokenRow] | None
+    nb_cos: list[NeighbourRow] | None
+    nb_coact: list[NeighbourRow] | None
+
+
+@dataclass(frozen=True)
+class TableRow:
+    id: int
+    density: str
+    max: str
+    top: str
+    explanation: str
+    abl_mean: str
+    abl_frac: str
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """What every page shows about the build (header, footer, index overview)."""
+
+    name: str
+    model: str
+    sae: str
+    architecture: str
+    hook: str
+    corpus: str
+    n_tokens: str
+    n_seqs: str
+    ctx: int
+    created: str
+    d_sae: int
+    ln_folded: bool
+    logit_direction: str
+    has_ablation: bool
+    has_bos: bool
+    """whether BOS / document-boundary positions are known (and shown as markers)."""
+    coact_method: str
+    settings: list[tuple[str, str]]
+    versions: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class IndexPage:
+    title: str
+    description: str
+    l0: str
+    dead: str
+    alive: str
+    density_chart: Chart | None
+    rows: list[TableRow]
+    n_pages: int
+    shards: int
+    search_version: int = SEARCH_FORMAT
+    explained: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def site_info(data: StoreData) -> SiteInfo:
+    meta = data.meta
+    return SiteInfo(
+        name="feature-browser", model=meta.model, sae=meta.sae,
+        architecture=meta.sae_architecture, hook=meta.hook, corpus=meta.corpus,
+        n_tokens=count(meta.n_tokens), n_seqs=count(meta.n_seqs), ctx=meta.ctx,
+        created=meta.created, d_sae=meta.d_sae, ln_folded=meta.ln_folded,
+        logit_direction=meta.logit_direction, has_ablation=meta.has_ablation,
+        has_bos=meta.bos_id >= 0, coact_method=meta.coact_method,
+        settings=[(k, str(v)) for k, v in sorted(meta.settings.items())],
+        versions=[(k, str(v)) for k, v in sorted(meta.versions.items())],
+    )
+
+
+def embed_subset(page: LatentPage) -> dict[str, Any]:
+    """What the embed card shows of a latent page beyond the page itself."""
+    return {"examples": page.top_examples[:EMBED_EXAMPLES],
+            "logit_pos": page.logit_pos[:EMBED_LOGITS], "logit_neg": page.logit_neg[:EMBED_LOGITS]}
+
+
+# ---------------------------------------------------------------------------------------------
+# the builder
+
+
+class PageBuilder:
+    """Builds page contexts from a store. Holds the token text and per-store lookups (example
+    order, sequence rows, vocabulary pieces needing UTF-8 merging) so each page is cheap."""
+
+    def __init__(self, data: StoreData, explanations: dict[int, str]) -> None:
+        self.data, self.explanations = data, explanations
+        self.text = TokenText(data.vocab)
+        self.lat = data.latents
+        self.max3 = [round3(float(x)) for x in self.lat.max_act]
+        self._seq_rows = np.searchsorted(data.seq_ids, data.examples.seq)
+        self._ex_order, self._ex_bounds = _example_slices(data)
+        self._partial_vocab = _partial_token_mask(data.vocab)
+        self._seq_cache: dict[int, list[Display]] = {}
+
+    # -- latent pages ---------------------------------------------------------------------
+
+    def latent_page(self, i: int) -> LatentPage:
+        lat, meta = self.lat, self.data.meta
+        n_active = int(lat.n_active[i])
+        dead = n_active == 0
+        density = n_active / max(1, meta.n_tokens)
+        top, groups, blob = self.examples_of(i)
+        explanation = self.explanations.get(i, "")
+        title, description = self.describe(i, explanation)
+        return LatentPage(
+            id=i, title=title, description=description, explanation=explanation, dead=dead,
+            density=percent(density), zero_frac=percent(1 - density), max=sig(lat.max_act[i]),
+            mean=sig(lat.sum_act[i] / n_active) if n_active else "n/a", n_active=count(n_active),
+            prev=i - 1 if i > 0 else None, next=i + 1 if i + 1 < lat.d_sae else None,
+            hist=None if dead else activation_chart(lat.hist[i], lat.interval_counts[i],
+                                                    float(lat.max_act[i])),
+            logit_hist=logit_chart(lat.logit_hist[i], float(lat.logit_lo[i]),
+                                   float(lat.logit_hi[i])),
+            logit_pos=self.logit_rows(lat.logit_pos_ids[i], lat.logit_pos_vals[i]),
+            logit_neg=self.logit_rows(lat.logit_neg_ids[i], lat.logit_neg_vals[i]),
+            top_examples=top, intervals=groups, blob=_script_json(blob),
+            embed_blob=_script_json({"m": blob["m"], "e": blob["e"][:EMBED_EXAMPLES]}),
+            ablation=self.ablation(i), top_tokens=self.top_tokens(i),
+            nb_cos=self.neighbours(lat.nb_cos_ids, lat.nb_cos_vals, i),
+            nb_coact=self.neighbours(lat.nb_coact_ids, lat.nb_coact_vals, i),
+        )
+
+    def describe(self, i: int, explanation: str) -> tuple[str, str]:
+        """Title and link-preview description: the explanation, else top tokens and logits."""
+        name = f"Latent {i}"
+        tokens = self.top_token_labels(i, 5)
+        logits = [self.cell(t).text.strip() for t in self.lat.logit_pos_ids[i][:5]]
+        facts = []
+        if tokens:
+            facts.append("fires on " + ", ".join(tokens))
+        facts.append("promotes " + ", ".join(logits))
+        summary = explanation or "; ".join(facts)
+        title = f"{name}: {_clip(summary, 70)}" if summary else name
+        description = (f"{name} of {self.data.meta.sae} ({self.data.meta.hook}), density "
+                       f"{percent(self.lat.n_active[i] / max(1, self.data.meta.n_tokens))}. "
+                       f"{summary}")
+        return title, _clip(description, 200)
+
+    def top_token_labels(self, i: int, n: int) -> list[str]:
+        if self.lat.top_token_ids is None:
+            return []
+        return [self.cell(t).text.strip() or self.cell(t).text
+                for t in self.lat.top_token_ids[i][:n] if t >= 0]
+
+    def cell(self, token_id: int) -> TokenCell:
+        display = self.text.token(int(token_id))
+        return TokenCell(html=Markup(token_html(display, breaks=False)),
+                         text=display_text(display))
+
+    def logit_rows(self, ids: np.ndarray, vals: np.ndarray) -> list[LogitRow]:
+        return [LogitRow(self.cell(t), signed(float(v))) for t, v in zip(ids, vals, strict=True)]
+
+    def ablation(self, i: int) -> Ablation | None:
+        lat = self.lat
+        if lat.abl_mean is None or lat.abl_frac_helped is None:
+            return None
+        mean, frac = float(lat.abl_mean[i]), float(lat.abl_frac_helped[i])
+        return Ablation(mean=signed(mean) if math.isfinite(mean) else "n/a",
+                        frac_helped=percent(frac), available=math.isfinite(mean))
+
+    def top_tokens(self, i: int) -> list[TopTokenRow] | None:
+        lat = self.lat
+        if lat.top_token_ids is None or lat.top_token_sums is None:
+            return None
+        counts = lat.top_token_counts
+        return [TopTokenRow(self.cell(t), sig(float(s)),
+                            count(counts[i][k]) if counts is not None else "")
+                for k, (t, s) in enumerate(zip(lat.top_token_ids[i], lat.top_token_sums[i],
+                                               strict=True)) if t >= 0]
+
+    def neighbours(self, ids: np.ndarray | None, vals: np.ndarray | None,
+                   i: int) -> list[NeighbourRow] | None:
+        if ids is None or vals is None:
+            return None
+        return [NeighbourRow(int(j), sig(float(v)), self.short_label(int(j)))
+                for j, v in zip(ids[i], vals[i], strict=True) if 0 <= j < self.lat.d_sae]
+
+    def short_label(self, i: int) -> str:
+        if i in self.explanations:
+            return _clip(self.explanations[i], 40)
+        return " ".join(self.top_token_labels(i, 3))
+
+    # -- examples -------------------------------------------------------------------------
+
+    def example_rows(self, i: int) -> np.ndarray:
+        """Rows of latent i's examples in page order: top examples, then intervals by rank."""
+        lo, hi = self._ex_bounds[i]
+        return self._ex_order[lo:hi]
+
+    def example_tokens(self, row: int) -> np.ndarray:
+        """Token ids of the sequence that example row `row` shows."""
+        return self.data.seq_tokens[self._seq_rows[row]]
+
+    def bos_mask(self, tokens: np.ndarray) -> np.ndarray:
+        """True at BOS / document-boundary positions (none when the store's bos_id is -1)."""
+        return np.asarray(tokens) == self.data.meta.bos_id
+
+    def examples_of(self, i: int) -> tuple[list[ExampleView], list[IntervalGroup], dict]:
+        """Top examples, interval groups (every interval, even empty) and the page's data blob."""
+        ex, peak = self.data.examples, self.max3[i]
+        top: list[ExampleView] = []
+        by_interval: dict[int, list[ExampleView]] = defaultdict(list)
+        entries: list[list[Any]] = []
+        for row in self.example_rows(i):
+            window = WINDOW_TOP if ex.kind[row] == EXAMPLE_TOP else WINDOW_INTERVAL
+            view, entry = self.example(int(row), len(entries), peak, window)
+            entries.append(entry)
+            if ex.kind[row] == EXAMPLE_TOP:
+                top.append(view)
+            else:
+                by_interval[int(ex.interval[row])].append(view)
+        n_int = self.lat.interval_counts.shape[1]
+        groups = [IntervalGroup(j, *interval_bounds(j, n_int, float(self.lat.max_act[i])),
+                                plural(self.lat.interval_counts[i][j], "sequence"),
+                                by_interval.get(j, []))
+                  for j in reversed(range(n_int))] if self.lat.n_active[i] else []
+        return top, groups, {"m": peak, "e": entries}
+
+    def example(self, row: int, n: int, peak: float,
+                window: tuple[int, int]) -> tuple[ExampleView, list[Any]]:
+        """One example's server-rendered window and its data-blob entry."""
+        ex = self.data.examples
+        acts = ex.acts[row]
+        bos = self.bos_mask(self.example_tokens(row))
+        centre = int(np.argmax(acts))
+        start, end = max(0, centre - window[0]), min(len(acts), centre + window[1] + 1)
+        rounded = {int(p): round3(float(acts[p])) for p in np.flatnonzero((acts > 0) & ~bos)}
+        dl, cutoff = (_dloss_milli(ex.dloss[row], start, end, bos) if ex.dloss is not None
+                      else ({}, 0))
+        classes = [token_classes(rounded.get(t, 0.0), peak, t == centre, dl.get(t, 0))
+                   for t in range(start, end)]
+        displays = self.sequence_displays(int(self._seq_rows[row]), start, end)
+        html = _line_html(displays, classes, bos[start:end])
+        entry = [int(ex.seq[row]), start, end, centre, [x for p in rounded.items() for x in p],
+                 [x for p in sorted(dl.items()) for x in p], cutoff]
+        return ExampleView(n, sig(float(acts[centre])), Markup(html)), entry
+
+    def sequence_displays(self, seq_row: int, start: int = 0,
+                          end: int | None = None) -> list[Display]:
+        """Displays of positions [start, end) of a kept sequence: from the per-token cache, or
+        with UTF-8 merging over the whole sequence when it holds partial pieces."""
+        ids = self.data.seq_tokens[seq_row]
+        if not self._partial_vocab[ids].any():
+            return [self.text.token(t) for t in ids[start:end]]
+        if seq_row not in self._seq_cache:
+            self._seq_cache[seq_row] = self.text.sequence(ids)
+        return self._seq_cache[seq_row][start:end]
+
+    # -- index ----------------------------------------------------------------------------
+
+    def index_page(self, shards: int) -> IndexPage:
+        lat, meta = self.lat, self.data.meta
+        dead = int((lat.n_active == 0).sum())
+        rows = [self.table_row(i) for i in range(min(TABLE_PAGE, lat.d_sae))]
+        return IndexPage(
+            title=f"Feature browser: {meta.sae} on {meta.model}",
+            description=(f"{lat.d_sae:,} latents of {meta.sae} ({meta.hook}) on {meta.model}, "
+                         f"analysed over {meta.n_tokens:,} tokens of {meta.corpus}."),
+            l0=sig(meta.l0), dead=count(dead), alive=count(lat.d_sae - dead),
+            density_chart=density_chart(lat.n_active / max(1, meta.n_tokens)), rows=rows,
+            n_pages=max(1, math.ceil(lat.d_sae / TABLE_PAGE)), shards=shards,
+            explained=len(self.explanations),
+        )
+
+    def table_row(self, i: int) -> TableRow:
+        lat = self.lat
+        abl = self.ablation(i)
+        return TableRow(
+            id=i, density=percent(lat.n_active[i] / max(1, self.data.meta.n_tokens)),
+            max=sig(lat.max_act[i]), top=", ".join(self.top_token_labels(i, 3)),
+            explanation=self.explanations.get(i, ""),
+            abl_mean=abl.mean if abl else "", abl_frac=abl.frac_helped if abl else "",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# token classes, page data, helpers
+
+
+def level(act: float, peak: float) -> int:
+    """Colour class 1..LEVELS of an activation relative to the latent max (0 when inactive)."""
+    if act <= 0 or peak <= 0:
+        return 0
+    return min(LEVELS, math.ceil(LEVELS * act / peak))
+
+
+def token_classes(act: float, peak: float, is_max: bool, dloss_milli: int) -> str:
+    """CSS classes of one token: colour level, max marker, Δloss underline (order matters: JS
+    builds the same string)."""
+    classes = []
+    lv = level(act, peak)
+    if lv:
+        classes.append(f"a{lv}")
+    if is_max:
+        classes.append("m")
+    if dloss_milli >= DLOSS_MARK_MILLI:
+        classes.append("p")
+    elif dloss_milli <= -DLOSS_MARK_MILLI:
+        classes.append("n")
+    return " ".join(classes)
+
+
+def _line_html(displays: Sequence[Display], classes: Sequence[str], bos: np.ndarray) -> str:
+    """A window's HTML: BOS markers, token elements, and bare text for tokens without classes
+    (adjacent muted segments of bare tokens merged)."""
+    return "".join(BOS_HTML if is_bos else token_html(display, cls, bare=True)
+                   for display, cls, is_bos in zip(displays, classes, bos, strict=True)
+                   ).replace("</b><b>", "")
+
+
+def _dloss_milli(dloss: np.ndarray, start: int, end: int,
+                 bos: np.ndarray) -> tuple[dict[int, int], int]:
+    """Δloss per predicted-token position (t+1 <- dloss[t]) in 1e-3 nats, |Δ| < 0.01 and BOS
+    positions dropped; outside [start, end) only the DLOSS_OUTSIDE largest. Returns them and the
+    cutoff (the largest dropped |Δ| outside the window, 0 if none was dropped for the cap)."""
+    milli = np.round(np.nan_to_num(dloss[:-1]) * 1000).astype(np.int64)
+    positions = np.flatnonzero((np.abs(milli) >= DLOSS_MARK_MILLI) & ~bos[1:]) + 1
+    inside = [int(p) for p in positions if start <= p < end]
+    outside = sorted((int(p) for p in positions if not start <= p < end),
+                     key=lambda p: (-abs(int(milli[p - 1])), p))
+    kept, dropped = outside[:DLOSS_OUTSIDE], outside[DLOSS_OUTSIDE:]
+    cutoff = max((abs(int(milli[p - 1])) for p in dropped), default=0)
+    return {p: int(milli[p - 1]) for p in inside + kept}, cutoff
+
+
+def _example_slices(data: StoreData) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Row order (latent, top-then-interval, interval, rank) and each latent's [lo, hi) slice."""
+    ex = data.examples
+    kind = np.array([0 if k == EXAMPLE_TOP else 1 for k in ex.kind], dtype=np.int64)
+    order = np.lexsort((ex.rank, ex.interval, kind, ex.latent))
+    latents = ex.latent[order]
+    ids = np.arange(data.latents.d_sae)
+    lo = np.searchsorted(latents, ids, side="left")
+    hi = np.searchsorted(latents, ids, side="right")
+    return order, [(int(a), int(b)) for a, b in zip(lo, hi, strict=True)]
+
+
+def _partial_token_mask(vocab: Sequence[bytes]) -> np.ndarray:
+    """True for vocab entries that are not whole UTF-8 text (they need neighbour merging)."""
+    mask = np.zeros(max(1, len(vocab)), dtype=bool)
+    for k, piece in enumerate(vocab):
+        try:
+            piece.decode("utf-8")
+        except UnicodeDecodeError:
+            mask[k] = True
+    return mask
+
+
+def _script_json(value: object) -> Markup:
+    """JSON safe inside an inline <script> element (no `<`, `>` or `&`)."""
+    raw = dumps(value).decode()
+    return Markup(raw.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+def _clip(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1].rstrip() + "…"

@@ -1,0 +1,77 @@
+"""Corpus stage: sequence cutting, document separators, token bytes for display."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from generator.corpus import chunk_documents, stdlib_sources, vocab_bytes
+from generator.errors import UserError
+
+BOS = 0
+
+
+def fake_encode(texts: list[str]) -> list[list[int]]:
+    """One token per character, ids offset past BOS."""
+    return [[ord(c) % 97 + 1 for c in t] for t in texts]
+
+
+def test_sequences_are_bos_led_and_cut_from_the_joined_stream():
+    docs = ["abcdef", "ghij", "klmnopqrstu"]
+    tokens, n_docs = chunk_documents(docs, fake_encode, BOS, ctx=5, n_seqs=100)
+    stream = []
+    for ids in fake_encode(docs):
+        stream += ids + [BOS]
+    assert n_docs == 3
+    assert tokens.shape == (len(stream) // 4, 5) and tokens.dtype == np.int32
+    assert (tokens[:, 0] == BOS).all()
+    np.testing.assert_array_equal(tokens[:, 1:].reshape(-1), stream[: tokens.shape[0] * 4])
+
+
+def test_reading_stops_once_enough_sequences():
+    def endless():
+        while True:
+            yield "x" * 50
+
+    tokens, n_docs = chunk_documents(endless(), fake_encode, BOS, ctx=11, n_seqs=7, batch_docs=1)
+    assert tokens.shape == (7, 11) and n_docs <= 3
+
+
+def test_pretokenized_documents_pass_through():
+    tokens, _ = chunk_documents([[5, 6, 7], [8, 9]], fake_encode, BOS, ctx=3, n_seqs=10)
+    np.testing.assert_array_equal(tokens, [[0, 5, 6], [0, 7, 0], [0, 8, 9]])
+
+
+def test_too_short_and_bad_ctx_are_user_errors():
+    with pytest.raises(UserError, match="too short"):
+        chunk_documents(["ab"], fake_encode, BOS, ctx=128, n_seqs=1)
+    with pytest.raises(UserError, match="--ctx"):
+        chunk_documents(["ab"], fake_encode, BOS, ctx=1, n_seqs=1)
+
+
+def test_stdlib_corpus_is_source_code_without_tests():
+    files = stdlib_sources()
+    assert len(files) > 300 and all(f.suffix == ".py" for f in files)
+    assert not any("site-packages" in f.parts or "test" in f.parts for f in files)
+
+
+def test_vocab_bytes_of_a_byte_level_tokenizer():
+    """Byte-level BPE pieces map back to their raw bytes, including partial UTF-8."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    text = ["def f(x):\n    return x  # é 漢字 🙂\n"] * 20
+    tok.train_from_iterator(text, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>")
+    table = vocab_bytes(fast, len(fast) + 3)
+    assert len(table) == len(fast) + 3 and table[-1] == b""
+    assert table[0] == b"<|endoftext|>"
+    ids = fast("漢字 🙂\n", add_special_tokens=False)["input_ids"]
+    assert b"".join(table[i] for i in ids) == "漢字 🙂\n".encode()
+    singles = {table[i] for i in range(len(fast))}
+    assert bytes([0xF0]) in singles  # a lone lead byte: not valid UTF-8 on its own
