@@ -187,6 +187,8 @@ def chunk_documents(
     pending: list[str] = []
 
     def flush() -> None:
+        if not pending:
+            return
         for ids in encode(pending):
             stream.extend(ids)
             stream.append(bos_id)
