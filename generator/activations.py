@@ -72,11 +72,12 @@ class HookedSAE:
         tokens: Int[Tensor, "batch seq"],
         delta: Float[Tensor, "batch seq d_in"] | None = None,
         needed: Bool[Tensor, "batch seq_minus_1"] | None = None,
+        block: int = 2048,
     ) -> Float[Tensor, "batch seq_minus_1"]:
         """Next-token loss per position, running from the hook's block to the logits, with `delta`
         subtracted from the hook activation (None: the clean run). With `needed`, the unembedding
         (the costliest part for a small model with a large vocabulary) runs only where needed is
-        True, and other positions hold NaN."""
+        True, in blocks of `block` positions, and other positions hold NaN."""
         hooks = []
         if delta is not None:
             def ablate(value: Tensor, hook: Any) -> Tensor:
@@ -90,11 +91,17 @@ class HookedSAE:
         final = self.model.run_with_hooks(resid, start_at_layer=self.site.layer,
                                           stop_at_layer=self.model.cfg.n_layers, fwd_hooks=hooks)
         rows, cols = torch.nonzero(needed, as_tuple=True)
-        picked = self.model.ln_final(final[:, :-1][rows, cols][None])
-        logits = self.model.unembed(picked)[0].float()
+        picked, target = final[rows, cols], tokens[rows, cols + 1].long()
         out = torch.full(needed.shape, float("nan"), device=resid.device)
-        out[rows, cols] = F.cross_entropy(logits, tokens[:, 1:][rows, cols].long(), reduction="none")
+        loss = torch.cat([self._unembed_loss(picked[i:i + block], target[i:i + block])
+                          for i in range(0, len(target), block)]) if len(target) else picked[:0, 0]
+        out[rows, cols] = loss
         return out
+
+    def _unembed_loss(self, resid: Float[Tensor, "n d_model"], target: Int[Tensor, " n"]) -> Tensor:
+        """Cross-entropy as logsumexp - target logit: no [n, d_vocab] log-softmax is written."""
+        logits = self.model.unembed(self.model.ln_final(resid[None]))[0].float()
+        return torch.logsumexp(logits, -1) - logits.gather(1, target[:, None])[:, 0]
 
 
 def _next_token_loss(

@@ -143,24 +143,28 @@ class Engine:
     # ------------------------------------------------------------------ examples
 
     def examples(self, p1: Pass1State, p2: Pass2State) -> ExampleSet:
+        """Per-token activations (and Δloss) of every shown example. A (sequence, latent) pair
+        shown twice (top example and interval sample) is computed once."""
         sel = select_examples(p1.top_seqs.cpu().numpy(), p2.sample_seqs().cpu().numpy())
-        n, ctx = len(sel.seq), self.tokens.shape[1]
-        acts = np.zeros((n, ctx), dtype=np.float32)
-        dloss = np.full((n, ctx), np.nan, dtype=np.float32) if self.s.ablation else None
-        by_seq = np.argsort(sel.seq, kind="stable")
-        uniq, starts = np.unique(sel.seq[by_seq], return_index=True)
-        bounds = np.append(starts, n)
+        d, ctx = self.hooked.d_sae, self.tokens.shape[1]
+        pairs, inverse = np.unique(sel.seq.astype(np.int64) * d + sel.latent, return_inverse=True)
+        pair_seq, pair_latent = pairs // d, (pairs % d).astype(np.int64)  # sorted by sequence
+        acts = np.zeros((len(pairs), ctx), dtype=np.float32)
+        dloss = np.full((len(pairs), ctx), np.nan, dtype=np.float32) if self.s.ablation else None
+        uniq, starts = np.unique(pair_seq, return_index=True)
+        bounds = np.append(starts, len(pairs))
 
         def step(batch: np.ndarray) -> None:
             lo = int(np.searchsorted(uniq, batch[0]))
-            rows = by_seq[bounds[lo]:bounds[lo + len(batch)]]
-            self._example_batch(batch, sel.seq[rows], sel.latent[rows], rows, acts, dloss)
+            rows = np.arange(bounds[lo], bounds[lo + len(batch)])
+            self._example_batch(batch, pair_seq[rows], pair_latent[rows], rows, acts, dloss)
 
         for batch in self._batches(uniq, "examples + ablation" if self.s.ablation else "examples"):
             self._with_oom_retry(step, batch)
+        summary = ablation_summary(pair_latent, acts, dloss, d) if dloss is not None else None
         examples = Examples(latent=sel.latent, kind=sel.kind, interval=sel.interval,
-                            rank=sel.rank, seq=sel.seq, acts=acts, dloss=dloss)
-        summary = ablation_summary(examples, self.hooked.d_sae) if dloss is not None else None
+                            rank=sel.rank, seq=sel.seq, acts=acts[inverse],
+                            dloss=dloss[inverse] if dloss is not None else None)
         return ExampleSet(examples, *(summary or (None, None)))
 
     def _example_batch(self, batch: np.ndarray, pair_seqs: np.ndarray, pair_latents: np.ndarray,
@@ -174,14 +178,16 @@ class Engine:
         acts_out[rows] = pair_acts.cpu().numpy()
         if dloss_out is None:
             return
-        clean = self.hooked.losses(resid, tokens)
         target_ok = mask[:, 1:]
+        chunk = self._ablation_chunk()
+        clean = torch.cat([self.hooked.losses(resid[c:c + chunk], tokens[c:c + chunk],
+                                              needed=target_ok[c:c + chunk])
+                           for c in range(0, len(batch), chunk)])
         # Causal attention: positions before the latent's first activation see the same inputs in
         # both runs, so their Δloss is exactly 0 and only later positions are unembedded.
         ctx = tokens.shape[1]
         positions = torch.arange(ctx - 1, device=self.device)
         first = torch.where(pair_acts > 0, torch.arange(ctx, device=self.device), ctx).amin(1)
-        chunk = self._ablation_chunk()
         for start in range(0, len(rows), chunk):
             sl = slice(start, start + chunk)
             seq = local[sl]
@@ -194,10 +200,16 @@ class Engine:
             dloss_out[rows[sl], :-1] = diff.cpu().numpy()
 
     def _ablation_chunk(self) -> int:
-        ctx, d_vocab = self.tokens.shape[1], self.hooked.model.cfg.d_vocab
-        per_pair = ctx * d_vocab * 4 * 3  # logits, their float copy and the softmax
-        budget = 2**30 if self.device.type != "cuda" else torch.cuda.mem_get_info(self.device)[0] * 0.3
-        return int(max(1, min(512, budget // per_pair)))
+        """(sequence, latent) pairs per ablation forward pass. On CPU, small chunks keep each
+        layer's activations in cache (the work is memory-bound there); on GPU, large chunks keep
+        the device busy, bounded by free memory (unembedding runs in blocks of its own)."""
+        if self.device.type != "cuda":
+            return 32
+        ctx, d_model = self.tokens.shape[1], self.hooked.model.cfg.d_model
+        d_mlp = self.hooked.model.cfg.d_mlp or 4 * d_model
+        per_pair = ctx * (8 * d_model + 2 * d_mlp) * 4
+        free = torch.cuda.mem_get_info(self.device)[0]
+        return int(max(1, min(4096, free * 0.3 // per_pair)))
 
 
 @dataclass(frozen=True)
@@ -224,12 +236,13 @@ def select_examples(top_seqs: Int[np.ndarray, "d k"],
                      seq[order].astype(np.int32))
 
 
-def ablation_summary(ex: Examples, d_sae: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per latent, over its shown examples' active positions: mean Δloss, fraction Δloss > 0."""
-    assert ex.dloss is not None
-    ok = (ex.acts > 0) & np.isfinite(ex.dloss)
-    rows = np.broadcast_to(ex.latent[:, None], ok.shape)[ok]
-    values = ex.dloss[ok].astype(np.float64)
+def ablation_summary(latent: Int[np.ndarray, " n"], acts: Float[np.ndarray, "n ctx"],
+                     dloss: Float[np.ndarray, "n ctx"], d_sae: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per latent, over the active positions of its distinct shown (sequence, latent) pairs:
+    mean Δloss and the fraction of positions with Δloss > 0 (the latent helped). NaN if none."""
+    ok = (acts > 0) & np.isfinite(dloss)
+    rows = np.broadcast_to(latent[:, None], ok.shape)[ok]
+    values = dloss[ok].astype(np.float64)
     count = np.bincount(rows, minlength=d_sae)
     total = np.bincount(rows, weights=values, minlength=d_sae)
     helped = np.bincount(rows, weights=(values > 0).astype(np.float64), minlength=d_sae)

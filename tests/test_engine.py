@@ -74,13 +74,25 @@ def test_engine_exact_for_every_sae_and_hook(model, kind, hook):
     for row in range(len(ex.seq)):
         s, i = int(ex.seq[row]), int(ex.latent[row])
         np.testing.assert_allclose(ex.acts[row], dense[s, :, i], rtol=1e-5, atol=1e-6)
-    for row in range(0, len(ex.seq), max(1, len(ex.seq) // 6)):
-        s, i = int(ex.seq[row]), int(ex.latent[row])
+    checked = sorted({(int(ex.latent[r]), int(ex.seq[r])) for r in range(len(ex.seq))})
+    sums: dict[int, list[float]] = {}
+    for i, s in checked:
         want = brute_force_dloss(model, sae, hook, tokens, dense, s, i)
+        row = next(r for r in range(len(ex.seq)) if ex.seq[r] == s and ex.latent[r] == i)
         got = ex.dloss[row, :-1]
         ok = tokens[s, 1:] != BOS
         np.testing.assert_allclose(got[ok], want[ok], rtol=1e-4, atol=1e-5)
         assert np.isnan(got[~ok]).all() and np.isnan(ex.dloss[row, -1])
+        active = (dense[s, :-1, i] > 0) & ok
+        sums.setdefault(i, []).extend(want[active].tolist())
+    # ablation summary: over each latent's distinct shown pairs, the active positions' Δloss
+    for i in range(sae.cfg.d_sae):
+        values = sums.get(i, [])
+        if values:
+            assert shown.abl_mean[i] == pytest.approx(np.mean(values), rel=1e-3, abs=1e-5)
+            assert shown.abl_frac_helped[i] == pytest.approx(np.mean(np.array(values) > 0))
+        else:
+            assert np.isnan(shown.abl_mean[i])
 
 
 @pytest.mark.parametrize("hook", list(HOOKS))
