@@ -22,7 +22,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from generator.activations import HookedSAE
-from generator.statistics import Pass1State, Pass2State
+from generator.statistics import Pass1State, Pass2State, SparseBatch
 from generator.store import EXAMPLE_INTERVAL, EXAMPLE_TOP, Examples
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ class EngineSettings:
     coact: bool = True
     """count co-activations (exact for all pairs, or for the candidates given to pass1)."""
     quiet: bool = False
+    cache_bytes: int = 2 << 30
+    """host memory for pass 1's activation triplets, reused by pass 2 (beyond it: recompute)."""
 
 
 @dataclass(frozen=True)
@@ -111,34 +113,60 @@ class Engine:
         acts = self.hooked.encode(hook_acts).float()
         return acts * mask[..., None]
 
+    def _sparse(self, batch: np.ndarray) -> SparseBatch:
+        tokens, mask = self._device_tokens(batch)
+        return SparseBatch.from_dense(self._acts(tokens, mask), mask,
+                                      torch.from_numpy(batch), tokens)
+
     # ------------------------------------------------------------------ passes
 
     def pass1(self, seqs: np.ndarray, coact_ids: Tensor | None = None) -> Pass1State:
-        """coact_ids: per-latent candidate set for co-activation (None: all pairs)."""
+        """coact_ids: per-latent candidate set for co-activation (None: all pairs). Keeps each
+        batch's triplets on the host while they fit the cache budget, for pass 2."""
         d_vocab = self.hooked.model.cfg.d_vocab if self.s.top_tokens else 0
         state = Pass1State.empty(self.hooked.d_sae, self.s.k, self.device, d_vocab=d_vocab,
                                  coact=self.s.coact, coact_ids=coact_ids)
+        self._cache: list[SparseBatch] | None = []
+        cached_bytes = 0
 
         def step(batch: np.ndarray) -> None:
-            tokens, mask = self._device_tokens(batch)
-            acts = self._acts(tokens, mask)
-            state.update(acts, mask, torch.from_numpy(batch).to(self.device), tokens)
+            nonlocal cached_bytes
+            sparse = self._sparse(batch)
+            state.update(sparse)
+            if self._cache is not None:
+                cached_bytes += sparse.nbytes
+                if cached_bytes <= self.s.cache_bytes:
+                    self._cache.append(sparse.to("cpu"))
+                else:
+                    log.info("activation cache over %d MB: pass 2 re-runs the model",
+                             self.s.cache_bytes >> 20)
+                    self._cache = None
 
         for batch in self._batches(seqs, "pass 1/2 statistics"):
             self._with_oom_retry(step, batch)
         return state
 
     def pass2(self, seqs: np.ndarray, max_act: Tensor) -> Pass2State:
+        """From pass 1's cached triplets when they were all kept, else by re-running the model."""
         state = Pass2State.empty(max_act.to(self.device), self.s.n_bins, self.s.n_intervals,
                                  self.s.m, self.s.seed)
-
-        def step(batch: np.ndarray) -> None:
-            tokens, mask = self._device_tokens(batch)
-            state.update(self._acts(tokens, mask), torch.from_numpy(batch).to(self.device))
-
+        cache = self._cache_covering(seqs)
+        if cache is not None:
+            for sparse in tqdm(cache, desc="pass 2/2 histograms", disable=self.s.quiet,
+                               leave=False):
+                state.update(sparse.to(self.device))
+            return state
         for batch in self._batches(seqs, "pass 2/2 histograms"):
-            self._with_oom_retry(step, batch)
+            self._with_oom_retry(lambda b: state.update(self._sparse(b)), batch)
         return state
+
+    def _cache_covering(self, seqs: np.ndarray) -> list[SparseBatch] | None:
+        """Pass 1's cached triplets, if they hold every sequence in `seqs`."""
+        cache = getattr(self, "_cache", None)
+        if not cache:
+            return None
+        cached = np.concatenate([c.seq_ids.numpy() for c in cache])
+        return cache if np.isin(seqs, cached).all() else None
 
     # ------------------------------------------------------------------ examples
 
@@ -153,14 +181,20 @@ class Engine:
         dloss = np.full((len(pairs), ctx), np.nan, dtype=np.float32) if self.s.ablation else None
         uniq, starts = np.unique(pair_seq, return_index=True)
         bounds = np.append(starts, len(pairs))
+        cache = self._cache_covering(uniq)
+        if cache is not None:
+            _fill_from_cache(cache, pairs, d, acts)
 
         def step(batch: np.ndarray) -> None:
             lo = int(np.searchsorted(uniq, batch[0]))
             rows = np.arange(bounds[lo], bounds[lo + len(batch)])
-            self._example_batch(batch, pair_seq[rows], pair_latent[rows], rows, acts, dloss)
+            self._example_batch(batch, pair_seq[rows], pair_latent[rows], rows, acts, dloss,
+                                have_acts=cache is not None)
 
-        for batch in self._batches(uniq, "examples + ablation" if self.s.ablation else "examples"):
-            self._with_oom_retry(step, batch)
+        if cache is None or dloss is not None:
+            desc = "examples + ablation" if self.s.ablation else "examples"
+            for batch in self._batches(uniq, desc):
+                self._with_oom_retry(step, batch)
         summary = ablation_summary(pair_latent, acts, dloss, d) if dloss is not None else None
         examples = Examples(latent=sel.latent, kind=sel.kind, interval=sel.interval,
                             rank=sel.rank, seq=sel.seq, acts=acts[inverse],
@@ -168,14 +202,19 @@ class Engine:
         return ExampleSet(examples, *(summary or (None, None)))
 
     def _example_batch(self, batch: np.ndarray, pair_seqs: np.ndarray, pair_latents: np.ndarray,
-                       rows: np.ndarray, acts_out: np.ndarray, dloss_out: np.ndarray | None):
+                       rows: np.ndarray, acts_out: np.ndarray, dloss_out: np.ndarray | None,
+                       have_acts: bool) -> None:
+        """Fill acts_out[rows] (unless have_acts) and dloss_out[rows] for one batch of sequences."""
         tokens, mask = self._device_tokens(batch)
         resid, hook_acts = self.hooked.run_to_hook(tokens)
-        acts = self.hooked.encode(hook_acts).float() * mask[..., None]
         local = torch.from_numpy(np.searchsorted(batch, pair_seqs)).to(self.device)
         latents = torch.from_numpy(pair_latents).to(self.device, torch.long)
-        pair_acts = acts[local, :, latents]  # [pairs, ctx]
-        acts_out[rows] = pair_acts.cpu().numpy()
+        if have_acts:
+            pair_acts = torch.from_numpy(acts_out[rows]).to(self.device)
+        else:
+            acts = self.hooked.encode(hook_acts).float() * mask[..., None]
+            pair_acts = acts[local, :, latents]  # [pairs, ctx]
+            acts_out[rows] = pair_acts.cpu().numpy()
         if dloss_out is None:
             return
         target_ok = mask[:, 1:]
@@ -210,6 +249,17 @@ class Engine:
         per_pair = ctx * (8 * d_model + 2 * d_mlp) * 4
         free = torch.cuda.mem_get_info(self.device)[0]
         return int(max(1, min(4096, free * 0.3 // per_pair)))
+
+
+def _fill_from_cache(cache: list[SparseBatch], pairs: Int[np.ndarray, " n"], d: int,
+                     acts: Float[np.ndarray, "n ctx"]) -> None:
+    """Per-token activations of each (sequence, latent) pair, keyed seq * d + latent and sorted,
+    read from pass 1's triplets instead of re-running the model."""
+    for sparse in cache:
+        key = sparse.seq_ids.numpy()[sparse.row.numpy()] * d + sparse.latent.numpy()
+        idx = np.minimum(np.searchsorted(pairs, key), len(pairs) - 1)
+        hit = pairs[idx] == key
+        acts[idx[hit], sparse.col.numpy()[hit]] = sparse.value.numpy()[hit]
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,55 @@ def _flatten_table(table: Tensor, empty: Tensor | float | int) -> tuple[Tensor, 
 
 
 # ----------------------------------------------------------------------------------------------
+# a batch as triplets
+
+
+@dataclass(frozen=True)
+class SparseBatch:
+    """One batch's activations as triplets of its active entries (a > 0). SAE activations are
+    sparse (L0 of tens out of thousands), so every update costs O(active entries), not
+    O(positions x d_sae); the engine can also keep these from pass 1 to feed pass 2."""
+
+    row: Int[Tensor, " nnz"]
+    """sequence row within the batch."""
+    col: Int[Tensor, " nnz"]
+    """position within the sequence."""
+    latent: Int[Tensor, " nnz"]
+    value: Float[Tensor, " nnz"]
+    token: Int[Tensor, " nnz"]
+    """token id at the entry's position (for top tokens)."""
+    seq_ids: Int[Tensor, " batch"]
+    """global sequence index of each row."""
+    ctx: int
+    n_included: int
+    """included (non-excluded) positions in the batch: its share of N."""
+
+    @classmethod
+    def from_dense(cls, acts: Float[Tensor, "batch seq d_sae"], mask: Bool[Tensor, "batch seq"],
+                   seq_ids: Int[Tensor, " batch"], tokens: Int[Tensor, "batch seq"]) -> SparseBatch:
+        """`acts` must already be zero at excluded positions."""
+        row, col, latent = torch.nonzero(acts > 0, as_tuple=True)
+        return cls(row, col, latent, acts[row, col, latent].float(), tokens[row, col].long(),
+                   seq_ids.to(acts.device).long(), acts.shape[1], int(mask.sum()))
+
+    def to(self, device: torch.device | str) -> SparseBatch:
+        moved = {f: getattr(self, f).to(device) for f in ("row", "col", "latent", "value", "token",
+                                                          "seq_ids")}
+        return replace(self, **moved)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.row, self.col, self.latent,
+                                                          self.value, self.token))
+
+    def seq_max(self, d: int) -> Float[Tensor, "batch d_sae"]:
+        """Per-sequence max of each latent (0 where it never fires in that sequence)."""
+        out = torch.zeros(len(self.seq_ids) * d, device=self.value.device)
+        out.scatter_reduce_(0, self.row * d + self.latent, self.value, "amax")
+        return out.view(len(self.seq_ids), d)
+
+
+# ----------------------------------------------------------------------------------------------
 # pass 1
 
 
@@ -147,33 +196,28 @@ class Pass1State:
     def k(self) -> int:
         return int(self.top_vals.shape[1])
 
-    def update(
-        self,
-        acts: Float[Tensor, "batch seq d_sae"],
-        mask: Bool[Tensor, "batch seq"],
-        seq_ids: Int[Tensor, " batch"],
-        tokens: Int[Tensor, "batch seq"],
-    ) -> None:
-        """Fold one batch in. `acts` must already be zero at excluded positions."""
-        d = acts.shape[-1]
-        flat = acts.reshape(-1, d)
-        active = flat > 0
+    def update(self, batch: SparseBatch) -> None:
+        """Fold one batch in."""
+        d = self.n_active.shape[0]
         # allocation-heavy work first, in-place commits last: an out-of-memory error part way
         # leaves the state as it was, so the engine can retry the batch in halves
-        top_vals, top_seqs = self._merged_topk(acts.amax(1), seq_ids)
+        top_vals, top_seqs = self._merged_topk(batch.seq_max(d), batch.seq_ids)
         pair_counts = None
         if self.coact is not None:
-            pair_counts = _coactivation_counts(active, self.coact_ids)
-        n_active, batch_sum, batch_max = active.sum(0), flat.sum(0, dtype=torch.float64), flat.amax(0)
-        self.n_tokens += int(mask.sum())
+            pair_counts = _coactivation_counts(batch, d, self.coact_ids)
+        n_active = torch.bincount(batch.latent, minlength=d)
+        batch_sum = torch.bincount(batch.latent, weights=batch.value.double(), minlength=d)
+        batch_max = torch.zeros(d, device=batch.value.device).scatter_reduce_(
+            0, batch.latent, batch.value, "amax")
+        self.n_tokens += batch.n_included
         self.n_active += n_active
         self.sum_act += batch_sum
         self.max_act = torch.maximum(self.max_act, batch_max)
         self.top_vals, self.top_seqs = top_vals, top_seqs
         if self.token_sum is not None and self.token_count is not None:
-            tok = tokens.reshape(-1).long()
-            self.token_sum.index_add_(0, tok, flat.float())
-            self.token_count.index_add_(0, tok, active.int())
+            key = batch.token * d + batch.latent
+            self.token_sum.view(-1).index_add_(0, key, batch.value)
+            self.token_count.view(-1).index_add_(0, key, torch.ones_like(key, dtype=torch.int32))
         if self.coact is not None and pair_counts is not None:
             self.coact += pair_counts
 
@@ -214,24 +258,31 @@ class Pass1State:
 
 def _pair_counts(rows: Bool[Tensor, "positions r"], cols: Bool[Tensor, "positions c"]) -> Tensor:
     """[r, c] positions where both are active. 0/1 products are exact in bf16 and float32 with
-    float32 accumulation while a batch has < 2**24 positions. On CPU, activity is sparse (a few
-    percent), so a sparse-dense product does ~L0/d_sae of the dense work."""
-    if rows.device.type == "cuda":
-        return (rows.to(torch.bfloat16).T @ cols.to(torch.bfloat16)).float().round_().int()
-    return torch.sparse.mm(rows.float().T.to_sparse(), cols.float()).round_().int()
+    float32 accumulation while a batch has < 2**24 positions."""
+    dtype = torch.bfloat16 if rows.device.type == "cuda" else torch.float32
+    return (rows.to(dtype).T @ cols.to(dtype)).float().round_().int()
 
 
-def _coactivation_counts(active: Bool[Tensor, "positions d_sae"],
-                         cand: Int[Tensor, "d_sae n_cand"] | None,
+def _coactivation_counts(batch: SparseBatch, d: int, cand: Int[Tensor, "d_sae n_cand"] | None,
                          chunk: int = 4096) -> Int[Tensor, "d_sae n"]:
-    """All pairs (cand None), or only each latent's candidates, computed a row chunk at a time
-    so no d_sae^2 matrix is ever held."""
+    """Positions where both latents are active: all pairs (cand None), or only each latent's
+    candidates, a row chunk at a time so no d_sae^2 matrix is held."""
+    positions = len(batch.seq_ids) * batch.ctx
+    flat = batch.row * batch.ctx + batch.col
+    if cand is None and batch.value.device.type == "cpu":
+        # sparse x sparse: work ~ sum over positions of L0^2, far below the dense product
+        ones = torch.ones(len(flat), device=flat.device)
+        active = torch.sparse_coo_tensor(torch.stack([batch.latent, flat]), ones, (d, positions),
+                                         is_coalesced=False, check_invariants=False).coalesce()
+        return torch.sparse.mm(active, active.t()).to_dense().round_().int()
+    dense = torch.zeros(positions, d, dtype=torch.bool, device=flat.device)
+    dense[flat, batch.latent] = True
     if cand is None:
-        return _pair_counts(active, active)
+        return _pair_counts(dense, dense)
     parts = []
-    for start in range(0, active.shape[1], chunk):
+    for start in range(0, d, chunk):
         rows = slice(start, start + chunk)
-        parts.append(_pair_counts(active[:, rows], active).gather(1, cand[rows]))
+        parts.append(_pair_counts(dense[:, rows], dense).gather(1, cand[rows]))
     return torch.cat(parts)
 
 
@@ -270,19 +321,17 @@ class Pass2State:
         d, n_int, m = self.sample_keys.shape
         return d, self.hist.shape[1], n_int, m
 
-    def update(self, acts: Float[Tensor, "batch seq d_sae"], seq_ids: Int[Tensor, " batch"]) -> None:
+    def update(self, batch: SparseBatch) -> None:
         d, n_bins, n_int, _ = self.shape
-        pos, latent = torch.nonzero(acts.reshape(-1, d) > 0, as_tuple=True)
-        values = acts.reshape(-1, d)[pos, latent]
-        bins = bin_index(values, self.max_act[latent], n_bins)
-        hist = torch.bincount(latent * n_bins + bins, minlength=d * n_bins).view(d, n_bins)
+        bins = bin_index(batch.value, self.max_act[batch.latent], n_bins)
+        hist = torch.bincount(batch.latent * n_bins + bins, minlength=d * n_bins).view(d, n_bins)
 
-        seq_max = acts.amax(1)
+        seq_max = batch.seq_max(d)
         b, latent = torch.nonzero(seq_max > 0, as_tuple=True)
         interval = bin_index(seq_max[b, latent], self.max_act[latent], n_int)
         group = latent * n_int + interval
         counts = torch.bincount(group, minlength=d * n_int).view(d, n_int)
-        keys = self._smallest_with(group, sample_keys(self.seed, seq_ids.to(acts.device)[b], latent))
+        keys = self._smallest_with(group, sample_keys(self.seed, batch.seq_ids[b], latent))
         # commit only after every allocation succeeded (see Pass1State.update)
         self.hist += hist
         self.interval_counts += counts

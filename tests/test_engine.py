@@ -54,10 +54,12 @@ def test_engine_exact_for_every_sae_and_hook(model, kind, hook):
     tokens = tiny_tokens()
     dense = dense_acts(model, sae, hook, tokens)
     assert (dense > 0).any(), "test SAE must have active latents"
-    for batch in (1, 3, 10):
+    # pass 2 from pass 1's cached triplets, and (cache_bytes 0) by re-running the model
+    engines = []
+    for batch, cache_bytes in ((1, 0), (10, 0), (3, 1 << 30)):
         engine = Engine(HookedSAE(model, sae, site), tokens, BOS,
                         EngineSettings(k=K, n_bins=N_BINS, n_intervals=N_INT, m=M, seed=SEED,
-                                       batch_size=batch, quiet=True))
+                                       batch_size=batch, quiet=True, cache_bytes=cache_bytes))
         seqs = np.arange(len(tokens))
         p1 = engine.pass1(seqs)
         p2 = engine.pass2(seqs, p1.max_act)
@@ -68,8 +70,13 @@ def test_engine_exact_for_every_sae_and_hook(model, kind, hook):
             assert [int(s) for s in p1.top_seqs[i] if s != -1] == ref.top_seqs
             assert p2.hist[i].tolist() == ref.hist
             assert p2.interval_counts[i].tolist() == ref.interval_counts
-    shown = engine.examples(p1, p2)
+        engines.append((engine, p1, p2))
+    shown = engine.examples(p1, p2)  # per-token activations from pass 1's cache
     ex = shown.examples
+    recomputed = engines[0][0].examples(*engines[0][1:]).examples  # from the model again
+    np.testing.assert_array_equal(recomputed.seq, ex.seq)
+    np.testing.assert_allclose(recomputed.acts, ex.acts, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(recomputed.dloss, ex.dloss, rtol=1e-4, atol=1e-6)
     assert len(ex.seq) > 0
     for row in range(len(ex.seq)):
         s, i = int(ex.seq[row]), int(ex.latent[row])

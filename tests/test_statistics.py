@@ -11,6 +11,7 @@ import torch
 from generator.statistics import (
     Pass1State,
     Pass2State,
+    SparseBatch,
     coact_neighbours,
     cosine_neighbours,
     logit_effects,
@@ -45,8 +46,8 @@ def run_states(acts, mask, tokens, batch: int, seqs: range):
     p1 = Pass1State.empty(D, K, "cpu", d_vocab=V, coact=True)
     for lo in range(seqs.start, seqs.stop, batch):
         sl = slice(lo, min(lo + batch, seqs.stop))
-        p1.update(torch.from_numpy(acts[sl]), torch.from_numpy(mask[sl]),
-                  torch.arange(sl.start, sl.stop), torch.from_numpy(tokens[sl]))
+        p1.update(SparseBatch.from_dense(torch.from_numpy(acts[sl]), torch.from_numpy(mask[sl]),
+                                         torch.arange(sl.start, sl.stop), torch.from_numpy(tokens[sl])))
     return p1
 
 
@@ -54,7 +55,9 @@ def run_pass2(acts, max_act, batch: int, seqs: range):
     p2 = Pass2State.empty(max_act, N_BINS, N_INT, M, SEED)
     for lo in range(seqs.start, seqs.stop, batch):
         sl = slice(lo, min(lo + batch, seqs.stop))
-        p2.update(torch.from_numpy(acts[sl]), torch.arange(sl.start, sl.stop))
+        p2.update(SparseBatch.from_dense(torch.from_numpy(acts[sl]), torch.from_numpy(acts[sl].any(2)),
+                                         torch.arange(sl.start, sl.stop), torch.zeros(acts[sl].shape[:2],
+                                                                                       dtype=torch.long)))
     return p2
 
 
@@ -175,8 +178,8 @@ def test_coactivation_among_candidates_matches_reference(data):
     p1 = Pass1State.empty(D, K, "cpu", coact=True, coact_ids=torch.from_numpy(cand))
     for lo in range(0, S, 5):
         sl = slice(lo, min(lo + 5, S))
-        p1.update(torch.from_numpy(acts[sl]), torch.from_numpy(mask[sl]),
-                  torch.arange(sl.start, sl.stop), torch.from_numpy(tokens[sl]))
+        p1.update(SparseBatch.from_dense(torch.from_numpy(acts[sl]), torch.from_numpy(mask[sl]),
+                                         torch.arange(sl.start, sl.stop), torch.from_numpy(tokens[sl])))
     nb_ids, nb_vals = coact_neighbours(p1, 2)
     for i in range(D):
         jac = {int(j): reference_jaccard(acts, mask, i, int(j)) for j in cand[i]}
