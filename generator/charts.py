@@ -85,14 +85,21 @@ class Chart:
 def bar_chart(counts: Sequence[int], classes: Sequence[str], titles: Sequence[str],
               labels: list[tuple[float, str]], title: str, height: int = 100) -> Chart:
     """Equal-width bars scaled to the largest count, drawn as one step outline per run of bins
-    sharing a class and title (compact: ~10 bytes a bin). Non-empty bins stay >= 1 unit tall."""
+    sharing a class and title (compact: ~6 bytes a bin, neighbours of equal height merged).
+    Non-empty bins stay >= 1 unit tall."""
     bar_w = CHART_WIDTH / max(1, len(counts))
     top = max(1, max(counts, default=0))
     heights = [0 if c <= 0 else max(1, round(height * c / top)) for c in counts]
     bars = []
     for k, end in _runs(classes, titles):
-        steps = "".join(f"V{height - heights[b]}H{_coord((b + 1) * bar_w)}"
-                        for b in range(k, end + 1))
+        steps = []
+        for b in range(k, end + 1):
+            y, x = f"V{height - heights[b]}", f"H{_coord((b + 1) * bar_w)}"
+            if b > k and heights[b] == heights[b - 1]:
+                steps[-1] = steps[-1][:steps[-1].index("H")] + x  # extend the same level
+            else:
+                steps.append(y + x)
+        steps = "".join(steps)
         bars.append(Bar(classes[k], f"M{_coord(k * bar_w)} {height}{steps}V{height}Z", titles[k]))
     anchored = [(x * CHART_WIDTH, "start" if x == 0 else "end" if x == 1 else "middle", text)
                 for x, text in labels]

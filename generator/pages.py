@@ -4,19 +4,29 @@ Page contexts are frozen dataclasses; templates only loop and branch. Token line
 Python (`generator.tokens`) because they are the hot loop (70 examples x ~15 tokens per page) and
 must match the browser's own rendering of expanded sequences exactly.
 
-Per-page data for tooltips and expansion is one JSON blob:
-    {"m": max, "e": [[seq, start, end, peak, [pos, act, ...], [pos, dloss_milli, ...], cut], ...]}
-where `e[n]` is the example with anchor `ex-n`, [start, end) the positions of the server-rendered
-window, `peak` its max position, activations are rounded to 3 significant digits (only nonzero
-ones), and Δloss is attributed to the token being predicted (position t+1 gets dloss[t]), in
-units of 1e-3 nats, omitting |Δloss| < 0.01 (the tooltip then says so); outside the window only
-the DLOSS_OUTSIDE largest are kept, and `cut` is the largest |Δloss| (milli) left out (0: none).
+Per-page data for tooltips and expansion is one JSON blob, `{"m": max, "e": "<ex> <ex> ..."}`:
+`m` is the latent's max (3 significant digits) and `e` holds one space-separated code per
+example (`e[n]` is the example with anchor `ex-n`). A code is a run of unsigned varints in a
+URL-safe base-64 alphabet (B64: a digit is a final 5-bit group below 32, a continuation group
+from 32, least significant group first; see `varint`), for the browser to decode (static/app.js):
+
+    seq, start, end - start, peak - start, cut, n_acts,
+    n_acts x (position gap, activation level), then until the end (position gap, zigzag Δloss)
+
+where [start, end) are the positions of the server-rendered window, `peak` its max position, a
+position gap is the distance to the previous listed position minus one (the first counts from -1),
+an activation level is 1..ACT_LEVELS (round(ACT_LEVELS * act / max), clipped; only nonzero
+activations, shown as "≈ level * max / ACT_LEVELS"), and Δloss is attributed to the token being
+predicted (position t+1 gets dloss[t]), in units of 1e-3 nats, zigzag-coded (v >= 0: 2v, else
+-2v-1), omitting |Δloss| < 0.01 (the tooltip then says so); outside the window only the
+DLOSS_OUTSIDE largest are kept, and `cut` is the largest |Δloss| (milli) left out (0: none).
+`decode_example` is the reference decoder.
 
 In the server-rendered window only tokens that carry information are elements (`<i class=..>`:
-active, underlined or the max); the others are bare escaped text, which keeps pages small. So the
-k-th `<i>` of a window that is not `.bos` is at the k-th position of sorted(acts ∪ Δloss ∪ {peak})
-within [start, end); the browser relies on exactly this. Expanded sequences make every token an
-element.
+active, underlined or the max; a class-less `<i>` is HELPED_ONLY); the others are bare text,
+which keeps pages small. So the k-th `<i>` of a window that is not `.bos` is at the k-th
+position of sorted(acts ∪ Δloss ∪ {peak}) within [start, end); the browser relies on exactly
+this. Expanded sequences make every token an element.
 
 Positions whose token is the store's `bos_id` (BOS / document boundaries) are excluded from every
 statistic: they never carry an activation or a Δloss here, and render as a muted `<i class=bos>`
@@ -65,12 +75,21 @@ page data (tooltips then say |Δloss| < 0.01)."""
 DLOSS_OUTSIDE = 12
 """outside the server-rendered window, only this many largest |Δloss| per example are shipped
 (for the expanded view; the entry records the cutoff so tooltips stay truthful)."""
+ACT_LEVELS = 1000
+"""activations ship as an integer level 1..ACT_LEVELS of the latent max (±0.05% of max)."""
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+"""digits of the example codes (and of seqs/): JSON- and HTML-safe, never `<`, `>`, `&`."""
 EMBED_EXAMPLES = 3
 EMBED_LOGITS = 5
 BOS_MARK = "⟨bos⟩"
 BOS_TITLE = "BOS / document boundary: excluded from statistics"
-BOS_HTML = f'<i class=bos title="{BOS_TITLE}">{BOS_MARK}</i>'
-"""a BOS token in a server-rendered window (static/app.js builds the same, minus the title)."""
+BOS_HTML = f"<i class=bos>{BOS_MARK}</i>"
+"""a BOS token in a server-rendered window (static/app.js builds the same; the legend and the
+tooltip explain it)."""
+HELPED_ONLY = "p"
+"""a window token whose only class is this (underlined: the latent helped predict it, the most
+common marked token) is written as a bare `<i>` to save bytes; the browser puts the class back
+and the stylesheet styles a class-less `<i>` of a snippet the same way."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,8 +287,9 @@ class PageBuilder:
                                    float(lat.logit_hi[i])),
             logit_pos=self.logit_rows(lat.logit_pos_ids[i], lat.logit_pos_vals[i]),
             logit_neg=self.logit_rows(lat.logit_neg_ids[i], lat.logit_neg_vals[i]),
-            top_examples=top, intervals=groups, blob=_script_json(blob),
-            embed_blob=_script_json({"m": blob["m"], "e": blob["e"][:EMBED_EXAMPLES]}),
+            top_examples=top, intervals=groups,
+            blob=_script_json({"m": blob["m"], "e": " ".join(blob["e"])}),
+            embed_blob=_script_json({"m": blob["m"], "e": " ".join(blob["e"][:EMBED_EXAMPLES])}),
             ablation=self.ablation(i), top_tokens=self.top_tokens(i),
             nb_cos=self.neighbours(lat.nb_cos_ids, lat.nb_cos_vals, i),
             nb_coact=self.neighbours(lat.nb_coact_ids, lat.nb_coact_vals, i),
@@ -355,7 +375,7 @@ class PageBuilder:
         ex, peak = self.data.examples, self.max3[i]
         top: list[ExampleView] = []
         by_interval: dict[int, list[ExampleView]] = defaultdict(list)
-        entries: list[list[Any]] = []
+        entries: list[str] = []
         for row in self.example_rows(i):
             window = WINDOW_TOP if ex.kind[row] == EXAMPLE_TOP else WINDOW_INTERVAL
             view, entry = self.example(int(row), len(entries), peak, window)
@@ -372,22 +392,22 @@ class PageBuilder:
         return top, groups, {"m": peak, "e": entries}
 
     def example(self, row: int, n: int, peak: float,
-                window: tuple[int, int]) -> tuple[ExampleView, list[Any]]:
+                window: tuple[int, int]) -> tuple[ExampleView, str]:
         """One example's server-rendered window and its data-blob entry."""
         ex = self.data.examples
         acts = ex.acts[row]
         bos = self.bos_mask(self.example_tokens(row))
         centre = int(np.argmax(acts))
         start, end = max(0, centre - window[0]), min(len(acts), centre + window[1] + 1)
-        rounded = {int(p): round3(float(acts[p])) for p in np.flatnonzero((acts > 0) & ~bos)}
+        levels = {int(p): act_level(float(acts[p]), peak)
+                  for p in np.flatnonzero((acts > 0) & ~bos)}
         dl, cutoff = (_dloss_milli(ex.dloss[row], start, end, bos) if ex.dloss is not None
                       else ({}, 0))
-        classes = [token_classes(rounded.get(t, 0.0), peak, t == centre, dl.get(t, 0))
+        classes = [token_classes(levels.get(t, 0), t == centre, dl.get(t, 0))
                    for t in range(start, end)]
         displays = self.sequence_displays(int(self._seq_rows[row]), start, end)
         html = _line_html(displays, classes, bos[start:end])
-        entry = [int(ex.seq[row]), start, end, centre, [x for p in rounded.items() for x in p],
-                 [x for p in sorted(dl.items()) for x in p], cutoff]
+        entry = encode_example(int(ex.seq[row]), start, end, centre, cutoff, levels, dl)
         return ExampleView(n, sig(float(acts[centre])), Markup(html)), entry
 
     def sequence_displays(self, seq_row: int, start: int = 0,
@@ -432,18 +452,26 @@ class PageBuilder:
 # token classes, page data, helpers
 
 
-def level(act: float, peak: float) -> int:
-    """Colour class 1..LEVELS of an activation relative to the latent max (0 when inactive)."""
+def act_level(act: float, peak: float) -> int:
+    """The shipped activation level 1..ACT_LEVELS of a nonzero activation (0 when inactive)."""
     if act <= 0 or peak <= 0:
         return 0
-    return min(LEVELS, math.ceil(LEVELS * act / peak))
+    return max(1, min(ACT_LEVELS, round(ACT_LEVELS * act / peak)))
 
 
-def token_classes(act: float, peak: float, is_max: bool, dloss_milli: int) -> str:
+def level(act_lvl: int) -> int:
+    """Colour class 1..LEVELS of a shipped activation level (0 when inactive); the browser
+    computes the same from the same integer, so window and expanded view always agree."""
+    if act_lvl <= 0:
+        return 0
+    return min(LEVELS, -(-LEVELS * act_lvl // ACT_LEVELS))
+
+
+def token_classes(act_lvl: int, is_max: bool, dloss_milli: int) -> str:
     """CSS classes of one token: colour level, max marker, Δloss underline (order matters: JS
     builds the same string)."""
     classes = []
-    lv = level(act, peak)
+    lv = level(act_lvl)
     if lv:
         classes.append(f"a{lv}")
     if is_max:
@@ -455,10 +483,75 @@ def token_classes(act: float, peak: float, is_max: bool, dloss_milli: int) -> st
     return " ".join(classes)
 
 
+def varint(x: int) -> str:
+    """An unsigned integer in B64 digits, 5 bits each, least significant first; every digit but
+    the last has the continuation bit (32) set."""
+    if x < 0:
+        raise ValueError(f"varint of a negative number {x}")
+    out = []
+    while x >= 32:
+        out.append(B64[32 + (x & 31)])
+        x >>= 5
+    out.append(B64[x])
+    return "".join(out)
+
+
+def read_varints(code: str) -> list[int]:
+    values, value, shift = [], 0, 0
+    for char in code:
+        digit = B64.index(char)
+        value |= (digit & 31) << shift
+        if digit >= 32:
+            shift += 5
+        else:
+            values.append(value)
+            value, shift = 0, 0
+    if shift:
+        raise ValueError(f"truncated varint in {code!r}")
+    return values
+
+
+def _zigzag(v: int) -> int:
+    return 2 * v if v >= 0 else -2 * v - 1
+
+
+def encode_example(seq: int, start: int, end: int, peak: int, cut: int, acts: dict[int, int],
+                   dloss: dict[int, int]) -> str:
+    """One example's code (module docstring): acts and dloss map position -> level / milli."""
+    values = [seq, start, end - start, peak - start, cut, len(acts)]
+    for items, code in ((acts, int), (dloss, _zigzag)):
+        prev = -1
+        for p in sorted(items):
+            values += [p - prev - 1, code(items[p])]
+            prev = p
+    return "".join(varint(v) for v in values)
+
+
+def decode_example(code: str) -> tuple[int, int, int, int, int, dict[int, int], dict[int, int]]:
+    """(seq, start, end, peak, cut, {pos: act level}, {pos: Δloss milli}) of an example code."""
+    v = read_varints(code)
+    seq, start, width, peak, cut, n_acts = v[:6]
+    acts: dict[int, int] = {}
+    dloss: dict[int, int] = {}
+    pos = -1
+    for k in range(n_acts):
+        pos += v[6 + 2 * k] + 1
+        acts[pos] = v[7 + 2 * k]
+    pos = -1
+    rest = v[6 + 2 * n_acts:]
+    for k in range(0, len(rest), 2):
+        pos += rest[k] + 1
+        z = rest[k + 1]
+        dloss[pos] = z // 2 if z % 2 == 0 else -(z + 1) // 2
+    return seq, start, start + width, start + peak, cut, acts, dloss
+
+
 def _line_html(displays: Sequence[Display], classes: Sequence[str], bos: np.ndarray) -> str:
     """A window's HTML: BOS markers, token elements, and bare text for tokens without classes
     (adjacent muted segments of bare tokens merged)."""
-    return "".join(BOS_HTML if is_bos else token_html(display, cls, bare=True)
+    return "".join(BOS_HTML if is_bos else
+                   token_html(display) if cls == HELPED_ONLY else
+                   token_html(display, cls, bare=True)
                    for display, cls, is_bos in zip(displays, classes, bos, strict=True)
                    ).replace("</b><b>", "")
 

@@ -6,8 +6,8 @@ Layout of the site (every link relative, so it works from file://, localhost and
     features/<id>.html    one page per latent (dead ones too): the permalink
     embed/<id>.html       compact card for iframes
     search/latents.js     the latent table; search/s<k>.js: term-index shards (see search.py)
-    seqs/<k>.js           display tokens of the kept sequences, SEQ_SHARD per file, for the
-                          "expand to the whole sequence" control
+    seqs/t.js, seqs/<k>.js  the kept sequences for "expand to the whole sequence": a table of
+                          token displays and, SEQ_SHARD sequences per file, symbol codes
     static/<name>.<hash>.<ext>   CSS/JS/icons copied from the repo's static/, content-hashed
     .nojekyll
 
@@ -38,8 +38,8 @@ from tqdm import tqdm
 import generator
 from generator.charts import round3
 from generator.errors import UserError
-from generator.pages import LatentPage, PageBuilder, embed_subset, site_info
-from generator.search import SearchIndex, script_call, table_script, terms_of
+from generator.pages import LatentPage, PageBuilder, embed_subset, site_info, varint
+from generator.search import SearchIndex, dumps, script_call, table_script, terms_of
 from generator.store import EXAMPLE_TOP, StoreData
 from generator.tokens import display_json
 
@@ -311,16 +311,33 @@ class _SiteWriter:
         (self.out / "search" / "latents.js").write_bytes(table_script(columns, lat.d_sae))
 
     def write_sequences(self) -> None:
-        """seqs/<k>.js: display tokens of every kept sequence, for expanding examples (0 marks
-        a BOS / document-boundary position)."""
-        shards: dict[int, dict[str, list[Any]]] = defaultdict(dict)
+        """seqs/t.js: the symbol table, `fbSeqTable([0, display, ...])`: every distinct token
+        display of the kept sequences (after UTF-8 merging, so a symbol is exactly what the
+        browser shows), most frequent first; symbol 0 is the BOS / document-boundary marker.
+        seqs/<k>.js: `fbSeqs(k, {seq: code})`, SEQ_SHARD sequences per file, a code being one
+        varint (generator.pages.varint) per position: its symbol. For "expand to the whole
+        sequence"."""
+        rows: list[tuple[int, list[Any]]] = []
+        counts: dict[str, int] = defaultdict(int)
         for row, seq in enumerate(self.data.seq_ids):
             displays = self.pages.sequence_displays(row)
             bos = self.pages.bos_mask(self.data.seq_tokens[row])
-            shards[int(seq) // SEQ_SHARD][str(int(seq))] = [
-                0 if is_bos else display_json(d) for d, is_bos in zip(displays, bos, strict=True)]
+            keys = [None if is_bos else dumps(display_json(d)).decode()
+                    for d, is_bos in zip(displays, bos, strict=True)]
+            for key in keys:
+                if key is not None:
+                    counts[key] += 1
+            rows.append((int(seq), keys))
+        symbols = sorted(counts, key=lambda key: (-counts[key], key))
+        number = {key: n for n, key in enumerate(symbols, 1)}
+        shards: dict[int, dict[str, str]] = defaultdict(dict)
+        for seq, keys in rows:
+            shards[seq // SEQ_SHARD][str(seq)] = "".join(
+                varint(0 if key is None else number[key]) for key in keys)
         folder = self.out / "seqs"
         folder.mkdir(parents=True, exist_ok=True)
+        table = b"fbSeqTable([0" + b"".join(b"," + key.encode() for key in symbols) + b"]);\n"
+        (folder / "t.js").write_bytes(table)
         for k, seqs in sorted(shards.items()):
             (folder / f"{k}.js").write_bytes(script_call("fbSeqs", k, seqs))
 

@@ -5,15 +5,16 @@
 (function () {
   "use strict";
 
-  var LEVELS = 9, MARK = 10, NEWLINE = "\u23ce", SEQ_SHARD = 64, PAGE_ROWS = 100;
+  var LEVELS = 9, ACT_LEVELS = 1000, MARK = 10, NEWLINE = "\u23ce", SEQ_SHARD = 64, PAGE_ROWS = 100;
   /* BOS / document-boundary positions: 0 in seqs/<k>.js, a muted marker on the page
      (generator/pages.py BOS_MARK, BOS_TITLE). */
   var BOS = 0, BOS_MARK = "\u27e8bos\u27e9", BOS_TITLE = "BOS / document boundary: excluded from statistics";
   var root = document.body.getAttribute("data-root") || "./";
-  var store = { seqs: {}, shards: {}, table: null };
+  var store = { seqs: {}, symbols: null, shards: {}, table: null };
   var loading = {};
 
   window.fbSeqs = function (k, seqs) { for (var s in seqs) store.seqs[s] = seqs[s]; };
+  window.fbSeqTable = function (symbols) { store.symbols = symbols; };
   window.fbIndex = function (k, terms) { store.shards[k] = terms; };
   window.fbTable = function (table) { store.table = table; };
 
@@ -40,13 +41,14 @@
 
   /* ---------------- tokens: classes and elements, mirroring generator/tokens.py ------------- */
 
-  function level(act, peak) {
-    if (!(act > 0) || !(peak > 0)) return 0;
-    return Math.min(LEVELS, Math.ceil(LEVELS * act / peak));
+  /* colour class of a shipped activation level 1..ACT_LEVELS (integer maths, as in Python) */
+  function level(lvl) {
+    if (!(lvl > 0)) return 0;
+    return Math.min(LEVELS, Math.floor((LEVELS * lvl + ACT_LEVELS - 1) / ACT_LEVELS));
   }
 
-  function tokenClasses(act, peak, isMax, dl) {
-    var c = [], lv = level(act, peak);
+  function tokenClasses(lvl, isMax, dl) {
+    var c = [], lv = level(lvl);
     if (lv) c.push("a" + lv);
     if (isMax) c.push("m");
     if (dl >= MARK) c.push("p"); else if (dl <= -MARK) c.push("n");
@@ -77,27 +79,39 @@
   var dataEl = document.getElementById("fb-data");
   if (dataEl) data = JSON.parse(dataEl.textContent);
 
-  function pairs(flat) {
-    var m = {};
-    for (var k = 0; k + 1 < flat.length; k += 2) m[flat[k]] = flat[k + 1];
-    return m;
+  /* Example codes: unsigned varints in B64 digits, 5 bits each, least significant first, 32 =
+     continuation (generator/pages.py varint). */
+  var B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  function varints(code) {
+    var out = [], v = 0, mul = 1;
+    for (var k = 0; k < code.length; k++) {
+      var d = B64.indexOf(code.charAt(k));
+      v += (d & 31) * mul;
+      if (d >= 32) mul *= 32; else { out.push(v); v = 0; mul = 1; }
+    }
+    return out;
   }
 
-  /* Entry: [seq, start, end, peak, acts, dloss, cut]; see generator/pages.py. The window's <i>
-     elements other than .bos are the positions in sorted(acts u dloss u {peak}) within
-     [start, end). */
+  /* Code: seq, start, end - start, peak - start, cut, n_acts, n_acts x (gap, level), then
+     (gap, zigzag Δloss milli) to the end; see generator/pages.py. The window's <i> elements other
+     than .bos are the positions in sorted(acts u dloss u {peak}) within [start, end). */
+  var examples = [];
   function exampleOf(tx) {
-    var n = +tx.id.slice(3), e = data.e[n];
-    if (!e.acts) {
-      e.acts = pairs(e[4]);
-      e.dl = pairs(e[5]);
-      var seen = {}, pos = [];
-      [e[3]].concat(Object.keys(e.acts), Object.keys(e.dl)).forEach(function (p) {
-        p = +p;
-        if (p >= e[1] && p < e[2] && !seen[p]) { seen[p] = 1; pos.push(p); }
-      });
-      e.pos = pos.sort(function (a, b) { return a - b; });
-    }
+    var n = +tx.id.slice(3);
+    if (examples[n]) return examples[n];
+    if (typeof data.e === "string") data.e = data.e.split(" ");
+    var v = varints(data.e[n]), e = { seq: v[0], start: v[1], end: v[1] + v[2], peak: v[1] + v[3],
+      cut: v[4], acts: {}, dl: {} };
+    var k = 6, p = -1, end = 6 + 2 * v[5];
+    for (; k < end; k += 2) { p += v[k] + 1; e.acts[p] = v[k + 1]; }
+    for (p = -1; k + 1 < v.length; k += 2) { p += v[k] + 1; e.dl[p] = v[k + 1] % 2 ? -(v[k + 1] + 1) / 2 : v[k + 1] / 2; }
+    var seen = {}, pos = [];
+    [e.peak].concat(Object.keys(e.acts), Object.keys(e.dl)).forEach(function (q) {
+      q = +q;
+      if (q >= e.start && q < e.end && !seen[q]) { seen[q] = 1; pos.push(q); }
+    });
+    e.pos = pos.sort(function (a, b) { return a - b; });
+    examples[n] = e;
     return e;
   }
 
@@ -118,11 +132,12 @@
   function tipText(tok) {
     var e = exampleOf(tok.parentNode), pos = positionOf(tok);
     if (isBos(tok)) return BOS_MARK + (pos == null ? "" : "  position " + pos) + "\n" + BOS_TITLE;
-    var act = e.acts[pos] || 0, dl = e.dl[pos];
+    var lvl = e.acts[pos] || 0, dl = e.dl[pos];
     var lines = ["\u201c" + tok.textContent + "\u201d  position " + pos];
-    lines.push("activation " + (act ? fmt(act) + " (" + Math.round(100 * act / data.m) + "% of max)" : "0"));
-    var outside = pos < e[1] || pos >= e[2];
-    if (dl === undefined && outside && e[6]) lines.push("|\u0394loss| \u2264 " + (e[6] / 1000).toFixed(3) + " (only the largest effects outside the snippet are kept)");
+    lines.push("activation " + (lvl ? "\u2248" + fmt(lvl * data.m / ACT_LEVELS) + " (" +
+      Math.round(100 * lvl / ACT_LEVELS) + "% of max)" : "0"));
+    var outside = pos < e.start || pos >= e.end;
+    if (dl === undefined && outside && e.cut) lines.push("|\u0394loss| \u2264 " + (e.cut / 1000).toFixed(3) + " (only the largest effects outside the snippet are kept)");
     else if (dl === undefined) lines.push("|\u0394loss| < 0.01");
     else lines.push("\u0394loss " + (dl > 0 ? "+" : "") + (dl / 1000).toFixed(3) +
       (dl > 0 ? ": the latent helped predict this token" : ": the latent hurt predicting this token"));
@@ -155,7 +170,7 @@
     if (label) tx.appendChild(label);
     var dl = e.dl, acts = e.acts;
     for (var pos = 0; pos < seq.length; pos++) {
-      appendToken(tx, seq[pos], tokenClasses(acts[pos] || 0, data.m, pos === e[3], dl[pos] || 0));
+      appendToken(tx, store.symbols[seq[pos]], tokenClasses(acts[pos] || 0, pos === e.peak, dl[pos] || 0));
     }
   }
 
@@ -169,9 +184,12 @@
       return Promise.resolve();
     }
     if (!tx.fbWindow) tx.fbWindow = tx.innerHTML;
-    return load("seqs/" + Math.floor(e[0] / SEQ_SHARD) + ".js").then(function () {
-      var seq = store.seqs[e[0]];
-      if (!seq) return;
+    return load("seqs/t.js").then(function () {
+      return load("seqs/" + Math.floor(e.seq / SEQ_SHARD) + ".js");
+    }).then(function () {
+      var seq = store.seqs[e.seq];
+      if (!seq || !store.symbols) return;
+      if (typeof seq === "string") seq = store.seqs[e.seq] = varints(seq);
       renderFull(tx, e, seq);
       tx.classList.add("full");
       tx.setAttribute("aria-expanded", "true");
@@ -190,8 +208,9 @@
   function setupExamples() {
     if (!data) return;
     var lines = document.querySelectorAll(".exs > li");
-    var marks = document.querySelectorAll(".exs i.bos[title]");
-    for (var b = 0; b < marks.length; b++) marks[b].removeAttribute("title");  /* #tip says it */
+    /* a class-less <i> of a window is a helped-only token (generator/pages.py HELPED_ONLY) */
+    var bare = document.querySelectorAll(".exs > li > i:not([class])");
+    for (var b = 0; b < bare.length; b++) bare[b].className = "p";
     for (var n = 0; n < lines.length; n++) {
       lines[n].classList.add("tx");
       lines[n].tabIndex = 0;

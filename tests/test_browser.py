@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from generator import pages as pages_mod
 from tests.fake_store import make_store
 
 pytestmark = pytest.mark.browser
@@ -119,8 +120,9 @@ def test_bos_markers_have_tooltips_in_the_window_and_when_expanded(session: Sess
     n = page.evaluate("[...document.querySelectorAll('.exs > li')].findIndex("
                       "li => li.querySelector('i.bos ~ i.m'))")
     assert n >= 0
-    seq, start, end, peak = page.evaluate(
-        f"JSON.parse(document.getElementById('fb-data').textContent).e[{n}].slice(0, 4)")
+    code = page.evaluate(
+        f"JSON.parse(document.getElementById('fb-data').textContent).e.split(' ')[{n}]")
+    seq, start, end, peak = pages_mod.decode_example(code)[:4]
     data = make_store()
     tokens = data.seq_tokens[list(data.seq_ids).index(seq)]
     bos = [p for p, t in enumerate(tokens) if t == data.meta.bos_id]
