@@ -92,15 +92,15 @@ def bar_chart(counts: Sequence[int], classes: Sequence[str], titles: Sequence[st
     heights = [0 if c <= 0 else max(1, round(height * c / top)) for c in counts]
     bars = []
     for k, end in _runs(classes, titles):
-        steps = []
+        steps: list[str] = []
         for b in range(k, end + 1):
             y, x = f"V{height - heights[b]}", f"H{_coord((b + 1) * bar_w)}"
             if b > k and heights[b] == heights[b - 1]:
                 steps[-1] = steps[-1][:steps[-1].index("H")] + x  # extend the same level
             else:
                 steps.append(y + x)
-        steps = "".join(steps)
-        bars.append(Bar(classes[k], f"M{_coord(k * bar_w)} {height}{steps}V{height}Z", titles[k]))
+        path = f"M{_coord(k * bar_w)} {height}{''.join(steps)}V{height}Z"
+        bars.append(Bar(classes[k], path, titles[k]))
     anchored = [(x * CHART_WIDTH, "start" if x == 0 else "end" if x == 1 else "middle", text)
                 for x, text in labels]
     return Chart(width=CHART_WIDTH, height=height, bars=bars, labels=anchored, title=title)

@@ -27,8 +27,6 @@ import logging
 import math
 import os
 import platform
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -38,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from generator.atomic import atomic_dir
 from generator.corpus import chunk_documents, iter_documents, shuffled_stdlib, stdlib_sources
 
 if TYPE_CHECKING:  # the heavy imports stay out of `import generator.demo`
@@ -544,13 +543,8 @@ def train_demo(out_dir: Path = DEMO_DIR, seed: int = 0, lm_minutes: float = 10,
 
     torch.set_num_threads(spec.threads)
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as stage:
         metrics = _train_into(stage, seed, lm_minutes, sae_minutes, quiet, spec)
-        _replace_dir(stage, out_dir)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     log.info("demo written to %s: %s", out_dir, json.dumps(metrics, sort_keys=True))
     return metrics
 
@@ -587,16 +581,6 @@ def _run_info(spec: DemoSpec, seed: int, n_train: int, n_heldout: int, n_docs: i
         "hook_name": spec.hook_name, "sae_architecture": "topk", "spec": asdict(spec),
         "total_wall_s": round(wall, 1),
     }
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Swap `new` into place at `target` with renames, so `target` is never half-written."""
-    old = target.with_name(f".{target.name}-old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    new.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,8 +21,6 @@ import hashlib
 import logging
 import math
 import posixpath
-import shutil
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -36,6 +34,7 @@ import orjson
 from tqdm import tqdm
 
 import generator
+from generator.atomic import atomic_dir
 from generator.charts import round3
 from generator.errors import UserError
 from generator.pages import LatentPage, PageBuilder, embed_subset, site_info, varint
@@ -80,14 +79,8 @@ def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None 
     explanations = dict(explanations or {})
     _check_explanations(explanations, data.latents.d_sae)
     _check_target(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         _SiteWriter(data, tmp, explanations, quiet).write_all()
-        _swap_in(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     report = _measure(out, data.latents.d_sae, time.perf_counter() - start)
     log.info("wrote %d pages (%.1f MB, %.0f KB per latent) to %s in %.1f s", report.pages,
              report.total_bytes / 1e6, report.bytes_per_latent / 1e3, out, report.seconds)
@@ -170,17 +163,6 @@ def _check_target(out: Path) -> None:
                          (any(out.iterdir()) and not (out / SITE_MARKER).exists())):
         raise UserError(f"{out} exists and is not a feature-browser site; choose a new or empty "
                         "folder for --out")
-
-
-def _swap_in(tmp: Path, path: Path) -> None:
-    """Replace `path` by `tmp` so that at every moment one complete version exists on disk."""
-    old = None
-    if path.exists():
-        old = path.with_name(f".{path.name}.old-{tmp.name[-8:]}")
-        path.rename(old)
-    tmp.rename(path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _measure(out: Path, latents: int, seconds: float) -> RenderReport:

@@ -14,6 +14,7 @@ sequence index, so results do not depend on batch size or shard boundaries.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -274,7 +275,9 @@ def _coactivation_counts(batch: SparseBatch, d: int, cand: Int[Tensor, "d_sae n_
         ones = torch.ones(len(flat), device=flat.device)
         active = torch.sparse_coo_tensor(torch.stack([batch.latent, flat]), ones, (d, positions),
                                          is_coalesced=False, check_invariants=False).coalesce()
-        return torch.sparse.mm(active, active.t()).to_dense().round_().int()
+        with warnings.catch_warnings():  # torch calls its internal CSR path "beta" on every call
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            return torch.sparse.mm(active, active.t()).to_dense().round_().int()
     dense = torch.zeros(positions, d, dtype=torch.bool, device=flat.device)
     dense[flat, batch.latent] = True
     if cand is None:

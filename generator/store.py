@@ -14,8 +14,6 @@ Writes go to a temporary folder renamed into place, so a failed build never leav
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -27,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from jaxtyping import Float, Int
 
+from generator.atomic import atomic_dir
 from generator.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -200,10 +199,7 @@ def _present(obj: Any) -> dict[str, Any]:
 
 def write_store(data: StoreData, path: Path) -> None:
     """Write atomically: into a sibling temp folder, then swap it in place of `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         (tmp / "meta.json").write_bytes(data.meta.to_json())
         latents = {"latent": np.arange(data.latents.d_sae, dtype=np.int32), **_present(data.latents)}
         pq.write_table(_table_from_arrays(latents), tmp / "latents.parquet")
@@ -213,21 +209,6 @@ def write_store(data: StoreData, path: Path) -> None:
         vocab = pa.table({"id": pa.array(np.arange(len(data.vocab), dtype=np.int32)),
                           "bytes": pa.array(data.vocab, type=pa.binary())})
         pq.write_table(vocab, tmp / "vocab.parquet")
-        _swap_in(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _swap_in(tmp: Path, path: Path) -> None:
-    """Replace `path` by `tmp` so that at every moment one complete version exists on disk."""
-    old = None
-    if path.exists():
-        old = path.with_name(f".{path.name}.old-{tmp.name[-8:]}")
-        path.rename(old)
-    tmp.rename(path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_meta(path: Path) -> StoreMeta:
