@@ -136,7 +136,7 @@ def compute(cfg: BuildConfig, times: StageTimes) -> StoreData:
     )
     kept = np.unique(shown.examples.seq)
     meta = StoreMeta(
-        model=cfg.model or "demo", sae=cfg.sae or "demo",
+        model=cfg.model or "demo code model (embedded)", sae=cfg.sae or "demo SAE (embedded)",
         sae_architecture=str(sae.cfg.architecture()), hook=site.name,
         d_model=int(model.cfg.d_model), d_sae=hooked.d_sae, d_vocab=int(model.cfg.d_vocab),
         corpus=corpus.description, n_seqs=len(corpus.tokens), ctx=cfg.ctx, n_tokens=n_tokens,

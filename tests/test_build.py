@@ -38,7 +38,7 @@ def built(tmp_path_factory):
 def test_store_contents(built):
     data = read_store(built / "store")
     meta = data.meta
-    assert meta.model == "demo" and meta.hook == "blocks.1.hook_resid_pre"
+    assert meta.model == "demo code model (embedded)" and meta.hook == "blocks.1.hook_resid_pre"
     assert meta.n_seqs == 24 and meta.ctx == 32 and meta.created == "2023-11-14"
     assert 0 < meta.n_tokens <= 24 * 31  # BOS positions are excluded
     assert meta.l0 == pytest.approx(data.latents.n_active.sum() / meta.n_tokens)
