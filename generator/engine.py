@@ -66,6 +66,8 @@ class Engine:
         self.s = settings
         self.device = hooked.device
         self.batch_size = settings.batch_size or self._auto_batch_size()
+        self._cache: list[SparseBatch] | None = None
+        """pass 1's activation triplets, on the host; None when not kept (over budget)."""
 
     # ------------------------------------------------------------------ batching
 
@@ -80,7 +82,8 @@ class Engine:
         return int(max(1, min(1024, budget // per_seq)))
 
     def _batches(self, seqs: np.ndarray, desc: str) -> Iterator[np.ndarray]:
-        """Chunks of `seqs`; the batch size may shrink if the GPU runs out of memory (see _oom)."""
+        """Chunks of `seqs`; the batch size may shrink if the GPU runs out of memory
+        (see _with_oom_retry)."""
         bar = tqdm(total=len(seqs), desc=desc, unit="seq", disable=self.s.quiet, leave=False)
         start = 0
         while start < len(seqs):
@@ -126,7 +129,7 @@ class Engine:
         d_vocab = self.hooked.model.cfg.d_vocab if self.s.top_tokens else 0
         state = Pass1State.empty(self.hooked.d_sae, self.s.k, self.device, d_vocab=d_vocab,
                                  coact=self.s.coact, coact_ids=coact_ids)
-        self._cache: list[SparseBatch] | None = []
+        self._cache = []
         cached_bytes = 0
 
         def step(batch: np.ndarray) -> None:
@@ -162,7 +165,7 @@ class Engine:
 
     def _cache_covering(self, seqs: np.ndarray) -> list[SparseBatch] | None:
         """Pass 1's cached triplets, if they hold every sequence in `seqs`."""
-        cache = getattr(self, "_cache", None)
+        cache = self._cache
         if not cache:
             return None
         cached = np.concatenate([c.seq_ids.numpy() for c in cache])
