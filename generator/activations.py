@@ -56,7 +56,8 @@ class HookedSAE:
     @torch.inference_mode()
     def encode(self, hook_acts: Tensor) -> Float[Tensor, "batch seq d_sae"]:
         acts = self.sae.encode(hook_acts)
-        if not torch.isfinite(acts).all():
+        # one reduction instead of an elementwise isfinite pass: NaN and inf propagate into the sum
+        if not torch.isfinite(acts.sum(dtype=torch.float32)):
             raise UserError("the SAE produced NaN/inf activations; check the SAE weights and "
                             "use --device cpu or a float32 SAE to rule out overflow")
         return acts

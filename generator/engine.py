@@ -117,9 +117,13 @@ class Engine:
         return acts * mask[..., None]
 
     def _sparse(self, batch: np.ndarray) -> SparseBatch:
+        """The batch's active entries; the SAE encodes only included (non-BOS) positions."""
         tokens, mask = self._device_tokens(batch)
-        return SparseBatch.from_dense(self._acts(tokens, mask), mask,
-                                      torch.from_numpy(batch), tokens)
+        _, hook_acts = self.hooked.run_to_hook(tokens)
+        rows, cols = torch.nonzero(mask, as_tuple=True)
+        acts = self.hooked.encode(hook_acts[rows, cols]).float()
+        return SparseBatch.from_included(acts, rows, cols, torch.from_numpy(batch),
+                                         tokens[rows, cols], tokens.shape[1])
 
     # ------------------------------------------------------------------ passes
 

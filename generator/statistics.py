@@ -123,10 +123,19 @@ class SparseBatch:
     @classmethod
     def from_dense(cls, acts: Float[Tensor, "batch seq d_sae"], mask: Bool[Tensor, "batch seq"],
                    seq_ids: Int[Tensor, " batch"], tokens: Int[Tensor, "batch seq"]) -> SparseBatch:
-        """`acts` must already be zero at excluded positions."""
-        row, col, latent = torch.nonzero(acts > 0, as_tuple=True)
-        return cls(row, col, latent, acts[row, col, latent].float(), tokens[row, col].long(),
-                   seq_ids.to(acts.device).long(), acts.shape[1], int(mask.sum()))
+        """From activations at every position; excluded positions (mask False) are dropped."""
+        rows, cols = torch.nonzero(mask, as_tuple=True)
+        return cls.from_included(acts[rows, cols], rows, cols, seq_ids, tokens[rows, cols],
+                                 acts.shape[1])
+
+    @classmethod
+    def from_included(cls, acts: Float[Tensor, "n d_sae"], rows: Int[Tensor, " n"],
+                      cols: Int[Tensor, " n"], seq_ids: Int[Tensor, " batch"],
+                      tokens: Int[Tensor, " n"], ctx: int) -> SparseBatch:
+        """From activations at the included positions (rows[j], cols[j]) only."""
+        idx, latent = torch.nonzero(acts > 0, as_tuple=True)
+        return cls(rows[idx], cols[idx], latent, acts[idx, latent].float(), tokens[idx].long(),
+                   seq_ids.to(acts.device).long(), ctx, len(rows))
 
     def to(self, device: torch.device | str) -> SparseBatch:
         moved = {f: getattr(self, f).to(device) for f in ("row", "col", "latent", "value", "token",
@@ -224,7 +233,10 @@ class Pass1State:
 
     def _merged_topk(self, seq_max: Float[Tensor, "batch d_sae"],
                      seq_ids: Int[Tensor, " batch"]) -> tuple[Tensor, Tensor]:
-        b, latent = torch.nonzero(seq_max > 0, as_tuple=True)
+        # only sequences at least as high as a latent's current k-th best can enter its top k
+        # (>=, not >: a tie may still win on a lower sequence index), so sorts stay small
+        threshold = self.top_vals[:, -1].clamp_min(0.0)
+        b, latent = torch.nonzero((seq_max > 0) & (seq_max >= threshold), as_tuple=True)
         kept = self.top_seqs != -1
         old_latent = torch.nonzero(kept, as_tuple=True)[0]
         old_vals, old_seqs = self.top_vals[kept], self.top_seqs[kept]
