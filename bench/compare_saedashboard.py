@@ -483,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             sys.exit(f"compare_saedashboard: no {what} at {path.parent} (train the demo first: "
                      "`feature-browser demo-train`, or pass --model/--sae)")
+    code = code_version()  # before the runs: the code measured, even if files change meanwhile
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
 
@@ -520,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ratios = print_table(results, n_tokens)
     out = {
-        "date": dt.date.today().isoformat(), "machine": machine(), "code": code_version(),
+        "date": dt.date.today().isoformat(), "machine": machine(), "code": code,
         "command": shlex.join([sys.executable, *sys.argv]),
         "inputs": {"model_dir": str(model_dir), "sae_dir": str(sae_dir),
                    "tokens": str(tokens_path), **tokens_info, "n_tokens": n_tokens},
