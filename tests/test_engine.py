@@ -75,7 +75,7 @@ def test_engine_exact_for_every_sae_and_hook(model, kind, hook):
     ex = shown.examples
     recomputed = engines[0][0].examples(*engines[0][1:]).examples  # from the model again
     np.testing.assert_array_equal(recomputed.seq, ex.seq)
-    np.testing.assert_allclose(recomputed.acts, ex.acts, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(recomputed.acts, ex.acts, rtol=1e-5, atol=1e-6)  # as vs dense
     np.testing.assert_allclose(recomputed.dloss, ex.dloss, rtol=1e-4, atol=1e-6)
     assert len(ex.seq) > 0
     for row in range(len(ex.seq)):
