@@ -6,7 +6,7 @@ every stage. `None` for model / sae / corpus means "use the embedded demo".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,3 @@ class BuildConfig:
                 "logit_bins", "ablation")
         return {key: getattr(self, key) for key in keys}
 
-
-def config_fields() -> list[Any]:
-    return list(fields(BuildConfig))

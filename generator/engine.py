@@ -111,11 +111,6 @@ class Engine:
         tokens = torch.from_numpy(self.tokens[seqs]).to(self.device, torch.long)
         return tokens, tokens != self.bos_id
 
-    def _acts(self, tokens: Tensor, mask: Tensor) -> Float[Tensor, "batch seq d_sae"]:
-        _, hook_acts = self.hooked.run_to_hook(tokens)
-        acts = self.hooked.encode(hook_acts).float()
-        return acts * mask[..., None]
-
     def _sparse(self, batch: np.ndarray) -> SparseBatch:
         """The batch's active entries; the SAE encodes only included (non-BOS) positions."""
         tokens, mask = self._device_tokens(batch)
