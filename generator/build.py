@@ -25,8 +25,6 @@ from generator.store import LatentTable, StoreData, StoreMeta, write_store
 log = logging.getLogger(__name__)
 N_NEIGHBOURS = 5
 N_TOP_TOKENS = 10
-MAX_EXACT_COACT = 32_768  # d_sae above which a d_sae^2 co-activation matrix is too large
-N_COACT_CANDIDATES = 64  # beyond it: Jaccard among each latent's nearest latents by decoder cosine
 
 
 @dataclass
@@ -81,7 +79,7 @@ def compute(cfg: BuildConfig, times: StageTimes) -> StoreData:
     from generator.corpus import load_corpus, vocab_bytes
     from generator.engine import Engine, EngineSettings
     from generator.models import ln_folded, pick_device
-    from generator.statistics import coact_neighbours, cosine_neighbours, logit_effects, top_tokens
+    from generator.summaries import coact_neighbours, cosine_neighbours, logit_effects, top_tokens
 
     device = pick_device(cfg.device)
     if device.startswith("cuda"):
@@ -103,13 +101,10 @@ def compute(cfg: BuildConfig, times: StageTimes) -> StoreData:
                               seed=cfg.seed, batch_size=cfg.batch_size, ablation=cfg.ablation,
                               quiet=cfg.quiet)
     engine = Engine(hooked, corpus.tokens, corpus.bos_id, settings)
-    exact_coact = hooked.d_sae <= MAX_EXACT_COACT
-    n_cos = N_NEIGHBOURS if exact_coact else max(N_NEIGHBOURS, N_COACT_CANDIDATES)
     with torch.inference_mode():
-        cos = times.run("neighbours", cosine_neighbours, sae.W_dec.detach(), n_cos)
-    candidates = None if exact_coact else torch.from_numpy(cos[0]).long()
+        cos = times.run("neighbours", cosine_neighbours, sae.W_dec.detach(), N_NEIGHBOURS)
     seqs = np.arange(len(corpus.tokens))
-    p1 = times.run("pass1", engine.pass1, seqs, candidates)
+    p1 = times.run("pass1", engine.pass1, seqs)
     p2 = times.run("pass2", engine.pass2, seqs, p1.max_act)
     shown = times.run("examples", engine.examples, p1, p2)
 
@@ -144,9 +139,7 @@ def compute(cfg: BuildConfig, times: StageTimes) -> StoreData:
         ln_folded=ln_folded(model), created=build_date(),
         l0=float(p1.n_active.sum()) / max(n_tokens, 1), has_ablation=cfg.ablation,
         bos_id=corpus.bos_id,
-        coact_method="Jaccard over all positions, all latent pairs" if exact_coact else
-        f"Jaccard over all positions, among each latent's {N_COACT_CANDIDATES} nearest latents "
-        f"by decoder cosine (d_sae {hooked.d_sae} is too large for all pairs)",
+        coact_method="Jaccard over all positions, all latent pairs",
     )
     return StoreData(meta=meta, latents=latents, examples=shown.examples, seq_ids=kept,
                      seq_tokens=corpus.tokens[kept], vocab=vocab_bytes(tok, model.cfg.d_vocab))

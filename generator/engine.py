@@ -71,15 +71,27 @@ class Engine:
 
     # ------------------------------------------------------------------ batching
 
-    def _auto_batch_size(self) -> int:
-        ctx, d_sae = self.tokens.shape[1], self.hooked.d_sae
-        per_seq = ctx * d_sae * 4 * 6  # acts plus the temporaries of one update, in bytes
+    def _budget(self, fraction: float, cpu_bytes: int) -> int:
+        """Bytes a stage may use for its temporaries: a fraction of free GPU memory, or a fixed
+        amount of host memory."""
         if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            budget = free * 0.4
-        else:
-            budget = 1.5 * 2**30
-        return int(max(1, min(1024, budget // per_seq)))
+            return int(torch.cuda.mem_get_info(self.device)[0] * fraction)
+        return cpu_bytes
+
+    def _auto_batch_size(self) -> int:
+        """Sequences per forward pass. The SAE encodes a batch in chunks of positions
+        (`_encode_rows`), so a batch costs the model's activations up to the hook (~32 floats
+        of d_model per token, generous for attention and MLP temporaries) plus per-sequence
+        maxima (4 x d_sae floats), not ctx x d_sae."""
+        ctx, d_model = self.tokens.shape[1], self.hooked.model.cfg.d_model
+        per_seq = ctx * d_model * 4 * 32 + self.hooked.d_sae * 4 * 4
+        return int(max(1, min(1024, self._budget(0.3, 1 << 30) // per_seq)))
+
+    @property
+    def _encode_rows(self) -> int:
+        """Positions encoded at once: the SAE's dense [positions, d_sae] output and its
+        temporaries (~4 copies in float32) stay within the budget."""
+        return int(max(1, self._budget(0.2, 256 << 20) // (self.hooked.d_sae * 4 * 4)))
 
     def _batches(self, seqs: np.ndarray, desc: str) -> Iterator[np.ndarray]:
         """Chunks of `seqs`; the batch size may shrink if the GPU runs out of memory
@@ -112,22 +124,34 @@ class Engine:
         return tokens, tokens != self.bos_id
 
     def _sparse(self, batch: np.ndarray) -> SparseBatch:
-        """The batch's active entries; the SAE encodes only included (non-BOS) positions."""
+        """The batch's active entries, ordered by position then latent. The SAE encodes only
+        included (non-BOS) positions, `_encode_rows` at a time, so no [batch, ctx, d_sae] array
+        is ever held. Memory: _encode_rows x d_sae x 16 bytes + 36 bytes per active entry."""
         tokens, mask = self._device_tokens(batch)
         _, hook_acts = self.hooked.run_to_hook(tokens)
         rows, cols = torch.nonzero(mask, as_tuple=True)
-        acts = self.hooked.encode(hook_acts[rows, cols]).float()
-        return SparseBatch.from_included(acts, rows, cols, torch.from_numpy(batch),
-                                         tokens[rows, cols], tokens.shape[1])
+        step = self._encode_rows
+        parts = []
+        for start in range(0, len(rows), step):
+            acts = self.hooked.encode(hook_acts[rows[start:start + step], cols[start:start + step]])
+            idx, latent = torch.nonzero(acts > 0, as_tuple=True)
+            parts.append((idx + start, latent, acts[idx, latent].float()))
+        idx = torch.cat([p[0] for p in parts]) if parts else rows[:0]
+        latent = torch.cat([p[1] for p in parts]) if parts else rows[:0]
+        value = torch.cat([p[2] for p in parts]) if parts else torch.zeros(0, device=self.device)
+        return SparseBatch(rows[idx], cols[idx], latent, value, tokens[rows[idx], cols[idx]],
+                           torch.from_numpy(batch).to(self.device).long(), tokens.shape[1],
+                           len(rows))
 
     # ------------------------------------------------------------------ passes
 
-    def pass1(self, seqs: np.ndarray, coact_ids: Tensor | None = None) -> Pass1State:
-        """coact_ids: per-latent candidate set for co-activation (None: all pairs). Keeps each
-        batch's triplets on the host while they fit the cache budget, for pass 2."""
+    def pass1(self, seqs: np.ndarray) -> Pass1State:
+        """Keeps each batch's triplets on the host while they fit the cache budget, for pass 2
+        and the examples. Memory: Pass1State's formula + the cache (<= cache_bytes, 16 bytes per
+        active entry) + one batch (see _sparse)."""
         d_vocab = self.hooked.model.cfg.d_vocab if self.s.top_tokens else 0
         state = Pass1State.empty(self.hooked.d_sae, self.s.k, self.device, d_vocab=d_vocab,
-                                 coact=self.s.coact, coact_ids=coact_ids)
+                                 coact=self.s.coact)
         self._cache = []
         cached_bytes = 0
 
@@ -136,9 +160,9 @@ class Engine:
             sparse = self._sparse(batch)
             state.update(sparse)
             if self._cache is not None:
-                cached_bytes += sparse.nbytes
+                cached_bytes += sparse.compact_nbytes
                 if cached_bytes <= self.s.cache_bytes:
-                    self._cache.append(sparse.to("cpu"))
+                    self._cache.append(sparse.compact())
                 else:
                     log.info("activation cache over %d MB: pass 2 re-runs the model",
                              self.s.cache_bytes >> 20)
@@ -156,7 +180,7 @@ class Engine:
         if cache is not None:
             for sparse in tqdm(cache, desc="pass 2/2 histograms", disable=self.s.quiet,
                                leave=False):
-                state.update(sparse.to(self.device))
+                state.update(sparse.widen(self.device))
             return state
         for batch in self._batches(seqs, "pass 2/2 histograms"):
             self._with_oom_retry(lambda b: state.update(self._sparse(b)), batch)
@@ -214,8 +238,7 @@ class Engine:
         if have_acts:
             pair_acts = torch.from_numpy(acts_out[rows]).to(self.device)
         else:
-            acts = self.hooked.encode(hook_acts).float() * mask[..., None]
-            pair_acts = acts[local, :, latents]  # [pairs, ctx]
+            pair_acts = self._pair_acts(hook_acts, mask, local, latents)
             acts_out[rows] = pair_acts.cpu().numpy()
         if dloss_out is None:
             return
@@ -239,6 +262,22 @@ class Engine:
             diff = torch.where(after, ablated - clean[seq], 0.0)
             diff = torch.where(target_ok[seq], diff, float("nan"))
             dloss_out[rows[sl], :-1] = diff.cpu().numpy()
+
+    def _pair_acts(self, hook_acts: Tensor, mask: Tensor, local: Int[Tensor, " pairs"],
+                   latents: Int[Tensor, " pairs"]) -> Float[Tensor, "pairs ctx"]:
+        """Each (sequence, latent) pair's activation at every position (0 where excluded),
+        encoding a few sequences at a time (`_encode_rows` positions)."""
+        ctx = mask.shape[1]
+        out = torch.zeros((len(local), ctx), device=self.device)
+        step = max(1, self._encode_rows // ctx)
+        for start in range(0, mask.shape[0], step):
+            sel = torch.nonzero((local >= start) & (local < start + step), as_tuple=True)[0]
+            if len(sel) == 0:
+                continue
+            acts = self.hooked.encode(hook_acts[start:start + step]).float()
+            acts = acts * mask[start:start + step, :, None]
+            out[sel] = acts[local[sel] - start, :, latents[sel]]
+        return out
 
     def _ablation_chunk(self) -> int:
         """(sequence, latent) pairs per ablation forward pass. On CPU, small chunks keep each

@@ -1,0 +1,172 @@
+"""Sparse building blocks of the statistics: grouped top-k, exact sparse sums, co-active pairs.
+
+Nothing here allocates a d_vocab x d_sae or d_sae x d_sae array: every structure is sized by the
+entries that actually occur (active (latent, token) pairs, co-active latent pairs), which for an SAE
+(tens of active latents per position out of tens of thousands) is a tiny fraction of the dense one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+# ----------------------------------------------------------------------------------------------
+# grouped top-k
+
+
+def rank_in_groups(groups: Int[Tensor, " n"]) -> Int[Tensor, " n"]:
+    """Position of each element within its run of equal values (groups must be sorted)."""
+    first = torch.searchsorted(groups, groups, right=False)
+    return torch.arange(len(groups), device=groups.device) - first
+
+
+def best_per_group(
+    groups: Int[Tensor, " n"], order_keys: list[Tensor], keep: int
+) -> tuple[Int[Tensor, " n"], Int[Tensor, " n"], Int[Tensor, " n"]]:
+    """Sort elements by (group, *order_keys) ascending and keep the first `keep` of each group.
+    Returns (indices of kept elements into the inputs, their group, their rank in the group).
+    Memory: a few int64 arrays of length n."""
+    perm = torch.arange(len(groups), device=groups.device)
+    for key in reversed([groups, *order_keys]):  # stable sorts, least significant key first
+        perm = perm[torch.sort(key[perm], stable=True).indices]
+    sorted_groups = groups[perm]
+    rank = rank_in_groups(sorted_groups)
+    kept = rank < keep
+    return perm[kept], sorted_groups[kept], rank[kept]
+
+
+def top_rows(scores: Float[Tensor, "rows cols"], n: int, slack: int = 8) -> tuple[Tensor, Tensor]:
+    """Top n per row by value descending, ties to the lower column index (deterministic).
+
+    torch.topk leaves the order of equal values unspecified, so it takes n + slack candidates,
+    orders them by (value desc, column asc), and re-sorts in full only the rare rows where a tie
+    reaches past the candidates. Memory: O(rows * (n + slack)) beyond the scores."""
+    n = min(n, scores.shape[1])
+    width = min(n + slack, scores.shape[1])
+    cols = scores.topk(width, dim=1, sorted=False).indices.sort(dim=1).values
+    vals = scores.gather(1, cols)
+    order = torch.sort(vals, dim=1, descending=True, stable=True).indices  # ties: lower column
+    vals, cols = vals.gather(1, order), cols.gather(1, order)
+    last = vals[:, -1:]
+    vals, cols = vals[:, :n], cols[:, :n]
+    if 0 < n and width < scores.shape[1]:
+        # a tie between the n-th value and the last candidate may hide a lower column outside
+        unsure = torch.nonzero(last[:, 0] == vals[:, -1], as_tuple=True)[0]
+        if len(unsure):
+            full = torch.sort(scores[unsure], dim=1, descending=True, stable=True)
+            vals[unsure], cols[unsure] = full.values[:, :n], full.indices[:, :n]
+    return vals, cols
+
+
+# ----------------------------------------------------------------------------------------------
+# exact sparse sums
+
+
+@dataclass
+class SparseSums:
+    """Exact per-key totals over int64 keys, held sparsely: sorted unique keys with a float64 sum
+    (optional) and an int64 count each.
+
+    Updates are coalesced per call (sort + unique) and kept pending; pending entries are folded
+    into the state once they outnumber it, so the total cost is O(entries log entries), amortised.
+    Memory: 24 bytes per distinct key in the state (16 without sums) + the pending entries (at most
+    as many as the state, or `min_fold`) + the temporaries of one fold (~3x the folded entries).
+    Sums of float32 values in float64 do not depend on how the entries were batched, to float64
+    rounding; counts are exact integers, so results are the same for any batching or shard split.
+    """
+
+    with_sums: bool
+    keys: Int[Tensor, " u"]
+    sums: Float[Tensor, " u"] | None
+    counts: Int[Tensor, " u"]
+    min_fold: int = 1 << 20
+    pending: list[tuple[Tensor, Tensor | None, Tensor]] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, device: torch.device | str, with_sums: bool = True) -> SparseSums:
+        keys = torch.zeros(0, dtype=torch.int64, device=device)
+        sums = torch.zeros(0, dtype=torch.float64, device=device) if with_sums else None
+        return cls(with_sums, keys, sums, torch.zeros(0, dtype=torch.int64, device=device))
+
+    def add(self, keys: Int[Tensor, " n"], values: Float[Tensor, " n"] | None = None) -> None:
+        """Add one occurrence of each key (with its value, when sums are kept)."""
+        ones = torch.ones_like(keys)
+        self.pending.append(coalesce(keys, values.double() if values is not None else None, ones))
+        self.fold_if_due()
+
+    def fold_if_due(self) -> None:
+        """Fold once the pending entries outnumber the state (amortised O(n log n))."""
+        if sum(len(p[0]) for p in self.pending) >= max(len(self.keys), self.min_fold):
+            self.fold()
+
+    def fold(self) -> SparseSums:
+        """Fold the pending entries into the state; returns self."""
+        if not self.pending:
+            return self
+        parts = [(self.keys, self.sums, self.counts), *self.pending]
+        self.pending = []
+        keys = torch.cat([p[0] for p in parts])
+        sums = torch.cat([p[1] for p in parts]) if self.with_sums else None  # type: ignore[misc]
+        self.keys, self.sums, self.counts = coalesce(keys, sums, torch.cat([p[2] for p in parts]))
+        return self
+
+    def merge(self, other: SparseSums) -> SparseSums:
+        """The totals of both (disjoint parts of the corpus)."""
+        out = SparseSums(self.with_sums, self.keys, self.sums, self.counts, self.min_fold,
+                         [*self.pending, (other.keys, other.sums, other.counts), *other.pending])
+        return out.fold()
+
+    @property
+    def nbytes(self) -> int:
+        parts = [(self.keys, self.sums, self.counts), *self.pending]
+        return sum(t.numel() * t.element_size() for p in parts for t in p if t is not None)
+
+
+def coalesce(keys: Tensor, sums: Tensor | None,
+              counts: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+    uniq, inverse = torch.unique(keys, sorted=True, return_inverse=True)
+    total = torch.zeros(len(uniq), dtype=torch.int64, device=keys.device).index_add_(0, inverse, counts)
+    if sums is None:
+        return uniq, None, total
+    return uniq, torch.zeros(len(uniq), dtype=torch.float64,
+                             device=keys.device).index_add_(0, inverse, sums), total
+
+
+# ----------------------------------------------------------------------------------------------
+# co-active pairs
+
+
+def coactive_pairs(position: Int[Tensor, " nnz"], latent: Int[Tensor, " nnz"], d: int,
+                   max_pairs: int = 1 << 22) -> Iterator[Int[Tensor, " pairs"]]:
+    """Every unordered pair of latents active at the same position, as keys i * d + j (i < j),
+    in chunks of about `max_pairs` keys. Entries must be grouped by position (as the engine
+    produces them). Work: sum over positions of L(L-1)/2, L the position's active count.
+    Memory: ~32 bytes per pair of one chunk."""
+    if len(position) == 0:
+        return
+    dev = position.device
+    _, per_pos = torch.unique_consecutive(position, return_counts=True)
+    starts = torch.cumsum(per_pos, 0) - per_pos
+    rank = torch.arange(len(position), device=dev) - torch.repeat_interleave(starts, per_pos)
+    n_after = torch.repeat_interleave(per_pos, per_pos) - 1 - rank  # partners later in the group
+    ends = torch.cumsum(n_after, 0)
+    # chunk boundaries on entries, so that one chunk expands to about max_pairs pairs
+    marks = torch.arange(1, int(ends[-1]) // max_pairs + 1, device=dev) * max_pairs
+    cuts = torch.searchsorted(ends, marks)
+    bounds = [0, *sorted(set((cuts + 1).tolist())), len(position)]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        if hi <= lo:
+            continue
+        na = n_after[lo:hi]
+        total = int(na.sum())
+        if total == 0:
+            continue
+        first = torch.repeat_interleave(torch.arange(lo, hi, device=dev), na)
+        offset = torch.cumsum(na, 0) - na
+        within = torch.arange(total, device=dev) - torch.repeat_interleave(offset, na)
+        a, b = latent[first], latent[first + 1 + within]
+        yield torch.minimum(a, b) * d + torch.maximum(a, b)
