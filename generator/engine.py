@@ -42,7 +42,7 @@ class EngineSettings:
     ablation: bool = True
     top_tokens: bool = True
     coact: bool = True
-    """count co-activations (exact for all pairs, or for the candidates given to pass1)."""
+    """count co-activations of all latent pairs (exact, held sparsely)."""
     quiet: bool = False
     cache_bytes: int = 2 << 30
     """host memory for pass 1's activation triplets, reused by pass 2 (beyond it: recompute)."""

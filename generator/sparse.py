@@ -170,3 +170,61 @@ def coactive_pairs(position: Int[Tensor, " nnz"], latent: Int[Tensor, " nnz"], d
         within = torch.arange(total, device=dev) - torch.repeat_interleave(offset, na)
         a, b = latent[first], latent[first + 1 + within]
         yield torch.minimum(a, b) * d + torch.maximum(a, b)
+
+
+# ----------------------------------------------------------------------------------------------
+# top n per group over sparse entries
+
+
+def top_per_group(score: Float[Tensor, " e"], sides: list[tuple[Tensor, Tensor]], d: int,
+                  n: int) -> tuple[Int[Tensor, "d n"], Float[Tensor, "d n"]]:
+    """Per group, the n items with the largest score, ties to the lower item id. Each entry e is
+    listed under group g[e] with item x[e] for every (g, x) in `sides` (two sides for symmetric
+    pairs). Returns ([d, n] item ids, -1 pads; [d, n] scores, 0 pads), on the host.
+
+    Sorting every entry by (group, -score, item) is the obvious way and is slow for tens of
+    millions of entries, so each group's n-th largest score is found first by n rounds of scatter
+    max over float32-rounded scores (rounding is monotone, so the exact top n all lie at or above
+    the rounded n-th largest), and only the few entries at or above it are sorted exactly.
+    Work: O(n x sides x e) elementwise. Memory: ~4 float32/bool arrays of e + the kept entries."""
+    s32 = score.float()
+    thr = _nth_largest(s32, [g for g, _ in sides], d, n)
+    groups, items, scores = [], [], []
+    for g, x in sides:
+        sel = torch.nonzero(s32 >= thr[g], as_tuple=True)[0]
+        groups.append(g[sel])
+        items.append(x[sel])
+        scores.append(score[sel])
+    group, item, value = torch.cat(groups), torch.cat(items), torch.cat(scores)
+    idx, grp, rank = best_per_group(group, [-value, item], n)
+    ids = torch.full((d, n), -1, dtype=torch.int64)
+    vals = torch.zeros((d, n), dtype=score.dtype)
+    grp, rank = grp.cpu(), rank.cpu()
+    ids[grp, rank] = item[idx].cpu()
+    vals[grp, rank] = value[idx].cpu()
+    return ids, vals
+
+
+def _nth_largest(s: Float[Tensor, " e"], groups: list[Tensor], d: int, n: int) -> Tensor:
+    """Per group, the n-th largest of its entries' values counted with multiplicity (-inf where
+    a group has fewer than n entries). Round r finds each group's largest value below the last
+    round's; a group is done once n entries are at or above it."""
+    dev = s.device
+    neg_inf = torch.tensor(float("-inf"), device=dev)
+    upper = torch.full((d,), float("inf"), device=dev)
+    thr = torch.full((d,), float("-inf"), device=dev)
+    done = torch.zeros(d, dtype=torch.bool, device=dev)
+    for _ in range(n):
+        best = torch.full((d,), float("-inf"), device=dev)
+        for g in groups:
+            best.scatter_reduce_(0, g, torch.where(s < upper[g], s, neg_inf), "amax")
+        count = torch.zeros(d, dtype=torch.int64, device=dev)
+        for g in groups:
+            count.index_add_(0, g, (s >= best[g]).long())
+        newly = (count >= n) & ~done & (best > neg_inf)
+        thr = torch.where(newly, best, thr)
+        done |= newly
+        upper = best
+        if bool((done | (best == neg_inf)).all()):
+            break
+    return thr

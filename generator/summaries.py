@@ -15,7 +15,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from generator.sparse import best_per_group, top_rows
+from generator.sparse import top_per_group, top_rows
 from generator.statistics import Pass1State
 
 BLOCK_BYTES = 256 << 20
@@ -98,28 +98,26 @@ def cosine_neighbours(w_dec: Float[Tensor, "d_sae d_in"], n: int,
 
 def top_tokens(state: Pass1State, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Per latent: the n vocab ids with the largest total activation (ties to the lower id; -1
-    pads), their sums and active counts. Peak memory: ~5 int64 arrays over the distinct
-    (latent, token) pairs + d_sae x n x 20 bytes."""
+    pads), their sums and active counts. Peak memory: a few arrays over the distinct
+    (latent, token) pairs (see top_per_group) + d_sae x n x 20 bytes."""
     if state.token_sums is None:
         return None
     sums = state.token_sums.fold()
     assert sums.sums is not None
     latent, token = sums.keys // state.d_vocab, sums.keys % state.d_vocab
-    idx, group, rank = best_per_group(latent, [-sums.sums, token], n)
-    d = state.d_sae
-    ids = torch.full((d, n), -1, dtype=torch.int64)
-    out_sums = torch.zeros((d, n), dtype=torch.float64)
-    counts = torch.zeros((d, n), dtype=torch.int64)
-    ids[group.cpu(), rank.cpu()] = token[idx].cpu()
-    out_sums[group.cpu(), rank.cpu()] = sums.sums[idx].cpu()
-    counts[group.cpu(), rank.cpu()] = sums.counts[idx].cpu()
-    return ids.int().numpy(), out_sums.float().numpy(), counts.numpy()
+    ids, vals = top_per_group(sums.sums, [(latent, token)], state.d_sae, n)
+    # the count of each chosen (latent, token): look its key up in the sorted keys
+    chosen = ids >= 0
+    keys = (torch.arange(state.d_sae)[:, None] * state.d_vocab + ids)[chosen].to(sums.keys.device)
+    counts = torch.zeros(ids.shape, dtype=torch.int64)
+    counts[chosen] = sums.counts[torch.searchsorted(sums.keys, keys)].cpu()
+    return ids.int().numpy(), vals.float().numpy(), counts.numpy()
 
 
 def coact_neighbours(state: Pass1State, n: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Top n latents by Jaccard of their active-position sets, over all latent pairs (ties to the
-    lower id; -1 pads where fewer latents ever co-fire). Peak memory: ~6 int64/float64 arrays
-    over twice the distinct co-active pairs + d_sae x n x 8 bytes."""
+    lower id; -1 pads where fewer latents ever co-fire). Peak memory: a few arrays over the
+    distinct co-active pairs (see top_per_group) + d_sae x n x 8 bytes."""
     if state.coact is None:
         return None
     coact = state.coact.fold()
@@ -128,12 +126,5 @@ def coact_neighbours(state: Pass1State, n: int) -> tuple[np.ndarray, np.ndarray]
     both = coact.counts.double()
     n_active = state.n_active.double()
     jac = both / (n_active[i] + n_active[j] - both)
-    group, partner = torch.cat([i, j]), torch.cat([j, i])
-    jac2 = torch.cat([jac, jac])
-    idx, grp, rank = best_per_group(group, [-jac2, partner], n)
-    ids = torch.full((d, n), -1, dtype=torch.int64)
-    vals = torch.zeros((d, n), dtype=torch.float64)
-    ids[grp.cpu(), rank.cpu()] = partner[idx].cpu()
-    vals[grp.cpu(), rank.cpu()] = jac2[idx].cpu()
+    ids, vals = top_per_group(jac, [(i, j), (j, i)], d, n)
     return ids.int().numpy(), vals.float().numpy()
-

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from generator.sparse import SparseSums, best_per_group, coactive_pairs, top_rows
+from generator.sparse import SparseSums, best_per_group, coactive_pairs, top_per_group, top_rows
 
 
 @pytest.mark.parametrize("n,slack", [(1, 0), (3, 0), (3, 2), (5, 8), (12, 8)])
@@ -78,3 +78,27 @@ def test_coactive_pairs_are_every_pair_at_every_position(chunk):
     if chunk < (1 << 22):
         assert len(list(coactive_pairs(torch.from_numpy(position), torch.from_numpy(latent), d,
                                        max_pairs=chunk))) > 1
+
+
+@pytest.mark.parametrize("n", [1, 3, 6])
+def test_top_per_group_equals_a_full_sort(n):
+    """Scores that tie exactly, and scores that differ only below float32 precision (the
+    threshold is found on float32-rounded scores, the order must still be exact)."""
+    rng = np.random.default_rng(3)
+    d, e = 7, 120
+    g = rng.integers(0, d - 1, size=e)  # group d-1 stays empty
+    x = rng.permutation(10 * e)[:e]
+    base = rng.integers(0, 5, size=e).astype(np.float64)
+    score = base + rng.integers(0, 3, size=e) * 1e-12  # same float32, different float64
+    ids, vals = top_per_group(torch.from_numpy(score), [(torch.from_numpy(g), torch.from_numpy(x))],
+                              d, n)
+    for grp in range(d):
+        members = sorted(np.nonzero(g == grp)[0], key=lambda k: (-score[k], x[k]))[:n]
+        want = [int(x[k]) for k in members]
+        assert [int(v) for v in ids[grp] if v != -1] == want
+        assert vals[grp][: len(want)].tolist() == [float(score[k]) for k in members]
+    # two sides: symmetric pairs listed under both endpoints
+    a, b = torch.tensor([0, 0, 1, 2]), torch.tensor([1, 2, 2, 3])
+    s = torch.tensor([0.5, 0.9, 0.9, 0.1], dtype=torch.float64)
+    ids, _ = top_per_group(s, [(a, b), (b, a)], 4, 2)
+    assert ids.tolist() == [[2, 1], [2, 0], [0, 1], [2, -1]]
