@@ -68,7 +68,7 @@ WINDOW_TOP = (10, 3)
 WINDOW_INTERVAL = (6, 2)
 """the same for interval samples: shorter, since there are 2.5x as many of them by default."""
 TABLE_PAGE = 100
-"""rows per page of the index table (the first page is server-rendered)."""
+"""rows per page of the index table and per table file (the first page is server-rendered)."""
 DLOSS_MARK_MILLI = 10
 """|Δloss| (in 1e-3 nats) from which a token is underlined; smaller values are left out of the
 page data (tooltips then say |Δloss| < 0.01)."""
@@ -223,6 +223,10 @@ class IndexPage:
     rows: list[TableRow]
     n_pages: int
     shards: int
+    table: Markup
+    """the table manifest (generator.search) as JSON for an inline script."""
+    sorts: frozenset[str]
+    """the table's sortable columns."""
     search_version: int = SEARCH_FORMAT
     explained: int = 0
     extra: dict[str, str] = field(default_factory=dict)
@@ -423,18 +427,21 @@ class PageBuilder:
 
     # -- index ----------------------------------------------------------------------------
 
-    def index_page(self, shards: int) -> IndexPage:
+    def index_page(self, shards: int, table: dict[str, Any]) -> IndexPage:
+        """The index: `table` is the manifest of the table files (generator.search)."""
         lat, meta = self.lat, self.data.meta
         dead = int((lat.n_active == 0).sum())
-        rows = [self.table_row(i) for i in range(min(TABLE_PAGE, lat.d_sae))]
+        per_page = int(table["rows"])
+        rows = [self.table_row(i) for i in range(min(per_page, lat.d_sae))]
         return IndexPage(
             title=f"Feature browser: {meta.sae} on {meta.model}",
             description=(f"{lat.d_sae:,} latents of {meta.sae} ({meta.hook}) on {meta.model}, "
                          f"analysed over {meta.n_tokens:,} tokens of {meta.corpus}."),
             l0=sig(meta.l0), dead=count(dead), alive=count(lat.d_sae - dead),
             density_chart=density_chart(lat.n_active / max(1, meta.n_tokens)), rows=rows,
-            n_pages=max(1, math.ceil(lat.d_sae / TABLE_PAGE)), shards=shards,
-            explained=len(self.explanations),
+            n_pages=max(1, math.ceil(lat.d_sae / per_page)), shards=shards,
+            explained=len(self.explanations), table=_script_json(table),
+            sorts=frozenset(table["sorts"]),
         )
 
     def table_row(self, i: int) -> TableRow:

@@ -5,7 +5,8 @@ Layout of the site (every link relative, so it works from file://, localhost and
     index.html            overview, summary charts, paginated sortable table, search box
     features/<id>.html    one page per latent (dead ones too): the permalink
     embed/<id>.html       compact card for iframes
-    search/latents.js     the latent table; search/s<k>.js: term-index shards (see search.py)
+    search/<key>/<c>.js   the latent table, one file per table page and sort key;
+                          search/s<k>.js: term-index shards (both in search.py)
     seqs/t.js, seqs/<k>.js  the kept sequences for "expand to the whole sequence": a table of
                           token displays and, SEQ_SHARD sequences per file, symbol codes
     static/<name>.<hash>.<ext>   CSS/JS/icons copied from the repo's static/, content-hashed
@@ -23,7 +24,7 @@ import math
 import posixpath
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,15 @@ import generator
 from generator.atomic import atomic_dir
 from generator.charts import round3
 from generator.errors import UserError
-from generator.pages import LatentPage, PageBuilder, embed_subset, site_info, varint
-from generator.search import SearchIndex, dumps, script_call, table_script, terms_of
+from generator.pages import TABLE_PAGE, LatentPage, PageBuilder, embed_subset, site_info, varint
+from generator.search import (
+    SHARD_TARGET_BYTES,
+    SearchIndex,
+    dumps,
+    script_call,
+    table_files,
+    terms_of,
+)
 from generator.store import EXAMPLE_TOP, StoreData
 from generator.tokens import display_json
 
@@ -72,15 +80,19 @@ class RenderReport:
 
 
 def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None = None,
-                quiet: bool = False) -> RenderReport:
-    """Render the whole site into `out`, atomically: the old site stays intact if anything fails."""
+                quiet: bool = False, *, table_rows: int = TABLE_PAGE,
+                shard_bytes: int = SHARD_TARGET_BYTES) -> RenderReport:
+    """Render the whole site into `out`, atomically: the old site stays intact if anything fails.
+
+    `table_rows` (rows per index-table page and file) and `shard_bytes` (target size of a search
+    shard) exist so that tests can shard a small store as finely as a 131k-latent one."""
     start = time.perf_counter()
     out = Path(out)
     explanations = dict(explanations or {})
     _check_explanations(explanations, data.latents.d_sae)
     _check_target(out)
     with atomic_dir(out) as tmp:
-        _SiteWriter(data, tmp, explanations, quiet).write_all()
+        _SiteWriter(data, tmp, explanations, quiet, table_rows, shard_bytes).write_all()
     report = _measure(out, data.latents.d_sae, time.perf_counter() - start)
     log.info("wrote %d pages (%.1f MB, %.0f KB per latent) to %s in %.1f s", report.pages,
              report.total_bytes / 1e6, report.bytes_per_latent / 1e3, out, report.seconds)
@@ -218,16 +230,17 @@ def _url_filter(context: jinja2.runtime.Context, target: str) -> str:
 class _SiteWriter:
     """Writes one site into a fresh folder: pages, embeds, search index, table, sequences."""
 
-    def __init__(self, data: StoreData, out: Path, explanations: dict[int, str],
-                 quiet: bool) -> None:
+    def __init__(self, data: StoreData, out: Path, explanations: dict[int, str], quiet: bool,
+                 table_rows: int, shard_bytes: int) -> None:
         self.data, self.out, self.explanations, self.quiet = data, out, explanations, quiet
+        self.table_rows, self.shard_bytes = table_rows, shard_bytes
         self.pages = PageBuilder(data, explanations)
 
     def write_all(self) -> None:
         self.assets = copy_static(resource_dir("static"), self.out / "static")
         self.env = make_env(self.assets)
         self.site = site_info(self.data)
-        search = SearchIndex()
+        search = SearchIndex(self.shard_bytes)
         for i in tqdm(range(self.data.latents.d_sae), desc="pages", unit="latent",
                       disable=self.quiet):
             page = self.pages.latent_page(i)
@@ -235,9 +248,9 @@ class _SiteWriter:
             self.render(f"embed/{i}.html", "embed.html", page=page, embed=embed_subset(page))
             self.index_latent(search, i, page)
         shards, _ = search.write(self.out / "search")
-        self.write_table()
+        table = self.write_table()
         self.write_sequences()
-        self.render("index.html", "index.html", page=self.pages.index_page(shards))
+        self.render("index.html", "index.html", page=self.pages.index_page(shards, table))
         (self.out / SITE_MARKER).write_bytes(b"")
 
     def render(self, path: str, template: str, **context: Any) -> None:
@@ -277,11 +290,12 @@ class _SiteWriter:
         total = sum(mass.values()) or 1.0
         return {term: m / total for term, m in mass.items()}
 
-    def write_table(self) -> None:
-        """search/latents.js: the columns of the index table, for sorting and paging."""
+    def write_table(self) -> dict[str, Any]:
+        """search/<key>/<c>.js: the index table, one file per page per sort key (the format is
+        in generator.search); returns the manifest the index page carries."""
         lat, meta = self.data.latents, self.data.meta
         density = lat.n_active / max(1, meta.n_tokens)
-        columns: dict[str, Iterable[object]] = {
+        columns: dict[str, list[Any]] = {
             "d": [float(f"{x:.3g}") for x in density],
             "x": self.pages.max3,
             "t": [", ".join(self.pages.top_token_labels(i, 3)) for i in range(lat.d_sae)],
@@ -290,7 +304,12 @@ class _SiteWriter:
         if lat.abl_mean is not None and lat.abl_frac_helped is not None:
             columns["am"] = [_finite3(x) for x in lat.abl_mean]
             columns["af"] = [_finite3(x) for x in lat.abl_frac_helped]
-        (self.out / "search" / "latents.js").write_bytes(table_script(columns, lat.d_sae))
+        manifest, files = table_files(columns, lat.d_sae, self.table_rows)
+        for path, content in files.items():
+            target = self.out / "search" / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        return manifest
 
     def write_sequences(self) -> None:
         """seqs/t.js: the symbol table, `fbSeqTable([0, display, ...])`: every distinct token

@@ -1,15 +1,23 @@
-"""Client-side search data: the latent table and the sharded term index (format version 1).
+"""Client-side search data: the latent table and the sharded term index (format version 2).
 
 Everything here ships as classic scripts that call a global function defined by `static/app.js`,
 because `fetch()` of local JSON is blocked on `file://`. JSON inside is written with sorted keys
 so that the same store gives byte-identical files.
 
-Latent table: `search/latents.js`
-    fbTable({"v": 1, "n": d_sae, "d": [...], "x": [...], "t": [...], "e": [...],
-             "am": [...], "af": [...]})
-    Columns by latent id: density, max activation (3 significant digits), top-token label, the
-    explanation ("" when none), ablation mean Δloss and fraction helped (null when not computed).
-    The index page paginates and sorts it, and search results take their labels from it.
+Latent table: `search/<key>/<c>.js`, one file per table page, for every sort key
+    fbRows("<key>", c, [[latent, d, x, t, e, am, af], ...])
+    Rows at positions [c * rows, (c + 1) * rows) of the table sorted by `key`. Columns: latent id,
+    density and max activation (3 significant digits), top-token label, explanation ("" when
+    none), ablation mean Δloss and fraction helped (null when not computed; both columns are
+    left out of every row when the build has no ablation). The index page carries the manifest
+    as JSON in `<script id=fb-table>`: {"v", "n": d_sae, "rows", "cols": the column names after
+    the id, "sorts": {key: n_valid}}. Each key's files hold its natural order: `id` ascending,
+    `e` ascending (UTF-16 code units, as JavaScript compares), every other key descending, ties
+    by ascending id; the n_valid rows with a value come first, then the rest (null or "") in id
+    order. The opposite direction reads the first n_valid positions backwards and keeps the rest
+    last. A key is sortable when it is in `sorts` (`e` only when some latent is explained), so no
+    page ever loads more than two table files, and a search result's label comes from the `id`
+    file of its latent: the index page loads no table data up front, whatever d_sae is.
 
 Term index: `search/s<k>.js`, k in [0, n_shards)
     fbIndex(k, {"<term>": [latent, score, latent, score, ...], ...})
@@ -30,15 +38,16 @@ Term index: `search/s<k>.js`, k in [0, n_shards)
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-SEARCH_FORMAT = 1
+SEARCH_FORMAT = 2
 MAX_POSTINGS = 200
 SHARD_TARGET_BYTES = 64 * 1024
 _WORD = re.compile(r"\w+")
@@ -72,8 +81,9 @@ def shard_of(term: str, n_shards: int) -> int:
 class SearchIndex:
     """Accumulates (term, latent, weight) and writes the sharded index."""
 
-    def __init__(self) -> None:
+    def __init__(self, target_bytes: int = SHARD_TARGET_BYTES) -> None:
         self.postings: dict[str, dict[int, int]] = defaultdict(dict)
+        self.target_bytes = target_bytes
 
     def add_text(self, latent: int, text: str, weight: float) -> None:
         for term in terms_of(text):
@@ -88,7 +98,7 @@ class SearchIndex:
     def shard_count(self) -> int:
         size = sum(len(t) + 8 + 10 * min(len(p), MAX_POSTINGS) for t, p in self.postings.items())
         n = 1
-        while n * SHARD_TARGET_BYTES < size:
+        while n * self.target_bytes < size:
             n *= 2
         return n
 
@@ -120,7 +130,38 @@ def dumps(value: object) -> bytes:
     return raw.replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")
 
 
-def table_script(columns: dict[str, Iterable[object]], n: int) -> bytes:
-    """The latent table script (see the module docstring)."""
-    return script_call("fbTable", {"v": SEARCH_FORMAT, "n": n,
-                                   **{k: list(v) for k, v in columns.items()}})
+TABLE_KEYS = {"id": False, "d": True, "x": True, "e": False, "am": True, "af": True}
+"""sort keys of the table and whether their natural order is descending."""
+
+
+def table_files(columns: dict[str, list[Any]], n: int,
+                rows_per_file: int) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The table manifest and its files (site path -> bytes); see the module docstring."""
+    names = list(columns)
+    rows = [[i, *(columns[k][i] for k in names)] for i in range(n)]
+    sorts: dict[str, int] = {}
+    files: dict[str, bytes] = {}
+    for key, descending in TABLE_KEYS.items():
+        if key != "id" and key not in columns:
+            continue
+        values: list[Any] = list(range(n)) if key == "id" else columns[key]
+        valid = [i for i in range(n) if values[i] is not None and values[i] != ""]
+        if key == "e" and not valid:
+            continue
+        valid.sort(key=lambda i: (_sort_value(values[i], descending), i))
+        rest = [i for i in range(n) if values[i] is None or values[i] == ""]
+        order = valid + rest
+        sorts[key] = len(valid)
+        for c in range(0, max(1, math.ceil(n / rows_per_file))):
+            chunk = [rows[i] for i in order[c * rows_per_file:(c + 1) * rows_per_file]]
+            files[f"{key}/{c}.js"] = script_call("fbRows", key, c, chunk)
+    manifest = {"v": SEARCH_FORMAT, "n": n, "rows": rows_per_file, "cols": names,
+                "sorts": sorts}
+    return manifest, files
+
+
+def _sort_value(value: Any, descending: bool) -> Any:
+    if isinstance(value, str):
+        # JavaScript compares strings by UTF-16 code units; big-endian bytes sort the same way
+        return value.encode("utf-16-be")
+    return -value if descending else value

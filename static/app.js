@@ -5,18 +5,17 @@
 (function () {
   "use strict";
 
-  var LEVELS = 9, ACT_LEVELS = 1000, MARK = 10, NEWLINE = "\u23ce", SEQ_SHARD = 64, PAGE_ROWS = 100;
+  var LEVELS = 9, ACT_LEVELS = 1000, MARK = 10, NEWLINE = "\u23ce", SEQ_SHARD = 64;
   /* BOS / document-boundary positions: 0 in seqs/<k>.js, a muted marker on the page
      (generator/pages.py BOS_MARK, BOS_TITLE). */
   var BOS = 0, BOS_MARK = "\u27e8bos\u27e9", BOS_TITLE = "BOS / document boundary: excluded from statistics";
   var root = document.body.getAttribute("data-root") || "./";
-  var store = { seqs: {}, symbols: null, shards: {}, table: null };
+  var store = { seqs: {}, symbols: null, shards: {}, rows: {} };
   var loading = {};
 
   window.fbSeqs = function (k, seqs) { for (var s in seqs) store.seqs[s] = seqs[s]; };
   window.fbSeqTable = function (symbols) { store.symbols = symbols; };
   window.fbIndex = function (k, terms) { store.shards[k] = terms; };
-  window.fbTable = function (table) { store.table = table; };
 
   /* Load a data script once (relative to the site root); resolves when it has run. */
   function load(path) {
@@ -290,7 +289,26 @@
 
   /* ---------------- index: sortable, paginated latent table ------------------------------ */
 
-  var table = { order: null, key: "id", dir: 1, page: 0 };
+  /* The table ships as one file per page per sort key, search/<key>/<c>.js (format in
+     generator/search.py); the manifest is inline (#fb-table). Nothing is loaded up front. */
+  var manifestEl = document.getElementById("fb-table");
+  var manifest = manifestEl ? JSON.parse(manifestEl.textContent) : null;
+  var table = { key: "id", dir: 1, page: 0, seq: 0 };
+
+  window.fbRows = function (key, c, rows) { (store.rows[key] = store.rows[key] || {})[c] = rows; };
+
+  function col(name) { return manifest.cols.indexOf(name) + 1; }
+
+  /* rows at positions `pos` of key's file order (loading the files they lie in) */
+  function rowsAt(key, pos) {
+    var R = manifest.rows, files = {};
+    pos.forEach(function (p) { files[Math.floor(p / R)] = 1; });
+    return Promise.all(Object.keys(files).map(function (c) { return load("search/" + key + "/" + c + ".js"); }))
+      .then(function () { return pos.map(function (p) { return store.rows[key][Math.floor(p / R)][p % R]; }); });
+  }
+
+  /* the rows of latents `ids` (for search labels), from the id-ordered files */
+  function rowsOf(ids) { return rowsAt("id", ids); }
 
   function pct(x) {
     if (x == null) return "n/a";
@@ -299,67 +317,64 @@
     return v >= 0.001 ? String(+v.toPrecision(3)) + "%" : v.toExponential(2) + "%";
   }
 
-  function cellValue(key, i) {
-    var T = store.table;
-    if (key === "id") return i;
-    var col = T[key];
-    return col ? col[i] : null;
+  function pageCount() { return Math.max(1, Math.ceil(manifest.n / manifest.rows)); }
+
+  /* file positions of the current page: the natural order, or its valid part read backwards */
+  function pagePositions() {
+    var natural = table.key === "id" || table.key === "e" ? 1 : -1, valid = manifest.sorts[table.key];
+    var start = table.page * manifest.rows, end = Math.min(manifest.n, start + manifest.rows), pos = [];
+    for (var r = start; r < end; r++) pos.push(table.dir === natural || r >= valid ? r : valid - 1 - r);
+    return pos;
   }
 
   function sortTable(key) {
-    var T = store.table;
+    if (!(key in manifest.sorts)) return;
     table.dir = table.key === key ? -table.dir : (key === "id" || key === "e" ? 1 : -1);
     table.key = key;
-    var order = [];
-    for (var i = 0; i < T.n; i++) order.push(i);
-    var dir = table.dir;
-    order.sort(function (a, b) {
-      var x = cellValue(key, a), y = cellValue(key, b);
-      if (x === y) return a - b;
-      if (x == null || x === "") return 1;
-      if (y == null || y === "") return -1;
-      return (x < y ? -1 : 1) * dir;
-    });
-    table.order = order;
     table.page = 0;
     var ths = document.querySelectorAll("#lt th");
     for (var n = 0; n < ths.length; n++) {
       var b = ths[n].querySelector("button");
-      if (b && b.getAttribute("data-sort") === key) ths[n].setAttribute("aria-sort", dir > 0 ? "ascending" : "descending");
+      if (b && b.getAttribute("data-sort") === key) ths[n].setAttribute("aria-sort", table.dir > 0 ? "ascending" : "descending");
       else ths[n].removeAttribute("aria-sort");
     }
-    renderTable();
+    showPage();
   }
 
-  function renderTable() {
-    var T = store.table, tbody = document.querySelector("#lt tbody"), pages = Math.max(1, Math.ceil(T.n / PAGE_ROWS));
-    var frag = document.createDocumentFragment(), start = table.page * PAGE_ROWS;
-    var hasAbl = !!document.querySelector("#lt [data-sort=am]");
-    for (var r = start; r < Math.min(T.n, start + PAGE_ROWS); r++) {
-      var i = table.order ? table.order[r] : r, tr = el("tr"), td = el("td"), a = el("a", null, String(i));
+  function showPage() {
+    var mine = ++table.seq;
+    return rowsAt(table.key, pagePositions()).then(function (rows) {
+      if (mine === table.seq) renderTable(rows);
+    });
+  }
+
+  function renderTable(rows) {
+    var tbody = document.querySelector("#lt tbody"), frag = document.createDocumentFragment();
+    var d = col("d"), x = col("x"), t = col("t"), e = col("e"), am = col("am"), af = col("af");
+    rows.forEach(function (row) {
+      var i = row[0], tr = el("tr"), td = el("td"), a = el("a", null, String(i));
       a.href = root + "features/" + i + ".html";
       td.appendChild(a);
       tr.appendChild(td);
-      tr.appendChild(el("td", "num", pct(T.d[i])));
-      tr.appendChild(el("td", "num", fmt(T.x[i])));
-      tr.appendChild(el("td", null, T.t[i]));
-      tr.appendChild(el("td", null, T.e[i]));
-      if (hasAbl) {
-        var am = T.am ? T.am[i] : null, af = T.af ? T.af[i] : null;
-        tr.appendChild(el("td", "num", am == null ? "n/a" : (am > 0 ? "+" : "") + fmt(am)));
-        tr.appendChild(el("td", "num", pct(af)));
+      tr.appendChild(el("td", "num", pct(row[d])));
+      tr.appendChild(el("td", "num", fmt(row[x])));
+      tr.appendChild(el("td", null, row[t]));
+      tr.appendChild(el("td", null, row[e]));
+      if (am) {
+        tr.appendChild(el("td", "num", row[am] == null ? "n/a" : (row[am] > 0 ? "+" : "") + fmt(row[am])));
+        tr.appendChild(el("td", "num", pct(row[af])));
       }
       frag.appendChild(tr);
-    }
+    });
     tbody.textContent = "";
     tbody.appendChild(frag);
-    document.getElementById("pg").textContent = "page " + (table.page + 1) + " of " + pages;
+    document.getElementById("pg").textContent = "page " + (table.page + 1) + " of " + pageCount();
     document.querySelector("[data-page='-1']").disabled = table.page === 0;
-    document.querySelector("[data-page='1']").disabled = table.page >= pages - 1;
+    document.querySelector("[data-page='1']").disabled = table.page >= pageCount() - 1;
   }
 
   function setupTable() {
-    if (!document.getElementById("lt") || !store.table) return;
+    if (!document.getElementById("lt") || !manifest) return;
     var sorters = document.querySelectorAll("#lt [data-sort]");
     for (var n = 0; n < sorters.length; n++) {
       sorters[n].addEventListener("click", function (ev) { sortTable(ev.currentTarget.getAttribute("data-sort")); });
@@ -367,8 +382,8 @@
     var pagers = document.querySelectorAll("[data-page]");
     for (var p = 0; p < pagers.length; p++) {
       pagers[p].addEventListener("click", function (ev) {
-        table.page += +ev.currentTarget.getAttribute("data-page");
-        renderTable();
+        table.page = Math.max(0, Math.min(pageCount() - 1, table.page + +ev.currentTarget.getAttribute("data-page")));
+        showPage();
       });
     }
   }
@@ -410,7 +425,7 @@
   }
 
   function rank(query, n) {
-    var T = store.table, scores = {}, matched = {}, terms = termsOf(query);
+    var scores = {}, matched = {}, terms = termsOf(query);
     terms.forEach(function (term) {
       var hits = matchTerm(term, n);
       for (var id in hits) { scores[id] = (scores[id] || 0) + hits[id]; matched[id] = (matched[id] || 0) + 1; }
@@ -418,7 +433,7 @@
     var ids = Object.keys(scores).map(Number);
     ids.sort(function (a, b) { return (matched[b] - matched[a]) || (scores[b] - scores[a]) || (a - b); });
     var q = query.trim().replace(/^#/, "");
-    if (/^\d+$/.test(q) && +q < T.n) {
+    if (/^\d+$/.test(q) && +q < manifest.n) {
       ids = [+q].concat(ids.filter(function (i) { return i !== +q; }));
     }
     return { ids: ids.slice(0, 20), total: ids.length, terms: terms };
@@ -427,13 +442,15 @@
   function search(query, n) {
     var shards = {};
     termsOf(query).forEach(function (t) { shards[shardOf(t, n)] = 1; });
+    var result;
     return Promise.all(Object.keys(shards).map(function (k) { return load("search/s" + k + ".js"); }))
-      .then(function () { return rank(query, n); });
+      .then(function () { result = rank(query, n); return rowsOf(result.ids); })
+      .then(function (rows) { result.rows = rows; return result; });
   }
 
   function setupSearch() {
     var input = document.getElementById("q");
-    if (!input || !store.table) return;
+    if (!input || !manifest) return;
     var list = document.getElementById("qr"), status = document.getElementById("qs");
     var n = +input.getAttribute("data-shards") || 1, selected = -1, seq = 0, timer = null;
 
@@ -447,7 +464,7 @@
     }
 
     function show(result) {
-      var T = store.table;
+      var e = col("e"), t = col("t");
       list.textContent = "";
       selected = -1;
       input.removeAttribute("aria-activedescendant");
@@ -458,7 +475,7 @@
         a.href = root + "features/" + i + ".html";
         a.tabIndex = -1;
         li.appendChild(a);
-        li.appendChild(el("span", "note", T.e[i] || T.t[i] || ""));
+        li.appendChild(el("span", "note", result.rows[k][e] || result.rows[k][t] || ""));
         list.appendChild(li);
       });
       list.hidden = !result.ids.length;
@@ -468,7 +485,7 @@
 
     function run() {
       var query = input.value, mine = ++seq;
-      if (!query.trim()) { show({ ids: [], total: 0 }); return; }
+      if (!query.trim()) { show({ ids: [], rows: [], total: 0 }); return; }
       search(query, n).then(function (r) { if (mine === seq) show(r); },
         function (err) { status.textContent = String(err.message || err); });
     }

@@ -8,10 +8,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from generator import pages as pages_mod
-from tests.fake_store import make_store
+from generator.charts import round3
+from tests.fake_store import EXPLANATIONS, make_store
 
 pytestmark = pytest.mark.browser
 MODES = ["file", "http"]
@@ -236,3 +238,97 @@ def test_readable_without_javascript(browser: object, site: Path) -> None:
     page.goto((site / "index.html").resolve().as_uri())
     assert page.locator("#lt tbody tr").count() == 12
     context.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# a finely sharded site: the table and the term index as a 131k-latent site ships them
+
+
+@pytest.fixture(scope="module")
+def sharded_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fake store with 5 table rows per file (3 pages) and ~64-byte search shards."""
+    from generator.render import render_site
+
+    out = tmp_path_factory.mktemp("sharded") / "site"
+    return render_site(make_store(), out, EXPLANATIONS, quiet=True, table_rows=5,
+                       shard_bytes=64).out
+
+
+@pytest.fixture
+def sharded(browser: object, sharded_site: Path) -> Iterator[Session]:
+    context = browser.new_context(viewport={"width": 1000, "height": 800})
+    page = context.new_page()
+    s = Session(page, sharded_site.resolve().as_uri() + "/")
+    page.on("request", lambda r: s.requests.append(r.url))
+    page.on("console", lambda m: s.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: s.errors.append(str(e)))
+    yield s
+    context.close()
+    assert not s.errors, s.errors
+    assert all(u.startswith(s.base) for u in s.requests), s.requests
+
+
+def table_ids(page: object) -> list[int]:
+    return [int(x) for x in page.eval_on_selector_all(
+        "#lt tbody tr td:first-child", "els => els.map(e => e.textContent)")]
+
+
+def wait_page(page: object, n: int) -> None:
+    page.wait_for_function(f"document.getElementById('pg').textContent.startsWith('page {n} ')")
+
+
+def test_sharded_search_loads_only_what_it_needs(sharded: Session) -> None:
+    page = sharded.open("index.html")
+    assert not [u for u in sharded.requests if "/search/" in u]  # no table data up front
+    page.fill("#q", "cats sitting")
+    page.wait_for_function("document.querySelectorAll('#qr li').length > 0")
+    results = page.eval_on_selector_all("#qr li", "els => els.map(e => e.textContent)")
+    assert results[0] == "#0" + EXPLANATIONS[0]
+    loaded = [u.rsplit("/search/", 1)[1] for u in sharded.requests if "/search/" in u]
+    shards = int(page.get_attribute("#q", "data-shards"))
+    assert shards > 2
+    assert 0 < len([f for f in loaded if f.startswith("s")]) <= 2  # one shard per query term
+    assert all(f.startswith(("s", "id/")) for f in loaded), loaded
+    page.fill("#q", "10")
+    page.wait_for_function("document.querySelector('#qr li a').textContent === '#10'")
+    label = ", ".join(t for t in (pages_mod.PageBuilder(make_store(), {}).top_token_labels(10, 3)))
+    assert label and page.text_content("#qr li .note") == label  # from the last table file
+
+
+def test_sharded_table_sorts_and_pages_through_every_latent(sharded: Session) -> None:
+    data = make_store()
+    page = sharded.open("index.html")
+    assert table_ids(page) == [0, 1, 2, 3, 4]  # server-rendered
+    page.click("[data-page='1']")
+    wait_page(page, 2)
+    assert table_ids(page) == [5, 6, 7, 8, 9]
+    page.click("[data-sort=d]")
+    wait_page(page, 1)
+    shown: list[int] = []
+    for n in (1, 2, 3):
+        if n > 1:
+            page.click("[data-page='1']")
+            wait_page(page, n)
+        page.wait_for_function("document.querySelectorAll('#lt tbody tr').length > 0")
+        shown += table_ids(page)
+    assert page.is_disabled("[data-page='1']")
+    density = data.latents.n_active
+    assert shown == sorted(range(12), key=lambda i: (-density[i], i))
+    page.click("[data-sort=am]")  # descending first; NaN (no active shown position) last
+    wait_page(page, 1)
+    page.click("[data-sort=am]")  # ascending: the valid part backwards, NaN still last
+    page.wait_for_function("document.querySelector('#lt th:nth-child(6)')"
+                           ".getAttribute('aria-sort') === 'ascending'")
+    abl = [round3(float(x)) if np.isfinite(x) else None for x in data.latents.abl_mean]
+    valid = sorted((i for i in range(12) if abl[i] is not None), key=lambda i: (-abl[i], i))
+    expected = valid[::-1] + [i for i in range(12) if abl[i] is None]
+    assert len(valid) < 12  # the dead latent has no ablation mean
+    shown = []
+    for n in (1, 2, 3):
+        if n > 1:
+            page.click("[data-page='1']")
+            wait_page(page, n)
+        page.wait_for_function(f"document.querySelector('#lt tbody td a').textContent === "
+                               f"'{expected[5 * (n - 1)]}'")
+        shown += table_ids(page)
+    assert shown == expected

@@ -81,7 +81,7 @@ def test_layout(site: Path) -> None:
     for i in range(D_SAE):
         assert (site / "features" / f"{i}.html").is_file()
         assert (site / "embed" / f"{i}.html").is_file()
-    assert (site / "search" / "latents.js").is_file()
+    assert (site / "search" / "id" / "0.js").is_file()
     assert list((site / "search").glob("s*.js"))
     assert list((site / "seqs").glob("*.js"))
 
@@ -344,7 +344,9 @@ def test_index_page(site: Path) -> None:
     search = page.find("input", id="q")[0]
     assert search["data-shards"] == str(len(list((site / "search").glob("s*.js"))))
     assert page.find("svg")  # log-density histogram
-    assert page.find("script", src="search/latents.js")
+    assert not page.find("script", src="search/latents.js")  # no table data up front
+    manifest = json.loads(re.search(r"id=fb-table>(.*?)</script>", page.raw, re.S).group(1))
+    assert manifest["n"] == D_SAE and manifest["rows"] == pages_mod.TABLE_PAGE
 
 
 def examples_in(page: Page) -> list[tuple]:
@@ -360,12 +362,70 @@ def load_script_call(path: Path, function: str) -> list:
     return json.loads("[" + raw[len(function) + 1:-2] + "]")
 
 
-def test_table_script(site: Path) -> None:
-    (table,) = load_script_call(site / "search" / "latents.js", "fbTable")
-    assert table["n"] == D_SAE and table["v"] == 1
-    assert len(table["d"]) == len(table["x"]) == len(table["e"]) == D_SAE
-    assert table["d"][DEAD] == 0 and table["e"][0] == EXPLANATIONS[0]
-    assert len(table["am"]) == D_SAE
+def table_manifest(site: Path) -> dict:
+    return json.loads(re.search(r"id=fb-table>(.*?)</script>", (site / "index.html").read_text(),
+                                re.S).group(1))
+
+
+def table_order(site: Path, key: str) -> list[list]:
+    """Every row of the table files of one sort key, in file order."""
+    manifest = table_manifest(site)
+    rows: list[list] = []
+    files = sorted((site / "search" / key).glob("*.js"), key=lambda p: int(p.stem))
+    assert [p.stem for p in files] == [str(c) for c in range(len(files))]
+    for path in files:
+        got_key, c, chunk = load_script_call(path, "fbRows")
+        assert (got_key, c) == (key, int(path.stem))
+        assert 0 < len(chunk) <= manifest["rows"]
+        rows += chunk
+    return rows
+
+
+def test_table_files(site: Path) -> None:
+    manifest = table_manifest(site)
+    assert manifest["v"] == 2 and manifest["n"] == D_SAE
+    assert manifest["cols"] == ["d", "x", "t", "e", "am", "af"]
+    assert set(manifest["sorts"]) == {"id", "d", "x", "e", "am", "af"}
+    rows = table_order(site, "id")
+    assert [r[0] for r in rows] == list(range(D_SAE))
+    assert rows[DEAD][1] == 0 and rows[0][4] == EXPLANATIONS[0]
+    data = make_store()
+    assert rows[3][2] == float(f"{data.latents.max_act[3]:.3g}")
+
+
+@pytest.mark.parametrize("key", ["id", "d", "x", "e", "am", "af"])
+def test_every_sort_order_covers_every_latent_once(site: Path, key: str) -> None:
+    manifest = table_manifest(site)
+    col = 0 if key == "id" else manifest["cols"].index(key) + 1
+    rows = table_order(site, key)
+    assert sorted(r[0] for r in rows) == list(range(D_SAE))
+    valid = manifest["sorts"][key]
+    values = [r[col] for r in rows]
+    assert all(v not in (None, "") for v in values[:valid])
+    assert all(v in (None, "") for v in values[valid:])
+    assert [r[0] for r in rows[valid:]] == sorted(r[0] for r in rows[valid:])
+    natural = sorted(rows[:valid], key=lambda r: (r[col], r[0]) if key in ("id", "e")
+                     else (-r[col], r[0]))
+    assert rows[:valid] == natural
+
+
+def test_small_table_files_page_the_table(tmp_path: Path) -> None:
+    site = render_site(make_store(), tmp_path / "s", EXPLANATIONS, quiet=True, table_rows=5,
+                       shard_bytes=64).out
+    manifest = table_manifest(site)
+    assert manifest["rows"] == 5 and manifest["sorts"]["e"] == len(EXPLANATIONS)
+    for key in manifest["sorts"]:
+        assert len(list((site / "search" / key).glob("*.js"))) == 3  # 12 rows: 5 + 5 + 2
+        assert sorted(r[0] for r in table_order(site, key)) == list(range(D_SAE))
+    assert "page 1 of 3" in Page(site / "index.html").all_text
+    assert len(list((site / "search").glob("s*.js"))) > 1
+
+
+def test_no_explanations_means_no_explanation_sort(bare_site: Path) -> None:
+    manifest = table_manifest(bare_site)
+    assert "e" not in manifest["sorts"] and "am" not in manifest["cols"]
+    assert not (bare_site / "search" / "e").exists()
+    assert not Page(bare_site / "index.html").find("button", **{"data-sort": "e"})
 
 
 def search_index(site: Path) -> tuple[int, dict[str, list[int]]]:
