@@ -77,8 +77,8 @@ def logit_effects(
 
 
 @torch.inference_mode()
-def cosine_neighbours(w_dec: Float[Tensor, "d_sae d_in"], n: int,
-                      chunk: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def cosine_neighbours(w_dec: Float[Tensor, "d_sae d_in"], n: int, chunk: int = 0,
+                      slack: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Top n latents by decoder cosine similarity (ties to the lower id), by a blocked product
     on w_dec's device. Peak memory: d_sae x d_in x 4 (unit rows) + chunk x d_sae x ~12 bytes
     (one block of similarities and its top-k), chunk from BLOCK_BYTES when 0."""
@@ -90,7 +90,7 @@ def cosine_neighbours(w_dec: Float[Tensor, "d_sae d_in"], n: int,
         sim = unit[start:start + chunk] @ unit.T
         rows = torch.arange(sim.shape[0], device=sim.device)
         sim[rows, rows + start] = float("-inf")  # a latent is not its own neighbour
-        v, i = top_rows(sim, n)
+        v, i = top_rows(sim, n, slack)
         ids.append(i.int().cpu().numpy())
         vals.append(v.cpu().numpy())
     return np.concatenate(ids), np.concatenate(vals)

@@ -168,3 +168,18 @@ def test_cosine_neighbours_match_reference():
         ranked = sorted(sims, key=lambda j: (-sims[j], j))[:3]
         assert ids[i].tolist() == ranked
         np.testing.assert_allclose(vals[i], [sims[j] for j in ranked], rtol=1e-5)
+
+
+@pytest.mark.parametrize("chunk,slack", [(3, 0), (4, 2), (5, 8), (100, 8)])
+def test_cosine_neighbours_break_ties_by_lower_id(chunk, slack):
+    """Axis-aligned decoder rows give cosines of exactly 1, 0 and -1: ties everywhere, across
+    block boundaries, and past the running candidates (the full-row fallback)."""
+    rng = np.random.default_rng(5)
+    axes = np.eye(3, dtype=np.float32)
+    w = np.concatenate([axes, -axes])[rng.integers(0, 6, size=17)]
+    ids, vals = cosine_neighbours(torch.from_numpy(w), 4, chunk=chunk, slack=slack)
+    for i in range(len(w)):
+        sims = {j: float(w[i] @ w[j]) for j in range(len(w)) if j != i}
+        ranked = sorted(sims, key=lambda j: (-sims[j], j))[:4]
+        assert ids[i].tolist() == ranked
+        assert vals[i].tolist() == [sims[j] for j in ranked]
