@@ -46,6 +46,8 @@ class EngineSettings:
     quiet: bool = False
     cache_bytes: int = 2 << 30
     """host memory for pass 1's activation triplets, reused by pass 2 (beyond it: recompute)."""
+    encode_rows: int = 0
+    """positions the SAE encodes at once; 0 = from the memory budget (see Engine._encode_rows)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class Engine:
     def _encode_rows(self) -> int:
         """Positions encoded at once: the SAE's dense [positions, d_sae] output and its
         temporaries (~4 copies in float32) stay within the budget."""
+        if self.s.encode_rows:
+            return self.s.encode_rows
         return int(max(1, self._budget(0.2, 256 << 20) // (self.hooked.d_sae * 4 * 4)))
 
     def _batches(self, seqs: np.ndarray, desc: str) -> Iterator[np.ndarray]:

@@ -10,8 +10,9 @@ import torch
 from generator.activations import HookedSAE
 from generator.engine import Engine, EngineSettings
 from generator.models import check_compatible, parse_hook
+from generator.summaries import coact_neighbours, top_tokens
 from tests.helpers import BOS, HOOKS, SAE_KINDS, tiny_model, tiny_sae, tiny_tokens
-from tests.reference import reference_latent
+from tests.reference import reference_jaccard, reference_latent, reference_top_tokens
 
 K, N_BINS, N_INT, M, SEED = 3, 6, 3, 2, 5
 
@@ -40,6 +41,21 @@ def brute_force_dloss(model, sae, hook: str, tokens: np.ndarray, acts: np.ndarra
     return (ablated - clean).numpy()
 
 
+def check_top_tokens_and_coact(p1, dense: np.ndarray, tokens: np.ndarray) -> None:
+    mask = tokens != BOS
+    ids, sums, counts = top_tokens(p1, 4)
+    nb_ids, nb_vals = coact_neighbours(p1, 3)
+    for i in range(dense.shape[2]):
+        ref = reference_top_tokens(dense, mask, tokens, i, 4)
+        assert [int(t) for t in ids[i] if t != -1] == [r[0] for r in ref]
+        assert counts[i][: len(ref)].tolist() == [r[2] for r in ref]
+        np.testing.assert_allclose(sums[i][: len(ref)], [r[1] for r in ref], rtol=1e-5)
+        jac = {j: reference_jaccard(dense, mask, i, j) for j in range(dense.shape[2]) if j != i}
+        ranked = sorted((j for j in jac if jac[j] > 0), key=lambda j: (-jac[j], j))[:3]
+        assert [int(j) for j in nb_ids[i] if j != -1] == ranked
+        np.testing.assert_allclose(nb_vals[i][: len(ranked)], [jac[j] for j in ranked], rtol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def model():
     return tiny_model()
@@ -56,10 +72,12 @@ def test_engine_exact_for_every_sae_and_hook(model, kind, hook):
     assert (dense > 0).any(), "test SAE must have active latents"
     # pass 2 from pass 1's cached triplets, and (cache_bytes 0) by re-running the model
     engines = []
-    for batch, cache_bytes in ((1, 0), (10, 0), (3, 1 << 30)):
+    # encode_rows: the SAE encodes a few positions at a time (as for a 131k-latent SAE) or all
+    for batch, cache_bytes, rows in ((1, 0, 5), (10, 0, 0), (3, 1 << 30, 7)):
         engine = Engine(HookedSAE(model, sae, site), tokens, BOS,
                         EngineSettings(k=K, n_bins=N_BINS, n_intervals=N_INT, m=M, seed=SEED,
-                                       batch_size=batch, quiet=True, cache_bytes=cache_bytes))
+                                       batch_size=batch, quiet=True, cache_bytes=cache_bytes,
+                                       encode_rows=rows))
         seqs = np.arange(len(tokens))
         p1 = engine.pass1(seqs)
         p2 = engine.pass2(seqs, p1.max_act)
@@ -70,13 +88,15 @@ def test_engine_exact_for_every_sae_and_hook(model, kind, hook):
             assert [int(s) for s in p1.top_seqs[i] if s != -1] == ref.top_seqs
             assert p2.hist[i].tolist() == ref.hist
             assert p2.interval_counts[i].tolist() == ref.interval_counts
+        check_top_tokens_and_coact(p1, dense, tokens)
         engines.append((engine, p1, p2))
     shown = engine.examples(p1, p2)  # per-token activations from pass 1's cache
     ex = shown.examples
     recomputed = engines[0][0].examples(*engines[0][1:]).examples  # from the model again
     np.testing.assert_array_equal(recomputed.seq, ex.seq)
     np.testing.assert_allclose(recomputed.acts, ex.acts, rtol=1e-5, atol=1e-6)  # as vs dense
-    np.testing.assert_allclose(recomputed.dloss, ex.dloss, rtol=1e-4, atol=1e-6)
+    # Δloss is a difference of float32 losses of a few nats: 1e-5 absolute is their resolution
+    np.testing.assert_allclose(recomputed.dloss, ex.dloss, rtol=1e-4, atol=1e-5)
     assert len(ex.seq) > 0
     for row in range(len(ex.seq)):
         s, i = int(ex.seq[row]), int(ex.latent[row])
