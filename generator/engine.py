@@ -177,7 +177,8 @@ class Engine:
         return state
 
     def pass2(self, seqs: np.ndarray, max_act: Tensor) -> Pass2State:
-        """From pass 1's cached triplets when they were all kept, else by re-running the model."""
+        """From pass 1's cached triplets when they were all kept, else by re-running the model.
+        Memory: Pass2State (d_sae x (n_bins + n_intervals x (1 + m)) x 8 bytes) + one batch."""
         state = Pass2State.empty(max_act.to(self.device), self.s.n_bins, self.s.n_intervals,
                                  self.s.m, self.s.seed)
         cache = self._cache_covering(seqs)
@@ -202,7 +203,10 @@ class Engine:
 
     def examples(self, p1: Pass1State, p2: Pass2State) -> ExampleSet:
         """Per-token activations (and Δloss) of every shown example. A (sequence, latent) pair
-        shown twice (top example and interval sample) is computed once."""
+        shown twice (top example and interval sample) is computed once.
+        Memory: P distinct pairs and E shown examples (E <= d_sae x (k + n_intervals x m), P <= E)
+        hold (P + E) x ctx x 4 bytes of activations, twice that with ablation; per batch, the
+        model's activations for the batch's sequences and `_ablation_chunk` ablated re-runs."""
         sel = select_examples(p1.top_seqs.cpu().numpy(), p2.sample_seqs().cpu().numpy())
         d, ctx = self.hooked.d_sae, self.tokens.shape[1]
         pairs, inverse = np.unique(sel.seq.astype(np.int64) * d + sel.latent, return_inverse=True)

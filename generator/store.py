@@ -198,7 +198,8 @@ def _present(obj: Any) -> dict[str, Any]:
 
 
 def write_store(data: StoreData, path: Path) -> None:
-    """Write atomically: into a sibling temp folder, then swap it in place of `path`."""
+    """Write atomically: into a sibling temp folder, then swap it in place of `path`.
+    Memory: about one more copy of the largest table (pyarrow columns built from the arrays)."""
     with atomic_dir(path) as tmp:
         (tmp / "meta.json").write_bytes(data.meta.to_json())
         latents = {"latent": np.arange(data.latents.d_sae, dtype=np.int32), **_present(data.latents)}
