@@ -2,6 +2,7 @@
 
     python bench/gpu_reference.py                      # full size: needs a GPU (an H100: minutes)
     python bench/gpu_reference.py --scale 1/1024       # the same code path on CPU in ~2 minutes
+    python bench/gpu_reference.py --shape gemma2-2b --scale 1/16 --no-ablation   # Gemma-2-2B shape
 
 The workload: a GPT-2-small-shaped TransformerLens model with random weights (12 layers, d_model
 768, 12 heads of 64, d_mlp 3072, d_vocab 50257, n_ctx 1024, gelu_new, LayerNorm; nothing is
@@ -50,6 +51,18 @@ MODEL_CONFIG: dict[str, Any] = {
     "d_head": 64, "d_mlp": 3072, "n_ctx": 1024, "d_vocab": 50257, "act_fn": "gelu_new",
     "normalization_type": "LN", "positional_embedding_type": "standard",
     "default_prepend_bos": True, "seed": 0,
+}
+GEMMA2_2B_CONFIG: dict[str, Any] = {
+    "model_name": "gemma-2-2b-shaped-random", "n_layers": 26, "d_model": 2304, "n_heads": 8,
+    "d_head": 256, "n_key_value_heads": 4, "d_mlp": 9216, "gated_mlp": True, "n_ctx": 1024,
+    "d_vocab": 256000, "act_fn": "gelu_pytorch_tanh", "normalization_type": "RMS",
+    "positional_embedding_type": "rotary", "rotary_dim": 256, "default_prepend_bos": True,
+    "seed": 0,
+}
+# --shape: model config, hook layer (mid-stack), full-size latent count
+SHAPES: dict[str, tuple[dict[str, Any], int, int]] = {
+    "gpt2-small": (dict(MODEL_CONFIG), HOOK_LAYER, FULL),
+    "gemma2-2b": (GEMMA2_2B_CONFIG, 12, 65_536),
 }
 # H100 SXM peak dense tensor throughput (NVIDIA datasheet; the H200 has the same compute).
 H100_PEAK = {"bf16": 989.4e12, "tf32": 494.7e12}
@@ -135,7 +148,10 @@ def flops_per_position(n_layers: int, ctx: int, c: dict[str, Any] = MODEL_CONFIG
     """Forward FLOPs of `n_layers` transformer blocks for one position (2 per multiply-add):
     Q, K, V, O projections, the MLP, and causal attention over (ctx+1)/2 positions on average."""
     d, inner = c["d_model"], c["n_heads"] * c["d_head"]
-    per_layer = 2 * 4 * d * inner + 2 * 2 * d * c["d_mlp"] + 2 * 2 * inner * (ctx + 1) / 2
+    kv = c.get("n_key_value_heads") or c["n_heads"]  # grouped-query attention: fewer K, V heads
+    mlp_mats = 3 if c.get("gated_mlp") else 2
+    per_layer = (2 * 2 * d * inner + 2 * 2 * d * kv * c["d_head"] + 2 * mlp_mats * d * c["d_mlp"]
+                 + 2 * 2 * inner * (ctx + 1) / 2)
     return n_layers * per_layer
 
 
@@ -207,11 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n".join(__doc__.splitlines()[1:]))
+    p.add_argument("--shape", choices=sorted(SHAPES), default="gpt2-small",
+                   help="model shape: GPT-2 small (24,576 latents on blocks.8) or Gemma-2-2B "
+                        "(d_model 2,304, d_vocab 256,000, 65,536 latents on blocks.12)")
     p.add_argument("--scale", type=Fraction, default=Fraction(1),
-                   help="fraction of the 24,576 sequences and 24,576 latents, e.g. 1/64 (default 1)")
+                   help="fraction of the 24,576 sequences and of the shape's latents, e.g. 1/64")
     p.add_argument("--device", default="auto", help="torch device (default: cuda if available)")
-    p.add_argument("--density", type=float, default=64 / FULL,
-                   help="firing rate each random latent is calibrated to (default 64/24576)")
+    p.add_argument("--density", type=float, default=0.0,
+                   help="firing rate each random latent is calibrated to (default 64/d_sae)")
     p.add_argument("--no-ablation", action="store_true", help="skip ablation (to time it apart)")
     p.add_argument("--batch-size", type=int, default=0, help="sequences per forward (0: auto)")
     p.add_argument("--workdir", type=Path, default=None,
@@ -227,9 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     from generator.config import BuildConfig
     from generator.models import pick_device
 
+    global HOOK_LAYER
+    config, HOOK_LAYER, full_latents = SHAPES[args.shape]
+    MODEL_CONFIG.clear()  # the set-up helpers read the module's model config
+    MODEL_CONFIG.update(config)
     device = pick_device(args.device)
     n_seqs = max(1, round(FULL * args.scale))
-    d_sae = max(8, round(FULL * args.scale))
+    d_sae = max(8, round(full_latents * args.scale))
+    density = args.density or 64 / d_sae
     tmp = None
     if args.workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="fb-gpu-ref-")
@@ -244,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     model = make_model(work / "model")
     make_corpus(work / "corpus.parquet", n_seqs, seed=0)
-    calib_l0 = make_sae(work / "sae", model, d_sae, args.density, seed=0)
+    calib_l0 = make_sae(work / "sae", model, d_sae, density, seed=0)
     del model
     setup_s = time.perf_counter() - start
     log.info("set-up (not timed below): %.1f s; SAE L0 on calibration tokens %.1f", setup_s,
@@ -271,8 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     store_bytes, _ = tree_bytes(work / "store")
     meta = json.loads((work / "store" / "meta.json").read_text())
 
-    flops = flop_count(work / "store", n_seqs, d_sae, not args.no_ablation,
-                       model_passes=2 if overflow.seen else 1)
+    flops = flop_count(work / "store", n_seqs, d_sae, not args.no_ablation, c=MODEL_CONFIG,
+                       hook_layer=HOOK_LAYER, model_passes=2 if overflow.seen else 1)
     compute_stages = ("pass1", "pass2", "examples")
     compute_s = sum(times.seconds.get(k, 0.0) for k in compute_stages)
     n_tokens = n_seqs * CTX
