@@ -105,14 +105,15 @@ def compute(cfg: BuildConfig, times: StageTimes) -> StoreData:
         cos = times.run("neighbours", cosine_neighbours, sae.W_dec.detach(), N_NEIGHBOURS)
     seqs = np.arange(len(corpus.tokens))
     p1 = times.run("pass1", engine.pass1, seqs)
-    p2 = times.run("pass2", engine.pass2, seqs, p1.max_act)
+    recount = p1.coact.keys if p1.coact is not None and p1.coact_pruned else None
+    p2 = times.run("pass2", engine.pass2, seqs, p1.max_act, recount)
     shown = times.run("examples", engine.examples, p1, p2)
 
     def summaries() -> tuple[Any, ...]:
         with torch.inference_mode():
             logits = logit_effects(residual_directions(model, sae, site), model.W_U,
                                    cfg.n_logits, cfg.logit_bins)
-            return logits, top_tokens(p1, N_TOP_TOKENS), coact_neighbours(p1, N_NEIGHBOURS)
+            return logits, top_tokens(p1, N_TOP_TOKENS), coact_neighbours(p1, N_NEIGHBOURS, p2)
 
     logits, toks, coact = times.run("summaries", summaries)
     n_tokens = p1.n_tokens
@@ -139,10 +140,19 @@ def compute(cfg: BuildConfig, times: StageTimes) -> StoreData:
         ln_folded=ln_folded(model), created=build_date(),
         l0=float(p1.n_active.sum()) / max(n_tokens, 1), has_ablation=cfg.ablation,
         bos_id=corpus.bos_id,
-        coact_method="Jaccard over all positions, all latent pairs",
+        coact_method=coact_method(p1),
     )
     return StoreData(meta=meta, latents=latents, examples=shown.examples, seq_ids=kept,
                      seq_tokens=corpus.tokens[kept], vocab=vocab_bytes(tok, model.cfg.d_vocab))
+
+
+def coact_method(p1: Any) -> str:
+    """What the co-activation neighbours are, in words for the pages."""
+    if not p1.coact_pruned:
+        return "Jaccard over all positions, all latent pairs"
+    return (f"Jaccard over all positions (exact counts), among each latent's {p1.coact_keep} most "
+            "frequent co-active partners: this SAE had too many co-active pairs to count all "
+            "of them in memory")
 
 
 def build(cfg: BuildConfig) -> StageTimes:

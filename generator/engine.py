@@ -46,6 +46,10 @@ class EngineSettings:
     quiet: bool = False
     cache_bytes: int = 2 << 30
     """host memory for pass 1's activation triplets, reused by pass 2 (beyond it: recompute)."""
+    coact_bytes: int = 4 << 30
+    """host memory (on GPU: a quarter of free memory) for exact co-activation counts of all latent
+    pairs; beyond it each latent keeps its `coact_keep` most frequent partners as candidates."""
+    coact_keep: int = 64
     encode_rows: int = 0
     """positions the SAE encodes at once; 0 = from the memory budget (see Engine._encode_rows)."""
 
@@ -156,6 +160,10 @@ class Engine:
         d_vocab = self.hooked.model.cfg.d_vocab if self.s.top_tokens else 0
         state = Pass1State.empty(self.hooked.d_sae, self.s.k, self.device, d_vocab=d_vocab,
                                  coact=self.s.coact)
+        # the co-activation valve: its state is 16 bytes per pair, a fold needs ~3x that again
+        state.coact_keep = self.s.coact_keep
+        state.coact_max_pairs = max(self._budget(0.25, self.s.coact_bytes) // 64,
+                                    4 * state.coact_keep * self.hooked.d_sae)
         self._cache = []
         cached_bytes = 0
 
@@ -176,11 +184,14 @@ class Engine:
             self._with_oom_retry(step, batch)
         return state
 
-    def pass2(self, seqs: np.ndarray, max_act: Tensor) -> Pass2State:
+    def pass2(self, seqs: np.ndarray, max_act: Tensor,
+              coact_keys: Tensor | None = None) -> Pass2State:
         """From pass 1's cached triplets when they were all kept, else by re-running the model.
-        Memory: Pass2State (d_sae x (n_bins + n_intervals x (1 + m)) x 8 bytes) + one batch."""
+        coact_keys: candidate co-active pairs to recount exactly (when pass 1's valve fired).
+        Memory: Pass2State (d_sae x (n_bins + n_intervals x (1 + m)) x 8 bytes, + 16 bytes per
+        candidate pair) + one batch."""
         state = Pass2State.empty(max_act.to(self.device), self.s.n_bins, self.s.n_intervals,
-                                 self.s.m, self.s.seed)
+                                 self.s.m, self.s.seed, coact_keys=coact_keys)
         cache = self._cache_covering(seqs)
         if cache is not None:
             for sparse in tqdm(cache, desc="pass 2/2 histograms", disable=self.s.quiet,

@@ -121,6 +121,11 @@ class SparseSums:
         return out.fold()
 
     @property
+    def size(self) -> int:
+        """Entries held, pending ones included (an upper bound on the distinct keys)."""
+        return len(self.keys) + sum(len(p[0]) for p in self.pending)
+
+    @property
     def nbytes(self) -> int:
         parts = [(self.keys, self.sums, self.counts), *self.pending]
         return sum(t.numel() * t.element_size() for p in parts for t in p if t is not None)

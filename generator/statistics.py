@@ -17,14 +17,16 @@ batch costs O(active entries + co-active pairs + batch x d_sae), never O(d_sae) 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from generator.sparse import SparseSums, best_per_group, coactive_pairs, coalesce
+from generator.sparse import SparseSums, best_per_group, coactive_pairs, coalesce, top_per_group
 
+log = logging.getLogger(__name__)
 _MASK32 = 0xFFFFFFFF
 _SEQ_BITS = 31  # sample keys are (hash32 << 31) | seq, so sequences must be < 2**31
 EMPTY_KEY = torch.iinfo(torch.int64).max
@@ -178,6 +180,14 @@ class Pass1State:
     """positions where latents i < j are both active, keyed i * d_sae + j (None: not computed)."""
     pair_chunk: int = 1 << 22
     """co-active pairs expanded at once (bounds the update's temporaries)."""
+    coact_max_pairs: int = 0
+    """memory valve for co-activation (0: none): when the distinct co-active pairs exceed it, each
+    latent keeps only its `coact_keep` most frequent partners so far (a bounded candidate set),
+    and pass 2 recounts those candidate pairs exactly (Pass2State.coact_counts). Should exceed
+    d_sae x coact_keep, what a pruned state holds at most."""
+    coact_keep: int = 64
+    coact_pruned: bool = False
+    """whether the valve fired: co-activation neighbours are then the best of the candidates."""
 
     @classmethod
     def empty(cls, d_sae: int, k: int, device: torch.device | str, d_vocab: int = 0,
@@ -233,6 +243,33 @@ class Pass1State:
         if self.coact is not None and pairs is not None:
             self.coact.pending.extend(pairs)
             self.coact.fold_if_due()
+            if self.coact_max_pairs and self.coact.size > self.coact_max_pairs:
+                self._prune_coact()
+
+    def _prune_coact(self) -> None:
+        """Keep, for every latent, the pairs with its most frequent partners so far (a pair stays
+        if either end keeps it). Counts of pairs dropped and seen again restart from zero, so the
+        kept counts are only used to choose candidates; pass 2 recounts the candidates exactly."""
+        assert self.coact is not None
+        coact = self.coact.fold()
+        if len(coact.keys) <= self.coact_max_pairs:
+            return  # pending entries that coalesced below the budget
+        d = self.d_sae
+        keep = self.coact_keep
+        i, j = coact.keys // d, coact.keys % d
+        ids, _ = top_per_group(coact.counts.double(), [(i, j), (j, i)], d, keep)
+        ids = ids.to(coact.keys.device)
+        owner = torch.arange(d, device=ids.device)[:, None].expand_as(ids)
+        chosen = ids >= 0
+        a, b = owner[chosen], ids[chosen]
+        kept = torch.unique(torch.minimum(a, b) * d + torch.maximum(a, b))
+        at = torch.searchsorted(coact.keys, kept)
+        self.coact = SparseSums(False, kept, None, coact.counts[at], coact.min_fold)
+        if not self.coact_pruned:
+            log.warning("co-activation: more than %d distinct co-active latent pairs; keeping each "
+                        "latent's %d most frequent partners as candidates (recounted exactly in "
+                        "pass 2)", self.coact_max_pairs, keep)
+        self.coact_pruned = True
 
     def _merged_topk(self, seq_max: Float[Tensor, "batch d_sae"],
                      seq_ids: Int[Tensor, " batch"]) -> tuple[Tensor, Tensor, Tensor]:
@@ -272,6 +309,9 @@ class Pass1State:
             token_sums=_merge_opt(self.token_sums, other.token_sums),
             coact=_merge_opt(self.coact, other.coact),
             pair_chunk=self.pair_chunk,
+            coact_max_pairs=self.coact_max_pairs,
+            coact_keep=self.coact_keep,
+            coact_pruned=self.coact_pruned or other.coact_pruned,
         )
 
     @property
@@ -291,6 +331,10 @@ def _merge_opt(a: SparseSums | None, b: SparseSums | None) -> SparseSums | None:
     return None if a is None or b is None else a.merge(b)
 
 
+def _add_opt(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+    return None if a is None or b is None else a + b
+
+
 # ----------------------------------------------------------------------------------------------
 # pass 2
 
@@ -305,9 +349,17 @@ class Pass2State:
     sample_keys: Int[Tensor, "d_sae n_intervals m"]
     """smallest sample keys per interval, ascending; EMPTY_KEY pads. seq = key & (2**31 - 1)."""
     seed: int
+    coact_keys: Int[Tensor, " pairs"] | None = None
+    """candidate co-active pairs (i * d_sae + j, i < j, sorted) to recount exactly, when pass 1's
+    co-activation valve fired (Pass1State.coact_pruned); None otherwise."""
+    coact_counts: Int[Tensor, " pairs"] | None = None
+    """positions where both latents of each candidate pair are active."""
+    pair_chunk: int = 1 << 22
 
     @classmethod
-    def empty(cls, max_act: Tensor, n_bins: int, n_intervals: int, m: int, seed: int) -> Pass2State:
+    def empty(cls, max_act: Tensor, n_bins: int, n_intervals: int, m: int, seed: int,
+              coact_keys: Tensor | None = None) -> Pass2State:
+        """coact_keys: candidate pairs to recount (see the field)."""
         d, dev = max_act.shape[0], max_act.device
         return cls(
             max_act=max_act,
@@ -315,6 +367,9 @@ class Pass2State:
             interval_counts=torch.zeros((d, n_intervals), dtype=torch.int64, device=dev),
             sample_keys=torch.full((d, n_intervals, m), EMPTY_KEY, dtype=torch.int64, device=dev),
             seed=seed,
+            coact_keys=None if coact_keys is None else coact_keys.to(dev),
+            coact_counts=None if coact_keys is None else torch.zeros(
+                len(coact_keys), dtype=torch.int64, device=dev),
         )
 
     @property
@@ -334,10 +389,25 @@ class Pass2State:
         flat = self.sample_keys.view(d * n_int, m)
         better = keys < flat[group, -1]
         touched, rows = self._smallest_with(group[better], keys[better])
+        hits = self._candidate_hits(batch) if self.coact_keys is not None else None
         # commit only after every allocation succeeded (see Pass1State.update)
         self.hist.view(-1).index_add_(0, bins, torch.ones_like(bins))
         self.interval_counts.view(-1).index_add_(0, group, torch.ones_like(group))
         flat[touched] = rows
+        if self.coact_counts is not None and hits is not None:
+            self.coact_counts.index_add_(0, hits, torch.ones_like(hits))
+
+    def _candidate_hits(self, batch: SparseBatch) -> Int[Tensor, " hits"]:
+        """Index into coact_keys of every co-active pair of the batch that is a candidate."""
+        assert self.coact_keys is not None
+        position = batch.row * batch.ctx + batch.col
+        parts = [self.coact_keys[:0]]
+        if len(self.coact_keys) == 0:
+            return parts[0]
+        for pairs in coactive_pairs(position, batch.latent, self.shape[0], self.pair_chunk):
+            at = torch.searchsorted(self.coact_keys, pairs).clamp_(max=len(self.coact_keys) - 1)
+            parts.append(at[self.coact_keys[at] == pairs])
+        return torch.cat(parts)
 
     def _smallest_with(self, group: Int[Tensor, " n"],
                        keys: Int[Tensor, " n"]) -> tuple[Tensor, Tensor]:
@@ -356,7 +426,8 @@ class Pass2State:
     def merge(self, other: Pass2State) -> Pass2State:
         merged = replace(self, hist=self.hist + other.hist,
                          interval_counts=self.interval_counts + other.interval_counts,
-                         sample_keys=self.sample_keys.clone())
+                         sample_keys=self.sample_keys.clone(),
+                         coact_counts=_add_opt(self.coact_counts, other.coact_counts))
         m = self.shape[3]
         other_group, other_keys = _flatten_table(other.sample_keys.view(-1, m), EMPTY_KEY)
         touched, rows = merged._smallest_with(other_group, other_keys)

@@ -16,7 +16,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from generator.sparse import top_per_group, top_rows
-from generator.statistics import Pass1State
+from generator.statistics import Pass1State, Pass2State
 
 BLOCK_BYTES = 256 << 20
 """working-set budget of one block of a blocked product (scores and their sort keys)."""
@@ -114,16 +114,24 @@ def top_tokens(state: Pass1State, n: int) -> tuple[np.ndarray, np.ndarray, np.nd
     return ids.int().numpy(), vals.float().numpy(), counts.numpy()
 
 
-def coact_neighbours(state: Pass1State, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+def coact_neighbours(state: Pass1State, n: int,
+                     recount: Pass2State | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Top n latents by Jaccard of their active-position sets, over all latent pairs (ties to the
-    lower id; -1 pads where fewer latents ever co-fire). Peak memory: a few arrays over the
-    distinct co-active pairs (see top_per_group) + d_sae x n x 8 bytes."""
+    lower id; -1 pads where fewer latents ever co-fire); when pass 1's memory valve fired, over
+    each latent's candidates, with the exact counts that pass 2 (`recount`) made of them.
+    Peak memory: a few arrays over the distinct co-active pairs (see top_per_group) + d_sae x n x
+    8 bytes."""
     if state.coact is None:
         return None
     coact = state.coact.fold()
+    keys, counts = coact.keys, coact.counts
+    if state.coact_pruned:
+        if recount is None or recount.coact_keys is None or recount.coact_counts is None:
+            raise ValueError("co-activation candidates need pass 2's exact recount")
+        keys, counts = recount.coact_keys, recount.coact_counts
     d = state.d_sae
-    i, j = coact.keys // d, coact.keys % d
-    both = coact.counts.double()
+    i, j = keys // d, keys % d
+    both = counts.double()
     n_active = state.n_active.double()
     jac = both / (n_active[i] + n_active[j] - both)
     ids, vals = top_per_group(jac, [(i, j), (j, i)], d, n)

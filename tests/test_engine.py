@@ -134,3 +134,27 @@ def test_unablated_run_reproduces_clean_model(model, hook):
         clean = model(tokens, return_type="loss", loss_per_token=True)
     torch.testing.assert_close(from_hook, clean, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(zero, clean, rtol=1e-5, atol=1e-5)
+
+
+def test_coactivation_valve_through_the_engine(model):
+    """A pair budget too small for all co-active pairs: pass 1 keeps candidates, pass 2 recounts
+    them, and every listed neighbour's Jaccard is exact."""
+    hook = "blocks.1.hook_resid_pre"
+    sae = tiny_sae("standard", hook)
+    tokens = tiny_tokens(n_seqs=24)
+    dense = dense_acts(model, sae, hook, tokens)
+    engine = Engine(HookedSAE(model, sae, parse_hook(hook)), tokens, BOS,
+                    EngineSettings(k=K, batch_size=4, quiet=True, coact_bytes=0, coact_keep=1))
+    seqs = np.arange(len(tokens))
+    p1 = engine.pass1(seqs)
+    assert p1.coact_pruned, "the test corpus must overflow the pair budget"
+    p2 = engine.pass2(seqs, p1.max_act, p1.coact.fold().keys)
+    nb_ids, nb_vals = coact_neighbours(p1, 3, p2)
+    mask = tokens != BOS
+    listed = 0
+    for i in range(sae.cfg.d_sae):
+        for j, v in zip(nb_ids[i], nb_vals[i], strict=True):
+            if j != -1:
+                assert v == pytest.approx(reference_jaccard(dense, mask, i, int(j)), rel=1e-6)
+                listed += 1
+    assert listed > 0

@@ -183,3 +183,52 @@ def test_cosine_neighbours_break_ties_by_lower_id(chunk, slack):
         ranked = sorted(sims, key=lambda j: (-sims[j], j))[:4]
         assert ids[i].tolist() == ranked
         assert vals[i].tolist() == [sims[j] for j in ranked]
+
+
+@pytest.mark.parametrize("keep,batch,cuts", [(2, 3, [0, S]), (2, 4, [0, 9, S]), (6, 5, [0, S])])
+def test_coactivation_valve_recounts_candidates_exactly(data, keep, batch, cuts):
+    """With the memory valve firing (a tiny pair budget), every listed neighbour's Jaccard is
+    still exact (pass 2 recounts the candidates), the neighbours are the best candidates, and
+    when every partner fits (keep >= D - 1) the result equals the all-pairs one."""
+    acts, mask, tokens = data
+    shards = [range(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    p1s = []
+    for r in shards:
+        p1 = Pass1State.empty(D, K, "cpu", d_vocab=V, coact=True)
+        p1.coact_max_pairs, p1.coact_keep = 5, keep  # 5 of the 21 pairs: fires on this corpus
+        p1.coact.min_fold = 1  # fold (and so check the budget) after every batch
+        for lo in range(r.start, r.stop, batch):
+            sl = slice(lo, min(lo + batch, r.stop))
+            p1.update(SparseBatch.from_dense(torch.from_numpy(acts[sl]), torch.from_numpy(mask[sl]),
+                                             torch.arange(sl.start, sl.stop),
+                                             torch.from_numpy(tokens[sl])))
+        p1s.append(p1)
+    p1 = p1s[0]
+    for other in p1s[1:]:
+        p1 = p1.merge(other)
+    assert p1.coact_pruned
+    cand = p1.coact.fold().keys
+    p2s = []
+    for r in shards:
+        p2 = Pass2State.empty(p1.max_act, N_BINS, N_INT, M, SEED, coact_keys=cand)
+        for lo in range(r.start, r.stop, batch):
+            sl = slice(lo, min(lo + batch, r.stop))
+            p2.update(SparseBatch.from_dense(torch.from_numpy(acts[sl]), torch.from_numpy(mask[sl]),
+                                             torch.arange(sl.start, sl.stop),
+                                             torch.from_numpy(tokens[sl])))
+        p2s.append(p2)
+    p2 = p2s[0]
+    for other in p2s[1:]:
+        p2 = p2.merge(other)
+    nb_ids, nb_vals = coact_neighbours(p1, 3, p2)
+    pairs = {(int(k) // D, int(k) % D) for k in cand}
+    for i in range(D):
+        partners = [j for j in range(D) if (min(i, j), max(i, j)) in pairs]
+        jac = {j: reference_jaccard(acts, mask, i, j) for j in partners}
+        ranked = sorted((j for j in jac if jac[j] > 0), key=lambda j: (-jac[j], j))[:3]
+        assert [int(j) for j in nb_ids[i] if j != -1] == ranked
+        np.testing.assert_allclose(nb_vals[i][: len(ranked)], [jac[j] for j in ranked], rtol=1e-6)
+        if keep >= D - 1:
+            every = {j: reference_jaccard(acts, mask, i, j) for j in range(D) if j != i}
+            best = sorted((j for j in every if every[j] > 0), key=lambda j: (-every[j], j))[:3]
+            assert ranked == best
