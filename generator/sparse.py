@@ -108,10 +108,11 @@ class SparseSums:
         if not self.pending:
             return self
         parts = [(self.keys, self.sums, self.counts), *self.pending]
-        self.pending = []
         keys = torch.cat([p[0] for p in parts])
         sums = torch.cat([p[1] for p in parts]) if self.with_sums else None  # type: ignore[misc]
+        # assigned only once coalesced: an out-of-memory error leaves the entries pending, intact
         self.keys, self.sums, self.counts = coalesce(keys, sums, torch.cat([p[2] for p in parts]))
+        self.pending = []
         return self
 
     def merge(self, other: SparseSums) -> SparseSums:

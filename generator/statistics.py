@@ -239,9 +239,19 @@ class Pass1State:
         self.top_vals[touched], self.top_seqs[touched] = top_vals, top_seqs
         if self.token_sums is not None and tokens is not None:
             self.token_sums.pending.append(tokens)
-            self.token_sums.fold_if_due()
         if self.coact is not None and pairs is not None:
             self.coact.pending.extend(pairs)
+        try:
+            self._compact_sparse()
+        except torch.OutOfMemoryError:
+            # the batch is committed (pending entries are kept intact): folding can wait, and the
+            # engine must not retry this batch, which would count it twice
+            log.warning("out of memory while folding sparse totals; will fold later")
+
+    def _compact_sparse(self) -> None:
+        if self.token_sums is not None:
+            self.token_sums.fold_if_due()
+        if self.coact is not None:
             self.coact.fold_if_due()
             if self.coact_max_pairs and self.coact.size > self.coact_max_pairs:
                 self._prune_coact()
