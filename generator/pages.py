@@ -269,6 +269,7 @@ class PageBuilder:
         self._ex_order, self._ex_bounds = _example_slices(data)
         self._partial_vocab = _partial_token_mask(data.vocab)
         self._seq_cache: dict[int, list[Display]] = {}
+        self._html_cache: dict[tuple[int, str], str] = {}
 
     # -- latent pages ---------------------------------------------------------------------
 
@@ -375,19 +376,26 @@ class PageBuilder:
         return np.asarray(tokens) == self.data.meta.bos_id
 
     def examples_of(self, i: int) -> tuple[list[ExampleView], list[IntervalGroup], dict]:
-        """Top examples, interval groups (every interval, even empty) and the page's data blob."""
+        """Top examples, interval groups (every interval, even empty) and the page's data blob.
+
+        The latent's examples are handled as one block (activations, BOS masks, Δloss as 2-D
+        arrays): this is the render's hot loop, ~70 examples a latent at default settings."""
         ex, peak = self.data.examples, self.max3[i]
         top: list[ExampleView] = []
         by_interval: dict[int, list[ExampleView]] = defaultdict(list)
         entries: list[str] = []
-        for row in self.example_rows(i):
-            window = WINDOW_TOP if ex.kind[row] == EXAMPLE_TOP else WINDOW_INTERVAL
-            view, entry = self.example(int(row), len(entries), peak, window)
-            entries.append(entry)
-            if ex.kind[row] == EXAMPLE_TOP:
-                top.append(view)
-            else:
-                by_interval[int(ex.interval[row])].append(view)
+        rows = self.example_rows(i)
+        if len(rows):
+            block = _ExampleBlock(self, rows, peak)
+            for k, row in enumerate(rows.tolist()):
+                is_top = ex.kind[row] == EXAMPLE_TOP
+                view, entry = block.example(k, len(entries), WINDOW_TOP if is_top
+                                            else WINDOW_INTERVAL)
+                entries.append(entry)
+                if is_top:
+                    top.append(view)
+                else:
+                    by_interval[int(ex.interval[row])].append(view)
         n_int = self.lat.interval_counts.shape[1]
         groups = [IntervalGroup(j, *interval_bounds(j, n_int, float(self.lat.max_act[i])),
                                 plural(self.lat.interval_counts[i][j], "sequence"),
@@ -395,24 +403,25 @@ class PageBuilder:
                   for j in reversed(range(n_int))] if self.lat.n_active[i] else []
         return top, groups, {"m": peak, "e": entries}
 
-    def example(self, row: int, n: int, peak: float,
-                window: tuple[int, int]) -> tuple[ExampleView, str]:
-        """One example's server-rendered window and its data-blob entry."""
-        ex = self.data.examples
-        acts = ex.acts[row]
-        bos = self.bos_mask(self.example_tokens(row))
-        centre = int(np.argmax(acts))
-        start, end = max(0, centre - window[0]), min(len(acts), centre + window[1] + 1)
-        levels = {int(p): act_level(float(acts[p]), peak)
-                  for p in np.flatnonzero((acts > 0) & ~bos)}
-        dl, cutoff = (_dloss_milli(ex.dloss[row], start, end, bos) if ex.dloss is not None
-                      else ({}, 0))
-        classes = [token_classes(levels.get(t, 0), t == centre, dl.get(t, 0))
-                   for t in range(start, end)]
-        displays = self.sequence_displays(int(self._seq_rows[row]), start, end)
-        html = _line_html(displays, classes, bos[start:end])
-        entry = encode_example(int(ex.seq[row]), start, end, centre, cutoff, levels, dl)
-        return ExampleView(n, sig(float(acts[centre])), Markup(html)), entry
+    def window_html(self, seq_row: int, tokens: np.ndarray, start: int, end: int,
+                    classes: Sequence[str], bos: np.ndarray, partial: bool) -> str:
+        """A window's HTML (see `_line_html`), from per-(token, classes) pieces when no partial
+        UTF-8 piece needs merging across tokens."""
+        if partial:
+            return _line_html(self.sequence_displays(seq_row, start, end), classes, bos[start:end])
+        cache, parts = self._html_cache, []
+        for t, cls, is_bos in zip(tokens[start:end].tolist(), classes,
+                                  bos[start:end].tolist(), strict=True):
+            if is_bos:
+                parts.append(BOS_HTML)
+                continue
+            html = cache.get((t, cls))
+            if html is None:
+                display = self.text.token(t)
+                html = cache[(t, cls)] = (token_html(display) if cls == HELPED_ONLY else
+                                          token_html(display, cls, bare=True))
+            parts.append(html)
+        return "".join(parts).replace("</b><b>", "")
 
     def sequence_displays(self, seq_row: int, start: int = 0,
                           end: int | None = None) -> list[Display]:
@@ -455,6 +464,104 @@ class PageBuilder:
         )
 
 
+class _ExampleBlock:
+    """One latent's examples as 2-D arrays, and the per-example window and code built from them.
+
+    Same numbers as the per-position definitions (`act_level`, `_dloss_milli`, `encode_example`,
+    which stay the reference): activation levels are computed in float64 as
+    round(ACT_LEVELS * act / max), Δloss in the store's float32 as round(1000 * Δloss)."""
+
+    def __init__(self, pages: PageBuilder, rows: np.ndarray, peak: float) -> None:
+        data, ex = pages.data, pages.data.examples
+        self.pages, self.rows = pages, rows
+        self.seq = ex.seq[rows].tolist()
+        self.seq_rows = pages._seq_rows[rows]
+        self.tokens = np.asarray(data.seq_tokens[self.seq_rows])
+        self.bos = self.tokens == data.meta.bos_id
+        self.partial = pages._partial_vocab[self.tokens].any(axis=1).tolist()
+        acts = np.asarray(ex.acts[rows])
+        self.centre = acts.argmax(axis=1).tolist()
+        self.value = [sig(float(a)) for a in acts.max(axis=1)]
+        self.active = (acts > 0) & ~self.bos
+        if peak > 0:
+            levels = np.round(ACT_LEVELS * acts.astype(np.float64) / peak)
+            self.levels = np.clip(levels, 1, ACT_LEVELS).astype(np.int64) * self.active
+        else:
+            self.levels = np.zeros(acts.shape, dtype=np.int64)
+        self.width = acts.shape[1]
+        # the nonzero entries of every example, as Python lists (examples are short: list
+        # arithmetic beats a numpy call per example)
+        r, c = np.nonzero(self.active)
+        self.act = _Sparse(r, c, self.levels[r, c], len(rows))
+        self.marks: np.ndarray | None = None
+        self.dl: _Sparse | None = None
+        if ex.dloss is not None:
+            dloss = np.asarray(ex.dloss[rows])
+            milli = np.zeros(dloss.shape, dtype=np.int64)  # milli[:, t]: Δloss of token t
+            milli[:, 1:] = np.round(np.nan_to_num(dloss[:, :-1]) * 1000).astype(np.int64)
+            milli[:, 1:][self.bos[:, 1:]] = 0
+            milli[np.abs(milli) < DLOSS_MARK_MILLI] = 0
+            r, c = np.nonzero(milli)
+            self.dl = _Sparse(r, c, milli[r, c], len(rows))
+            self.marks = np.sign(milli)
+
+    def example(self, k: int, n: int, window: tuple[int, int]) -> tuple[ExampleView, str]:
+        centre = self.centre[k]
+        start, end = max(0, centre - window[0]), min(self.width, centre + window[1] + 1)
+        act_pos, act_lvl = self.act.of(k)
+        dl_pos, dl_val, cutoff = self.dloss(k, start, end)
+        lv = self.levels[k, start:end].tolist()
+        marks = ([0] * (end - start) if self.marks is None else
+                 self.marks[k, start:end].tolist())
+        classes = [_CLASSES[(level(a), t == centre, m)]
+                   for t, a, m in zip(range(start, end), lv, marks, strict=True)]
+        html = self.pages.window_html(int(self.seq_rows[k]), self.tokens[k], start, end, classes,
+                                      self.bos[k], self.partial[k])
+        values = [self.seq[k], start, end - start, centre - start, cutoff, len(act_pos)]
+        _append_gaps(values, act_pos, act_lvl)
+        _append_gaps(values, dl_pos, [2 * v if v >= 0 else -2 * v - 1 for v in dl_val])
+        return ExampleView(n, self.value[k], Markup(html)), _varints(values)
+
+    def dloss(self, k: int, start: int, end: int) -> tuple[list[int], list[int], int]:
+        """Shipped Δloss positions (ascending) and values of example k, and the cutoff: every
+        marked position in the window, the DLOSS_OUTSIDE largest outside (see `_dloss_milli`)."""
+        if self.dl is None:
+            return [], [], 0
+        pos, val = self.dl.of(k)
+        n_outside = sum(1 for p in pos if p < start or p >= end)
+        if n_outside <= DLOSS_OUTSIDE:
+            return pos, val, 0
+        outside = sorted(((-abs(v), p, v) for p, v in zip(pos, val, strict=True)
+                          if p < start or p >= end))
+        kept = [(p, v) for p, v in zip(pos, val, strict=True) if start <= p < end]
+        kept += [(p, v) for _, p, v in outside[:DLOSS_OUTSIDE]]
+        kept.sort()
+        cutoff = -outside[DLOSS_OUTSIDE][0]
+        return [p for p, _ in kept], [v for _, v in kept], cutoff
+
+
+class _Sparse:
+    """Row-grouped nonzero entries (positions, values) of a 2-D block, as Python lists."""
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n: int) -> None:
+        self.bounds = np.searchsorted(rows, np.arange(n + 1)).tolist()
+        self.cols, self.values = cols.tolist(), values.tolist()
+
+    def of(self, k: int) -> tuple[list[int], list[int]]:
+        lo, hi = self.bounds[k], self.bounds[k + 1]
+        return self.cols[lo:hi], self.values[lo:hi]
+
+
+def _append_gaps(values: list[int], positions: list[int], items: list[int]) -> None:
+    """(gap to the previous position minus one, item) pairs, the first gap counted from -1."""
+    prev = -1
+    for p, item in zip(positions, items, strict=True):
+        values.append(p - prev - 1)
+        values.append(item)
+        prev = p
+
+
+
 # ---------------------------------------------------------------------------------------------
 # token classes, page data, helpers
 
@@ -477,17 +584,26 @@ def level(act_lvl: int) -> int:
 def token_classes(act_lvl: int, is_max: bool, dloss_milli: int) -> str:
     """CSS classes of one token: colour level, max marker, Δloss underline (order matters: JS
     builds the same string)."""
+    mark = 1 if dloss_milli >= DLOSS_MARK_MILLI else -1 if dloss_milli <= -DLOSS_MARK_MILLI else 0
+    return _CLASSES[(level(act_lvl), is_max, mark)]
+
+
+def _class_string(lv: int, is_max: bool, mark: int) -> str:
     classes = []
-    lv = level(act_lvl)
     if lv:
         classes.append(f"a{lv}")
     if is_max:
         classes.append("m")
-    if dloss_milli >= DLOSS_MARK_MILLI:
+    if mark > 0:
         classes.append("p")
-    elif dloss_milli <= -DLOSS_MARK_MILLI:
+    elif mark < 0:
         classes.append("n")
     return " ".join(classes)
+
+
+_CLASSES = {(lv, is_max, mark): _class_string(lv, is_max, mark)
+            for lv in range(LEVELS + 1) for is_max in (False, True) for mark in (-1, 0, 1)}
+"""classes by (colour level, is max, Δloss mark -1/0/+1): the window's tokens look them up."""
 
 
 def varint(x: int) -> str:
@@ -501,6 +617,15 @@ def varint(x: int) -> str:
         x >>= 5
     out.append(B64[x])
     return "".join(out)
+
+
+_VARINT_TABLE = [varint(x) for x in range(1 << 15)]
+
+
+def _varints(values: list[int]) -> str:
+    """`"".join(varint(v) for v in values)`, by table for the common small values."""
+    table, n = _VARINT_TABLE, len(_VARINT_TABLE)
+    return "".join([table[v] if 0 <= v < n else varint(v) for v in values])
 
 
 def read_varints(code: str) -> list[int]:

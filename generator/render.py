@@ -234,6 +234,7 @@ class _SiteWriter:
                  table_rows: int, shard_bytes: int) -> None:
         self.data, self.out, self.explanations, self.quiet = data, out, explanations, quiet
         self.table_rows, self.shard_bytes = table_rows, shard_bytes
+        self.token_terms: dict[int, list[str]] = {}
         self.pages = PageBuilder(data, explanations)
 
     def write_all(self) -> None:
@@ -278,15 +279,20 @@ class _SiteWriter:
 
     def example_terms(self, i: int) -> dict[str, float]:
         """Terms of the active tokens in the top examples, with their share of the activation."""
-        ex = self.data.examples
+        ex, cache = self.data.examples, self.token_terms
         mass: dict[str, float] = defaultdict(float)
-        for row in self.pages.example_rows(i):
+        for row in self.pages.example_rows(i).tolist():
             if ex.kind[row] != EXAMPLE_TOP:
                 continue
-            tokens = self.pages.example_tokens(row)
-            for p in np.flatnonzero(ex.acts[row] > 0):
-                for term in terms_of(self.pages.text.plain(tokens[p])):
-                    mass[term] += float(ex.acts[row][p])
+            acts = np.asarray(ex.acts[row])
+            positions = np.flatnonzero(acts > 0)
+            tokens = self.pages.example_tokens(row)[positions].tolist()
+            for t, act in zip(tokens, acts[positions].tolist(), strict=True):
+                terms = cache.get(t)
+                if terms is None:
+                    terms = cache[t] = terms_of(self.pages.text.plain(t))
+                for term in terms:
+                    mass[term] += act
         total = sum(mass.values()) or 1.0
         return {term: m / total for term, m in mass.items()}
 

@@ -202,14 +202,16 @@ def test_embed_renders_inside_an_iframe(session: Session, site: Path) -> None:
 
 def test_table_sorts_and_paginates(session: Session) -> None:
     page = session.open("index.html")
-    page.click("[data-sort=d]")
+    page.click("[data-sort=d]")  # the sorted rows load from the table files
     data = make_store()
     densest = int(data.latents.n_active.argmax())
-    assert page.text_content("#lt tbody tr:first-child td:first-child") == str(densest)
+    first = "#lt tbody tr:first-child td:first-child"
+    page.wait_for_function(f"document.querySelector('{first}').textContent === '{densest}'")
     assert page.get_attribute("#lt th:nth-child(2)", "aria-sort") == "descending"
     page.click("[data-sort=d]")
-    last = page.text_content("#lt tbody tr:first-child td:first-child")
-    assert last == "11"  # the dead latent has the lowest density
+    page.wait_for_function(f"document.querySelector('{first}').textContent === '11'")
+    # the dead latent has the lowest density
+    assert page.get_attribute("#lt th:nth-child(2)", "aria-sort") == "ascending"
 
 
 def test_dark_mode(session: Session, tmp_path: Path) -> None:
