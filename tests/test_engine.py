@@ -158,3 +158,31 @@ def test_coactivation_valve_through_the_engine(model):
                 assert v == pytest.approx(reference_jaccard(dense, mask, i, int(j)), rel=1e-6)
                 listed += 1
     assert listed > 0
+
+
+def test_out_of_memory_halves_the_batch_and_counts_once(model, monkeypatch, caplog):
+    """A (simulated) GPU out-of-memory error in the SAE encode of a large batch: the engine halves
+    the batch, says so, and the statistics equal an uninterrupted run's."""
+    hook = "blocks.1.hook_resid_pre"
+    sae = tiny_sae("topk", hook)
+    tokens = tiny_tokens(n_seqs=16)
+    settings = EngineSettings(k=K, batch_size=16, quiet=True)
+    seqs = np.arange(len(tokens))
+    clean = Engine(HookedSAE(model, sae, parse_hook(hook)), tokens, BOS, settings).pass1(seqs)
+    real_encode = HookedSAE.encode
+
+    def encode(self, hook_acts):
+        if hook_acts.shape[0] > 8 * tokens.shape[1]:  # more than 8 sequences' positions
+            raise torch.OutOfMemoryError("simulated")
+        return real_encode(self, hook_acts)
+
+    monkeypatch.setattr(HookedSAE, "encode", encode)
+    engine = Engine(HookedSAE(model, sae, parse_hook(hook)), tokens, BOS, settings)
+    with caplog.at_level("WARNING"):
+        p1 = engine.pass1(seqs)
+    assert engine.batch_size == 8 and "batch size halved to 8" in caplog.text
+    assert p1.n_tokens == clean.n_tokens
+    torch.testing.assert_close(p1.n_active, clean.n_active)
+    torch.testing.assert_close(p1.top_seqs, clean.top_seqs)
+    assert top_tokens(p1, 4)[0].tolist() == top_tokens(clean, 4)[0].tolist()
+    assert coact_neighbours(p1, 3)[0].tolist() == coact_neighbours(clean, 3)[0].tolist()
