@@ -166,11 +166,16 @@ class Engine:
                                     4 * state.coact_keep * self.hooked.d_sae)
         self._cache = []
         cached_bytes = 0
+        full_batch = self.batch_size
+        if self.s.coact and not self.s.batch_size:
+            self.batch_size = min(self.batch_size, 4)  # a probe: the SAE's L0 sizes the batches
 
         def step(batch: np.ndarray) -> None:
             nonlocal cached_bytes
             sparse = self._sparse(batch)
             state.update(sparse)
+            if self.s.coact and not self.s.batch_size:
+                self.batch_size = min(full_batch, self._pair_batch(sparse))
             if self._cache is not None:
                 cached_bytes += sparse.compact_nbytes
                 if cached_bytes <= self.s.cache_bytes:
@@ -183,6 +188,15 @@ class Engine:
         for batch in self._batches(seqs, "pass 1/2 statistics"):
             self._with_oom_retry(step, batch)
         return state
+
+    def _pair_batch(self, sparse: SparseBatch) -> int:
+        """Sequences per batch such that one batch's co-active pairs (Σ L(L-1)/2 per position,
+        held coalesced at ~16 bytes each until the batch commits) stay within the budget; L0 is
+        measured on the batch just seen."""
+        n_seqs = max(1, len(sparse.seq_ids))
+        l0 = len(sparse.latent) / max(1, sparse.n_included)
+        pairs_per_seq = sparse.n_included / n_seqs * l0 * max(l0 - 1, 0) / 2
+        return int(max(1, self._budget(0.1, 256 << 20) // max(1.0, 16 * pairs_per_seq)))
 
     def pass2(self, seqs: np.ndarray, max_act: Tensor,
               coact_keys: Tensor | None = None) -> Pass2State:

@@ -74,7 +74,8 @@ class SparseSums:
     Updates are coalesced per call (sort + unique) and kept pending; pending entries are folded
     into the state once they outnumber it, so the total cost is O(entries log entries), amortised.
     Memory: 24 bytes per distinct key in the state (16 without sums) + the pending entries (at most
-    as many as the state, or `min_fold`) + the temporaries of one fold (~3x the folded entries).
+    as many as the state, or `min_fold`) + during a fold, the new state and the temporaries of one
+    key range (`fold_slice` entries).
     Sums of float32 values in float64 do not depend on how the entries were batched, to float64
     rounding; counts are exact integers, so results are the same for any batching or shard split.
     """
@@ -84,6 +85,8 @@ class SparseSums:
     sums: Float[Tensor, " u"] | None
     counts: Int[Tensor, " u"]
     min_fold: int = 1 << 20
+    fold_slice: int = 1 << 22
+    """entries coalesced at once in a fold (bounds the fold's temporaries)."""
     pending: list[tuple[Tensor, Tensor | None, Tensor]] = field(default_factory=list)
 
     @classmethod
@@ -104,20 +107,40 @@ class SparseSums:
             self.fold()
 
     def fold(self) -> SparseSums:
-        """Fold the pending entries into the state; returns self."""
+        """Fold the pending entries into the state; returns self. Every part (the state and each
+        pending entry) is sorted, so the fold runs one key range at a time: its temporaries are
+        those of `fold_slice` entries, and the peak is the old state, the pending entries and the
+        new state (~2 x 24 bytes per key + the pending ones)."""
         if not self.pending:
             return self
         parts = [(self.keys, self.sums, self.counts), *self.pending]
-        keys = torch.cat([p[0] for p in parts])
-        sums = torch.cat([p[1] for p in parts]) if self.with_sums else None  # type: ignore[misc]
+        total = sum(len(p[0]) for p in parts)
+        largest = max((p[0] for p in parts), key=len)
+        n_slices = max(1, min(total // self.fold_slice, len(largest)))
+        cuts = largest[torch.linspace(0, len(largest) - 1, n_slices + 1,
+                                      device=largest.device).long()[1:-1]]
+        bounds = [torch.searchsorted(p[0], cuts).tolist() for p in parts]
+        out: list[tuple[Tensor, Tensor | None, Tensor]] = []
+        for s in range(n_slices):
+            pieces: list[tuple[Tensor, Tensor | None, Tensor]] = []
+            for (k, v, c), b in zip(parts, bounds, strict=True):
+                lo = 0 if s == 0 else b[s - 1]
+                hi = len(k) if s == n_slices - 1 else b[s]
+                pieces.append((k[lo:hi], None if v is None else v[lo:hi], c[lo:hi]))
+            sums = torch.cat([q[1] for q in pieces]) if self.with_sums else None  # type: ignore[misc]
+            out.append(coalesce(torch.cat([q[0] for q in pieces]), sums,
+                                torch.cat([q[2] for q in pieces])))
         # assigned only once coalesced: an out-of-memory error leaves the entries pending, intact
-        self.keys, self.sums, self.counts = coalesce(keys, sums, torch.cat([p[2] for p in parts]))
+        self.keys = torch.cat([o[0] for o in out])
+        self.sums = torch.cat([o[1] for o in out]) if self.with_sums else None  # type: ignore[misc]
+        self.counts = torch.cat([o[2] for o in out])
         self.pending = []
         return self
 
     def merge(self, other: SparseSums) -> SparseSums:
         """The totals of both (disjoint parts of the corpus)."""
         out = SparseSums(self.with_sums, self.keys, self.sums, self.counts, self.min_fold,
+                         self.fold_slice,
                          [*self.pending, (other.keys, other.sums, other.counts), *other.pending])
         return out.fold()
 

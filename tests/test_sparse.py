@@ -31,8 +31,8 @@ def test_best_per_group_keeps_first_by_keys():
     assert got == {(0, 0): 1, (0, 1): 4, (1, 0): 3, (2, 0): 6, (2, 1): 0}
 
 
-@pytest.mark.parametrize("min_fold", [1, 4, 1 << 20])
-def test_sparse_sums_equal_a_dict_for_any_batching_and_merge(min_fold):
+@pytest.mark.parametrize("min_fold,fold_slice", [(1, 1 << 22), (4, 3), (1 << 20, 1 << 22), (2, 1)])
+def test_sparse_sums_equal_a_dict_for_any_batching_and_merge(min_fold, fold_slice):
     rng = np.random.default_rng(1)
     keys = rng.integers(0, 30, size=500)
     vals = rng.random(500).astype(np.float32)
@@ -46,7 +46,7 @@ def test_sparse_sums_equal_a_dict_for_any_batching_and_merge(min_fold):
         states = []
         for lo, hi in itertools.pairwise(cut):
             st = SparseSums.empty("cpu")
-            st.min_fold = min_fold
+            st.min_fold, st.fold_slice = min_fold, fold_slice
             for b in range(lo, hi, 7):
                 e = min(b + 7, hi)
                 st.add(torch.from_numpy(keys[b:e]), torch.from_numpy(vals[b:e]))

@@ -40,6 +40,7 @@ def run_states(acts, mask, tokens, batch: int, seqs: range):
     if batch % 2:  # tiny chunks and folds: exercise the chunked pair expansion and sparse merges
         p1.pair_chunk = 5
         p1.token_sums.min_fold = p1.coact.min_fold = 3
+        p1.token_sums.fold_slice = p1.coact.fold_slice = 4  # folds one key range at a time
     for lo in range(seqs.start, seqs.stop, batch):
         sl = slice(lo, min(lo + batch, seqs.stop))
         p1.update(SparseBatch.from_dense(torch.from_numpy(acts[sl]), torch.from_numpy(mask[sl]),
