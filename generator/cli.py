@@ -48,6 +48,9 @@ def make_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", type=Path, default=Path("site"), help="site folder")
     render.add_argument("--explanations", type=Path, default=None, help="explanations jsonl")
     render.add_argument("--quiet", action="store_true", help="no progress bars")
+    compact = next(f for f in fields(BuildConfig) if f.name == "compact")
+    render.add_argument("--compact", action=argparse.BooleanOptionalAction, default=False,
+                        help=compact.metadata["help"])
     serve = sub.add_parser("serve", help="preview a site on http://127.0.0.1")
     serve.add_argument("site", type=Path, nargs="?", default=Path("site"))
     serve.add_argument("--port", type=int, default=8000)
@@ -70,16 +73,34 @@ def _report(times: Any, out: Path | None) -> None:
         log.info("site: %s", (out / "index.html").resolve())
 
 
+def _render(args: argparse.Namespace) -> Any:
+    """`render`: store -> site, no torch (build.render_only plus the render options)."""
+    from generator.build import StageTimes
+    from generator.render import load_explanations, render_site
+    from generator.store import read_store
+
+    times = StageTimes()
+    data = times.run("read store", read_store, args.store)
+    expl = load_explanations(args.explanations) if args.explanations else None
+    times.run("render", render_site, data, args.out, explanations=expl, quiet=args.quiet,
+              compact=args.compact)
+    return times
+
+
 def run(args: argparse.Namespace) -> None:
     if args.command == "build":
         from generator.build import build
 
         cfg = _config_from(args)
-        _report(build(cfg), cfg.out)
+        times = build(cfg)
+        if cfg.compact:
+            # build() renders with the default options; until it passes cfg.compact to
+            # render_site itself, the compact site is rendered again from the fresh store
+            args.store, args.out = cfg.store, cfg.out
+            times.seconds.update((f"{k} (compact)", v) for k, v in _render(args).seconds.items())
+        _report(times, cfg.out)
     elif args.command == "render":
-        from generator.build import render_only
-
-        _report(render_only(args.store, args.out, args.explanations, args.quiet), args.out)
+        _report(_render(args), args.out)
     elif args.command == "serve":
         from generator.serve import serve
 

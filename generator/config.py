@@ -46,6 +46,11 @@ class BuildConfig:
     logit_bins: int = _opt("bins of the logit-effect histogram", default=50)
     ablation: bool = _opt("compute per-token ablation (Δloss) for shown examples", default=True)
     explanations: Path | None = _opt("jsonl of explanations to show", default=None)
+    compact: bool = _opt(
+        "ship less per latent so that 131,072 latents fit GitHub Pages' 1 GB: top 10 examples, "
+        "1 sample per interval, shorter windows, 5 logit tokens, no embed files (README, Site size)",
+        default=False,
+    )
     quiet: bool = _opt("no progress bars", default=False)
 
     def settings(self) -> dict[str, Any]:

@@ -63,6 +63,30 @@ from generator.search import SEARCH_FORMAT, dumps
 from generator.store import EXAMPLE_TOP, StoreData
 from generator.tokens import Display, TokenText, display_text, token_html
 
+
+@dataclass(frozen=True)
+class Showing:
+    """How much of each latent's examples a site ships (the store keeps them all)."""
+
+    top: int | None
+    """top examples shown (None: all k)."""
+    per_interval: int | None
+    """interval samples shown per interval (None: all m)."""
+    window_top: tuple[int, int]
+    """tokens server-rendered before and after a top example's max token."""
+    window_interval: tuple[int, int]
+    """the same for interval samples."""
+    dloss_outside: int
+    """Δloss values shipped per example outside its window (the largest; see the docstring)."""
+    logits: int | None
+    """promoted / suppressed tokens listed (None: all n_logits)."""
+    logit_chart: bool
+    """the histogram of logit effects over the vocabulary."""
+    embed_files: bool
+    """a card per latent in embed/<id>.html; without, the embed snippet shows the latent page in
+    its card mode (`features/<id>.html?embed`, styled by static/app.js)."""
+
+
 WINDOW_TOP = (10, 3)
 """tokens server-rendered before and after a top example's max token (the rest loads on click)."""
 WINDOW_INTERVAL = (6, 2)
@@ -75,6 +99,15 @@ page data (tooltips then say |Δloss| < 0.01)."""
 DLOSS_OUTSIDE = 12
 """outside the server-rendered window, only this many largest |Δloss| per example are shipped
 (for the expanded view; the entry records the cutoff so tooltips stay truthful)."""
+DEFAULT_SHOWING = Showing(top=None, per_interval=2, window_top=WINDOW_TOP,
+                          window_interval=WINDOW_INTERVAL, dloss_outside=DLOSS_OUTSIDE,
+                          logits=None, logit_chart=True, embed_files=True)
+"""the default site: every top example, 2 samples per interval (a 65,536-latent site with
+ablation fits GitHub Pages' 1 GB; see README "Site size")."""
+COMPACT_SHOWING = Showing(top=10, per_interval=1, window_top=(6, 2), window_interval=(4, 1),
+                          dloss_outside=4, logits=5, logit_chart=False, embed_files=False)
+"""`--compact`: half the top examples, one sample per interval, shorter windows, the 4 largest
+Δloss outside a window, 5 promoted / suppressed tokens and no logit histogram, no embed files."""
 ACT_LEVELS = 1000
 """activations ship as an integer level 1..ACT_LEVELS of the latent max (±0.05% of max)."""
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -166,6 +199,8 @@ class LatentPage:
     logit_pos: list[LogitRow]
     logit_neg: list[LogitRow]
     top_examples: list[ExampleView]
+    n_top: int
+    """top examples in the store (the page may show fewer)."""
     intervals: list[IntervalGroup]
     blob: Markup
     embed_blob: Markup
@@ -208,6 +243,8 @@ class SiteInfo:
     has_bos: bool
     """whether BOS / document-boundary positions are known (and shown as markers)."""
     coact_method: str
+    samples_per_interval: int
+    """m: interval samples the build drew per interval (0 when unknown)."""
     settings: list[tuple[str, str]]
     versions: list[tuple[str, str]]
 
@@ -241,6 +278,7 @@ def site_info(data: StoreData) -> SiteInfo:
         created=meta.created, d_sae=meta.d_sae, ln_folded=meta.ln_folded,
         logit_direction=meta.logit_direction, has_ablation=meta.has_ablation,
         has_bos=meta.bos_id >= 0, coact_method=meta.coact_method,
+        samples_per_interval=int(meta.settings.get("m", 0)),
         settings=[(k, str(v)) for k, v in sorted(meta.settings.items())],
         versions=[(k, str(v)) for k, v in sorted(meta.versions.items())],
     )
@@ -260,8 +298,9 @@ class PageBuilder:
     """Builds page contexts from a store. Holds the token text and per-store lookups (example
     order, sequence rows, vocabulary pieces needing UTF-8 merging) so each page is cheap."""
 
-    def __init__(self, data: StoreData, explanations: dict[int, str]) -> None:
-        self.data, self.explanations = data, explanations
+    def __init__(self, data: StoreData, explanations: dict[int, str],
+                 showing: Showing = DEFAULT_SHOWING) -> None:
+        self.data, self.explanations, self.showing = data, explanations, showing
         self.text = TokenText(data.vocab)
         self.lat = data.latents
         self.max3 = [round3(float(x)) for x in self.lat.max_act]
@@ -270,6 +309,8 @@ class PageBuilder:
         self._partial_vocab = _partial_token_mask(data.vocab)
         self._seq_cache: dict[int, list[Display]] = {}
         self._html_cache: dict[tuple[int, str], str] = {}
+        self.shown = shown_mask(data, showing)
+        """True for the example rows that pages show."""
 
     # -- latent pages ---------------------------------------------------------------------
 
@@ -292,7 +333,7 @@ class PageBuilder:
                                    float(lat.logit_hi[i])),
             logit_pos=self.logit_rows(lat.logit_pos_ids[i], lat.logit_pos_vals[i]),
             logit_neg=self.logit_rows(lat.logit_neg_ids[i], lat.logit_neg_vals[i]),
-            top_examples=top, intervals=groups,
+            top_examples=top, n_top=self.n_top(i), intervals=groups,
             blob=_script_json({"m": blob["m"], "e": " ".join(blob["e"])}),
             embed_blob=_script_json({"m": blob["m"], "e": " ".join(blob["e"][:EMBED_EXAMPLES])}),
             ablation=self.ablation(i), top_tokens=self.top_tokens(i),
@@ -384,13 +425,14 @@ class PageBuilder:
         top: list[ExampleView] = []
         by_interval: dict[int, list[ExampleView]] = defaultdict(list)
         entries: list[str] = []
-        rows = self.example_rows(i)
+        rows = self.shown_rows(i)
         if len(rows):
             block = _ExampleBlock(self, rows, peak)
+            show = self.showing
             for k, row in enumerate(rows.tolist()):
                 is_top = ex.kind[row] == EXAMPLE_TOP
-                view, entry = block.example(k, len(entries), WINDOW_TOP if is_top
-                                            else WINDOW_INTERVAL)
+                view, entry = block.example(k, len(entries), show.window_top if is_top
+                                            else show.window_interval, show.dloss_outside)
                 entries.append(entry)
                 if is_top:
                     top.append(view)
@@ -402,6 +444,20 @@ class PageBuilder:
                                 by_interval.get(j, []))
                   for j in reversed(range(n_int))] if self.lat.n_active[i] else []
         return top, groups, {"m": peak, "e": entries}
+
+    def n_top(self, i: int) -> int:
+        kind = self.data.examples.kind
+        return sum(1 for row in self.example_rows(i).tolist() if kind[row] == EXAMPLE_TOP)
+
+    def shown_rows(self, i: int) -> np.ndarray:
+        """The example rows a page shows: top examples of rank < `top`, interval samples of rank
+        < `per_interval` (`example_rows` order)."""
+        rows = self.example_rows(i)
+        return rows[self.shown[rows]]
+
+    def seq_rows_of(self, mask: np.ndarray) -> np.ndarray:
+        """Rows in the store's kept sequences of the examples selected by `mask`."""
+        return self._seq_rows[mask]
 
     def window_html(self, seq_row: int, tokens: np.ndarray, start: int, end: int,
                     classes: Sequence[str], bos: np.ndarray, partial: bool) -> str:
@@ -505,11 +561,12 @@ class _ExampleBlock:
             self.dl = _Sparse(r, c, milli[r, c], len(rows))
             self.marks = np.sign(milli)
 
-    def example(self, k: int, n: int, window: tuple[int, int]) -> tuple[ExampleView, str]:
+    def example(self, k: int, n: int, window: tuple[int, int],
+                dloss_outside: int) -> tuple[ExampleView, str]:
         centre = self.centre[k]
         start, end = max(0, centre - window[0]), min(self.width, centre + window[1] + 1)
         act_pos, act_lvl = self.act.of(k)
-        dl_pos, dl_val, cutoff = self.dloss(k, start, end)
+        dl_pos, dl_val, cutoff = self.dloss(k, start, end, dloss_outside)
         lv = self.levels[k, start:end].tolist()
         marks = ([0] * (end - start) if self.marks is None else
                  self.marks[k, start:end].tolist())
@@ -520,23 +577,24 @@ class _ExampleBlock:
         values = [self.seq[k], start, end - start, centre - start, cutoff, len(act_pos)]
         _append_gaps(values, act_pos, act_lvl)
         _append_gaps(values, dl_pos, [2 * v if v >= 0 else -2 * v - 1 for v in dl_val])
-        return ExampleView(n, self.value[k], Markup(html)), _varints(values)
+        return ExampleView(n, self.value[k], Markup(html)), varint_code(values)
 
-    def dloss(self, k: int, start: int, end: int) -> tuple[list[int], list[int], int]:
+    def dloss(self, k: int, start: int, end: int,
+              cap: int) -> tuple[list[int], list[int], int]:
         """Shipped Δloss positions (ascending) and values of example k, and the cutoff: every
-        marked position in the window, the DLOSS_OUTSIDE largest outside (see `_dloss_milli`)."""
+        marked position in the window, the `cap` largest outside (see `_dloss_milli`)."""
         if self.dl is None:
             return [], [], 0
         pos, val = self.dl.of(k)
         n_outside = sum(1 for p in pos if p < start or p >= end)
-        if n_outside <= DLOSS_OUTSIDE:
+        if n_outside <= cap:
             return pos, val, 0
         outside = sorted(((-abs(v), p, v) for p, v in zip(pos, val, strict=True)
                           if p < start or p >= end))
         kept = [(p, v) for p, v in zip(pos, val, strict=True) if start <= p < end]
-        kept += [(p, v) for _, p, v in outside[:DLOSS_OUTSIDE]]
+        kept += [(p, v) for _, p, v in outside[:cap]]
         kept.sort()
-        cutoff = -outside[DLOSS_OUTSIDE][0]
+        cutoff = -outside[cap][0]
         return [p for p, _ in kept], [v for _, v in kept], cutoff
 
 
@@ -622,7 +680,7 @@ def varint(x: int) -> str:
 _VARINT_TABLE = [varint(x) for x in range(1 << 15)]
 
 
-def _varints(values: list[int]) -> str:
+def varint_code(values: list[int]) -> str:
     """`"".join(varint(v) for v in values)`, by table for the common small values."""
     table, n = _VARINT_TABLE, len(_VARINT_TABLE)
     return "".join([table[v] if 0 <= v < n else varint(v) for v in values])
@@ -701,6 +759,15 @@ def _dloss_milli(dloss: np.ndarray, start: int, end: int,
     kept, dropped = outside[:DLOSS_OUTSIDE], outside[DLOSS_OUTSIDE:]
     cutoff = max((abs(int(milli[p - 1])) for p in dropped), default=0)
     return {p: int(milli[p - 1]) for p in inside + kept}, cutoff
+
+
+def shown_mask(data: StoreData, showing: Showing) -> np.ndarray:
+    """True for the example rows that pages show (ranks are 0-based within each group)."""
+    ex = data.examples
+    is_top = np.fromiter((k == EXAMPLE_TOP for k in ex.kind), dtype=bool, count=len(ex.kind))
+    top = len(ex.rank) if showing.top is None else showing.top
+    per = len(ex.rank) if showing.per_interval is None else showing.per_interval
+    return np.where(is_top, ex.rank < top, ex.rank < per)
 
 
 def _example_slices(data: StoreData) -> tuple[np.ndarray, list[tuple[int, int]]]:

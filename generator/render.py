@@ -4,7 +4,8 @@ Layout of the site (every link relative, so it works from file://, localhost and
 
     index.html            overview, summary charts, paginated sortable table, search box
     features/<id>.html    one page per latent (dead ones too): the permalink
-    embed/<id>.html       compact card for iframes
+    embed/<id>.html       compact card for iframes (not with `compact`: the latent page's card
+                          mode, features/<id>.html?embed, takes its place)
     search/<key>/<c>.js   the latent table, one file per table page and sort key;
                           search/s<k>.js: term-index shards (both in search.py)
     seqs/t.js, seqs/<k>.js  the kept sequences for "expand to the whole sequence": a table of
@@ -21,10 +22,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import multiprocessing
+import os
 import posixpath
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,9 +41,20 @@ import generator
 from generator.atomic import atomic_dir
 from generator.charts import round3
 from generator.errors import UserError
-from generator.pages import TABLE_PAGE, LatentPage, PageBuilder, embed_subset, site_info, varint
+from generator.pages import (
+    COMPACT_SHOWING,
+    DEFAULT_SHOWING,
+    TABLE_PAGE,
+    LatentPage,
+    PageBuilder,
+    Showing,
+    embed_subset,
+    site_info,
+    varint_code,
+)
 from generator.search import (
     SHARD_TARGET_BYTES,
+    Postings,
     SearchIndex,
     dumps,
     script_call,
@@ -54,6 +68,8 @@ log = logging.getLogger(__name__)
 
 SEQ_SHARD = 64
 """sequences per seqs/<k>.js file."""
+LATENT_CHUNK = 256
+"""latents per unit of work of the page workers."""
 SITE_MARKER = ".nojekyll"
 
 
@@ -81,18 +97,26 @@ class RenderReport:
 
 def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None = None,
                 quiet: bool = False, *, table_rows: int = TABLE_PAGE,
-                shard_bytes: int = SHARD_TARGET_BYTES) -> RenderReport:
+                compact: bool = False, shard_bytes: int = SHARD_TARGET_BYTES,
+                workers: int | None = None, chunk: int = LATENT_CHUNK) -> RenderReport:
     """Render the whole site into `out`, atomically: the old site stays intact if anything fails.
 
+    `compact` ships less of each latent (generator.pages.COMPACT_SHOWING) so that a 131,072-latent
+    site fits in 1 GB.
+
     `table_rows` (rows per index-table page and file) and `shard_bytes` (target size of a search
-    shard) exist so that tests can shard a small store as finely as a 131k-latent one."""
+    shard) exist so that tests can shard a small store as finely as a 131k-latent one. Pages
+    are written by `workers` processes (default: one per available CPU), `chunk` latents at a
+    time; the output does not depend on either."""
     start = time.perf_counter()
     out = Path(out)
     explanations = dict(explanations or {})
     _check_explanations(explanations, data.latents.d_sae)
     _check_target(out)
     with atomic_dir(out) as tmp:
-        _SiteWriter(data, tmp, explanations, quiet, table_rows, shard_bytes).write_all()
+        showing = COMPACT_SHOWING if compact else DEFAULT_SHOWING
+        _SiteWriter(data, tmp, explanations, quiet, table_rows, shard_bytes, workers, chunk,
+                    showing).write_all()
     report = _measure(out, data.latents.d_sae, time.perf_counter() - start)
     log.info("wrote %d pages (%.1f MB, %.0f KB per latent) to %s in %.1f s", report.pages,
              report.total_bytes / 1e6, report.bytes_per_latent / 1e3, out, report.seconds)
@@ -231,36 +255,82 @@ class _SiteWriter:
     """Writes one site into a fresh folder: pages, embeds, search index, table, sequences."""
 
     def __init__(self, data: StoreData, out: Path, explanations: dict[int, str], quiet: bool,
-                 table_rows: int, shard_bytes: int) -> None:
+                 table_rows: int, shard_bytes: int, workers: int | None = None,
+                 chunk: int = LATENT_CHUNK, showing: Showing = DEFAULT_SHOWING) -> None:
         self.data, self.out, self.explanations, self.quiet = data, out, explanations, quiet
         self.table_rows, self.shard_bytes = table_rows, shard_bytes
         self.token_terms: dict[int, list[str]] = {}
-        self.pages = PageBuilder(data, explanations)
+        self.workers = max(1, workers if workers is not None else len(os.sched_getaffinity(0)))
+        self.chunk = chunk
+        self.showing = showing
+        self.pages = PageBuilder(data, explanations, showing)
 
     def write_all(self) -> None:
         self.assets = copy_static(resource_dir("static"), self.out / "static")
         self.env = make_env(self.assets)
         self.site = site_info(self.data)
+        for folder in ("features", "search") + (("embed",) if self.showing.embed_files else ()):
+            (self.out / folder).mkdir(parents=True, exist_ok=True)
         search = SearchIndex(self.shard_bytes)
-        for i in tqdm(range(self.data.latents.d_sae), desc="pages", unit="latent",
-                      disable=self.quiet):
-            page = self.pages.latent_page(i)
-            self.render(f"features/{i}.html", "feature.html", page=page)
-            self.render(f"embed/{i}.html", "embed.html", page=page, embed=embed_subset(page))
-            self.index_latent(search, i, page)
+        for postings in self.latent_pages():
+            search.merge(postings)
         shards, _ = search.write(self.out / "search")
         table = self.write_table()
         self.write_sequences()
         self.render("index.html", "index.html", page=self.pages.index_page(shards, table))
         (self.out / SITE_MARKER).write_bytes(b"")
 
+    def latent_pages(self) -> Iterator[Postings]:
+        """Write every latent's page and embed; yields the search postings chunk by chunk, in
+        latent order. Chunks run in forked worker processes when there are several CPUs and
+        enough latents: every file's content depends only on the store, so the site is the same
+        byte for byte whatever the number of workers."""
+        d_sae = self.data.latents.d_sae
+        chunks = [(lo, min(d_sae, lo + self.chunk)) for lo in range(0, d_sae, self.chunk)]
+        workers = min(self.workers, len(chunks))
+        bar = tqdm(total=d_sae, desc="pages", unit="latent", disable=self.quiet)
+        if workers <= 1:
+            done: Iterable[Postings] = (self.latent_chunk(lo, hi) for lo, hi in chunks)
+            pool = None
+        else:
+            global _FORKED_WRITER
+            _FORKED_WRITER = self  # inherited by the forked workers (nothing is pickled)
+            pool = multiprocessing.get_context("fork").Pool(workers)
+            done = pool.imap(_latent_chunk_in_worker, chunks)
+        try:
+            for (lo, hi), postings in zip(chunks, done, strict=True):
+                bar.update(hi - lo)
+                yield postings
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+                _FORKED_WRITER = None
+
+    def latent_chunk(self, lo: int, hi: int) -> Postings:
+        search = SearchIndex(self.shard_bytes)
+        for i in range(lo, hi):
+            page = self.pages.latent_page(i)
+            self.render(f"features/{i}.html", "feature.html", page=page, showing=self.showing)
+            if self.showing.embed_files:
+                self.render(f"embed/{i}.html", "embed.html", page=page, embed=embed_subset(page))
+            self.index_latent(search, i, page)
+        return search.export()
+
     def render(self, path: str, template: str, **context: Any) -> None:
         root = relative_url("x", path)[:-1] or "./"
         html = self.env.get_template(template).render(page_path=path, root=root, site=self.site,
                                                       **context)
         target = self.out / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(html, encoding="utf-8", newline="\n")
+        if path.count("/") > 1:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as f:
+            f.write(html.encode("utf-8"))
+
+    def token_key(self, token_id: int) -> str:
+        """The symbol-table key of a token shown on its own: its display as JSON."""
+        return dumps(display_json(self.pages.text.token(token_id))).decode()
 
     def index_latent(self, search: SearchIndex, i: int, page: LatentPage) -> None:
         """Add latent i's terms (weights documented in generator.search)."""
@@ -324,29 +394,56 @@ class _SiteWriter:
         seqs/<k>.js: `fbSeqs(k, {seq: code})`, SEQ_SHARD sequences per file, a code being one
         varint (generator.pages.varint) per position: its symbol. For "expand to the whole
         sequence"."""
-        rows: list[tuple[int, list[Any]]] = []
+        bos_id = self.data.meta.bos_id
+        # only the sequences of shown examples (pages may show fewer than the store holds)
+        shown = np.unique(self.pages.seq_rows_of(self.pages.shown))
+        n = len(shown)
+        seq_ids = self.data.seq_ids[shown].tolist()
+        tokens = np.asarray(self.data.seq_tokens[shown])
+        partial = self.pages._partial_vocab[tokens].any(axis=1) if n else np.zeros(0, bool)
         counts: dict[str, int] = defaultdict(int)
-        for row, seq in enumerate(self.data.seq_ids):
-            displays = self.pages.sequence_displays(row)
-            bos = self.pages.bos_mask(self.data.seq_tokens[row])
-            keys = [None if is_bos else dumps(display_json(d)).decode()
-                    for d, is_bos in zip(displays, bos, strict=True)]
+        # sequences of whole-UTF-8 tokens (nearly all): one key per distinct token id, counted
+        # and coded with array operations
+        whole = tokens[~partial]
+        ids, id_counts = np.unique(whole[whole != bos_id], return_counts=True)
+        key_of = {t: self.token_key(t) for t in ids.tolist()}
+        for t, c in zip(ids.tolist(), id_counts.tolist(), strict=True):
+            counts[key_of[t]] += c
+        # the others: displays merged across tokens, one key per position
+        merged: dict[int, list[str | None]] = {}
+        for row in np.flatnonzero(partial).tolist():
+            displays = self.pages.sequence_displays(int(shown[row]))
+            keys = [None if t == bos_id else dumps(display_json(d)).decode()
+                    for d, t in zip(displays, tokens[row].tolist(), strict=True)]
             for key in keys:
                 if key is not None:
                     counts[key] += 1
-            rows.append((int(seq), keys))
+            merged[row] = keys
         symbols = sorted(counts, key=lambda key: (-counts[key], key))
         number = {key: n for n, key in enumerate(symbols, 1)}
+        symbol_of_id = np.zeros(int(tokens.max(initial=0)) + 2, dtype=np.int64)
+        for t, key in key_of.items():
+            symbol_of_id[t] = number[key]
+        codes = symbol_of_id[np.where(tokens == bos_id, -1, tokens)]  # -1: the last slot, 0
         shards: dict[int, dict[str, str]] = defaultdict(dict)
-        for seq, keys in rows:
-            shards[seq // SEQ_SHARD][str(seq)] = "".join(
-                varint(0 if key is None else number[key]) for key in keys)
+        for row, seq in enumerate(seq_ids):
+            values = ([0 if key is None else number[key] for key in merged[row]] if row in merged
+                      else codes[row].tolist())
+            shards[seq // SEQ_SHARD][str(seq)] = varint_code(values)
         folder = self.out / "seqs"
         folder.mkdir(parents=True, exist_ok=True)
         table = b"fbSeqTable([0" + b"".join(b"," + key.encode() for key in symbols) + b"]);\n"
         (folder / "t.js").write_bytes(table)
         for k, seqs in sorted(shards.items()):
             (folder / f"{k}.js").write_bytes(script_call("fbSeqs", k, seqs))
+
+
+_FORKED_WRITER: _SiteWriter | None = None
+
+
+def _latent_chunk_in_worker(bounds: tuple[int, int]) -> Postings:
+    assert _FORKED_WRITER is not None, "latent chunks run in workers forked by latent_pages"
+    return _FORKED_WRITER.latent_chunk(*bounds)
 
 
 def _finite3(x: float) -> float | None:

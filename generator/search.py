@@ -78,6 +78,10 @@ def shard_of(term: str, n_shards: int) -> int:
     return fnv1a32(term[:2].encode("utf-8")) % n_shards
 
 
+Postings = list[tuple[str, int, int]]
+"""(term, latent, score) triples: what a page worker hands back (SearchIndex.export/merge)."""
+
+
 class SearchIndex:
     """Accumulates (term, latent, weight) and writes the sharded index."""
 
@@ -94,6 +98,16 @@ class SearchIndex:
         slot = self.postings[term]
         if score > slot.get(latent, 0):
             slot[latent] = score
+
+    def export(self) -> Postings:
+        return [(term, latent, score) for term, slot in self.postings.items()
+                for latent, score in slot.items()]
+
+    def merge(self, postings: Postings) -> None:
+        for term, latent, score in postings:
+            slot = self.postings[term]
+            if score > slot.get(latent, 0):
+                slot[latent] = score
 
     def shard_count(self) -> int:
         size = sum(len(t) + 8 + 10 * min(len(p), MAX_POSTINGS) for t, p in self.postings.items())

@@ -508,7 +508,21 @@
     if (initial) { input.value = initial; run(); input.focus(); }
   }
 
+  /* Card mode of a latent page (features/<id>.html?embed): the embed snippet of a site rendered
+     with --compact, which has no embed/<id>.html files. The stylesheet hides all but the card. */
+  function setupCard() {
+    if (!document.body.classList.contains("feat") || !/[?&]embed\b/.test(location.search)) return;
+    document.body.classList.add("card");
+    var more = el("p", "more"), a = el("a", null, "Full page \u2192");
+    a.href = location.href.split("?")[0];
+    a.target = "_blank";
+    a.rel = "noopener";
+    more.appendChild(a);
+    document.querySelector("article").appendChild(more);
+  }
+
   function init() {
+    setupCard();
     setupExamples();
     setupCopy();
     setupTable();

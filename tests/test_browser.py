@@ -4,6 +4,7 @@ error and no request leaving the site."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -334,3 +335,31 @@ def test_sharded_table_sorts_and_pages_through_every_latent(sharded: Session) ->
                                f"'{expected[5 * (n - 1)]}'")
         shown += table_ids(page)
     assert shown == expected
+
+
+def test_compact_embed_snippet_shows_the_page_as_a_card(browser: object,
+                                                        tmp_path: Path) -> None:
+    from generator.render import render_site
+
+    site = render_site(make_store(), tmp_path / "site", EXPLANATIONS, quiet=True,
+                       compact=True).out
+    assert not (site / "embed").exists()
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto((site / "features" / "3.html").resolve().as_uri())
+    page.click("[data-copy=embed]")
+    snippet = page.evaluate("window.fbLastCopy")
+    src = re.search(r'src="([^"]+)"', snippet).group(1)
+    assert src.endswith("features/3.html?embed")
+    host = tmp_path / "host.html"
+    host.write_text(f'<!doctype html><title>host</title><iframe id=f src="{src}" width=600 '
+                    'height=500></iframe>', encoding="utf-8")
+    page.goto(host.resolve().as_uri())
+    frame = page.frame_locator("#f")
+    assert frame.locator("h1").text_content() == "Latent 3"
+    assert frame.locator("#top .exs li:visible").count() <= 3
+    assert frame.locator("#neighbours").is_hidden() and frame.locator("header").is_hidden()
+    assert frame.locator("p.more a").get_attribute("target") == "_blank"
+    assert not errors
+    page.close()

@@ -1,0 +1,125 @@
+"""Site at real SAE widths: render time, size and search / table speed in Chromium from file://.
+
+The real demo store (1,024 latents; build it once with
+`feature-browser build --store /tmp/demo_store --out /tmp/demo_site --quiet`) is tiled up to each
+width by bench/site_tile.py, rendered in the default and the compact mode, and opened from file://
+in Debian's Chromium through playwright. Prints, per (width, mode): render seconds, site bytes,
+KB per latent, file count, the bytes the index page loaded before the first search result, the
+milliseconds from the first keystroke to the first result, and the milliseconds to sort the
+table by density and to page it.
+
+    .venv/bin/python bench/site_scale.py --store /tmp/demo_store --sizes 65536 131072
+
+The goals (checked here, never in timed tests): a 65,536-latent default site and a 131,072-latent
+compact site within 1 GB (<= 15 KB and <= 7.6 KB a latent all-in), first search results within
+100 ms of a keystroke with at most 1 MB loaded before them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+
+from site_tile import tile_store  # noqa: E402
+
+from generator.render import render_site  # noqa: E402
+from generator.store import read_store  # noqa: E402
+
+CHROMIUM = "/usr/lib/chromium/chromium"
+GOALS = {"default": 15_000, "compact": 7_600}
+"""bytes per latent all-in: 1 GB over 65,536 (with headroom) and over 131,072 latents."""
+QUERY = "self"
+
+
+def measure_browser(site: Path, query: str) -> dict[str, float]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_context().new_page()
+        loaded: list[str] = []
+        page.on("request", lambda r: loaded.append(r.url))
+        page.goto((site / "index.html").resolve().as_uri())
+        page.wait_for_load_state("load")
+        page.evaluate("""() => {
+            window.fbT = {};
+            document.getElementById('q').addEventListener('keydown',
+                () => { if (!window.fbT.key) window.fbT.key = performance.now(); }, true);
+            new MutationObserver(() => {
+                if (!window.fbT.first && document.querySelector('#qr li'))
+                    window.fbT.first = performance.now();
+            }).observe(document.getElementById('qr'), {childList: true});
+        }""")
+        page.focus("#q")
+        page.keyboard.type(query)
+        page.wait_for_function("window.fbT.first > 0")
+        times = page.evaluate("window.fbT")
+        before = list(loaded)
+        # the table: sort by density (descending), then the next page
+        start = page.evaluate("performance.now()")
+        page.click("[data-sort=d]")
+        page.wait_for_function("document.querySelector('#lt th:nth-child(2)')"
+                               ".getAttribute('aria-sort') === 'descending' && "
+                               "!document.querySelector('#lt tbody tr td a[href$=\"/0.html\"]')")
+        sort_ms = page.evaluate("performance.now()") - start
+        start = page.evaluate("performance.now()")
+        page.click("[data-page='1']")
+        page.wait_for_function("document.getElementById('pg').textContent.startsWith('page 2 ')")
+        page_ms = page.evaluate("performance.now()") - start
+        browser.close()
+    size = sum(Path(unquote(urlsplit(u).path)).stat().st_size for u in before
+               if u.startswith("file:"))
+    return {"bytes_before_first_result": size, "files_before_first_result": len(before),
+            "ms_to_first_result": times["first"] - times["key"], "ms_sort": sort_ms,
+            "ms_next_page": page_ms}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", type=Path, default=Path("/tmp/demo_store"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[65536, 131072])
+    parser.add_argument("--modes", nargs="+", default=["default", "compact"],
+                        choices=["default", "compact"])
+    parser.add_argument("--out", type=Path, default=Path("bench/out/site_scale"))
+    parser.add_argument("--keep", action="store_true", help="keep the rendered sites")
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args()
+    base = read_store(args.store)
+    results = []
+    for size in args.sizes:
+        data = tile_store(base, size)
+        for mode in args.modes:
+            out = args.out / f"{size}-{mode}"
+            start = time.perf_counter()
+            report = render_site(data, out, quiet=True, compact=mode == "compact",
+                                 workers=args.workers)
+            seconds = time.perf_counter() - start
+            row = {"latents": size, "mode": mode, "render_s": round(seconds, 1),
+                   "site_bytes": report.total_bytes, "files": report.files,
+                   "kb_per_latent": round(report.bytes_per_latent / 1000, 2),
+                   "goal_kb": GOALS[mode] / 1000,
+                   "bytes_by_part": report.bytes_by_part, **measure_browser(out, QUERY)}
+            results.append(row)
+            print(f"{size:>7} {mode:<8} render {row['render_s']:7.1f} s  "
+                  f"{report.total_bytes / 1e9:6.3f} GB  {row['kb_per_latent']:6.2f} KB/latent "
+                  f"(goal {row['goal_kb']})  {report.files:>7} files  "
+                  f"{row['bytes_before_first_result'] / 1e3:7.1f} KB before first result  "
+                  f"{row['ms_to_first_result']:6.1f} ms to first result  "
+                  f"sort {row['ms_sort']:5.0f} ms  next page {row['ms_next_page']:5.0f} ms",
+                  flush=True)
+            if not args.keep:
+                shutil.rmtree(out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
