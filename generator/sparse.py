@@ -7,7 +7,7 @@ entries that actually occur (active (latent, token) pairs, co-active latent pair
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -205,29 +205,34 @@ def coactive_pairs(position: Int[Tensor, " nnz"], latent: Int[Tensor, " nnz"], d
 # top n per group over sparse entries
 
 
-def top_per_group(score: Float[Tensor, " e"], sides: list[tuple[Tensor, Tensor]], d: int,
-                  n: int) -> tuple[Int[Tensor, "d n"], Float[Tensor, "d n"]]:
+def top_per_group(score: Float[Tensor, " e"] | Callable[[Tensor], Tensor],
+                  sides: list[tuple[Tensor, Tensor]], d: int, n: int,
+                  rounded: Float[Tensor, " e"] | None = None,
+                  ) -> tuple[Int[Tensor, "d n"], Float[Tensor, "d n"]]:
     """Per group, the n items with the largest score, ties to the lower item id. Each entry e is
     listed under group g[e] with item x[e] for every (g, x) in `sides` (two sides for symmetric
-    pairs). Returns ([d, n] item ids, -1 pads; [d, n] scores, 0 pads), on the host.
+    pairs). `score` is the exact (float64) score of every entry, or a function giving it for the
+    entries at the given indices, with `rounded` its float32 rounding. Returns ([d, n] item ids,
+    -1 pads; [d, n] float64 scores, 0 pads), on the host.
 
     Sorting every entry by (group, -score, item) is the obvious way and is slow for tens of
     millions of entries, so each group's n-th largest score is found first by n rounds of scatter
     max over float32-rounded scores (rounding is monotone, so the exact top n all lie at or above
     the rounded n-th largest), and only the few entries at or above it are sorted exactly.
-    Work: O(n x sides x e) elementwise. Memory: ~4 float32/bool arrays of e + the kept entries."""
-    s32 = score.float()
+    Work: O(n x sides x e) elementwise. Memory: ~3 float32 arrays of e + the kept entries."""
+    exact = score if callable(score) else score.__getitem__
+    s32 = rounded if rounded is not None else score.float()  # type: ignore[union-attr]
     thr = _nth_largest(s32, [g for g, _ in sides], d, n)
     groups, items, scores = [], [], []
     for g, x in sides:
         sel = torch.nonzero(s32 >= thr[g], as_tuple=True)[0]
         groups.append(g[sel])
         items.append(x[sel])
-        scores.append(score[sel])
+        scores.append(exact(sel).double())
     group, item, value = torch.cat(groups), torch.cat(items), torch.cat(scores)
     idx, grp, rank = best_per_group(group, [-value, item], n)
     ids = torch.full((d, n), -1, dtype=torch.int64)
-    vals = torch.zeros((d, n), dtype=score.dtype)
+    vals = torch.zeros((d, n), dtype=torch.float64)
     grp, rank = grp.cpu(), rank.cpu()
     ids[grp, rank] = item[idx].cpu()
     vals[grp, rank] = value[idx].cpu()
@@ -247,9 +252,9 @@ def _nth_largest(s: Float[Tensor, " e"], groups: list[Tensor], d: int, n: int) -
         best = torch.full((d,), float("-inf"), device=dev)
         for g in groups:
             best.scatter_reduce_(0, g, torch.where(s < upper[g], s, neg_inf), "amax")
-        count = torch.zeros(d, dtype=torch.int64, device=dev)
+        count = torch.zeros(d, dtype=torch.int32, device=dev)
         for g in groups:
-            count.index_add_(0, g, (s >= best[g]).long())
+            count.index_add_(0, g, (s >= best[g]).int())
         newly = (count >= n) & ~done & (best > neg_inf)
         thr = torch.where(newly, best, thr)
         done |= newly

@@ -131,8 +131,16 @@ def coact_neighbours(state: Pass1State, n: int,
         keys, counts = recount.coact_keys, recount.coact_counts
     d = state.d_sae
     i, j = keys // d, keys % d
-    both = counts.double()
-    n_active = state.n_active.double()
-    jac = both / (n_active[i] + n_active[j] - both)
-    ids, vals = top_per_group(jac, [(i, j), (j, i)], d, n)
+    n_active = state.n_active
+
+    def jaccard(at: Tensor) -> Tensor:
+        both = counts[at].double()
+        return both / (n_active[i[at]] + n_active[j[at]] - both)
+
+    # float64 Jaccard a slice at a time, kept only as its float32 rounding
+    rounded = torch.cat([jaccard(torch.arange(lo, min(lo + (1 << 22), len(keys)),
+                                              device=keys.device)).float()
+                         for lo in range(0, len(keys), 1 << 22)]) if len(keys) else \
+        torch.zeros(0, device=keys.device)
+    ids, vals = top_per_group(jaccard, [(i, j), (j, i)], d, n, rounded=rounded)
     return ids.int().numpy(), vals.float().numpy()
