@@ -490,7 +490,14 @@
         function (err) { status.textContent = String(err.message || err); });
     }
 
-    input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(run, 60); });
+    /* the first keystroke after a pause searches at once; a burst of typing is debounced */
+    var lastInput = 0;
+    input.addEventListener("input", function () {
+      var now = Date.now();
+      clearTimeout(timer);
+      timer = setTimeout(run, now - lastInput > 300 ? 0 : 60);
+      lastInput = now;
+    });
     input.addEventListener("keydown", function (ev) {
       if (ev.key === "ArrowDown") { ev.preventDefault(); select(selected + 1); }
       else if (ev.key === "ArrowUp") { ev.preventDefault(); select(selected - 1); }
