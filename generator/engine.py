@@ -164,6 +164,8 @@ class Engine:
         state.coact_keep = self.s.coact_keep
         state.coact_max_pairs = max(self._budget(0.25, self.s.coact_bytes) // 64,
                                     4 * state.coact_keep * self.hooked.d_sae)
+        if state.coact is not None:  # fold at least every quarter budget, so the check can fire
+            state.coact.min_fold = min(state.coact.min_fold, state.coact_max_pairs // 4)
         self._cache = []
         cached_bytes = 0
         full_batch = self.batch_size

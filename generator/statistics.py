@@ -253,7 +253,9 @@ class Pass1State:
             self.token_sums.fold_if_due()
         if self.coact is not None:
             self.coact.fold_if_due()
-            if self.coact_max_pairs and self.coact.size > self.coact_max_pairs:
+            # checked on the folded state only: forcing a fold whenever pending entries pushed
+            # the total over the budget would re-sort the whole state at every batch
+            if self.coact_max_pairs and len(self.coact.keys) > self.coact_max_pairs:
                 self._prune_coact()
 
     def _prune_coact(self) -> None:
@@ -262,8 +264,6 @@ class Pass1State:
         kept counts are only used to choose candidates; pass 2 recounts the candidates exactly."""
         assert self.coact is not None
         coact = self.coact.fold()
-        if len(coact.keys) <= self.coact_max_pairs:
-            return  # pending entries that coalesced below the budget
         d = self.d_sae
         keep = self.coact_keep
         i, j = coact.keys // d, coact.keys % d
