@@ -14,7 +14,6 @@ import os
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -162,17 +161,7 @@ def build(cfg: BuildConfig) -> StageTimes:
     explanations = load_explanations(cfg.explanations) if cfg.explanations else None
     data = compute(cfg, times)
     times.run("store", write_store, data, cfg.store)
-    times.run("render", render_site, data, cfg.out, explanations=explanations, quiet=cfg.quiet)
+    times.run("render", render_site, data, cfg.out, explanations=explanations, quiet=cfg.quiet,
+              compact=cfg.compact)
     return times
 
-
-def render_only(store: Path, out: Path, explanations: Path | None, quiet: bool) -> StageTimes:
-    """`render`: store -> site, no torch."""
-    from generator.render import load_explanations, render_site
-    from generator.store import read_store
-
-    times = StageTimes()
-    data = times.run("read store", read_store, store)
-    expl = load_explanations(explanations) if explanations else None
-    times.run("render", render_site, data, out, explanations=expl, quiet=quiet)
-    return times

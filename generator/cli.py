@@ -74,7 +74,7 @@ def _report(times: Any, out: Path | None) -> None:
 
 
 def _render(args: argparse.Namespace) -> Any:
-    """`render`: store -> site, no torch (build.render_only plus the render options)."""
+    """`render`: store -> site, no torch."""
     from generator.build import StageTimes
     from generator.render import load_explanations, render_site
     from generator.store import read_store
@@ -92,13 +92,7 @@ def run(args: argparse.Namespace) -> None:
         from generator.build import build
 
         cfg = _config_from(args)
-        times = build(cfg)
-        if cfg.compact:
-            # build() renders with the default options; until it passes cfg.compact to
-            # render_site itself, the compact site is rendered again from the fresh store
-            args.store, args.out = cfg.store, cfg.out
-            times.seconds.update((f"{k} (compact)", v) for k, v in _render(args).seconds.items())
-        _report(times, cfg.out)
+        _report(build(cfg), cfg.out)
     elif args.command == "render":
         _report(_render(args), args.out)
     elif args.command == "serve":
