@@ -35,9 +35,13 @@ def data():
     return acts, mask, tokens
 
 
-def run_states(acts, mask, tokens, batch: int, seqs: range):
+def run_states(acts, mask, tokens, batch: int, seqs: range, valve: tuple[int, int] | None = None):
+    """valve: (coact_max_pairs, coact_keep), a co-activation pair budget."""
     p1 = Pass1State.empty(D, K, "cpu", d_vocab=V, coact=True)
-    if batch % 2:  # tiny chunks and folds: exercise the chunked pair expansion and sparse merges
+    if valve:
+        p1.coact_max_pairs, p1.coact_keep = valve
+        p1.coact.min_fold = 1  # fold (and so check the budget) after every batch
+    elif batch % 2:  # tiny chunks and folds: exercise the chunked pair expansion and sparse merges
         p1.pair_chunk = 5
         p1.token_sums.min_fold = p1.coact.min_fold = 3
         p1.token_sums.fold_slice = p1.coact.fold_slice = 4  # folds one key range at a time
@@ -48,8 +52,8 @@ def run_states(acts, mask, tokens, batch: int, seqs: range):
     return p1
 
 
-def run_pass2(acts, max_act, batch: int, seqs: range):
-    p2 = Pass2State.empty(max_act, N_BINS, N_INT, M, SEED)
+def run_pass2(acts, max_act, batch: int, seqs: range, coact_keys=None):
+    p2 = Pass2State.empty(max_act, N_BINS, N_INT, M, SEED, coact_keys=coact_keys)
     for lo in range(seqs.start, seqs.stop, batch):
         sl = slice(lo, min(lo + batch, seqs.stop))
         p2.update(SparseBatch.from_dense(torch.from_numpy(acts[sl]), torch.from_numpy(acts[sl].any(2)),
@@ -58,14 +62,15 @@ def run_pass2(acts, max_act, batch: int, seqs: range):
     return p2
 
 
-def engine(acts, mask, tokens, batch: int, cuts: list[int]):
+def engine(acts, mask, tokens, batch: int, cuts: list[int], valve: tuple[int, int] | None = None):
     """Run each shard [cuts[j], cuts[j+1]) separately and merge, as ranks under torchrun do."""
     shards = [range(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
-    p1s = [run_states(acts, mask, tokens, batch, r) for r in shards]
+    p1s = [run_states(acts, mask, tokens, batch, r, valve) for r in shards]
     p1 = p1s[0]
     for other in p1s[1:]:
         p1 = p1.merge(other)
-    p2s = [run_pass2(acts, p1.max_act, batch, r) for r in shards]
+    recount = p1.coact.fold().keys if p1.coact_pruned else None
+    p2s = [run_pass2(acts, p1.max_act, batch, r, recount) for r in shards]
     p2 = p2s[0]
     for other in p2s[1:]:
         p2 = p2.merge(other)
@@ -192,35 +197,9 @@ def test_coactivation_valve_recounts_candidates_exactly(data, keep, batch, cuts)
     still exact (pass 2 recounts the candidates), the neighbours are the best candidates, and
     when every partner fits (keep >= D - 1) the result equals the all-pairs one."""
     acts, mask, tokens = data
-    shards = [range(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
-    p1s = []
-    for r in shards:
-        p1 = Pass1State.empty(D, K, "cpu", d_vocab=V, coact=True)
-        p1.coact_max_pairs, p1.coact_keep = 5, keep  # 5 of the 21 pairs: fires on this corpus
-        p1.coact.min_fold = 1  # fold (and so check the budget) after every batch
-        for lo in range(r.start, r.stop, batch):
-            sl = slice(lo, min(lo + batch, r.stop))
-            p1.update(SparseBatch.from_dense(torch.from_numpy(acts[sl]), torch.from_numpy(mask[sl]),
-                                             torch.arange(sl.start, sl.stop),
-                                             torch.from_numpy(tokens[sl])))
-        p1s.append(p1)
-    p1 = p1s[0]
-    for other in p1s[1:]:
-        p1 = p1.merge(other)
+    p1, p2 = engine(acts, mask, tokens, batch, cuts, valve=(5, keep))  # 5 of 21 pairs: it fires
     assert p1.coact_pruned
     cand = p1.coact.fold().keys
-    p2s = []
-    for r in shards:
-        p2 = Pass2State.empty(p1.max_act, N_BINS, N_INT, M, SEED, coact_keys=cand)
-        for lo in range(r.start, r.stop, batch):
-            sl = slice(lo, min(lo + batch, r.stop))
-            p2.update(SparseBatch.from_dense(torch.from_numpy(acts[sl]), torch.from_numpy(mask[sl]),
-                                             torch.arange(sl.start, sl.stop),
-                                             torch.from_numpy(tokens[sl])))
-        p2s.append(p2)
-    p2 = p2s[0]
-    for other in p2s[1:]:
-        p2 = p2.merge(other)
     nb_ids, nb_vals = coact_neighbours(p1, 3, p2)
     pairs = {(int(k) // D, int(k) % D) for k in cand}
     for i in range(D):
