@@ -119,7 +119,8 @@ def child(name: str, n_seqs: int, device: str, out: Path) -> dict[str, Any]:
     from generator.store import write_store
 
     spec = CONFIGS[name]
-    work = Path(tempfile.mkdtemp(prefix=f"fb-scale-{name}-"))
+    tmp = tempfile.TemporaryDirectory(prefix=f"fb-scale-{name}-")  # model + SAE weights: GBs
+    work = Path(tmp.name)
     start = time.perf_counter()
     if spec["model"] == "demo":
         make_topk_sae(work / "sae", 128, spec["d_sae"], "blocks.1.hook_resid_pre", seed=0)
@@ -162,6 +163,7 @@ def child(name: str, n_seqs: int, device: str, out: Path) -> dict[str, Any]:
     times.run("render", render_site, data, cfg.out, explanations=None, quiet=True)
     wall = time.perf_counter() - start
     probe.stop.set()
+    tmp.cleanup()
     files = [p for p in cfg.out.rglob("*") if p.is_file()]
     site_bytes = sum(p.stat().st_size for p in files)
     nnz = int(data.latents.n_active.sum())
