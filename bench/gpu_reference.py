@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="fraction of the 24,576 sequences and of the shape's latents, e.g. 1/64")
     p.add_argument("--device", default="auto", help="torch device (default: cuda if available)")
     p.add_argument("--density", type=float, default=0.0,
-                   help="firing rate each random latent is calibrated to (default 64/d_sae)")
+                   help="firing rate each random latent is calibrated to (default 64 / the "
+                        "shape's full latent count: L0 about 64 at full width)")
     p.add_argument("--no-ablation", action="store_true", help="skip ablation (to time it apart)")
     p.add_argument("--batch-size", type=int, default=0, help="sequences per forward (0: auto)")
     p.add_argument("--workdir", type=Path, default=None,
@@ -253,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
     n_seqs = max(1, round(FULL * args.scale))
     d_sae = max(8, round(full_latents * args.scale))
-    density = args.density or 64 / d_sae
+    density = args.density or 64 / full_latents  # L0 ~ 64 at full width
     tmp = None
     if args.workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="fb-gpu-ref-")
