@@ -112,8 +112,6 @@ ACT_LEVELS = 1000
 """activations ship as an integer level 1..ACT_LEVELS of the latent max (±0.05% of max)."""
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 """digits of the example codes (and of seqs/): JSON- and HTML-safe, never `<`, `>`, `&`."""
-EMBED_EXAMPLES = 3
-EMBED_LOGITS = 5
 BOS_MARK = "⟨bos⟩"
 BOS_TITLE = "BOS / document boundary: excluded from statistics"
 BOS_HTML = f"<i class=bos>{BOS_MARK}</i>"
@@ -203,8 +201,6 @@ class LatentPage:
     """top examples in the store (the page may show fewer)."""
     intervals: list[IntervalGroup]
     blob: Markup
-    embed_blob: Markup
-    """the data blob restricted to the embed card's examples (the first EMBED_EXAMPLES)."""
     ablation: Ablation | None
     top_tokens: list[TopTokenRow] | None
     nb_cos: list[NeighbourRow] | None
@@ -284,12 +280,6 @@ def site_info(data: StoreData) -> SiteInfo:
     )
 
 
-def embed_subset(page: LatentPage) -> dict[str, Any]:
-    """What the embed card shows of a latent page beyond the page itself."""
-    return {"examples": page.top_examples[:EMBED_EXAMPLES],
-            "logit_pos": page.logit_pos[:EMBED_LOGITS], "logit_neg": page.logit_neg[:EMBED_LOGITS]}
-
-
 # ---------------------------------------------------------------------------------------------
 # the builder
 
@@ -335,7 +325,6 @@ class PageBuilder:
             logit_neg=self.logit_rows(lat.logit_neg_ids[i], lat.logit_neg_vals[i]),
             top_examples=top, n_top=self.n_top(i), intervals=groups,
             blob=_script_json({"m": blob["m"], "e": " ".join(blob["e"])}),
-            embed_blob=_script_json({"m": blob["m"], "e": " ".join(blob["e"][:EMBED_EXAMPLES])}),
             ablation=self.ablation(i), top_tokens=self.top_tokens(i),
             nb_cos=self.neighbours(lat.nb_cos_ids, lat.nb_cos_vals, i),
             nb_coact=self.neighbours(lat.nb_coact_ids, lat.nb_coact_vals, i),

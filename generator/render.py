@@ -4,8 +4,9 @@ Layout of the site (every link relative, so it works from file://, localhost and
 
     index.html            overview, summary charts, paginated sortable table, search box
     features/<id>.html    one page per latent (dead ones too): the permalink
-    embed/<id>.html       compact card for iframes (not with `compact`: the latent page's card
-                          mode, features/<id>.html?embed, takes its place)
+    embed/<id>.html       the iframe URL: a stub opening the latent page's card mode,
+                          features/<id>.html?embed (not with `compact`: the snippet names the
+                          card mode directly)
     search/<key>/<c>.js   the latent table, one file per table page and sort key;
                           search/s<k>.js: term-index shards (both in search.py)
     seqs/t.js, seqs/<k>.js  the kept sequences for "expand to the whole sequence": a table of
@@ -48,7 +49,6 @@ from generator.pages import (
     LatentPage,
     PageBuilder,
     Showing,
-    embed_subset,
     site_info,
     varint_code,
 )
@@ -314,7 +314,8 @@ class _SiteWriter:
             page = self.pages.latent_page(i)
             self.render(f"features/{i}.html", "feature.html", page=page, showing=self.showing)
             if self.showing.embed_files:
-                self.render(f"embed/{i}.html", "embed.html", page=page, embed=embed_subset(page))
+                self.render(f"embed/{i}.html", "embed.html", page=page,
+                            card=f"../features/{i}.html?embed")
             self.index_latent(search, i, page)
         return search.export()
 

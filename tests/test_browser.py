@@ -186,6 +186,7 @@ def test_copy_embed_snippet_uses_an_absolute_url(session: Session) -> None:
 
 
 def test_embed_renders_inside_an_iframe(session: Session, site: Path) -> None:
+    """embed/<id>.html (the URL blog posts iframe) opens the latent page's card mode."""
     host = site.parent / "host.html"
     host.write_text('<!doctype html><title>host</title><link rel=icon href="data:,">'
                     '<iframe id=f src="repo/embed/3.html" width=600 height=500></iframe>',
@@ -195,10 +196,25 @@ def test_embed_renders_inside_an_iframe(session: Session, site: Path) -> None:
     page = session.page
     page.goto(host_url)
     frame = page.frame_locator("#f")
-    assert frame.locator("h1 a").text_content() == "Latent 3"
-    assert frame.locator("h1 a").get_attribute("target") == "_blank"
-    assert frame.locator(".exs li").count() == 3
-    assert frame.locator("svg.chart").count() == 1
+    frame.locator("body.card").wait_for()
+    url = page.frames[1].url
+    assert url == session.base + "features/3.html?embed", url
+    assert frame.locator("h1").text_content() == "Latent 3"
+    assert frame.locator("#top .exs li:visible").count() == 3
+    assert frame.locator("svg.chart:visible").count() >= 1
+    assert frame.locator("header").is_hidden() and frame.locator("#neighbours").is_hidden()
+    assert frame.locator("p.more a").get_attribute("target") == "_blank"
+    frame.locator("#ex-0 i.m").hover()  # tooltips work in the card
+    assert frame.locator("#tip").is_visible()
+
+
+def test_embed_stub_redirects_without_javascript(browser: object, site: Path) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto((site / "embed" / "3.html").resolve().as_uri())
+    page.wait_for_url("**/features/3.html?embed")
+    assert page.text_content("h1") == "Latent 3"
+    context.close()
 
 
 def test_table_sorts_and_paginates(session: Session) -> None:

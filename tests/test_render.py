@@ -262,8 +262,19 @@ def test_dead_latent_page(site: Path) -> None:
     assert "top" not in page.ids() and "acts" not in page.ids()
     assert "logits" in page.ids()  # the decoder direction still has logit effects
     assert not page.find("a", rel="next")
-    embed = Page(site / "embed" / f"{DEAD}.html")
-    assert "never activated" in embed.all_text
+
+
+
+def test_embed_files_are_stubs_opening_the_card(site: Path) -> None:
+    """embed/<id>.html stays a working iframe URL but only redirects (script and meta refresh,
+    relative URL) to the latent page's card mode."""
+    for i in (0, DEAD):
+        raw = (site / "embed" / f"{i}.html").read_text(encoding="utf-8")
+        card = f"../features/{i}.html?embed"
+        assert f'<meta http-equiv=refresh content="0;url={card}">' in raw
+        assert f'location.replace("{card}"+location.hash)' in raw
+        assert f'<a href="{card}">Latent {i}</a>' in raw
+        assert "noindex" in raw and len(raw.encode()) < 400
 
 
 def test_missing_optional_fields_are_said(bare_site: Path) -> None:
