@@ -10,13 +10,17 @@ example (`e[n]` is the example with anchor `ex-n`). A code is a run of unsigned 
 URL-safe base-64 alphabet (B64: a digit is a final 5-bit group below 32, a continuation group
 from 32, least significant group first; see `varint`), for the browser to decode (static/app.js):
 
-    seq, start, end - start, peak - start, cut, n_acts,
-    n_acts x (position gap, activation level), then until the end (position gap, zigzag Δloss)
+    seq, start, end - start, peak - start, cut, n_in, n_in x (position gap, activation level),
+    n_out, n_out x (position gap * LEVELS + colour - 1), then until the end (position gap,
+    zigzag Δloss)
 
 where [start, end) are the positions of the server-rendered window, `peak` its max position, a
-position gap is the distance to the previous listed position minus one (the first counts from -1),
-an activation level is 1..ACT_LEVELS (round(ACT_LEVELS * act / max), clipped; only nonzero
-activations, shown as "≈ level * max / ACT_LEVELS"), and Δloss is attributed to the token being
+position gap is the distance to the previous listed position minus one (the first counts from
+start - 1 for the n_in activations inside the window, from -1 otherwise). Inside the window an
+activation ships as its level 1..ACT_LEVELS (round(ACT_LEVELS * act / max), clipped; only nonzero
+activations, shown as "≈ level * max / ACT_LEVELS"); outside it, for the expanded view, only as
+its colour class 1..LEVELS (`level`), packed with its gap into one digit when the gap is below 3
+(tooltips there give the colour's range of values). Δloss is attributed to the token being
 predicted (position t+1 gets dloss[t]), in units of 1e-3 nats, zigzag-coded (v >= 0: 2v, else
 -2v-1), omitting |Δloss| < 0.01 (the tooltip then says so); outside the window only the
 DLOSS_OUTSIDE largest are kept, and `cut` is the largest |Δloss| (milli) left out (0: none).
@@ -563,8 +567,8 @@ class _ExampleBlock:
                    for t, a, m in zip(range(start, end), lv, marks, strict=True)]
         html = self.pages.window_html(int(self.seq_rows[k]), self.tokens[k], start, end, classes,
                                       self.bos[k], self.partial[k])
-        values = [self.seq[k], start, end - start, centre - start, cutoff, len(act_pos)]
-        _append_gaps(values, act_pos, act_lvl)
+        values = [self.seq[k], start, end - start, centre - start, cutoff]
+        _append_acts(values, act_pos, act_lvl, start, end)
         _append_gaps(values, dl_pos, [2 * v if v >= 0 else -2 * v - 1 for v in dl_val])
         return ExampleView(n, self.value[k], Markup(html)), varint_code(values)
 
@@ -597,6 +601,25 @@ class _Sparse:
     def of(self, k: int) -> tuple[list[int], list[int]]:
         lo, hi = self.bounds[k], self.bounds[k + 1]
         return self.cols[lo:hi], self.values[lo:hi]
+
+
+def _append_acts(values: list[int], positions: list[int], levels: list[int], start: int,
+                 end: int) -> None:
+    """n_in, the (gap, level) pairs inside [start, end), n_out, the packed (gap, colour) values
+    outside it (module docstring)."""
+    lo = next((n for n, p in enumerate(positions) if p >= start), len(positions))
+    hi = next((n for n, p in enumerate(positions) if p >= end), len(positions))
+    values.append(hi - lo)
+    prev = start - 1
+    for p, lvl in zip(positions[lo:hi], levels[lo:hi], strict=True):
+        values.append(p - prev - 1)
+        values.append(lvl)
+        prev = p
+    values.append(len(positions) - (hi - lo))
+    prev = -1
+    for p, lvl in zip(positions[:lo] + positions[hi:], levels[:lo] + levels[hi:], strict=True):
+        values.append((p - prev - 1) * LEVELS + _COLOUR[lvl] - 1)
+        prev = p
 
 
 def _append_gaps(values: list[int], positions: list[int], items: list[int]) -> None:
@@ -648,6 +671,8 @@ def _class_string(lv: int, is_max: bool, mark: int) -> str:
     return " ".join(classes)
 
 
+_COLOUR = [level(x) for x in range(ACT_LEVELS + 1)]
+"""colour class by shipped activation level."""
 _CLASSES = {(lv, is_max, mark): _class_string(lv, is_max, mark)
             for lv in range(LEVELS + 1) for is_max in (False, True) for mark in (-1, 0, 1)}
 """classes by (colour level, is max, Δloss mark -1/0/+1): the window's tokens look them up."""
@@ -697,32 +722,41 @@ def _zigzag(v: int) -> int:
 def encode_example(seq: int, start: int, end: int, peak: int, cut: int, acts: dict[int, int],
                    dloss: dict[int, int]) -> str:
     """One example's code (module docstring): acts and dloss map position -> level / milli."""
-    values = [seq, start, end - start, peak - start, cut, len(acts)]
-    for items, code in ((acts, int), (dloss, _zigzag)):
-        prev = -1
-        for p in sorted(items):
-            values += [p - prev - 1, code(items[p])]
-            prev = p
+    values = [seq, start, end - start, peak - start, cut]
+    positions = sorted(acts)
+    _append_acts(values, positions, [acts[p] for p in positions], start, end)
+    prev = -1
+    for p in sorted(dloss):
+        values += [p - prev - 1, _zigzag(dloss[p])]
+        prev = p
     return "".join(varint(v) for v in values)
 
 
-def decode_example(code: str) -> tuple[int, int, int, int, int, dict[int, int], dict[int, int]]:
-    """(seq, start, end, peak, cut, {pos: act level}, {pos: Δloss milli}) of an example code."""
+def decode_example(code: str) -> tuple[int, int, int, int, int, dict[int, int], dict[int, int],
+                                       dict[int, int]]:
+    """(seq, start, end, peak, cut, {pos: act level}, {pos: colour}, {pos: Δloss milli}) of an
+    example code: activation levels inside the window, colour classes outside it."""
     v = read_varints(code)
-    seq, start, width, peak, cut, n_acts = v[:6]
+    seq, start, width, peak, cut, n_in = v[:6]
     acts: dict[int, int] = {}
+    colours: dict[int, int] = {}
     dloss: dict[int, int] = {}
+    k, pos = 6, start - 1
+    for _ in range(n_in):
+        pos += v[k] + 1
+        acts[pos] = v[k + 1]
+        k += 2
+    n_out, k, pos = v[k], k + 1, -1
+    for _ in range(n_out):
+        pos += v[k] // LEVELS + 1
+        colours[pos] = v[k] % LEVELS + 1
+        k += 1
     pos = -1
-    for k in range(n_acts):
-        pos += v[6 + 2 * k] + 1
-        acts[pos] = v[7 + 2 * k]
-    pos = -1
-    rest = v[6 + 2 * n_acts:]
-    for k in range(0, len(rest), 2):
-        pos += rest[k] + 1
-        z = rest[k + 1]
+    for j in range(k, len(v), 2):
+        pos += v[j] + 1
+        z = v[j + 1]
         dloss[pos] = z // 2 if z % 2 == 0 else -(z + 1) // 2
-    return seq, start, start + width, start + peak, cut, acts, dloss
+    return seq, start, start + width, start + peak, cut, acts, colours, dloss
 
 
 def _line_html(displays: Sequence[Display], classes: Sequence[str], bos: np.ndarray) -> str:

@@ -91,18 +91,23 @@
     return out;
   }
 
-  /* Code: seq, start, end - start, peak - start, cut, n_acts, n_acts x (gap, level), then
-     (gap, zigzag Δloss milli) to the end; see generator/pages.py. The window's <i> elements other
-     than .bos are the positions in sorted(acts u dloss u {peak}) within [start, end). */
+  /* Code: seq, start, end - start, peak - start, cut, n_in, n_in x (gap, level) inside the
+     window (gaps from start - 1), n_out, n_out x (gap * LEVELS + colour - 1) outside it, then
+     (gap, zigzag Δloss milli) to the end; see generator/pages.py. The window's <i> elements
+     other than .bos are the positions in sorted(acts u dloss u {peak}) within [start, end). */
   var examples = [];
   function exampleOf(tx) {
     var n = +tx.id.slice(3);
     if (examples[n]) return examples[n];
     if (typeof data.e === "string") data.e = data.e.split(" ");
     var v = varints(data.e[n]), e = { seq: v[0], start: v[1], end: v[1] + v[2], peak: v[1] + v[3],
-      cut: v[4], acts: {}, dl: {} };
-    var k = 6, p = -1, end = 6 + 2 * v[5];
+      cut: v[4], acts: {}, colours: {}, dl: {} };
+    var k = 6, p = v[1] - 1, end = 6 + 2 * v[5];
     for (; k < end; k += 2) { p += v[k] + 1; e.acts[p] = v[k + 1]; }
+    for (end = k + 1 + v[k], k++, p = -1; k < end; k++) {
+      p += Math.floor(v[k] / LEVELS) + 1;
+      e.colours[p] = v[k] % LEVELS + 1;
+    }
     for (p = -1; k + 1 < v.length; k += 2) { p += v[k] + 1; e.dl[p] = v[k + 1] % 2 ? -(v[k + 1] + 1) / 2 : v[k + 1] / 2; }
     var seen = {}, pos = [];
     [e.peak].concat(Object.keys(e.acts), Object.keys(e.dl)).forEach(function (q) {
@@ -131,9 +136,12 @@
   function tipText(tok) {
     var e = exampleOf(tok.parentNode), pos = positionOf(tok);
     if (isBos(tok)) return BOS_MARK + (pos == null ? "" : "  position " + pos) + "\n" + BOS_TITLE;
-    var lvl = e.acts[pos] || 0, dl = e.dl[pos];
+    var lvl = e.acts[pos] || 0, colour = e.colours[pos], dl = e.dl[pos];
     var lines = ["\u201c" + tok.textContent + "\u201d  position " + pos];
-    lines.push("activation " + (lvl ? "\u2248" + fmt(lvl * data.m / ACT_LEVELS) + " (" +
+    if (colour) lines.push("activation " + fmt((colour - 1) * data.m / LEVELS) + "\u2013" +
+      fmt(colour * data.m / LEVELS) + " (colour " + colour + " of " + LEVELS +
+      "; exact values are kept inside the snippet)");
+    else lines.push("activation " + (lvl ? "\u2248" + fmt(lvl * data.m / ACT_LEVELS) + " (" +
       Math.round(100 * lvl / ACT_LEVELS) + "% of max)" : "0"));
     var outside = pos < e.start || pos >= e.end;
     if (dl === undefined && outside && e.cut) lines.push("|\u0394loss| \u2264 " + (e.cut / 1000).toFixed(3) + " (only the largest effects outside the snippet are kept)");
@@ -167,9 +175,11 @@
     var label = tx.querySelector(":scope > em");
     tx.textContent = "";
     if (label) tx.appendChild(label);
-    var dl = e.dl, acts = e.acts;
+    var dl = e.dl, acts = e.acts, colours = e.colours;
     for (var pos = 0; pos < seq.length; pos++) {
-      appendToken(tx, store.symbols[seq[pos]], tokenClasses(acts[pos] || 0, pos === e.peak, dl[pos] || 0));
+      /* outside the window only the colour is shipped: the top level of that colour */
+      var lvl = acts[pos] || Math.floor((colours[pos] || 0) * ACT_LEVELS / LEVELS);
+      appendToken(tx, store.symbols[seq[pos]], tokenClasses(lvl, pos === e.peak, dl[pos] || 0));
     }
   }
 

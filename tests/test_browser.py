@@ -163,6 +163,22 @@ def test_expand_shows_the_whole_sequence(session: Session) -> None:
     assert page.eval_on_selector("#ex-0", "li => li.querySelectorAll('i').length") == before
 
 
+def test_expanded_tooltips_outside_the_window_give_the_colour_range(session: Session) -> None:
+    page = session.open("features/2.html")
+    codes = page.evaluate("JSON.parse(document.getElementById('fb-data').textContent).e")
+    found = [(n, c) for n, c in enumerate(codes.split(" ")) if pages_mod.decode_example(c)[6]]
+    assert found, "no activation outside a window"
+    n, code = found[0]
+    pos, colour = next(iter(pages_mod.decode_example(code)[6].items()))
+    page.click(f"#ex-{n} em")
+    page.wait_for_selector(f"#ex-{n}.full")
+    token = f"#ex-{n} > i >> nth={pos}"
+    assert page.get_attribute(token, "class").split()[0] == f"a{colour}"
+    page.hover(token)
+    tip = page.text_content("#tip")
+    assert f"position {pos}" in tip and f"colour {colour} of 9" in tip, tip
+
+
 def test_expanded_tokens_match_the_server_window(session: Session) -> None:
     """JS renders expanded tokens with the same classes Python gave the window's elements."""
     page = session.open("features/4.html")

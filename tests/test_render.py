@@ -18,6 +18,7 @@ import pytest
 
 from generator import pages as pages_mod
 from generator import render as render_mod
+from generator.charts import LEVELS
 from generator.errors import UserError
 from generator.render import load_explanations, relative_url, render_site
 from generator.search import fnv1a32, shard_of, terms_of
@@ -173,20 +174,43 @@ def test_examples_have_anchors_and_data(site: Path) -> None:
     assert {f"ex-{n}" for n in range(n_examples)} <= page.ids()
     assert blob["m"] == float(f"{data.latents.max_act[3]:.3g}")
     assert page.raw.count("class=\"a9 m") + page.raw.count("class=a9 m") >= 1
-    for seq, start, end, peak, cut, acts, dl in examples_in(page):
+    for seq, start, end, peak, cut, acts, colours, dl in examples_in(page):
         assert start <= peak < end and seq in set(data.seq_ids.tolist())
         assert acts[peak] == max(acts.values()) and cut >= 0
         assert all(1 <= v <= pages_mod.ACT_LEVELS for v in acts.values())
+        assert all(start <= p < end for p in acts) and not any(start <= p < end for p in colours)
+        assert all(1 <= v <= LEVELS for v in colours.values())
         outside = [p for p in dl if not start <= p < end]
         assert len(outside) <= pages_mod.DLOSS_OUTSIDE
         assert all(abs(v) >= max(10, cut) for p, v in dl.items() if not start <= p < end)
 
 
+def test_example_codes_carry_levels_inside_and_colours_outside_the_window(site: Path) -> None:
+    data = make_store()
+    builder = pages_mod.PageBuilder(data, {})
+    for i in (2, 3):
+        peak = builder.max3[i]
+        rows = builder.shown_rows(i).tolist()
+        codes = examples_in(Page(site / "features" / f"{i}.html"))
+        assert len(rows) == len(codes)
+        for row, (seq, start, end, _, _, acts, colours, _) in zip(rows, codes, strict=True):
+            assert seq == data.examples.seq[row]
+            bos = builder.bos_mask(builder.example_tokens(row))
+            want = {p: pages_mod.act_level(float(a), peak)
+                    for p, a in enumerate(np.asarray(data.examples.acts[row]).tolist())
+                    if a > 0 and not bos[p]}
+            assert acts == {p: v for p, v in want.items() if start <= p < end}
+            assert colours == {p: pages_mod.level(v) for p, v in want.items()
+                               if not start <= p < end}
+
+
 def test_example_codes_round_trip() -> None:
-    acts, dl = {0: 1, 5: 1000, 127: 37}, {1: -12, 6: 600, 90: 31, 2000: -70000}
+    acts, dl = {0: 1, 5: 1000, 16: 500, 17: 112, 127: 37}, {1: -12, 6: 600, 90: 31, 2000: -70000}
     code = pages_mod.encode_example(123456, 3, 17, 5, 44, acts, dl)
     assert set(code) <= set(pages_mod.B64)
-    assert pages_mod.decode_example(code) == (123456, 3, 17, 5, 44, acts, dl)
+    # exact levels inside the window [3, 17), colour classes outside
+    assert pages_mod.decode_example(code) == (123456, 3, 17, 5, 44, {5: 1000, 16: 500},
+                                              {0: 1, 17: 2, 127: 1}, dl)
     assert [pages_mod.varint(x) for x in (0, 31, 32, 1023)] == ["A", "f", "gB", "_f"]
 
 
@@ -194,7 +218,7 @@ def test_window_elements_match_the_documented_positions(site: Path) -> None:
     """The k-th <i> of a window that is not .bos is the k-th of sorted(acts ∪ Δloss ∪ {peak})
     in [start, end)."""
     page = Page(site / "features" / "2.html")
-    for n, (_seq, start, end, peak, _cut, acts, dl) in enumerate(examples_in(page)):
+    for n, (_seq, start, end, peak, _cut, acts, _colours, dl) in enumerate(examples_in(page)):
         li = re.search(rf"<li id=ex-{n}>(.*?)</li>", page.raw).group(1)
         wanted = {peak, *acts, *dl}
         elements = li.count("<i") - li.count(pages_mod.BOS_HTML)
@@ -210,9 +234,9 @@ def test_bos_positions_are_muted_markers_outside_the_statistics(site: Path) -> N
     mid_sequence = 0
     for i in range(D_SAE):
         page = Page(site / "features" / f"{i}.html")
-        for n, (seq, start, end, _peak, _cut, acts, dl) in enumerate(examples_in(page)):
+        for n, (seq, start, end, _peak, _cut, acts, colours, dl) in enumerate(examples_in(page)):
             bos = set(np.flatnonzero(seq_tokens[seq] == bos_id).tolist())
-            assert not bos & {*acts, *dl}, (i, n)
+            assert not bos & {*acts, *colours, *dl}, (i, n)
             li = re.search(rf"<li id=ex-{n}>(.*?)</li>", page.raw).group(1)
             assert li.count(pages_mod.BOS_HTML) == len([p for p in bos if start <= p < end])
             assert "endoftext" not in li  # the marker replaces the BOS token's own text
@@ -283,7 +307,7 @@ def test_missing_optional_fields_are_said(bare_site: Path) -> None:
     assert "Ablation not computed" in text
     assert "Top tokens not computed" in text
     assert text.count("Not computed for this build") == 2  # both neighbour kinds
-    assert all(e[6] == {} for e in examples_in(page))
+    assert all(e[7] == {} for e in examples_in(page))
     index = Page(bare_site / "index.html")
     assert not index.find("button", **{"data-sort": "am"})
 
@@ -662,7 +686,7 @@ def test_compact_ships_what_it_says(scaled_sites: dict[str, Path]) -> None:
     assert len(page.find("svg")) == 1  # no logit histogram
     logits = re.search(r"<section id=logits>(.*?)</section>", page.raw, re.S).group(1)
     assert logits.count("<tr>") == 10  # 5 promoted + 5 suppressed
-    for n, (_, start, end, peak, _, _, dl) in enumerate(shown_codes(site, 0)):
+    for n, (_, start, end, peak, _, _, _, dl) in enumerate(shown_codes(site, 0)):
         before, after = (6, 2) if n < 10 else (4, 1)  # top examples first, then samples
         assert (start, end) == (max(0, peak - before), min(128, peak + after + 1))
         assert sum(1 for p in dl if not start <= p < end) <= 4
