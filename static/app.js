@@ -151,9 +151,15 @@
     return lines.join("\n");
   }
 
-  var tip = document.getElementById("tip");
+  var tip = null;  /* #tip, made on first use (not in the pages: it is script-only) */
   function showTip(tok) {
-    if (!tip || !data) return;
+    if (!data) return;
+    if (!tip) {
+      tip = el("div");
+      tip.id = "tip";
+      tip.setAttribute("role", "tooltip");
+      document.body.appendChild(tip);
+    }
     tip.textContent = tipText(tok);
     tip.hidden = false;
     var r = tok.getBoundingClientRect(), w = tip.offsetWidth, h = tip.offsetHeight;
@@ -278,7 +284,28 @@
     return ok;
   }
 
+  /* The copy buttons exist only with scripts: made here, after the latent's stats, from the
+     article's data-embed (the embed URL relative to the page). */
+  function addCopyButtons() {
+    var art = document.querySelector("article[data-embed]"), stats = document.querySelector(".stats");
+    if (!art || !stats) return;
+    var p = el("p", "copy"), link = el("button", null, "Copy permalink"),
+      embed = el("button", null, "Copy embed snippet"), status = el("span", "st");
+    link.type = embed.type = "button";
+    link.setAttribute("data-copy", "link");
+    embed.setAttribute("data-copy", "embed");
+    embed.setAttribute("data-src", art.getAttribute("data-embed"));
+    status.setAttribute("aria-live", "polite");
+    p.appendChild(link);
+    p.appendChild(document.createTextNode(" "));
+    p.appendChild(embed);
+    p.appendChild(document.createTextNode(" "));
+    p.appendChild(status);
+    stats.parentNode.insertBefore(p, stats.nextSibling);
+  }
+
   function setupCopy() {
+    addCopyButtons();
     var buttons = document.querySelectorAll("[data-copy]");
     for (var n = 0; n < buttons.length; n++) {
       buttons[n].addEventListener("click", function (ev) {

@@ -151,13 +151,13 @@ def test_feature_page_sections(site: Path) -> None:
     page = Page(site / "features" / "0.html")
     ids = page.ids()
     for section in ("acts", "logits", "top", "intervals", "ablation", "toptokens", "neighbours",
-                    "legend", "fb-data", "tip"):
+                    "legend", "fb-data"):
         assert section in ids, section
     assert page.find("h1") and "Latent 0" in page.all_text
     assert EXPLANATIONS[0] in page.all_text
     assert len(page.find("svg")) == 2  # activation + logit histograms, inline
-    assert page.find("button", **{"data-copy": "link"})
-    assert page.find("button", **{"data-copy": "embed"})[0]["data-src"] == "../embed/0.html"
+    assert page.find("article")[0]["data-embed"] == "../embed/0.html"  # app.js adds the buttons
+    assert not page.find("button")  # script-only controls are not in the page
     assert page.find("a", rel="next")[0]["href"] == "1.html"
     assert not page.find("a", rel="prev")
     assert "LayerNorm folded into" in page.all_text
@@ -219,7 +219,7 @@ def test_window_elements_match_the_documented_positions(site: Path) -> None:
     in [start, end)."""
     page = Page(site / "features" / "2.html")
     for n, (_seq, start, end, peak, _cut, acts, _colours, dl) in enumerate(examples_in(page)):
-        li = re.search(rf"<li id=ex-{n}>(.*?)</li>", page.raw).group(1)
+        li = re.search(rf"<li id=ex-{n}>(.*?)(?=<li|</ol>)", page.raw).group(1)
         wanted = {peak, *acts, *dl}
         elements = li.count("<i") - li.count(pages_mod.BOS_HTML)
         assert elements == len([p for p in wanted if start <= p < end])
@@ -237,7 +237,7 @@ def test_bos_positions_are_muted_markers_outside_the_statistics(site: Path) -> N
         for n, (seq, start, end, _peak, _cut, acts, colours, dl) in enumerate(examples_in(page)):
             bos = set(np.flatnonzero(seq_tokens[seq] == bos_id).tolist())
             assert not bos & {*acts, *colours, *dl}, (i, n)
-            li = re.search(rf"<li id=ex-{n}>(.*?)</li>", page.raw).group(1)
+            li = re.search(rf"<li id=ex-{n}>(.*?)(?=<li|</ol>)", page.raw).group(1)
             assert li.count(pages_mod.BOS_HTML) == len([p for p in bos if start <= p < end])
             assert "endoftext" not in li  # the marker replaces the BOS token's own text
             mid_sequence += len([p for p in bos if start <= p < end and p > 0])
@@ -682,7 +682,7 @@ def test_compact_ships_what_it_says(scaled_sites: dict[str, Path]) -> None:
     intervals = re.search(r"<section id=intervals>(.*?)</section>", page.raw, re.S).group(1)
     assert top.count("<li id=ex-") == 10 and "The top 10 of 20." in top
     assert max(g.count("<li id=ex-") for g in intervals.split("<h3 ")[1:]) == 1
-    assert page.find("button", **{"data-copy": "embed"})[0]["data-src"] == "0.html?embed"
+    assert page.find("article")[0]["data-embed"] == "0.html?embed"
     assert len(page.find("svg")) == 1  # no logit histogram
     logits = re.search(r"<section id=logits>(.*?)</section>", page.raw, re.S).group(1)
     assert logits.count("<tr>") == 10  # 5 promoted + 5 suppressed
