@@ -33,8 +33,11 @@ class StageTimes:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def run(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from generator.outputs import check_interrupted
+
         start = time.perf_counter()
         out = fn(*args, **kwargs)
+        check_interrupted()
         self.seconds[name] = time.perf_counter() - start
         log.info("%-12s %7.1f s", name, self.seconds[name])
         return out
@@ -70,8 +73,11 @@ def load_inputs(cfg: BuildConfig, device: str) -> tuple[Any, Any, Any]:
     return model, sae, site
 
 
-def compute(cfg: BuildConfig, times: StageTimes) -> StoreData:
-    """All compute stages; returns the store's content."""
+def compute(cfg: BuildConfig, times: StageTimes,
+            explanations: dict[int, str] | None = None) -> StoreData:
+    """All compute stages; returns the store's content. Everything that depends on the loaded
+    model and SAE (context length, vocabulary, explanation ids) is checked before the first
+    forward pass."""
     import torch
 
     from generator.activations import HookedSAE, residual_directions
@@ -84,17 +90,14 @@ def compute(cfg: BuildConfig, times: StageTimes) -> StoreData:
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
     model, sae, site = times.run("load", load_inputs, cfg, device)
+    check_settings(cfg, model, sae, explanations)
     tok = model.tokenizer
-    if tok is None or tok.bos_token_id is None:
-        from generator.errors import UserError
-
-        raise UserError("the model has no tokenizer with a BOS token; save one with the model")
 
     def encode(texts: list[str]) -> list[list[int]]:
         return tok(texts, add_special_tokens=False)["input_ids"]
 
     corpus = times.run("corpus", load_corpus, cfg.corpus, encode, tok.bos_token_id, cfg.ctx,
-                       cfg.n_seqs, cfg.seed)
+                       cfg.n_seqs, cfg.seed, d_vocab=int(model.cfg.d_vocab))
     hooked = HookedSAE(model, sae, site)
     settings = EngineSettings(k=cfg.k, n_bins=cfg.n_bins, n_intervals=cfg.n_intervals, m=cfg.m,
                               seed=cfg.seed, batch_size=cfg.batch_size, ablation=cfg.ablation,
@@ -145,6 +148,29 @@ def compute(cfg: BuildConfig, times: StageTimes) -> StoreData:
                      seq_tokens=corpus.tokens[kept], vocab=vocab_bytes(tok, model.cfg.d_vocab))
 
 
+def check_settings(cfg: BuildConfig, model: Any, sae: Any,
+                   explanations: dict[int, str] | None) -> None:
+    """The options that can only be judged against the loaded model and SAE."""
+    from generator.errors import UserError
+
+    tok = model.tokenizer
+    if tok is None or tok.bos_token_id is None:
+        raise UserError("the model has no tokenizer with a BOS token; save one with the model")
+    n_ctx = int(model.cfg.n_ctx)
+    if cfg.ctx > n_ctx:
+        raise UserError(f"--ctx {cfg.ctx} is longer than the model's context of {n_ctx} tokens; "
+                        f"pass --ctx {n_ctx} or less")
+    d_vocab = int(model.cfg.d_vocab)
+    if cfg.n_logits > d_vocab:
+        raise UserError(f"--n-logits {cfg.n_logits} exceeds the model's vocabulary of {d_vocab} "
+                        f"tokens; pass --n-logits {d_vocab} or less")
+    d_sae = int(sae.cfg.d_sae)
+    bad = sorted(i for i in explanations or {} if not 0 <= i < d_sae)
+    if bad:
+        raise UserError(f"explanations in {cfg.explanations} name latent {bad[0]} but this SAE has "
+                        f"{d_sae} latents (0..{d_sae - 1}); pass the explanations of this SAE")
+
+
 def coact_method(p1: Any) -> str:
     """What the co-activation neighbours are, in words for the pages."""
     if not p1.coact_pruned:
@@ -155,13 +181,22 @@ def coact_method(p1: Any) -> str:
 
 
 def build(cfg: BuildConfig) -> StageTimes:
-    times = StageTimes()
+    """Check everything that can be checked without compute, compute, then write the store and
+    the site into staging folders and swap both in together: a build that fails at any point,
+    or is stopped, leaves the previous store and site as they were, as a pair."""
+    from generator.outputs import StagedOutputs, check_outputs, guard_forks
     from generator.render import load_explanations, render_site
 
+    times = StageTimes()
+    cfg.validate()
+    out, store = check_outputs(cfg.out, cfg.store)
     explanations = load_explanations(cfg.explanations) if cfg.explanations else None
-    data = compute(cfg, times)
-    times.run("store", write_store, data, cfg.store)
-    times.run("render", render_site, data, cfg.out, explanations=explanations, quiet=cfg.quiet,
-              compact=cfg.compact)
+    with StagedOutputs([store, out]) as staged:
+        data = compute(cfg, times, explanations)
+        times.run("store", write_store, data, staged.path(store))
+        guard_forks()  # now that every library with at-fork callbacks is imported
+        times.run("render", render_site, data, staged.path(out), explanations=explanations,
+                  quiet=cfg.quiet, compact=cfg.compact)
+        staged.commit()
     return times
 

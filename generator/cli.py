@@ -111,12 +111,22 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(message)s" if args.verbose else "%(message)s")
     from generator.errors import UserError
+    from generator.outputs import Interrupted, signals_raise
 
     try:
-        run(args)
+        with signals_raise():
+            run(args)
     except UserError as err:
         print(f"feature-browser: error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        if stop.after_commit:
+            print(f"feature-browser: stopped by {stop.name} just after the new site and store "
+                  "were put in place", file=sys.stderr)
+        else:
+            print(f"feature-browser: stopped by {stop.name}; temporary folders removed, the "
+                  "previous site and store are untouched", file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
         print("feature-browser: interrupted; the previous site and store are untouched",
               file=sys.stderr)

@@ -6,9 +6,14 @@ every stage. `None` for model / sae / corpus means "use the embedded demo".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from generator.errors import UserError
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 def _opt(help: str, **kw: Any) -> Any:
@@ -52,6 +57,22 @@ class BuildConfig:
         default=False,
     )
     quiet: bool = _opt("no progress bars", default=False)
+
+    def validate(self) -> None:
+        """Refuse option values that cannot work, with the fix, before anything is loaded (a
+        negative batch size would loop forever, a zero bin count divide by zero hours later)."""
+        minimum = {"n_seqs": 1, "ctx": 2, "batch_size": 0, "k": 1, "n_bins": 1, "n_intervals": 1,
+                   "m": 1, "seed": 0, "n_logits": 1, "logit_bins": 1}
+        helps = {f.name: f.metadata["help"] for f in fields(self)}
+        for name, low in minimum.items():
+            value = getattr(self, name)
+            if value < low:
+                flag = "--" + name.replace("_", "-")
+                raise UserError(f"{flag} {value} is out of range ({helps[name]}); pass {flag} {low} "
+                                "or more")
+        if not _DEVICE.match(self.device):
+            raise UserError(f"--device {self.device} is not a device this tool runs on; use auto, "
+                            "cpu, cuda, cuda:N or mps")
 
     def settings(self) -> dict[str, Any]:
         """The statistics settings recorded in the store (everything that changes the numbers)."""

@@ -218,9 +218,15 @@ def chunk_documents(
 
 
 def load_corpus(spec: str | None, encode: Encode, bos_id: int, ctx: int, n_seqs: int,
-                seed: int) -> Corpus:
+                seed: int, d_vocab: int | None = None) -> Corpus:
     docs, description = resolve_documents(spec, seed)
     tokens, n_docs = chunk_documents(docs, encode, bos_id, ctx, n_seqs)
+    if d_vocab is not None and tokens.size and (tokens.min() < 0 or tokens.max() >= d_vocab):
+        # only pre-tokenized corpora can get here: their ids were made by some other tokenizer
+        bad = int(tokens.max()) if tokens.max() >= d_vocab else int(tokens.min())
+        raise UserError(f"corpus {description} holds token id {bad}, outside the model's "
+                        f"vocabulary 0..{d_vocab - 1}; it was tokenized for another model: pass "
+                        "text, or ids from this model's tokenizer")
     if not np.any(tokens != bos_id):
         raise UserError("corpus holds no tokens besides BOS; pass a corpus with text in it")
     if len(tokens) < n_seqs:

@@ -27,6 +27,7 @@ from jaxtyping import Float, Int
 
 from generator.atomic import atomic_dir
 from generator.errors import UserError
+from generator.outputs import STORE_MARKER
 
 SCHEMA_VERSION = 1
 EXAMPLE_TOP = "top"
@@ -201,6 +202,8 @@ def write_store(data: StoreData, path: Path) -> None:
     """Write atomically: into a sibling temp folder, then swap it in place of `path`.
     Memory: about one more copy of the largest table (pyarrow columns built from the arrays)."""
     with atomic_dir(path) as tmp:
+        # the proof that this folder is a store, so that the next build may replace it
+        (tmp / STORE_MARKER).write_bytes(b"")
         (tmp / "meta.json").write_bytes(data.meta.to_json())
         latents = {"latent": np.arange(data.latents.d_sae, dtype=np.int32), **_present(data.latents)}
         pq.write_table(_table_from_arrays(latents), tmp / "latents.parquet")
@@ -216,21 +219,52 @@ def read_meta(path: Path) -> StoreMeta:
     meta_file = Path(path) / "meta.json"
     if not meta_file.is_file():
         raise UserError(f"no store at {path} (missing meta.json); run `feature-browser build` first")
-    raw = orjson.loads(meta_file.read_bytes())
+    try:
+        raw = orjson.loads(meta_file.read_bytes())
+    except orjson.JSONDecodeError:
+        raise UserError(f"store {path} is damaged (meta.json is not valid JSON); rebuild it with "
+                        "`feature-browser build`") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"store {path} is damaged (meta.json is not an object); rebuild it with "
+                        "`feature-browser build`")
     if raw.get("schema_version") != SCHEMA_VERSION:
         raise UserError(f"store {path} has schema version {raw.get('schema_version')}, this "
                         f"feature-browser reads {SCHEMA_VERSION}; rebuild it with `build`")
     names = {f.name for f in fields(StoreMeta)}
-    return StoreMeta(**{k: v for k, v in raw.items() if k in names})
+    try:
+        return StoreMeta(**{k: v for k, v in raw.items() if k in names})
+    except TypeError:
+        missing = sorted(f.name for f in fields(StoreMeta) if f.name not in raw)
+        raise UserError(f"store {path} is damaged (meta.json lacks {', '.join(missing)}); rebuild "
+                        "it with `feature-browser build`") from None
+
+
+def _read_table(path: Path, name: str) -> pa.Table:
+    """One of the store's tables; a missing or truncated file (a copy cut short, a full disk) is
+    one clear error instead of pyarrow's traceback."""
+    file = path / name
+    if not file.is_file():
+        raise UserError(f"store {path} is incomplete ({name} is missing); rebuild it with "
+                        "`feature-browser build`")
+    try:
+        return pq.read_table(file)
+    except (pa.ArrowException, OSError) as err:
+        raise UserError(f"store {path} is damaged ({name}: {str(err).splitlines()[0][:120]}); "
+                        "rebuild it with `feature-browser build`") from None
 
 
 def read_store(path: Path) -> StoreData:
     path = Path(path)
     meta = read_meta(path)
-    lat = _arrays_from_table(pq.read_table(path / "latents.parquet"))
-    lat.pop("latent")
-    ex = _arrays_from_table(pq.read_table(path / "examples.parquet"))
-    seqs = _arrays_from_table(pq.read_table(path / "sequences.parquet"))
-    vocab = pq.read_table(path / "vocab.parquet").column("bytes").to_pylist()
-    return StoreData(meta=meta, latents=LatentTable(**lat), examples=Examples(**ex),
-                     seq_ids=seqs["seq"], seq_tokens=seqs["tokens"], vocab=vocab)
+    lat = _arrays_from_table(_read_table(path, "latents.parquet"))
+    ex = _arrays_from_table(_read_table(path, "examples.parquet"))
+    seqs = _arrays_from_table(_read_table(path, "sequences.parquet"))
+    vocab_table = _read_table(path, "vocab.parquet")
+    try:
+        lat.pop("latent")
+        vocab = vocab_table.column("bytes").to_pylist()
+        return StoreData(meta=meta, latents=LatentTable(**lat), examples=Examples(**ex),
+                         seq_ids=seqs["seq"], seq_tokens=seqs["tokens"], vocab=vocab)
+    except (KeyError, TypeError) as err:
+        raise UserError(f"store {path} is damaged (a table lacks or has unknown columns: {err}); "
+                        "rebuild it with `feature-browser build`") from None

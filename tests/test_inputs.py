@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from generator.cli import main
+from generator.outputs import SITE_MARKER, STORE_MARKER
 from tests.helpers import tiny_sae
 
 
@@ -41,9 +42,12 @@ def save_sae(path: Path, hook: str, d_in_hook: str = "blocks.1.hook_resid_pre", 
 
 @pytest.fixture
 def previous_site(tmp_path: Path) -> tuple[Path, Path]:
+    """A previous site and store (their ownership markers, so that a build may replace them) with
+    a file whose survival shows they were left alone."""
     site, store = tmp_path / "site", tmp_path / "store"
-    for folder in (site, store):
+    for folder, marker in ((site, SITE_MARKER), (store, STORE_MARKER)):
         folder.mkdir()
+        (folder / marker).write_bytes(b"")
         (folder / "marker.txt").write_text("previous build")
     return site, store
 

@@ -1,0 +1,179 @@
+"""The build never loses data: `--store` and `--out` replace only previous outputs, both are swapped
+in together (a failed or stopped build leaves the previous pair), leftovers of killed builds are
+removed by the next one, and the folders respect the umask. Runs the real CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from generator import render
+from generator.atomic import sweep_stale, temp_name
+from generator.cli import main
+from generator.outputs import SITE_MARKER, STORE_MARKER
+from tests.test_build import tree_digest
+from tests.test_inputs import assert_one_line_error
+
+TINY = ["--n-seqs", "16", "--ctx", "32", "--k", "4", "--m", "2", "--no-ablation", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def previous_pair(tmp_path_factory) -> Path:
+    """A real site + store pair, built once; tests copy it."""
+    root = tmp_path_factory.mktemp("previous")
+    assert main(["build", *TINY, "--out", str(root / "site"), "--store", str(root / "store")]) == 0
+    return root
+
+
+@pytest.fixture
+def pair(previous_pair: Path, tmp_path: Path) -> tuple[Path, Path]:
+    for name in ("site", "store"):
+        shutil.copytree(previous_pair / name, tmp_path / name)
+    return tmp_path / "site", tmp_path / "store"
+
+
+def digests(*folders: Path) -> list[dict[str, str]]:
+    return [tree_digest(f) for f in folders]
+
+
+def hidden_leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_markers_agree_with_render():
+    assert SITE_MARKER == render.SITE_MARKER
+
+
+def test_store_guard_refuses_what_is_not_a_previous_store(capsys, tmp_path, monkeypatch):
+    mine = tmp_path / "mydata"
+    mine.mkdir()
+    (mine / "notes.md").write_text("x")
+    a_file = tmp_path / "results.csv"
+    a_file.write_text("1,2\n")
+    site = tmp_path / "site"
+    cases = [
+        (["--store", str(mine)], ("not a feature-browser store", "--store")),
+        (["--store", str(a_file)], ("is a file", "--store")),
+        (["--store", ".", "--out", str(site)], ("current folder", "--store")),
+        (["--store", str(tmp_path.parent), "--out", str(site)], ("one of its parents",)),
+        (["--store", str(site), "--out", str(site)], ("same folder",)),
+        (["--store", str(site / "data"), "--out", str(site)], ("inside --out",)),
+        (["--store", str(tmp_path / "s"), "--out", str(tmp_path / "s" / "site")],
+         ("inside --store",)),
+        (["--out", str(mine), "--store", str(tmp_path / "store")],
+         ("not a feature-browser site", "--out")),
+    ]
+    monkeypatch.chdir(tmp_path)
+    for args, needles in cases:
+        start = time.perf_counter()
+        code = main(["build", "--quiet", *args])
+        assert_one_line_error(code, capsys.readouterr().err, *needles)
+        assert time.perf_counter() - start < 2  # refused before loading anything
+    assert (mine / "notes.md").read_text() == "x" and a_file.read_text() == "1,2\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mydata", "results.csv"]
+
+
+def test_failed_build_leaves_the_previous_pair(capsys, pair, tmp_path):
+    """A failure in the middle of compute (after the staging folders exist) leaves both."""
+    site, store = pair
+    before = digests(site, store)
+    from sae_lens import SAE
+
+    from generator.demo import DEMO_SAE_DIR
+
+    # finite weights whose activations overflow: only the engine's check can see that
+    sae = SAE.load_from_disk(DEMO_SAE_DIR)
+    with torch.no_grad():
+        sae.W_enc[:, 5] = 3e38
+    sae.save_model(tmp_path / "overflow")
+    code = main(["build", *TINY, "--sae", str(tmp_path / "overflow"), "--out", str(site),
+                 "--store", str(store)])
+    assert_one_line_error(code, capsys.readouterr().err, "NaN/inf")
+    assert digests(site, store) == before
+    assert hidden_leftovers(tmp_path) == []
+
+
+def test_rebuild_replaces_both_cleans_stale_leftovers_and_respects_umask(pair, tmp_path):
+    site, store = pair
+    (site / "old-page.html").write_text("from the previous build")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stale = [tmp_path / temp_name("site").replace(f"-{os.getpid()}-", f"-{dead.pid}-"),
+                 tmp_path / temp_name("store", "old").replace(f"-{os.getpid()}-", f"-{dead.pid}-")]
+        busy = tmp_path / temp_name("site").replace(f"-{os.getpid()}-", f"-{alive.pid}-")
+        for folder in (*stale, busy):
+            folder.mkdir()
+            (folder / "big.bin").write_bytes(b"0" * 1000)
+        old_mask = os.umask(0o022)
+        try:
+            assert main(["build", *TINY, "--out", str(site), "--store", str(store)]) == 0
+        finally:
+            os.umask(old_mask)
+        assert not (site / "old-page.html").exists() and (store / STORE_MARKER).is_file()
+        assert hidden_leftovers(tmp_path) == [busy.name]  # a running build's folder is left alone
+        for folder in (site, store, site / "features"):
+            assert folder.stat().st_mode & 0o777 == 0o755, folder
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_a_parked_previous_output_is_restored_after_kill_9(tmp_path):
+    """Killed between the renames of the swap: the store is parked in its staging folder."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stage = tmp_path / temp_name("store").replace(f"-{os.getpid()}-", f"-{dead.pid}-")
+    (stage / ".previous").mkdir(parents=True)
+    (stage / ".previous" / "meta.json").write_text("{}")
+    (stage / "store").mkdir()
+    sweep_stale(tmp_path / "store")
+    assert (tmp_path / "store" / "meta.json").read_text() == "{}"
+    assert hidden_leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("stage", ["compute", "render"])
+def test_sigterm_cleans_up_and_keeps_the_previous_pair(pair, tmp_path, stage):
+    site, store = pair
+    before = digests(site, store)
+    # enough work that the process is still in the chosen stage when the signal comes
+    args = ["--n-seqs", "256" if stage == "compute" else "16", "--ctx", "64", "--no-ablation",
+            "--quiet", "--out", str(site), "--store", str(store)]
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "generator.cli", "build", *args],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+
+    def in_stage() -> bool:
+        stages = list(tmp_path.glob(".site.tmp-*"))
+        if stage == "compute":
+            return bool(stages) and bool(list(tmp_path.glob(".store.tmp-*")))
+        # render_site writes into a temp folder of its own inside the site's staging folder
+        return any(list(s.glob(".site.tmp-*/*")) for s in stages)
+
+    while not in_stage():
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.005 if stage == "render" else 0.05)
+    if stage == "compute":
+        time.sleep(3)  # past the model load, inside the passes
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints where every thread hangs
+        pytest.fail(f"no exit 60 s after SIGTERM:\n{proc.communicate()[1][-5000:]}")
+    said = [line for line in err.splitlines() if line.startswith("feature-browser:")]
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert len(said) == 1 and "stopped by SIGTERM" in said[0], err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert digests(site, store) == before
+    assert hidden_leftovers(tmp_path) == []
