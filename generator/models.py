@@ -88,7 +88,7 @@ def load_model(spec: str | None, device: str) -> Any:
         if not (path / "config.json").is_file():
             raise UserError(f"model directory {path} has no config.json; pass a directory saved "
                             "by feature-browser (see generator/demo.py) or a TransformerLens name")
-        return demo.load_model_dir(path, device=device)
+        return _load_model_dir(path, device)
     if looks_like_path(spec):
         raise UserError(f"model directory {spec} does not exist; check the --model path")
     if offline():
@@ -99,6 +99,148 @@ def load_model(spec: str | None, device: str) -> Any:
         return HookedTransformer.from_pretrained(spec, device=device)
     except Exception as err:  # network / unknown name: the same fix for the user
         raise _hub_failure("model", spec, "--model", err) from None
+
+
+SAE_WEIGHTS = "sae_weights.safetensors"
+
+
+def _read_json(file: Path, what: str, fix: str) -> dict[str, Any]:
+    import json
+
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError:
+        raise UserError(f"{what} {file} is not UTF-8 text; {fix}") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{what} {file} is not valid JSON (line {err.lineno}, column {err.colno}: "
+                        f"{err.msg}); {fix}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{what} {file} is not a JSON object; {fix}")
+    return raw
+
+
+def _tensor_shapes(file: Path, what: str, fix: str) -> dict[str, tuple[int, ...]]:
+    """Names and shapes from a safetensors header, without loading the tensors: a truncated or
+    foreign file fails here in milliseconds with one line."""
+    from safetensors import safe_open
+
+    if not file.is_file():
+        raise UserError(f"{what} {file} is missing; {fix}")
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except Exception as err:  # SafetensorError, OSError: the file itself is the problem
+        raise UserError(f"{what} {file} is damaged or truncated ({str(err)[:80]}); {fix}") from None
+    size = file.stat().st_size
+    # The header only promises the data: a file cut short after its header still opens.
+    needed = _data_end(file)
+    if needed is not None and size < needed:
+        raise UserError(f"{what} {file} is truncated ({size} of {needed} bytes); {fix}")
+    return shapes
+
+
+def _data_end(file: Path) -> int | None:
+    """Bytes a safetensors file must have: 8 + header length + the largest data offset."""
+    import json
+    import struct
+
+    with file.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return None
+        (n,) = struct.unpack("<Q", head)
+        try:
+            header = json.loads(f.read(n))
+        except ValueError:
+            return None
+    ends = [v["data_offsets"][1] for k, v in header.items()
+            if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v]
+    return 8 + n + max(ends, default=0)
+
+
+def check_sae_dir(path: Path) -> None:
+    """cfg.json and the weights agree with each other and are complete, before sae_lens (whose
+    errors for these cases are tracebacks) sees them."""
+    fix = "save the SAE again with sae_lens (sae.save_model) or download it again"
+    cfg = _read_json(path / "cfg.json", "SAE config", fix)
+    missing = [k for k in ("d_in", "d_sae") if not isinstance(cfg.get(k), int)]
+    if missing:
+        raise UserError(f"SAE config {path / 'cfg.json'} lacks integer {', '.join(missing)}; add "
+                        f"{' and '.join(missing)} (the SAE's input width and latent count)")
+    shapes = _tensor_shapes(path / SAE_WEIGHTS, "SAE weights", fix)
+    d_in, d_sae = cfg["d_in"], cfg["d_sae"]
+    expect = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in)}
+    for name, shape in expect.items():
+        if name not in shapes:
+            raise UserError(f"SAE weights {path / SAE_WEIGHTS} hold no {name}; is this a sae_lens "
+                            f"SAE? {fix}")
+        if shapes[name] != shape:
+            got = "x".join(map(str, shapes[name]))
+            raise UserError(f"SAE config says d_in {d_in}, d_sae {d_sae} but {name} in "
+                            f"{SAE_WEIGHTS} is {got}; cfg.json and the weights belong to "
+                            "different SAEs: put the matching cfg.json beside them")
+
+
+def check_sae_finite(sae: Any) -> None:
+    """Refuse NaN / inf anywhere in the SAE's weights, naming the latents: a single bad decoder
+    row otherwise builds "successfully", with NaN logit effects and the bad latent as everyone's
+    nearest neighbour."""
+    import torch
+
+    d_sae = int(sae.cfg.d_sae)
+    latents: set[int] = set()
+    tensors: list[str] = []
+    everywhere: list[str] = []
+    for name, param in sae.named_parameters():
+        bad = ~torch.isfinite(param.detach())
+        if not bool(bad.any()):
+            continue
+        tensors.append(name)
+        # which axis is the latent axis: W_dec is (d_sae, d_in), the rest keep it last
+        axes = [0] if name.startswith("W_dec") else [
+            i for i in range(param.dim() - 1, -1, -1) if param.shape[i] == d_sae][:1]
+        if not axes:  # b_dec and the like: every latent reads through it
+            everywhere.append(name)
+            continue
+        axis = axes[0]
+        others = tuple(i for i in range(param.dim()) if i != axis)
+        hit = bad.any(dim=others) if others else bad
+        latents.update(int(i) for i in torch.nonzero(hit).flatten().tolist())
+    if not tensors:
+        return
+    if everywhere:
+        raise UserError(f"the SAE's {', '.join(everywhere)} holds NaN/inf, which reaches every "
+                        "latent; fix the SAE's weights (retrain or re-export it)")
+    ids = sorted(latents)
+    shown = ", ".join(map(str, ids[:10])) + (f" (+{len(ids) - 10} more)" if len(ids) > 10 else "")
+    raise UserError(f"the SAE's weights hold NaN/inf for latent{'s' if len(ids) > 1 else ''} "
+                    f"{shown} (in {', '.join(tensors)}); fix or zero those latents' weights")
+
+
+def _check_tokenizer_files(path: Path) -> None:
+    if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json",
+                                                  "vocab.json", "tokenizer.model")):
+        raise UserError(f"model directory {path} has no tokenizer (tokenizer.json); save it there "
+                        f"with tokenizer.save_pretrained('{path}')")
+
+
+def _load_model_dir(path: Path, device: str) -> Any:
+    """A model directory saved by feature-browser (demo.save_model_dir), checked file by file so
+    that each problem is one line."""
+    from generator import demo
+
+    fix = "save the model again (see generator/demo.py save_model_dir)"
+    config = _read_json(path / "config.json", "model config", fix)
+    _check_tokenizer_files(path)
+    shapes = _tensor_shapes(path / "model.safetensors", "model weights", fix)
+    if "embed.W_E" not in shapes:
+        raise UserError(f"model weights {path / 'model.safetensors'} hold no embed.W_E; {fix}")
+    try:
+        return demo.load_model_dir(path, device=device)
+    except Exception as err:  # incomplete config.json, weights of another shape
+        raise UserError(f"model directory {path} could not be loaded ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0][:120] if str(err) else ''}); check its "
+                        f"config.json ({', '.join(sorted(config)[:6])}, ...) and {fix}") from None
 
 
 def load_sae(spec: str | None, device: str) -> Any:
@@ -112,7 +254,15 @@ def load_sae(spec: str | None, device: str) -> Any:
         if not (path / "cfg.json").is_file():
             raise UserError(f"SAE directory {path} has no cfg.json; pass a sae_lens directory "
                             "with cfg.json + sae_weights.safetensors")
-        return SAE.load_from_disk(path, device=device)
+        check_sae_dir(path)
+        try:
+            sae = SAE.load_from_disk(path, device=device)
+        except Exception as err:  # whatever sae_lens rejects in cfg.json: one line, no traceback
+            raise UserError(f"sae_lens cannot load the SAE in {path} ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0][:120] if str(err) else ''}); check its "
+                            "cfg.json (architecture, metadata.hook_name, ...)") from None
+        check_sae_finite(sae)
+        return sae
     assert spec is not None
     if looks_like_path(spec):
         raise UserError(f"SAE directory {spec} does not exist; check the --sae path")
@@ -123,9 +273,11 @@ def load_sae(spec: str | None, device: str) -> Any:
         raise _hub_failure("SAE", spec, "--sae")
     release, sae_id = spec.split("/", 1)
     try:
-        return SAE.from_pretrained(release, sae_id, device=device)
+        sae = SAE.from_pretrained(release, sae_id, device=device)
     except Exception as err:
         raise _hub_failure("SAE", spec, "--sae", err) from None
+    check_sae_finite(sae)
+    return sae
 
 
 def sae_hook_name(sae: Any) -> str:
