@@ -97,7 +97,8 @@ def compute(cfg: BuildConfig, times: StageTimes,
         return tok(texts, add_special_tokens=False)["input_ids"]
 
     corpus = times.run("corpus", load_corpus, cfg.corpus, encode, tok.bos_token_id, cfg.ctx,
-                       cfg.n_seqs, cfg.seed, d_vocab=int(model.cfg.d_vocab))
+                       cfg.n_seqs, cfg.seed, d_vocab=int(model.cfg.d_vocab),
+                       text_field=cfg.text_field)
     hooked = HookedSAE(model, sae, site)
     settings = EngineSettings(k=cfg.k, n_bins=cfg.n_bins, n_intervals=cfg.n_intervals, m=cfg.m,
                               seed=cfg.seed, batch_size=cfg.batch_size, ablation=cfg.ablation,

@@ -36,6 +36,11 @@ class BuildConfig:
         "Hugging Face dataset name when online (default: the Python standard library's sources)",
         default=None,
     )
+    text_field: str | None = _opt(
+        "the text field of a .jsonl / column of a .parquet corpus (or a hub dataset) "
+        "(default: text; for parquet tokens, input_ids, text, content, the first present)",
+        default=None,
+    )
     out: Path = _opt("output folder for the site", default=Path("site"))
     store: Path = _opt("folder for the data store (parquet + json)", default=Path("store"))
     n_seqs: int = _opt("number of sequences to analyse", default=2048)

@@ -26,7 +26,6 @@ from generator.errors import UserError
 
 log = logging.getLogger(__name__)
 
-TEXT_SUFFIXES = (".txt", ".jsonl", ".parquet", ".py", ".md")
 # Folders inside the standard library that are not representative source code (test data with odd
 # encodings, vendored packages) and stay out of the demo corpus.
 _STDLIB_SKIP = {"site-packages", "test", "tests", "idle_test", "__pycache__"}
@@ -72,68 +71,167 @@ def shuffled_stdlib(seed: int) -> list[Path]:
     return files
 
 
+def _kind(path: Path) -> str | None:
+    """The corpus format of a file name: one of FORMATS' keys, or None."""
+    name = path.name.lower()
+    return next((kind for kind in FORMATS if name.endswith(kind)), None)
+
+
+FORMATS = (".txt.gz", ".jsonl.gz", ".txt", ".jsonl", ".parquet", ".py", ".md")
+"""file types read as a corpus (longest first: .txt.gz before .txt)."""
+TXT_PIECE_CHARS = 1 << 20
+"""a .txt larger than STREAM_BYTES is read this many characters at a time (cut at a line end)."""
+STREAM_BYTES = 8 << 20
+"""smaller text files are read whole, exactly as before streaming existed (same sequences)."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A part of a long document: tokenized on its own, and followed by BOS only if `last`."""
+
+    text: str
+    last: bool
+
+
+def _not_utf8(path: Path, where: str) -> UserError:
+    return UserError(f"{path} is not UTF-8 text ({where}); convert it with `iconv -t utf-8` or "
+                     "leave it out of --corpus")
+
+
+def _open_text(path: Path) -> Any:
+    """The file as text, gunzipped on the fly for .gz; 'utf-8-sig' drops a leading BOM (which
+    Windows tools write and which would otherwise become a token, or break the first JSON line)."""
+    import gzip
+
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    return path.open("r", encoding="utf-8-sig")
+
+
 def _read_utf8(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        with _open_text(path) as f:
+            return str(f.read())
     except UnicodeDecodeError as err:
-        raise UserError(
-            f"{path} is not UTF-8 text (byte {err.start}); convert it with "
-            f"`iconv -t utf-8` or leave it out of --corpus"
-        ) from None
+        raise _not_utf8(path, f"byte {err.start}") from None
+    except (OSError, EOFError) as err:  # a damaged .gz
+        raise UserError(f"{path} cannot be read ({err}); check the file") from None
 
 
-def _iter_jsonl(path: Path, field: str = "text") -> Iterator[str]:
+def _iter_txt(path: Path) -> Iterator[str | Piece]:
+    """A .txt (or .txt.gz) as one document. A large one is streamed in pieces cut at line ends,
+    so that only what --n-seqs needs is ever read and held."""
+    if not path.name.lower().endswith(".gz") and path.stat().st_size <= STREAM_BYTES:
+        yield _read_utf8(path)
+        return
+    try:
+        with _open_text(path) as f:
+            carry = ""
+            while True:
+                block = f.read(TXT_PIECE_CHARS)
+                if not block:
+                    break
+                block = carry + block
+                cut = block.rfind("\n") + 1
+                if cut == 0:  # no line end in a whole piece: cut anywhere
+                    cut = len(block)
+                carry = block[cut:]
+                if cut:
+                    yield Piece(block[:cut], last=False)
+            yield Piece(carry, last=True)
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, f"byte {err.start} of a piece") from None
+    except (OSError, EOFError) as err:
+        raise UserError(f"{path} cannot be read ({err}); check the file") from None
+
+
+def _iter_jsonl(path: Path, field: str | None = None) -> Iterator[str]:
     import orjson
 
-    for lineno, line in enumerate(_read_utf8(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            raise UserError(f"{path}:{lineno} is not valid JSON; fix or remove that line") from None
-        if not isinstance(row, dict) or not isinstance(row.get(field), str):
-            raise UserError(f"{path}:{lineno} has no string field '{field}'; each line needs one")
-        yield row[field]
+    name = field or "text"
+    lineno = 0
+    try:
+        with _open_text(path) as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    raise UserError(f"{path}:{lineno} is not valid JSON; fix or remove that "
+                                    "line") from None
+                if not isinstance(row, dict) or not isinstance(row.get(name), str):
+                    keys = sorted(row)[:8] if isinstance(row, dict) else []
+                    raise UserError(f"{path}:{lineno} has no string field '{name}' (has "
+                                    f"{', '.join(keys) or 'none'}); pass --text-field NAME")
+                yield row[name]
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, f"line {lineno + 1}, byte {err.start}") from None
+    except (OSError, EOFError) as err:
+        raise UserError(f"{path} cannot be read ({err}); check the file") from None
 
 
-def _iter_parquet(path: Path) -> Iterator[str | list[int]]:
+def _iter_parquet(path: Path, field: str | None = None) -> Iterator[str | list[int]]:
+    """Rows of one column, a batch at a time (a large file is never read whole)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
-    names = table.column_names
-    for col in ("tokens", "input_ids"):
-        if col in names:
-            yield from (list(row) for row in table.column(col).to_pylist())
-            return
-    for col in ("text", "content"):
-        if col in names:
-            yield from table.column(col).to_pylist()
-            return
-    raise UserError(f"{path} has no 'text', 'content', 'tokens' or 'input_ids' column (has {names})")
+    try:
+        file = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        raise UserError(f"{path} is not a readable parquet file ({str(err)[:100]})") from None
+    names = file.schema_arrow.names
+    if field is not None and field not in names:
+        raise UserError(f"{path} has no column '{field}' (has {', '.join(names)}); pass "
+                        "--text-field with one of them")
+    candidates = [field] if field else ["tokens", "input_ids", "text", "content"]
+    col = next((c for c in candidates if c in names), None)
+    if col is None:
+        raise UserError(f"{path} has no 'text', 'content', 'tokens' or 'input_ids' column (has "
+                        f"{', '.join(names)}); pass --text-field NAME")
+    kind = file.schema_arrow.field(col).type
+    text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    if not text and not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
+        raise UserError(f"column '{col}' of {path} holds {kind}, neither text nor lists of token "
+                        "ids; pass --text-field with a text column")
+    for batch in file.iter_batches(columns=[col], batch_size=1024):
+        for row in batch.column(0).to_pylist():
+            if row is not None:
+                yield row if text else list(row)
+
+
+SUPPORTED = ", ".join(FORMATS)
 
 
 def _files_in(path: Path) -> list[Path]:
     if path.is_file():
+        if _kind(path) is None:
+            raise UserError(f"corpus {path}: {''.join(path.suffixes) or 'this file type'} is not "
+                            f"a corpus format; supported: {SUPPORTED} (or a folder of them)")
         return [path]
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and _kind(p) is not None)
     if not files:
-        raise UserError(f"no {', '.join(TEXT_SUFFIXES)} files under {path}; pass a corpus file")
+        raise UserError(f"no {SUPPORTED} files under {path}; pass a corpus file")
     return files
 
 
-def iter_documents(files: Iterable[Path]) -> Iterator[str | list[int]]:
-    """Documents from local files: text, or lists of token ids for pre-tokenized parquet."""
+def iter_documents(files: Iterable[Path],
+                   text_field: str | None = None) -> Iterator[str | list[int] | Piece]:
+    """Documents from local files: text, pieces of a long text, or lists of token ids for
+    pre-tokenized parquet."""
     for path in files:
-        if path.suffix == ".jsonl":
-            yield from _iter_jsonl(path)
-        elif path.suffix == ".parquet":
-            yield from _iter_parquet(path)
+        kind = _kind(path)
+        if kind in (".jsonl", ".jsonl.gz"):
+            yield from _iter_jsonl(path, text_field)
+        elif kind == ".parquet":
+            yield from _iter_parquet(path, text_field)
+        elif kind in (".txt", ".txt.gz"):
+            yield from _iter_txt(path)
         else:
             yield _read_utf8(path)
 
 
-def _iter_hf_dataset(name: str) -> Iterator[str]:
+def _iter_hf_dataset(name: str, text_field: str | None = None) -> Iterator[str]:
     from generator.models import offline
 
     if offline():
@@ -146,27 +244,30 @@ def _iter_hf_dataset(name: str) -> Iterator[str]:
     except Exception as err:  # any hub failure is the same problem for the user
         raise UserError(f"corpus '{name}' is neither a local path nor a reachable Hugging Face "
                         f"dataset ({type(err).__name__}); pass a local file or folder") from None
+    field = text_field or "text"
     for row in ds:
-        text = row.get("text") if isinstance(row, dict) else None
+        text = row.get(field) if isinstance(row, dict) else None
         if not isinstance(text, str):
-            raise UserError(f"dataset '{name}' rows have no 'text' field; pass a local corpus")
+            raise UserError(f"dataset '{name}' rows have no text field '{field}'; pass "
+                            "--text-field NAME")
         yield text
 
 
-def resolve_documents(spec: str | None, seed: int) -> tuple[Iterator[str | list[int]], str]:
+def resolve_documents(spec: str | None, seed: int, text_field: str | None = None
+                      ) -> tuple[Iterator[str | list[int] | Piece], str]:
     """Documents for a --corpus value (None = the standard library) and a description of them."""
     if spec is None:
         return iter_documents(shuffled_stdlib(seed)), "Python standard library (.py sources)"
     path = Path(spec)
     if path.exists():
-        return iter_documents(_files_in(path)), str(path)
-    if spec.startswith((".", "/", "~")) or Path(spec).suffix in TEXT_SUFFIXES:
+        return iter_documents(_files_in(path), text_field), str(path)
+    if spec.startswith((".", "/", "~")) or Path(spec).suffix:
         raise UserError(f"corpus path {spec} does not exist; check the path")
-    return _iter_hf_dataset(spec), f"hf:{spec}"
+    return _iter_hf_dataset(spec, text_field), f"hf:{spec}"
 
 
 def chunk_documents(
-    docs: Iterable[str | list[int]],
+    docs: Iterable[str | list[int] | Piece],
     encode: Encode,
     bos_id: int,
     ctx: int,
@@ -195,6 +296,17 @@ def chunk_documents(
         pending.clear()
 
     for doc in docs:
+        if isinstance(doc, Piece):
+            # a long document's pieces join without BOS; each is large, so tokenize it at once
+            flush()
+            n_docs += doc.last
+            if doc.text:
+                stream.extend(encode([doc.text])[0])
+            if doc.last:
+                stream.append(bos_id)
+            if len(stream) >= need:
+                break
+            continue
         n_docs += 1
         if isinstance(doc, str):
             if doc:
@@ -218,8 +330,8 @@ def chunk_documents(
 
 
 def load_corpus(spec: str | None, encode: Encode, bos_id: int, ctx: int, n_seqs: int,
-                seed: int, d_vocab: int | None = None) -> Corpus:
-    docs, description = resolve_documents(spec, seed)
+                seed: int, d_vocab: int | None = None, text_field: str | None = None) -> Corpus:
+    docs, description = resolve_documents(spec, seed, text_field)
     tokens, n_docs = chunk_documents(docs, encode, bos_id, ctx, n_seqs)
     if d_vocab is not None and tokens.size and (tokens.min() < 0 or tokens.max() >= d_vocab):
         # only pre-tokenized corpora can get here: their ids were made by some other tokenizer

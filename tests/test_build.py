@@ -96,7 +96,8 @@ def test_help_is_fast_and_light():
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("fmt", ["txt", "jsonl", "parquet-text", "parquet-tokens", "folder"])
+@pytest.mark.parametrize("fmt", ["txt", "jsonl", "parquet-text", "parquet-tokens", "folder",
+                                 "jsonl.gz-field"])
 def test_corpus_formats(fmt, tmp_path):
     """Every local corpus format is read, tokenized into BOS-led sequences and built."""
     from generator.corpus import shuffled_stdlib
@@ -120,11 +121,19 @@ def test_corpus_formats(fmt, tmp_path):
         ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
         pq.write_table(pa.table({"tokens": ids}), src / "a.parquet")
         spec = src / "a.parquet"
+    elif fmt == "jsonl.gz-field":
+        import gzip
+
+        with gzip.open(src / "a.jsonl.gz", "wt", encoding="utf-8-sig") as f:  # with a BOM
+            f.write("\n".join(json.dumps({"id": n, "body": t}) for n, t in enumerate(texts)))
+        spec = src / "a.jsonl.gz"
     else:
         for n, t in enumerate(texts):
             (src / f"{n}.txt").write_text(t)
         spec = src
     out = ["--out", str(tmp_path / "site"), "--store", str(tmp_path / "store"), "--no-ablation"]
+    if fmt == "jsonl.gz-field":
+        out += ["--text-field", "body"]
     assert main(["build", "--corpus", str(spec), "--n-seqs", "6", "--ctx", "16", "--quiet",
                  *out]) == 0
     data = read_store(tmp_path / "store")

@@ -75,3 +75,77 @@ def test_vocab_bytes_of_a_byte_level_tokenizer():
     assert b"".join(table[i] for i in ids) == "漢字 🙂\n".encode()
     singles = {table[i] for i in range(len(fast))}
     assert bytes([0xF0]) in singles  # a lone lead byte: not valid UTF-8 on its own
+
+
+# ---------------------------------------------------------------------------------------------
+# corpora as researchers have them
+
+
+def read_all(path, text_field=None):
+    from generator.corpus import resolve_documents
+
+    docs, _ = resolve_documents(str(path), 0, text_field)
+    return list(docs)
+
+
+def test_gzip_text_field_and_bom(tmp_path):
+    import gzip
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"body": "first", "id": 1}, {"body": "second", "id": 2}]
+    lines = "\n".join(json.dumps(r) for r in rows)
+    with gzip.open(tmp_path / "a.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write("\ufeff" + lines)
+    assert read_all(tmp_path / "a.jsonl.gz", "body") == ["first", "second"]
+    (tmp_path / "bom.jsonl").write_text("\ufeff" + json.dumps({"text": "x"}) + "\n", "utf-8")
+    assert read_all(tmp_path / "bom.jsonl") == ["x"]
+    (tmp_path / "bom.txt").write_text("\ufeffdef f(): pass\n", "utf-8")
+    assert read_all(tmp_path / "bom.txt") == ["def f(): pass\n"]
+    with gzip.open(tmp_path / "b.txt.gz", "wt", encoding="utf-8") as f:
+        f.write("\ufeffline one\nline two\n")
+    assert "".join(p.text for p in read_all(tmp_path / "b.txt.gz")) == "line one\nline two\n"
+    pq.write_table(pa.table({"body": ["p", "q"], "text": ["no", "no"]}), tmp_path / "c.parquet")
+    assert read_all(tmp_path / "c.parquet", "body") == ["p", "q"]
+    with pytest.raises(UserError, match="no string field 'text'.*--text-field"):
+        read_all(tmp_path / "a.jsonl.gz")
+    with pytest.raises(UserError, match="no column 'nope'.*body, text"):
+        read_all(tmp_path / "c.parquet", "nope")
+
+
+@pytest.mark.parametrize("name", ["data.json", "data.csv", "data.arrow", "data.tsv.gz"])
+def test_unknown_file_types_are_refused_with_the_supported_list(tmp_path, name):
+    (tmp_path / name).write_text('{"text": "x"}')
+    with pytest.raises(UserError, match=r"not a corpus format; supported: .txt.gz, .jsonl.gz, "
+                                        r".txt, .jsonl, .parquet"):
+        read_all(tmp_path / name)
+
+
+def test_large_txt_is_streamed(tmp_path):
+    """A 48 MB .txt with a few sequences wanted: only the first pieces are read, memory stays
+    small, and pieces join without separators (the text is one document)."""
+    import time
+    import tracemalloc
+
+    from generator.corpus import TXT_PIECE_CHARS, resolve_documents
+
+    big = tmp_path / "big.txt"
+    line = "x = compute(alpha, beta)  # a line of code\n"
+    with big.open("w") as f:
+        for _ in range(48 * (1 << 20) // len(line)):
+            f.write(line)
+    start = time.perf_counter()
+    tracemalloc.start()
+    docs, _ = resolve_documents(str(big), 0)
+    tokens, n_docs = chunk_documents(docs, fake_encode, BOS, ctx=129, n_seqs=16)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert tokens.shape == (16, 129) and n_docs == 0  # still inside the first document
+    assert (tokens[:, 1:] != BOS).all()
+    assert peak < 40 * TXT_PIECE_CHARS, peak  # a few pieces, not 48 MB of text and its tokens
+    assert time.perf_counter() - start < 5
+    pieces = read_all(big)
+    assert "".join(p.text for p in pieces) == big.read_text()
+    assert [p.last for p in pieces].count(True) == 1 and pieces[-1].last

@@ -105,6 +105,10 @@ def test_corpus_problems(capsys, tmp_path, previous_site):
     latin1.write_bytes("caf\xe9 = 'd\xe9j\xe0 vu'\n".encode("latin-1") * 50)
     code, err = run_cli(capsys, "--corpus", str(latin1), *out)
     assert_one_line_error(code, err, "latin1.txt", "not UTF-8", "iconv")
+    for name in ("data.json", "data.csv"):
+        (tmp_path / name).write_text('{"text": "x = 1"}\n' * 100)
+        code, err = run_cli(capsys, "--corpus", str(tmp_path / name), *out)
+        assert_one_line_error(code, err, "not a corpus format", ".jsonl.gz", ".parquet")
     folder = tmp_path / "nothing"
     folder.mkdir()
     (folder / "image.png").write_bytes(b"\x89PNG")
