@@ -26,6 +26,7 @@ import math
 import multiprocessing
 import os
 import posixpath
+import signal
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -295,16 +296,23 @@ class _SiteWriter:
         else:
             global _FORKED_WRITER
             _FORKED_WRITER = self  # inherited by the forked workers (nothing is pickled)
-            pool = multiprocessing.get_context("fork").Pool(workers)
+            pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals)
             done = pool.imap(_latent_chunk_in_worker, chunks)
+        finished = False
         try:
             for (lo, hi), postings in zip(chunks, done, strict=True):
                 bar.update(hi - lo)
                 yield postings
+            finished = True
         finally:
             bar.close()
             if pool is not None:
-                pool.terminate()
+                # workers leave on their own once the queue is closed; terminate (SIGTERM) only
+                # on an error, so that a parent's signal handlers can never keep one waiting
+                if finished:
+                    pool.close()
+                else:
+                    pool.terminate()
                 pool.join()
                 _FORKED_WRITER = None
 
@@ -440,6 +448,14 @@ class _SiteWriter:
 
 
 _FORKED_WRITER: _SiteWriter | None = None
+
+
+def _worker_signals() -> None:
+    """A forked worker inherits its parent's signal handlers (a build's SIGTERM clean-up, a test
+    runner's): restore the defaults, so that Pool.terminate's SIGTERM ends it and Ctrl-C is the
+    parent's business alone."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _latent_chunk_in_worker(bounds: tuple[int, int]) -> Postings:

@@ -716,3 +716,24 @@ def test_parallel_render_is_byte_identical(tmp_path: Path) -> None:
     assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
     for rel in files:
         assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
+
+
+def test_parallel_render_ends_under_a_parent_sigterm_handler(tmp_path: Path) -> None:
+    """Forked page workers inherit the parent's signal handlers (a build's SIGTERM clean-up, a
+    test runner's). A handler that does not exit used to keep a worker alive through
+    Pool.terminate, hanging the render for ever; it must finish, in a child with a deadline."""
+    script = f"""
+import signal, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+signal.signal(signal.SIGTERM, lambda *args: None)  # a handler that does not exit
+from generator.render import render_site
+from tests.fake_store import make_scaled_store
+render_site(make_scaled_store(d_sae=24, n_seqs=300), {str(tmp_path / 'site')!r}, quiet=True,
+            workers=2, chunk=5)
+print("rendered")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "rendered" in done.stdout
+    assert len(list((tmp_path / "site" / "features").glob("*.html"))) == 24
