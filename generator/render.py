@@ -136,7 +136,7 @@ def load_explanations(path: Path) -> dict[int, str]:
         raise UserError(f"explanations file {path} not found; pass an existing .jsonl file or a "
                         "Neuronpedia explanation export (.json)")
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")  # editors on Windows add a BOM
     except UnicodeDecodeError as err:
         raise UserError(f"explanations file {path} is not UTF-8 ({err.reason}); re-save it as "
                         "UTF-8") from None

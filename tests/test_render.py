@@ -737,3 +737,9 @@ print("rendered")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "rendered" in done.stdout
     assert len(list((tmp_path / "site" / "features").glob("*.html"))) == 24
+
+
+def test_load_explanations_with_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "expl.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"latent": 3, "explanation": "indentation"}\n')
+    assert load_explanations(path) == {3: "indentation"}
