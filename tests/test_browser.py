@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,12 +38,10 @@ class Session:
         return self.page
 
 
-@pytest.fixture(params=MODES)
-def session(request: pytest.FixtureRequest, browser: object, site: Path) -> Iterator[Session]:
-    if request.param == "file":
-        base = site.resolve().as_uri() + "/"
-    else:
-        base = request.getfixturevalue("http_root") + "/repo/"
+@contextmanager
+def open_session(browser: object, base: str) -> Iterator[Session]:
+    """A fresh browser context on `base` that records requests and console errors; on exit it
+    closes and checks that no error was logged."""
     context = browser.new_context(viewport={"width": 1000, "height": 800})
     page = context.new_page()
     s = Session(page, base)
@@ -52,6 +51,16 @@ def session(request: pytest.FixtureRequest, browser: object, site: Path) -> Iter
     yield s
     context.close()
     assert not s.errors, s.errors
+
+
+@pytest.fixture(params=MODES)
+def session(request: pytest.FixtureRequest, browser: object, site: Path) -> Iterator[Session]:
+    if request.param == "file":
+        base = site.resolve().as_uri() + "/"
+    else:
+        base = request.getfixturevalue("http_root") + "/repo/"
+    with open_session(browser, base) as s:
+        yield s
     outside = [u for u in s.requests if not u.startswith(base) and u not in s.allowed]
     assert not outside, f"requests left the site: {outside}"
 
@@ -291,15 +300,8 @@ def sharded_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def sharded(browser: object, sharded_site: Path) -> Iterator[Session]:
-    context = browser.new_context(viewport={"width": 1000, "height": 800})
-    page = context.new_page()
-    s = Session(page, sharded_site.resolve().as_uri() + "/")
-    page.on("request", lambda r: s.requests.append(r.url))
-    page.on("console", lambda m: s.errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: s.errors.append(str(e)))
-    yield s
-    context.close()
-    assert not s.errors, s.errors
+    with open_session(browser, sharded_site.resolve().as_uri() + "/") as s:
+        yield s
     assert all(u.startswith(s.base) for u in s.requests), s.requests
 
 
