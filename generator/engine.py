@@ -169,15 +169,17 @@ class Engine:
         self._cache = []
         cached_bytes = 0
         full_batch = self.batch_size
-        if self.s.coact and not self.s.batch_size:
+        probing = self.s.coact and not self.s.batch_size
+        if probing:
             self.batch_size = min(self.batch_size, 4)  # a probe: the SAE's L0 sizes the batches
 
         def step(batch: np.ndarray) -> None:
-            nonlocal cached_bytes
+            nonlocal cached_bytes, probing
             sparse = self._sparse(batch)
             state.update(sparse)
-            if self.s.coact and not self.s.batch_size:
+            if probing:  # once: later, only an out-of-memory error changes the batch size
                 self.batch_size = min(full_batch, self._pair_batch(sparse))
+                probing = False
             if self._cache is not None:
                 cached_bytes += sparse.compact_nbytes
                 if cached_bytes <= self.s.cache_bytes:
