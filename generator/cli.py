@@ -1,4 +1,4 @@
-"""Command line: `feature-browser build | render | serve | demo-train`.
+"""Command line: `feature-browser build | render | export | serve | demo-train`.
 
 The `build` options are generated from BuildConfig's fields, so the CLI and the config never drift.
 Only the standard library is imported at start-up: `--help` must answer in well under a second,
@@ -51,6 +51,15 @@ def make_parser() -> argparse.ArgumentParser:
     compact = next(f for f in fields(BuildConfig) if f.name == "compact")
     render.add_argument("--compact", action=argparse.BooleanOptionalAction, default=False,
                         help=compact.metadata["help"])
+    export = sub.add_parser("export", help="store -> another tool's format (Neuronpedia's JSON "
+                                           "batches), no torch")
+    export.add_argument("--format", default="neuronpedia", metavar="FORMAT",
+                        help="neuronpedia: SAEDashboard's batch-N.json layout (default)")
+    export.add_argument("--store", type=Path, default=Path("store"), help="store folder")
+    export.add_argument("--out", type=Path, default=Path("neuronpedia"),
+                        help="export folder (new, empty, or a previous export)")
+    export.add_argument("--batch-size", type=int, default=128, metavar="N",
+                        help="latents per batch file (default: 128)")
     serve = sub.add_parser("serve", help="preview a site on http://127.0.0.1")
     serve.add_argument("site", type=Path, nargs="?", default=Path("site"))
     serve.add_argument("--port", type=int, default=8000)
@@ -95,6 +104,10 @@ def run(args: argparse.Namespace) -> None:
         _report(build(cfg), cfg.out)
     elif args.command == "render":
         _report(_render(args), args.out)
+    elif args.command == "export":
+        from generator.export import export_store
+
+        export_store(args.format, args.store, args.out, batch_size=args.batch_size)
     elif args.command == "serve":
         from generator.serve import serve
 
