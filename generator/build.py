@@ -63,11 +63,18 @@ def versions() -> dict[str, str]:
 
 def load_inputs(cfg: BuildConfig, device: str) -> tuple[Any, Any, Any]:
     """Model, SAE and hook site, checked against each other (no forward pass yet)."""
-    from generator.models import check_compatible, load_model, load_sae, parse_hook, sae_hook_name
+    from generator.models import (
+        check_compatible,
+        load_model,
+        load_sae,
+        model_options,
+        parse_hook,
+        sae_hook_name,
+    )
 
     sae = load_sae(cfg.sae, device)
     site = parse_hook(sae_hook_name(sae))
-    model = load_model(cfg.model, device)
+    model = load_model(cfg.model, device, model_options(sae))
     check_compatible(model, sae, site)
     model.eval()
     return model, sae, site

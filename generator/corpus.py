@@ -180,24 +180,14 @@ def _iter_parquet(path: Path, field: str | None = None) -> Iterator[str | list[i
         file = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as err:
         raise UserError(f"{path} is not a readable parquet file ({str(err)[:100]})") from None
-    names = file.schema_arrow.names
-    if field is not None and field not in names:
-        raise UserError(f"{path} has no column '{field}' (has {', '.join(names)}); pass "
-                        "--text-field with one of them")
-    candidates = [field] if field else ["tokens", "input_ids", "text", "content"]
-    col = next((c for c in candidates if c in names), None)
-    if col is None:
-        raise UserError(f"{path} has no 'text', 'content', 'tokens' or 'input_ids' column (has "
-                        f"{', '.join(names)}); pass --text-field NAME")
+    col = _pick_column(file.schema_arrow.names, field, str(path))
     kind = file.schema_arrow.field(col).type
     text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
     if not text and not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
         raise UserError(f"column '{col}' of {path} holds {kind}, neither text nor lists of token "
                         "ids; pass --text-field with a text column")
     for batch in file.iter_batches(columns=[col], batch_size=1024):
-        for row in batch.column(0).to_pylist():
-            if row is not None:
-                yield row if text else list(row)
+        yield from _rows(batch.column(0), text)
 
 
 SUPPORTED = ", ".join(FORMATS)
@@ -211,7 +201,8 @@ def _files_in(path: Path) -> list[Path]:
         return [path]
     files = sorted(p for p in path.rglob("*") if p.is_file() and _kind(p) is not None)
     if not files:
-        raise UserError(f"no {SUPPORTED} files under {path}; pass a corpus file")
+        raise UserError(f"no {SUPPORTED} files under {path} (nor a datasets save_to_disk "
+                        "folder); pass a corpus file")
     return files
 
 
@@ -231,12 +222,65 @@ def iter_documents(files: Iterable[Path],
             yield _read_utf8(path)
 
 
-def _iter_hf_dataset(name: str, text_field: str | None = None) -> Iterator[str]:
-    from generator.models import offline
+def _rows(column: Any, text: bool) -> Iterator[str | list[int]]:
+    for row in column.to_pylist():
+        if row is not None:
+            yield row if text else list(row)
 
-    if offline():
-        raise UserError(f"corpus '{name}' is not a local path and the hub is offline; "
-                        "pass a local .txt/.jsonl/.parquet file or folder")
+
+def _pick_column(names: list[str], field: str | None, where: str) -> str:
+    if field is not None and field not in names:
+        raise UserError(f"{where} has no column '{field}' (has {', '.join(names)}); pass "
+                        "--text-field with one of them")
+    candidates = [field] if field else ["tokens", "input_ids", "text", "content"]
+    col = next((c for c in candidates if c in names), None)
+    if col is None:
+        raise UserError(f"{where} has no 'text', 'content', 'tokens' or 'input_ids' column (has "
+                        f"{', '.join(names)}); pass --text-field NAME")
+    return col
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """A folder written by `datasets`' save_to_disk (a Dataset or a DatasetDict)."""
+    return path.is_dir() and any((path / f).is_file() for f in ("state.json", "dataset_dict.json"))
+
+
+def _iter_saved_dataset(path: Path, field: str | None = None) -> Iterator[str | list[int]]:
+    """Rows of a save_to_disk folder, a batch at a time from its memory-mapped arrow files (a
+    DatasetDict gives its 'train' split, or its only one)."""
+    import datasets
+    import pyarrow as pa
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as err:  # a damaged folder: missing arrow files, bad state.json
+        raise UserError(f"{path} is a damaged datasets folder ({str(err)[:100]}); save it again "
+                        "with save_to_disk") from None
+    if isinstance(ds, datasets.DatasetDict):
+        splits = list(ds)
+        if "train" not in ds and len(splits) != 1:
+            raise UserError(f"{path} holds the splits {', '.join(splits)} but no 'train'; pass "
+                            f"the split's folder, e.g. {path / splits[0]}")
+        ds = ds["train" if "train" in ds else splits[0]]
+    col = _pick_column(list(ds.column_names), field, str(path))
+    table = ds.data.table.select([col])
+    kind = table.schema.field(col).type
+    text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    if not text and not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
+        raise UserError(f"column '{col}' of {path} holds {kind}, neither text nor lists of token "
+                        "ids; pass --text-field with a text column")
+    for batch in table.to_batches(max_chunksize=1024):
+        yield from _rows(batch.column(0), text)
+
+
+def _iter_hf_dataset(name: str, text_field: str | None = None) -> Iterator[str]:
+    """A hub dataset's train split, streamed: rows are fetched only as the corpus stage asks for
+    them, so --n-seqs bounds what is downloaded."""
+    from generator.hf import hub_reachable
+
+    if not hub_reachable():
+        raise UserError(f"corpus '{name}' is not a local path and the Hugging Face hub cannot be "
+                        "reached; pass a local file, folder or save_to_disk folder")
     try:
         import datasets
 
@@ -258,7 +302,9 @@ def resolve_documents(spec: str | None, seed: int, text_field: str | None = None
     """Documents for a --corpus value (None = the standard library) and a description of them."""
     if spec is None:
         return iter_documents(shuffled_stdlib(seed)), "Python standard library (.py sources)"
-    path = Path(spec)
+    path = Path(spec).expanduser()
+    if is_saved_dataset(path):
+        return _iter_saved_dataset(path, text_field), str(path)
     if path.exists():
         return iter_documents(_files_in(path), text_field), str(path)
     if spec.startswith((".", "/", "~")) or Path(spec).suffix:

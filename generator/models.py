@@ -1,19 +1,16 @@
 """Inputs: load the language model and the SAE, and check they fit together before any real work.
 
 Every check here fails with one UserError line that names the problem and the fix (DESIGN §6):
-hub names while offline, missing paths, unknown hooks, SAE width != hook width.
+names neither on the hub nor in the local cache, missing paths, unknown hooks, SAE width != hook width.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from generator.errors import UserError
 
@@ -53,52 +50,41 @@ def parse_hook(name: str) -> HookSite:
     return HookSite(name=name, layer=layer, kind=kinds[rest])
 
 
-def offline(timeout: float = 3.0) -> bool:
-    """True if the Hugging Face hub cannot be used: offline flags set, or its host unreachable.
-    A quick connect probe, because the hub client retries for tens of seconds before failing."""
-    if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE"):
-        return True
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return False
-    except OSError:
-        return True
-
-
 def looks_like_path(spec: str) -> bool:
     return spec.startswith(("/", ".", "~")) or spec.endswith((".json", ".safetensors"))
 
 
-def _hub_failure(what: str, name: str, flag: str, err: Exception | None = None) -> UserError:
-    why = f" ({type(err).__name__})" if err else ""
-    return UserError(f"{what} '{name}' is not a local path and could not be loaded from the hub"
-                     f"{why}; pass a local directory with {flag} PATH")
+def load_model(spec: str | None, device: str, options: dict[str, Any] | None = None) -> Any:
+    """A HookedTransformer from the embedded demo (spec None), a model folder (feature-browser's
+    own format, or a transformers checkpoint), or a TransformerLens name (hub or local cache).
+    `options`: the SAE's model_from_pretrained_kwargs (weight processing it was trained with)."""
+    from generator import demo, hf
 
-
-def load_model(spec: str | None, device: str) -> Any:
-    """A HookedTransformer from a local model directory (feature-browser format), the embedded demo
-    (spec None) or a TransformerLens model name (needs the hub)."""
-    from generator import demo
-
+    options = options or {}
     if spec is None:
         return demo.load_model_dir(demo.DEMO_MODEL_DIR, device=device)
-    path = Path(spec)
+    path = Path(spec).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise UserError(f"model directory {path} has no config.json; pass a directory saved "
-                            "by feature-browser (see generator/demo.py) or a TransformerLens name")
+            raise UserError(f"model directory {path} has no config.json; pass a transformers "
+                            "checkpoint folder (save_pretrained), a folder saved by "
+                            "feature-browser, or a TransformerLens name")
+        config = _read_json(path / "config.json", "model config",
+                            "save the model again with save_pretrained")
+        _check_tokenizer_files(path)
+        if hf.is_checkpoint(config):
+            return hf.load_checkpoint(path, device, options)
         return _load_model_dir(path, device)
     if looks_like_path(spec):
         raise UserError(f"model directory {spec} does not exist; check the --model path")
-    if offline():
-        raise _hub_failure("model", spec, "--model")
-    from transformer_lens import HookedTransformer
+    return hf.load_named_model(spec, device, options)
 
-    try:
-        return HookedTransformer.from_pretrained(spec, device=device)
-    except Exception as err:  # network / unknown name: the same fix for the user
-        raise _hub_failure("model", spec, "--model", err) from None
+
+def model_options(sae: Any) -> dict[str, Any]:
+    """How the SAE's model was loaded (sae_lens' model_from_pretrained_kwargs), e.g. without
+    centring the writing weights: the activations the SAE reads depend on it."""
+    meta = sae.cfg.metadata
+    return dict(getattr(meta, "model_from_pretrained_kwargs", None) or {}) if meta else {}
 
 
 SAE_WEIGHTS = "sae_weights.safetensors"
@@ -231,7 +217,6 @@ def _load_model_dir(path: Path, device: str) -> Any:
 
     fix = "save the model again (see generator/demo.py save_model_dir)"
     config = _read_json(path / "config.json", "model config", fix)
-    _check_tokenizer_files(path)
     shapes = _tensor_shapes(path / "model.safetensors", "model weights", fix)
     if "embed.W_E" not in shapes:
         raise UserError(f"model weights {path / 'model.safetensors'} hold no embed.W_E; {fix}")
@@ -247,7 +232,7 @@ def load_sae(spec: str | None, device: str) -> Any:
     """A sae_lens SAE from a local directory, the embedded demo (None) or 'release/id' (hub)."""
     from sae_lens import SAE
 
-    from generator import demo
+    from generator import demo, hf
 
     path = demo.DEMO_SAE_DIR if spec is None else Path(spec)
     if path.exists():
@@ -269,13 +254,7 @@ def load_sae(spec: str | None, device: str) -> Any:
     if "/" not in spec:
         raise UserError(f"SAE '{spec}' is neither a local directory nor 'release/id'; "
                         "pass --sae PATH or --sae RELEASE/ID")
-    if offline():
-        raise _hub_failure("SAE", spec, "--sae")
-    release, sae_id = spec.split("/", 1)
-    try:
-        sae = SAE.from_pretrained(release, sae_id, device=device)
-    except Exception as err:
-        raise _hub_failure("SAE", spec, "--sae", err) from None
+    sae = hf.load_named_sae(spec, device)
     check_sae_finite(sae)
     return sae
 

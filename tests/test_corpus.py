@@ -149,3 +149,56 @@ def test_large_txt_is_streamed(tmp_path):
     pieces = read_all(big)
     assert "".join(p.text for p in pieces) == big.read_text()
     assert [p.last for p in pieces].count(True) == 1 and pieces[-1].last
+
+
+def test_datasets_save_to_disk_folders(tmp_path):
+    """A `datasets` save_to_disk folder, as a Dataset or a DatasetDict, text or token ids."""
+    import datasets
+
+    texts = [f"document number {i}" for i in range(5)]
+    datasets.Dataset.from_dict({"text": texts, "n": list(range(5))}).save_to_disk(tmp_path / "a")
+    assert read_all(tmp_path / "a") == texts
+    datasets.Dataset.from_dict({"body": texts}).save_to_disk(tmp_path / "b")
+    assert read_all(tmp_path / "b", "body") == texts
+    with pytest.raises(UserError, match="no 'text', 'content', 'tokens' or 'input_ids' column"):
+        read_all(tmp_path / "b")
+    split = {"train": datasets.Dataset.from_dict({"input_ids": [[5, 6, 7], [8, 9]]}),
+             "test": datasets.Dataset.from_dict({"input_ids": [[1]]})}
+    datasets.DatasetDict(split).save_to_disk(tmp_path / "c")
+    assert read_all(tmp_path / "c") == [[5, 6, 7], [8, 9]]
+    datasets.DatasetDict({"validation": datasets.Dataset.from_dict({"text": ["only"]})}
+                         ).save_to_disk(tmp_path / "d")
+    assert read_all(tmp_path / "d") == ["only"]
+    two = {name: datasets.Dataset.from_dict({"text": [name]}) for name in ("x", "y")}
+    datasets.DatasetDict(two).save_to_disk(tmp_path / "e")
+    with pytest.raises(UserError, match="splits x, y but no 'train'"):
+        read_all(tmp_path / "e")
+    (tmp_path / "a" / "state.json").write_text("{")
+    with pytest.raises(UserError, match="damaged datasets folder"):
+        read_all(tmp_path / "a")
+
+
+def test_hub_dataset_is_streamed_only_as_far_as_needed(monkeypatch):
+    """Only the network is faked: the rows the hub would stream, counted as they are taken."""
+    import datasets
+
+    from generator.corpus import resolve_documents
+
+    taken = []
+
+    def fake_load_dataset(name, split, streaming):
+        assert (name, split, streaming) == ("someone/corpus", "train", True)
+        for i in range(10_000):
+            taken.append(i)
+            yield {"text": f"row {i} " * 10}
+
+    monkeypatch.setattr("generator.hf.hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    docs, description = resolve_documents("someone/corpus", 0)
+    tokens, _ = chunk_documents(docs, fake_encode, BOS, ctx=33, n_seqs=8)
+    assert description == "hf:someone/corpus" and tokens.shape == (8, 33)
+    assert len(taken) <= 64 + 1  # one tokenizer batch, not the whole dataset
+    monkeypatch.setattr("generator.hf.hub_reachable", lambda timeout=3.0: False)
+    docs, _ = resolve_documents("someone/corpus", 0)
+    with pytest.raises(UserError, match="hub cannot be reached"):
+        next(iter(docs))

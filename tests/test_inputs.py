@@ -69,8 +69,10 @@ def test_missing_paths(capsys, tmp_path):
     assert_one_line_error(code, err, "does not exist")
 
 
-def test_hub_names_fail_at_once_offline(capsys, monkeypatch):
+def test_hub_names_fail_at_once_offline(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))  # empty
     for flag, name in (("--sae", "gpt2-small-res-jb/blocks.8.hook_resid_pre"), ("--model", "gpt2")):
         start = time.perf_counter()
         code, err = run_cli(capsys, flag, name)

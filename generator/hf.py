@@ -1,0 +1,202 @@
+"""Hugging Face inputs: TransformerLens model names and sae_lens releases, from the hub or the
+local cache, and `transformers` checkpoint folders.
+
+Where a name is looked up: on the hub when it can be reached (the hub client keeps the local cache
+current), otherwise in the local cache only, with the Hugging Face libraries switched to offline
+mode first so that nothing waits on the network. The log says which of the two happened, and a
+failure says where the name was looked for.
+
+A checkpoint folder (`model.save_pretrained(dir)` + `tokenizer.save_pretrained(dir)`) is loaded
+with `transformers`, its config mapped to a `HookedTransformerConfig` by TransformerLens' own
+converter, and its weights converted from the loaded model (`hf_model=`), so any architecture
+TransformerLens supports works without the hub.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+from generator.errors import UserError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CHECKPOINT_N_CTX = 2048
+"""Context cap for checkpoint folders with rotary positions (no position table to match).
+TransformerLens registers an n_ctx x n_ctx attention mask
+per layer, and modern configs declare 128k positions (17 GB of masks); TransformerLens' own
+configs for such models use 2048. --ctx is checked against it."""
+
+PROCESSING = {"fold_ln": True, "center_writing_weights": True, "center_unembed": True,
+              "fold_value_biases": True, "refactor_factored_attn_matrices": False}
+"""HookedTransformer.from_pretrained's weight processing defaults, applied to checkpoint folders
+too, so that a folder and the same model by name give the same activations."""
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """False when the offline flags are set or the hub's host does not answer: a quick connect
+    probe, because the hub client retries for tens of seconds before failing."""
+    if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def use_cache_only() -> None:
+    """Offline mode for the Hugging Face libraries. The environment variable covers what is
+    imported later; huggingface_hub reads it once at import, so its constant is set too."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import huggingface_hub.constants
+
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+
+
+def cache_dir() -> str:
+    import huggingface_hub.constants
+
+    return str(huggingface_hub.constants.HF_HUB_CACHE)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:120]}" if text else type(err).__name__
+
+
+def from_hub_or_cache(what: str, name: str, flag: str, load: Callable[[], T]) -> T:
+    """`load()` a named model or SAE from the hub when it can be reached, else from the local
+    cache; one line on failure that says which was tried."""
+    online = hub_reachable()
+    if not online:
+        use_cache_only()
+    try:
+        value = load()
+    except UserError:
+        raise
+    except Exception as err:  # unknown name, missing file, network: the same fix for the user
+        if online:
+            raise UserError(f"{what} '{name}' could not be loaded from the Hugging Face hub "
+                            f"({_first_line(err)}); check the name, or pass a local directory "
+                            f"with {flag} PATH") from None
+        raise UserError(f"{what} '{name}' is not in the local Hugging Face cache ({cache_dir()}) "
+                        "and the hub cannot be reached; download it once while online, or pass "
+                        f"a local directory with {flag} PATH") from None
+    where = "the Hugging Face hub" if online else f"the local Hugging Face cache ({cache_dir()})"
+    log.info("%s %s loaded from %s", what, name, where)
+    return value
+
+
+def load_named_model(name: str, device: str, options: dict[str, Any]) -> Any:
+    """A TransformerLens model by name (or alias), from the hub or the cache."""
+    def load() -> Any:
+        from transformer_lens import HookedTransformer
+
+        return HookedTransformer.from_pretrained(name, device=device, **options)
+
+    return from_hub_or_cache("model", name, "--model", load)
+
+
+def load_named_sae(spec: str, device: str) -> Any:
+    """A sae_lens SAE as 'release/id' (a release of sae_lens' directory, or a hub repo
+    'owner/repo/folder'), from the hub or the cache."""
+    from sae_lens import SAE
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    release, sae_id = spec.split("/", 1)
+    if release not in get_pretrained_saes_directory() and sae_id.count("/") >= 1:
+        owner_repo, sae_id = sae_id.split("/", 1)
+        release = f"{release}/{owner_repo}"
+    return from_hub_or_cache("SAE", spec, "--sae",
+                             lambda: SAE.from_pretrained(release, sae_id, device=device))
+
+
+def is_checkpoint(config: dict[str, Any]) -> bool:
+    """A transformers config.json (as opposed to a feature-browser model folder)."""
+    return "model_type" in config or "architectures" in config
+
+
+@contextmanager
+def _config_alias(path: Path) -> Iterator[str]:
+    """The folder's config.json in a folder TransformerLens reads as a plain local path.
+    Its converter matches model families by substring ('llama', 'gemma') before it looks at a local
+    folder, and then reads hard-coded sizes for that family instead of the folder's config. The
+    converter also reads GPT-2's `n_ctx`, which transformers >= 5 no longer writes (it equals
+    `n_positions`). The weights come from the loaded model, so the config is all it needs."""
+    config = json.loads((path / "config.json").read_text(encoding="utf-8-sig"))
+    if "n_positions" in config:
+        config.setdefault("n_ctx", config["n_positions"])
+    with tempfile.TemporaryDirectory(prefix="fb-ckpt-") as tmp:
+        alias = Path(tmp) / "checkpoint"
+        alias.mkdir()
+        (alias / "config.json").write_text(json.dumps(config), encoding="utf-8")
+        yield str(alias)
+
+
+def _processing(cfg: Any, options: dict[str, Any]) -> dict[str, bool]:
+    """from_pretrained's processing flags with the SAE's overrides, less what the architecture
+    cannot take (as from_pretrained decides it)."""
+    from transformer_lens.utilities.activation_functions import softcap_enabled
+    from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
+
+    flags = {k: bool(options.get(k, v)) for k, v in PROCESSING.items()}
+    if cfg.positional_embedding_type == "shortformer":
+        flags.update(fold_ln=False, center_writing_weights=False, center_unembed=False)
+    if cfg.original_architecture in POST_NORM_ARCHITECTURES:
+        flags.update(fold_ln=False, center_writing_weights=False)
+    if softcap_enabled(cfg.output_logits_soft_cap):
+        flags["center_unembed"] = False
+    return flags
+
+
+def load_checkpoint(path: Path, device: str, options: dict[str, Any]) -> Any:
+    """A HookedTransformer from a transformers checkpoint folder, entirely offline.
+    Memory: the model twice on the host while converting (the transformers copy is freed after)."""
+    import torch
+    from transformer_lens import HookedTransformer
+    from transformer_lens import loading_from_pretrained as loading
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    fix = f"check that {path} holds a complete model.save_pretrained() / tokenizer.save_pretrained()"
+    try:
+        hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except Exception as err:
+        raise UserError(f"transformers cannot load the checkpoint in {path} "
+                        f"({_first_line(err)}); {fix}") from None
+    arch = (hf_model.config.architectures or [type(hf_model).__name__])[0]
+    fold_ln = bool(options.get("fold_ln", PROCESSING["fold_ln"]))
+    try:
+        with _config_alias(path) as alias:
+            cfg = loading.get_pretrained_model_config(
+                alias, hf_cfg=hf_model.config.to_dict(), fold_ln=fold_ln, device=device,
+                dtype=torch.float32)
+            if cfg.n_ctx > CHECKPOINT_N_CTX and cfg.positional_embedding_type == "rotary":
+                log.info("model context capped at %d positions (the config says %d)",
+                         CHECKPOINT_N_CTX, cfg.n_ctx)
+                cfg.n_ctx = CHECKPOINT_N_CTX
+            state = loading.get_pretrained_state_dict(alias, cfg, hf_model, dtype=torch.float32)
+    except Exception as err:  # an architecture TransformerLens has no converter for
+        raise UserError(f"TransformerLens cannot convert the {arch} checkpoint in {path} "
+                        f"({_first_line(err)}); use an architecture TransformerLens "
+                        "supports") from None
+    del hf_model
+    cfg.model_name = path.resolve().name
+    model = HookedTransformer(cfg, tokenizer, move_to_device=False)
+    model.load_and_process_state_dict(state, **_processing(cfg, options))
+    model.move_model_modules_to_device()
+    log.info("model %s (%s) loaded from the checkpoint folder %s", cfg.model_name, arch, path)
+    return model.eval()
