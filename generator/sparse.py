@@ -69,21 +69,20 @@ def top_rows(scores: Float[Tensor, "rows cols"], n: int, slack: int = 8) -> tupl
 
 @dataclass
 class SparseSums:
-    """Exact per-key totals over int64 keys, held sparsely: sorted unique keys with a float64 sum
-    (optional) and an int64 count each.
+    """Exact per-key totals over int64 keys, held sparsely: sorted unique keys with an int64 sum
+    (optional; fixed-point values, see statistics.to_fixed) and an int64 count each.
 
     Updates are coalesced per call (sort + unique) and kept pending; pending entries are folded
     into the state once they outnumber it, so the total cost is O(entries log entries), amortised.
     Memory: 24 bytes per distinct key in the state (16 without sums) + the pending entries (at most
     as many as the state, or `min_fold`) + during a fold, the new state and the temporaries of one
     key range (`fold_slice` entries).
-    Sums of float32 values in float64 do not depend on how the entries were batched, to float64
-    rounding; counts are exact integers, so results are the same for any batching or shard split.
+    Sums and counts are integers, so results are bit-identical for any batching or shard split.
     """
 
     with_sums: bool
     keys: Int[Tensor, " u"]
-    sums: Float[Tensor, " u"] | None
+    sums: Int[Tensor, " u"] | None
     counts: Int[Tensor, " u"]
     min_fold: int = 1 << 20
     fold_slice: int = 1 << 22
@@ -93,13 +92,13 @@ class SparseSums:
     @classmethod
     def empty(cls, device: torch.device | str, with_sums: bool = True) -> SparseSums:
         keys = torch.zeros(0, dtype=torch.int64, device=device)
-        sums = torch.zeros(0, dtype=torch.float64, device=device) if with_sums else None
+        sums = torch.zeros(0, dtype=torch.int64, device=device) if with_sums else None
         return cls(with_sums, keys, sums, torch.zeros(0, dtype=torch.int64, device=device))
 
-    def add(self, keys: Int[Tensor, " n"], values: Float[Tensor, " n"] | None = None) -> None:
-        """Add one occurrence of each key (with its value, when sums are kept)."""
+    def add(self, keys: Int[Tensor, " n"], values: Int[Tensor, " n"] | None = None) -> None:
+        """Add one occurrence of each key (with its integer value, when sums are kept)."""
         ones = torch.ones_like(keys)
-        self.pending.append(coalesce(keys, values.double() if values is not None else None, ones))
+        self.pending.append(coalesce(keys, values, ones))
         self.fold_if_due()
 
     def fold_if_due(self) -> None:
@@ -161,7 +160,7 @@ def coalesce(keys: Tensor, sums: Tensor | None, counts: Tensor,
     total = torch.zeros(len(uniq), dtype=torch.int64, device=keys.device).index_add_(0, inverse, counts)
     if sums is None:
         return uniq, None, total
-    return uniq, torch.zeros(len(uniq), dtype=torch.float64,
+    return uniq, torch.zeros(len(uniq), dtype=sums.dtype,
                              device=keys.device).index_add_(0, inverse, sums), total
 
 

@@ -52,6 +52,23 @@ def sample_keys(seed: int, seqs: Int[Tensor, " n"], latents: Int[Tensor, " n"]) 
     return (h << _SEQ_BITS) | seqs.long()
 
 
+SUM_BITS = 24
+"""Activation sums are integer sums of each value rounded to a multiple of 2**-24 (6e-8, below
+float32's resolution at 1.0). Integer addition does not depend on order, so sums are bit-identical
+for any batching, shard split or process count. Exact up to 2**39 (5.5e11) per latent or
+(latent, token)."""
+
+
+def to_fixed(values: Float[Tensor, " n"]) -> Int[Tensor, " n"]:
+    """Values as integer multiples of 2**-SUM_BITS (scaling by a power of two is exact in
+    float64, then round half to even)."""
+    return torch.round(values.double() * (1 << SUM_BITS)).long()
+
+
+def from_fixed(sums: Int[Tensor, "..."]) -> Float[Tensor, "..."]:
+    return sums.double() / (1 << SUM_BITS)
+
+
 def bin_index(values: Float[Tensor, " n"], max_act: Float[Tensor, " n"], n: int) -> Int[Tensor, " n"]:
     """Bin j of n equal-width bins of (0, max] holding value v > 0: (j*max/n, (j+1)*max/n].
     Computed as ceil(v / max * n) - 1 in float32, the same formula in every reference."""
@@ -165,8 +182,8 @@ class Pass1State:
     n_tokens: int
     """N, included positions seen."""
     n_active: Int[Tensor, " d_sae"]
-    sum_act: Float[Tensor, " d_sae"]
-    """float64 accumulator."""
+    sum_fixed: Int[Tensor, " d_sae"]
+    """total activation in fixed point (see to_fixed); `sum_act` is its float64 value."""
     max_act: Float[Tensor, " d_sae"]
     top_vals: Float[Tensor, "d_sae k"]
     """per-sequence max of the top-k sequences, descending; -inf pads."""
@@ -199,7 +216,7 @@ class Pass1State:
         return cls(
             n_tokens=0,
             n_active=zeros(d_sae, dtype=torch.int64),
-            sum_act=zeros(d_sae, dtype=torch.float64),
+            sum_fixed=zeros(d_sae, dtype=torch.int64),
             max_act=zeros(d_sae, dtype=torch.float32),
             top_vals=torch.full((d_sae, k), float("-inf"), device=device),
             top_seqs=torch.full((d_sae, k), -1, dtype=torch.int64, device=device),
@@ -211,6 +228,10 @@ class Pass1State:
     @property
     def k(self) -> int:
         return int(self.top_vals.shape[1])
+
+    @property
+    def sum_act(self) -> Float[Tensor, " d_sae"]:
+        return from_fixed(self.sum_fixed)
 
     @property
     def d_sae(self) -> int:
@@ -227,14 +248,15 @@ class Pass1State:
             position = batch.row * batch.ctx + batch.col
             pairs = [_coalesced(p) for p in coactive_pairs(position, batch.latent, d,
                                                               self.pair_chunk)]
+        fixed = to_fixed(batch.value)
         tokens = None
         if self.token_sums is not None:
-            tokens = _coalesced(batch.latent * self.d_vocab + batch.token, batch.value.double())
+            tokens = _coalesced(batch.latent * self.d_vocab + batch.token, fixed)
         batch_max = torch.zeros(d, device=batch.value.device).scatter_reduce_(
             0, batch.latent, batch.value, "amax")
         self.n_tokens += batch.n_included
         self.n_active.index_add_(0, batch.latent, torch.ones_like(batch.latent))
-        self.sum_act.index_add_(0, batch.latent, batch.value.double())
+        self.sum_fixed.index_add_(0, batch.latent, fixed)
         torch.maximum(self.max_act, batch_max, out=self.max_act)
         self.top_vals[touched], self.top_seqs[touched] = top_vals, top_seqs
         if self.token_sums is not None and tokens is not None:
@@ -311,7 +333,7 @@ class Pass1State:
         return Pass1State(
             n_tokens=self.n_tokens + other.n_tokens,
             n_active=self.n_active + other.n_active,
-            sum_act=self.sum_act + other.sum_act,
+            sum_fixed=self.sum_fixed + other.sum_fixed,
             max_act=torch.maximum(self.max_act, other.max_act),
             top_vals=top_vals,
             top_seqs=top_seqs,
@@ -327,7 +349,7 @@ class Pass1State:
     @property
     def nbytes(self) -> int:
         """Bytes held by the state (what stays between batches)."""
-        dense = sum(t.numel() * t.element_size() for t in (self.n_active, self.sum_act,
+        dense = sum(t.numel() * t.element_size() for t in (self.n_active, self.sum_fixed,
                                                            self.max_act, self.top_vals,
                                                            self.top_seqs))
         return dense + sum(s.nbytes for s in (self.token_sums, self.coact) if s is not None)

@@ -16,7 +16,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from generator.sparse import top_per_group, top_rows
-from generator.statistics import Pass1State, Pass2State
+from generator.statistics import Pass1State, Pass2State, from_fixed
 
 BLOCK_BYTES = 256 << 20
 """working-set budget of one block of a blocked product (scores and their sort keys)."""
@@ -105,7 +105,7 @@ def top_tokens(state: Pass1State, n: int) -> tuple[np.ndarray, np.ndarray, np.nd
     sums = state.token_sums.fold()
     assert sums.sums is not None
     latent, token = sums.keys // state.d_vocab, sums.keys % state.d_vocab
-    ids, vals = top_per_group(sums.sums, [(latent, token)], state.d_sae, n)
+    ids, vals = top_per_group(from_fixed(sums.sums), [(latent, token)], state.d_sae, n)
     # the count of each chosen (latent, token): look its key up in the sorted keys
     chosen = ids >= 0
     keys = (torch.arange(state.d_sae)[:, None] * state.d_vocab + ids)[chosen].to(sums.keys.device)

@@ -1,6 +1,5 @@
 """Brute-force references for every statistic (DESIGN §4): dense, unbatched, plain Python/numpy,
-written straight from the definitions. The engine must match them exactly (counts, top-k,
-samples) or to float tolerance (sums, means)."""
+written straight from the definitions. The engine must match them exactly."""
 
 from __future__ import annotations
 
@@ -20,6 +19,15 @@ def mix32(x: int) -> int:
 
 def sample_key(seed: int, s: int, i: int) -> int:
     return (mix32(mix32(mix32(seed & MASK32) ^ s) ^ i) << 31) | s
+
+
+SUM_BITS = 24
+
+
+def fixed_sum(values: list[float]) -> float:
+    """The documented sum: each value rounded to a multiple of 2**-24 (half to even), summed
+    exactly."""
+    return sum(round(v * (1 << SUM_BITS)) for v in values) / (1 << SUM_BITS)
 
 
 def bin_of(v: float, mx: float, n: int) -> int:
@@ -63,19 +71,20 @@ def reference_latent(acts: np.ndarray, mask: np.ndarray, i: int, k: int, n_bins:
             counts[j] += 1
             members[j].append(s)
     samples = [sorted(ss, key=lambda s: sample_key(seed, s, i))[:m] for ss in members]
-    return RefLatent(len(active), math.fsum(active), mx, hist, counts, top,
+    return RefLatent(len(active), fixed_sum(active), mx, hist, counts, top,
                      [seq_max[s] for s in top], samples)
 
 
 def reference_top_tokens(acts: np.ndarray, mask: np.ndarray, tokens: np.ndarray, i: int,
                          n: int) -> list[tuple[int, float, int]]:
-    sums: dict[int, float] = {}
+    values: dict[int, list[float]] = {}
     counts: dict[int, int] = {}
     for s, t in zip(*np.nonzero(mask), strict=True):
         v = float(acts[s, t, i])
         tok = int(tokens[s, t])
-        sums[tok] = sums.get(tok, 0.0) + v
+        values.setdefault(tok, []).append(v)
         counts[tok] = counts.get(tok, 0) + (v > 0)
+    sums = {tok: fixed_sum(vs) for tok, vs in values.items()}
     ranked = sorted((tok for tok in sums if sums[tok] > 0), key=lambda tok: (-sums[tok], tok))
     return [(tok, sums[tok], counts[tok]) for tok in ranked[:n]]
 
