@@ -55,6 +55,7 @@ from generator.charts import (
     activation_chart,
     count,
     density_chart,
+    interval_alphas,
     interval_bounds,
     logit_chart,
     percent,
@@ -159,6 +160,9 @@ class IntervalGroup:
     count: str
     """number of sequences in the interval, with its noun."""
     examples: list[ExampleView]
+    alpha: str
+    """its colour: the opacity of the activation colour (generator.charts.interval_alphas), the
+    same as its bars in the activation histogram."""
 
 
 @dataclass(frozen=True)
@@ -432,9 +436,10 @@ class PageBuilder:
                 else:
                     by_interval[int(ex.interval[row])].append(view)
         n_int = self.lat.interval_counts.shape[1]
+        alphas = interval_alphas(n_int)
         groups = [IntervalGroup(j, *interval_bounds(j, n_int, float(self.lat.max_act[i])),
                                 plural(self.lat.interval_counts[i][j], "sequence"),
-                                by_interval.get(j, []))
+                                by_interval.get(j, []), alphas[j])
                   for j in reversed(range(n_int))] if self.lat.n_active[i] else []
         return top, groups, {"m": peak, "e": entries}
 

@@ -153,16 +153,19 @@
 
   var tip = null;  /* #tip, made on first use (not in the pages: it is script-only) */
   function showTip(tok) {
-    if (!data) return;
+    if (data) placeTip(tipText(tok), tok.getBoundingClientRect());
+  }
+  /* #tip with `text`, under (or above) the viewport rectangle r */
+  function placeTip(text, r) {
     if (!tip) {
       tip = el("div");
       tip.id = "tip";
       tip.setAttribute("role", "tooltip");
       document.body.appendChild(tip);
     }
-    tip.textContent = tipText(tok);
+    tip.textContent = text;
     tip.hidden = false;
-    var r = tok.getBoundingClientRect(), w = tip.offsetWidth, h = tip.offsetHeight;
+    var w = tip.offsetWidth, h = tip.offsetHeight;
     var x = Math.max(4, Math.min(r.left, document.documentElement.clientWidth - w - 4));
     var y = r.bottom + 6 + h > window.innerHeight ? r.top - h - 6 : r.bottom + 6;
     tip.style.left = x + window.scrollX + "px";  /* page coordinates: stays put on scroll */
@@ -235,7 +238,7 @@
     }
     document.addEventListener("mouseover", function (ev) {
       var t = tokenTarget(ev.target);
-      if (t) showTip(t); else hideTip();
+      if (t) showTip(t); else if (!chartTarget(ev.target)) hideTip();
     });
     document.addEventListener("click", function (ev) {
       if (ev.target.closest && ev.target.closest("a")) return;
@@ -256,6 +259,61 @@
         if (cur) cur.classList.remove("cur");
         hideTip();
       }
+    });
+  }
+
+  /* ---------------- chart bars: what each bin counts ------------------------------------- */
+
+  /* Python's sig(): 3 significant digits, thousands separators from 1,000 to 1e6, exponents
+     as Python writes them (generator/charts.py). */
+  function sig(x) {
+    if (!isFinite(x)) return "n/a";
+    if (Math.abs(x) >= 1000 && Math.abs(x) < 1e6) return Math.round(x).toLocaleString("en");
+    var m = x.toExponential(2).split("e"), e = +m[1];
+    if (x !== 0 && (e < -4 || e >= 3)) {
+      return m[0].replace(/\.?0+$/, "") + "e" + (e < 0 ? "-" : "+") + (Math.abs(e) < 10 ? "0" : "") + Math.abs(e);
+    }
+    return String(+x.toPrecision(3));
+  }
+
+  function chartTarget(t) { return t && t.closest ? t.closest("svg.chart[data-c]") : null; }
+
+  /* The tooltip of bin k of a chart: generator/charts.py Bins.tip, from the <svg>'s data-c
+     (counts, varints), data-x (range), data-t (unit|what|brackets), data-l (log10 bins), data-i
+     (intervals colouring the bins). */
+  function binTip(svg, k) {
+    var counts = varints(svg.getAttribute("data-c")), n = counts.length, c = counts[k];
+    var x = svg.getAttribute("data-x").split(" "), lo = +x[0], hi = +x[1];
+    var t = svg.getAttribute("data-t").split("|"), b = t[2], log = svg.hasAttribute("data-l");
+    function edge(j) { var v = lo + j * (hi - lo) / n; return log ? Math.pow(10, v) : v; }
+    var text = c.toLocaleString("en") + " " + t[0] + (c === 1 ? "" : "s") + " with " + t[1] + " in " +
+      b.charAt(0) + sig(edge(k)) + ", " + sig(edge(k + 1)) + b.charAt(k === n - 1 ? 2 : 1);
+    var ni = +svg.getAttribute("data-i");
+    if (ni) text += " (interval " + (Math.min(ni - 1, Math.floor((k + 0.5) * ni / n)) + 1) + ")";
+    return text;
+  }
+
+  function setupCharts() {
+    var charts = document.querySelectorAll("svg.chart[data-c]");
+    for (var n = 0; n < charts.length; n++) {
+      var title = charts[n].querySelector("title");
+      if (title) {  /* the chart's name stays for screen readers; the bins get the tooltips */
+        charts[n].setAttribute("aria-label", title.textContent);
+        title.parentNode.removeChild(title);
+      }
+    }
+    function onChart(ev) {
+      var svg = chartTarget(ev.target);
+      if (!svg) return;
+      var r = svg.getBoundingClientRect(), n = varints(svg.getAttribute("data-c")).length;
+      var k = Math.max(0, Math.min(n - 1, Math.floor((ev.clientX - r.left) / r.width * n)));
+      var left = r.left + k * r.width / n;
+      placeTip(binTip(svg, k), { left: left, right: left + r.width / n, top: r.top, bottom: r.bottom });
+    }
+    document.addEventListener("mousemove", onChart);
+    document.addEventListener("click", onChart);
+    document.addEventListener("mouseout", function (ev) {
+      if (chartTarget(ev.target) && !chartTarget(ev.relatedTarget)) hideTip();
     });
   }
 
@@ -567,6 +625,7 @@
 
   function init() {
     setupCard();
+    setupCharts();
     setupExamples();
     setupCopy();
     setupTable();

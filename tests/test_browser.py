@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from generator import pages as pages_mod
-from generator.charts import round3
+from generator.charts import activation_chart, logit_chart, round3, sig
+from generator.render import resource_dir
 from tests.fake_store import EXPLANATIONS, make_store
 
 pytestmark = pytest.mark.browser
@@ -125,6 +126,48 @@ def test_tooltip_on_hover_and_focus(session: Session) -> None:
     assert page.is_visible("#tip")
     bos = page.eval_on_selector("#ex-1 > i", "i => i.classList.contains('bos')")
     assert ("BOS" if bos else "position") in page.text_content("#tip")
+
+
+def test_histogram_bars_have_tooltips_saying_what_they_count(session: Session) -> None:
+    """Hovering bin k of each chart shows generator.charts.Bins.tip(k), made by app.js from the
+    chart's data attributes."""
+    lat = make_store().latents
+    i = 2
+    charts = [activation_chart(lat.hist[i], lat.interval_counts[i], float(lat.max_act[i])),
+              logit_chart(lat.logit_hist[i], float(lat.logit_lo[i]), float(lat.logit_hi[i]))]
+    page = session.open(f"features/{i}.html")
+    for n, chart in enumerate(charts):
+        svg = page.locator("svg.chart").nth(n)
+        box = svg.bounding_box()
+        bins = len(chart.bins.counts)
+        for k in (0, bins // 2, bins - 1):
+            svg.hover(position={"x": (k + 0.5) * box["width"] / bins, "y": box["height"] / 2})
+            assert page.is_visible("#tip")
+            assert page.text_content("#tip") == chart.bins.tip(k)
+    assert page.locator("svg.chart title").count() == 0  # no native tooltip over ours
+    assert page.get_attribute("svg.chart >> nth=0", "aria-label").startswith("Tokens per")
+    page.mouse.move(0, 0)
+    assert not page.is_visible("#tip")
+    index = session.open("index.html")
+    svg = index.locator("svg.chart").first
+    box = svg.bounding_box()
+    svg.hover(position={"x": box["width"] - 2, "y": box["height"] / 2})
+    assert re.fullmatch(r"[\d,]+ latents? with density in \[[^,]+, 1\]", index.text_content("#tip"))
+
+
+def test_app_js_formats_numbers_as_python_sig(browser: object) -> None:
+    """Chart tooltips format bin edges in the browser: app.js's sig() must write what
+    generator.charts.sig writes."""
+    source = (resource_dir("static") / "app.js").read_text()
+    body = re.search(r"\n  (function sig\(x\) \{.*?\n  \})\n", source, re.S).group(1)
+    values = [0.0, 1.0, 0.1, 0.31, 0.315, 2 / 3, 3.2459301948547363, -0.388, 12.5, 999.4, 999.6,
+              1000.0, 1234.4, 65536.0, 999_999.0, 1e6, 1.5e7, 1e-4, 9.9996e-5, 1.234e-5, 4.5e-9,
+              -2.5e-6, 0.00123, 123.0, 100.0, 0.05, 7e-3]
+    context = browser.new_context()
+    page = context.new_page()
+    got = page.evaluate(f"(xs) => {{ {body}; return xs.map(sig); }}", values)
+    context.close()
+    assert got == [sig(x) for x in values]
 
 
 def test_bos_markers_have_tooltips_in_the_window_and_when_expanded(session: Session) -> None:

@@ -18,7 +18,14 @@ import pytest
 
 from generator import pages as pages_mod
 from generator import render as render_mod
-from generator.charts import LEVELS
+from generator.charts import (
+    LEVEL_ALPHAS,
+    LEVELS,
+    activation_chart,
+    interval_alphas,
+    logit_chart,
+    sig,
+)
 from generator.errors import UserError
 from generator.render import load_explanations, relative_url, render_site
 from generator.search import fnv1a32, shard_of, terms_of
@@ -272,11 +279,85 @@ def test_interval_groups_show_range_and_count(site: Path) -> None:
     data = make_store()
     page = Page(site / "features" / "0.html")
     n_int = data.latents.interval_counts.shape[1]
-    headings = re.findall(r"<h3 id=int-(\d+)>Interval \d+: \(([^,]+), ([^\]]+)\] · ([\d,]+) seq",
+    headings = re.findall(r"<h3 id=int-(\d+)[^>]*>Interval \d+: \(([^,]+), ([^\]]+)\] · ([\d,]+) seq",
                           page.raw)
     assert len(headings) == n_int
     for j, _lo, _hi, count in headings:
         assert int(count.replace(",", "")) == data.latents.interval_counts[0][int(j)]
+
+
+def test_ablation_is_said_to_leave_bos_untouched(site: Path) -> None:
+    page = Page(site / "features" / "0.html")
+    ablation = re.search(r"<section id=ablation>(.*?)</section>", page.raw, re.S).group(1)
+    assert "at every non-BOS position" in ablation
+    assert "BOS positions are left untouched" in ablation
+    legend = re.search(r"<p class=note id=legend>(.*?)</p>", page.raw, re.S).group(1)
+    assert "removed at every non-BOS position" in legend
+
+
+def test_histogram_bins_say_what_they_count(site: Path) -> None:
+    """Each chart carries its bins (counts, range, what is counted); the tooltip text is
+    `Bins.tip`, which static/app.js reproduces (tests/test_browser.py compares them)."""
+    lat = make_store().latents
+    page = Page(site / "features" / "0.html")
+    act, logit = page.find("svg")
+    n_bins, n_int = lat.hist.shape[1], lat.interval_counts.shape[1]
+    assert pages_mod.read_varints(act["data-c"]) == lat.hist[0].tolist()
+    f32 = np.float32  # the range ships as float32, what a real store holds
+    assert [f32(x) for x in act["data-x"].split()] == [0, f32(lat.max_act[0])]
+    assert act["data-t"] == "token|activation|(]]" and act["data-i"] == str(n_int)
+    assert pages_mod.read_varints(logit["data-c"]) == lat.logit_hist[0].tolist()
+    assert [f32(x) for x in logit["data-x"].split()] == [f32(lat.logit_lo[0]),
+                                                         f32(lat.logit_hi[0])]
+    assert logit["data-t"] == "vocabulary token|logit effect|[)]" and "data-i" not in logit
+
+    chart = activation_chart(lat.hist[0], lat.interval_counts[0], float(lat.max_act[0]))
+    peak = float(lat.max_act[0])
+    c0 = int(lat.hist[0][0])
+    assert chart.bins.tip(0) == (f"{c0:,} token{'' if c0 == 1 else 's'} with activation in "
+                                 f"(0, {sig(peak / n_bins)}] (interval 1)")
+    last = chart.bins.tip(n_bins - 1)
+    assert last.endswith(f", {sig(peak)}] (interval {n_int})")
+    assert re.match(r"[\d,]+ tokens? with activation in \(", last)
+    logits = logit_chart(lat.logit_hist[0], float(lat.logit_lo[0]), float(lat.logit_hi[0]))
+    assert re.fullmatch(r"[\d,]+ vocabulary tokens? with logit effect in \[[^,]+, [^)]+\)",
+                        logits.bins.tip(0))
+    assert logits.bins.tip(len(lat.logit_hist[0]) - 1).endswith(f"{sig(float(lat.logit_hi[0]))}]")
+
+    density = Page(site / "index.html").find("svg")[0]
+    assert density["data-t"] == "latent|density|[)]" and "data-l" in density
+    assert sum(pages_mod.read_varints(density["data-c"])) == int((lat.n_active > 0).sum())
+
+
+def test_interval_colours_are_distinct(scaled_sites: dict[str, Path]) -> None:
+    """Every interval has its own colour, on its bars and on its heading (with 10 intervals, the
+    nine activation colours alone gave intervals 9 and 10 the same)."""
+    page = Page(scaled_sites["default"] / "features" / "0.html")
+    headings = {int(a["id"][4:]): a["style"] for _, a in page.tags
+                if a.get("id", "").startswith("int-")}
+    assert sorted(headings) == list(range(10))
+    assert len(set(headings.values())) == 10, headings
+    chart = re.search(r"<section id=acts>(.*?)</section>", page.raw, re.S).group(1)
+    bars = re.findall(r"<path class=ai style=(--o:[.\d]+) d=", chart)
+    # 50 bins over 10 intervals: one run of bars per interval, lowest first, in its colour
+    assert bars == [headings[j] for j in range(10)]
+    opacities = [float(headings[j].split(":")[1]) for j in range(10)]
+    assert opacities == sorted(opacities)
+
+
+def test_interval_colours_are_distinct_for_any_number_of_intervals() -> None:
+    """Intervals get interpolated shades of the activation colour: distinct and rising for
+    every count (the CLI sets no maximum), nine of them exactly the token colours a1..a9."""
+    css = (Path(render_mod.resource_dir("static")) / "style.css").read_text()
+    palette = [float(v) for v in re.findall(r"--a\d: rgba\(var\(--tok\), ([.\d]+)\)", css)]
+    assert palette == list(LEVEL_ALPHAS)
+    assert [float(a) for a in interval_alphas(LEVELS)] == list(LEVEL_ALPHAS)
+    for n in [*range(1, 260), 641, 1000, 4096]:
+        alphas = interval_alphas(n)
+        values = [float(a) for a in alphas]
+        assert len(set(alphas)) == n, n
+        assert all(a < b for a, b in zip(values, values[1:], strict=False)), n
+        assert min(values) >= LEVEL_ALPHAS[0] - 1e-9 and max(values) <= LEVEL_ALPHAS[-1] + 1e-9
 
 
 def test_dead_latent_page(site: Path) -> None:
