@@ -14,12 +14,16 @@ import os
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from generator.config import BuildConfig
 from generator.store import LatentTable, StoreData, StoreMeta, write_store
+
+if TYPE_CHECKING:  # torch stays out of `import generator.build`
+    from generator.distributed import Ranks
 
 log = logging.getLogger(__name__)
 N_NEIGHBOURS = 5
@@ -80,20 +84,22 @@ def load_inputs(cfg: BuildConfig, device: str) -> tuple[Any, Any, Any]:
     return model, sae, site
 
 
-def compute(cfg: BuildConfig, times: StageTimes,
-            explanations: dict[int, str] | None = None) -> StoreData:
-    """All compute stages; returns the store's content. Everything that depends on the loaded
-    model and SAE (context length, vocabulary, explanation ids) is checked before the first
-    forward pass."""
+def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | None = None,
+            ranks: Ranks | None = None) -> StoreData | None:
+    """All compute stages; returns the store's content (on rank 0; None on the other ranks,
+    whose shares went to rank 0). Everything that depends on the loaded model and SAE (context
+    length, vocabulary, explanation ids) is checked before the first forward pass."""
     import torch
 
     from generator.activations import HookedSAE, residual_directions
     from generator.corpus import load_corpus, vocab_bytes
+    from generator.distributed import Ranks, combine_pass1, combine_pass2
     from generator.engine import Engine, EngineSettings
     from generator.models import ln_folded, pick_device
     from generator.summaries import coact_neighbours, cosine_neighbours, logit_effects, top_tokens
 
-    device = pick_device(cfg.device)
+    ranks = ranks or Ranks(device=pick_device(cfg.device))
+    device = ranks.device
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
     model, sae, site = times.run("load", load_inputs, cfg, device)
@@ -110,22 +116,24 @@ def compute(cfg: BuildConfig, times: StageTimes,
     settings = EngineSettings(k=cfg.k, n_bins=cfg.n_bins, n_intervals=cfg.n_intervals, m=cfg.m,
                               seed=cfg.seed, batch_size=cfg.batch_size, ablation=cfg.ablation,
                               quiet=cfg.quiet)
-    engine = Engine(hooked, corpus.tokens, corpus.bos_id, settings)
-    with torch.inference_mode():
-        cos = times.run("neighbours", cosine_neighbours, sae.W_dec.detach(), N_NEIGHBOURS)
+    engine = Engine(hooked, corpus.tokens, corpus.bos_id, settings, ranks)
     seqs = np.arange(len(corpus.tokens))
-    p1 = times.run("pass1", engine.pass1, seqs)
+    p1 = times.run("pass1", lambda: combine_pass1(engine.pass1(seqs), ranks))
     recount = p1.coact.keys if p1.coact is not None and p1.coact_pruned else None
-    p2 = times.run("pass2", engine.pass2, seqs, p1.max_act, recount)
+    p2 = times.run("pass2", lambda: combine_pass2(engine.pass2(p1.max_act, recount), ranks))
     shown = times.run("examples", engine.examples, p1, p2)
+    if shown is None:  # not rank 0: its share went to rank 0, which writes the store
+        return None
 
     def summaries() -> tuple[Any, ...]:
         with torch.inference_mode():
+            cos = cosine_neighbours(sae.W_dec.detach(), N_NEIGHBOURS)
             logits = logit_effects(residual_directions(model, sae, site), model.W_U,
                                    cfg.n_logits, cfg.logit_bins)
-            return logits, top_tokens(p1, N_TOP_TOKENS), coact_neighbours(p1, N_NEIGHBOURS, p2)
+            return (cos, logits, top_tokens(p1, N_TOP_TOKENS),
+                    coact_neighbours(p1, N_NEIGHBOURS, p2))
 
-    logits, toks, coact = times.run("summaries", summaries)
+    cos, logits, toks, coact = times.run("summaries", summaries)
     n_tokens = p1.n_tokens
     latents = LatentTable(
         n_active=p1.n_active.cpu().numpy(), sum_act=p1.sum_act.cpu().numpy(),
@@ -192,15 +200,33 @@ def build(cfg: BuildConfig) -> StageTimes:
     """Check everything that can be checked without compute, compute, then write the store and
     the site into staging folders and swap both in together: a build that fails at any point,
     or is stopped, leaves the previous store and site as they were, as a pair."""
-    from generator.outputs import StagedOutputs, check_outputs, guard_forks
-    from generator.render import load_explanations, render_site
+    from generator.distributed import start, stop
+    from generator.models import pick_device
+    from generator.outputs import check_outputs
+    from generator.render import load_explanations
 
     times = StageTimes()
     cfg.validate()
     out, store = check_outputs(cfg.out, cfg.store)
     explanations = load_explanations(cfg.explanations) if cfg.explanations else None
+    ranks = start(pick_device(cfg.device))
+    try:
+        if not ranks.main:  # its share of the compute; rank 0 writes the store and the site
+            compute(cfg, times, explanations, ranks)
+            return times
+        return _build_main(cfg, times, explanations, ranks, out, store)
+    finally:
+        stop()
+
+
+def _build_main(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | None,
+                ranks: Ranks, out: Path, store: Path) -> StageTimes:
+    from generator.outputs import StagedOutputs, guard_forks
+    from generator.render import render_site
+
     with StagedOutputs([store, out]) as staged:
-        data = compute(cfg, times, explanations)
+        data = compute(cfg, times, explanations, ranks)
+        assert data is not None
         times.run("store", write_store, data, staged.path(store))
         guard_forks()  # now that every library with at-fork callbacks is imported
         times.run("render", render_site, data, staged.path(out), explanations=explanations,

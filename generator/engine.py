@@ -5,8 +5,10 @@ the streaming statistics, then re-runs the shown examples for per-token activati
     pass 2 -> Pass2State    (all sequences, needs pass 1's max)
     examples + ablation     (only the sequences that some latent shows)
 
-Each pass takes a contiguous range of global sequence indices, so a shard of the corpus (one rank
-under torchrun) runs the same code and the states merge exactly.
+The sequences are cut into a global grid of batches (`plan`) that does not depend on the number
+of processes; each rank (torchrun) runs its contiguous block of the grid, in all three stages. So
+every batch is one the single-process run would have run, the model computes the same bits, and
+the states merge exactly (generator.distributed).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from generator.activations import HookedSAE
+from generator.distributed import Ranks
 from generator.statistics import Pass1State, Pass2State, SparseBatch
 from generator.store import EXAMPLE_INTERVAL, EXAMPLE_TOP, Examples
 
@@ -65,15 +68,23 @@ class ExampleSet:
 
 class Engine:
     def __init__(self, hooked: HookedSAE, tokens: Int[np.ndarray, "n_seqs ctx"], bos_id: int,
-                 settings: EngineSettings):
+                 settings: EngineSettings, ranks: Ranks | None = None):
         self.hooked = hooked
         self.tokens = tokens
         self.bos_id = bos_id
         self.s = settings
         self.device = hooked.device
-        self.batch_size = settings.batch_size or self._auto_batch_size()
-        self._cache: list[SparseBatch] | None = None
-        """pass 1's activation triplets, on the host; None when not kept (over budget)."""
+        self.ranks = ranks or Ranks(device=str(self.device))
+        self.batch_size = settings.batch_size or self._agreed(self._auto_batch_size())
+        self.plan: list[np.ndarray] = []
+        """this rank's batches of the global grid (set by pass 1, reused by pass 2 and examples)."""
+        self._cache: dict[int, list[SparseBatch]] = {}
+        """pass 1's activation triplets of plan batch i, on the host, while within budget."""
+
+    def _agreed(self, batch_size: int) -> int:
+        """The smallest rank's figure, so that every rank cuts the same grid."""
+        t = torch.tensor([-batch_size], device=self.ranks.device)
+        return -int(self.ranks.max_(t))
 
     # ------------------------------------------------------------------ batching
 
@@ -101,17 +112,28 @@ class Engine:
             return self.s.encode_rows
         return int(max(1, self._budget(0.2, 256 << 20) // (self.hooked.d_sae * 4 * 4)))
 
-    def _batches(self, seqs: np.ndarray, desc: str) -> Iterator[np.ndarray]:
-        """Chunks of `seqs`; the batch size may shrink if the GPU runs out of memory
-        (see _with_oom_retry)."""
-        bar = tqdm(total=len(seqs), desc=desc, unit="seq", disable=self.s.quiet, leave=False)
-        start = 0
-        while start < len(seqs):
-            chunk = seqs[start:start + self.batch_size]
-            yield chunk
-            start += len(chunk)
-            bar.update(len(chunk))
+    def _grid(self, seqs: np.ndarray, first: int = 0) -> list[np.ndarray]:
+        """The global batches of `seqs`: an optional first batch of `first`, then batch_size each;
+        this rank keeps its contiguous block of them."""
+        cuts = [0, first] if first else [0]
+        cuts += list(range(cuts[-1] + self.batch_size, len(seqs), self.batch_size)) + [len(seqs)]
+        batches = [seqs[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+        return [batches[i] for i in self.ranks.block(len(batches))]
+
+    def _progress(self, desc: str) -> Iterator[tuple[int, np.ndarray]]:
+        """(plan index, batch) over this rank's plan, with a progress bar in sequences."""
+        total = sum(len(b) for b in self.plan)
+        bar = tqdm(total=total, desc=desc, unit="seq", disable=self.s.quiet, leave=False)
+        for i, batch in enumerate(self.plan):
+            yield i, batch
+            bar.update(len(batch))
         bar.close()
+
+    def _parts(self, batch: np.ndarray) -> Iterator[np.ndarray]:
+        """A plan batch in pieces of the current batch size (smaller only after an out-of-memory
+        halving)."""
+        for start in range(0, len(batch), self.batch_size):
+            yield batch[start:start + self.batch_size]
 
     def _with_oom_retry(self, step: Callable[[np.ndarray], None], seqs: np.ndarray) -> None:
         """Run one batch; on GPU out-of-memory, halve the batch size, say so, and go on.
@@ -132,11 +154,16 @@ class Engine:
         return tokens, tokens != self.bos_id
 
     def _sparse(self, batch: np.ndarray) -> SparseBatch:
-        """The batch's active entries, ordered by position then latent. The SAE encodes only
-        included (non-BOS) positions, `_encode_rows` at a time, so no [batch, ctx, d_sae] array
-        is ever held. Memory: _encode_rows x d_sae x 16 bytes + 36 bytes per active entry."""
+        """The batch's active entries, ordered by position then latent (see _encode_sparse)."""
         tokens, mask = self._device_tokens(batch)
         _, hook_acts = self.hooked.run_to_hook(tokens)
+        return self._encode_sparse(batch, tokens, mask, hook_acts)
+
+    def _encode_sparse(self, batch: np.ndarray, tokens: Tensor, mask: Tensor,
+                       hook_acts: Tensor) -> SparseBatch:
+        """The SAE encodes only included (non-BOS) positions, `_encode_rows` at a time, so no
+        [batch, ctx, d_sae] array is ever held. Memory: _encode_rows x d_sae x 16 bytes + 36
+        bytes per active entry."""
         rows, cols = torch.nonzero(mask, as_tuple=True)
         step = self._encode_rows
         parts = []
@@ -154,9 +181,10 @@ class Engine:
     # ------------------------------------------------------------------ passes
 
     def pass1(self, seqs: np.ndarray) -> Pass1State:
-        """Keeps each batch's triplets on the host while they fit the cache budget, for pass 2
-        and the examples. Memory: Pass1State's formula + the cache (<= cache_bytes, 16 bytes per
-        active entry) + one batch (see _sparse)."""
+        """This rank's share of pass 1 (combine the ranks' states with
+        distributed.combine_pass1). Keeps each batch's triplets on the host while they fit the
+        cache budget, for pass 2 and the examples. Memory: Pass1State's formula + the cache
+        (<= cache_bytes, 18 bytes per active entry) + one batch (see _encode_sparse)."""
         d_vocab = self.hooked.model.cfg.d_vocab if self.s.top_tokens else 0
         state = Pass1State.empty(self.hooked.d_sae, self.s.k, self.device, d_vocab=d_vocab,
                                  coact=self.s.coact)
@@ -166,124 +194,141 @@ class Engine:
                                     4 * state.coact_keep * self.hooked.d_sae)
         if state.coact is not None:  # fold at least every quarter budget, so the check can fire
             state.coact.min_fold = min(state.coact.min_fold, state.coact_max_pairs // 4)
-        self._cache = []
+        self._cache = {}
         cached_bytes = 0
-        full_batch = self.batch_size
-        probing = self.s.coact and not self.s.batch_size
-        if probing:
-            self.batch_size = min(self.batch_size, 4)  # a probe: the SAE's L0 sizes the batches
+        current = 0
+        seen: list[SparseBatch] = []
 
         def step(batch: np.ndarray) -> None:
-            nonlocal cached_bytes, probing
+            nonlocal cached_bytes
             sparse = self._sparse(batch)
             state.update(sparse)
-            if probing:  # once: later, only an out-of-memory error changes the batch size
-                self.batch_size = min(full_batch, self._pair_batch(sparse))
-                probing = False
-            if self._cache is not None:
-                cached_bytes += sparse.compact_nbytes
-                if cached_bytes <= self.s.cache_bytes:
-                    self._cache.append(sparse.compact())
-                else:
-                    log.info("activation cache over %d MB: pass 2 re-runs the model",
-                             self.s.cache_bytes >> 20)
-                    self._cache = None
+            seen[:] = [sparse]
+            cached_bytes += sparse.compact_nbytes
+            if cached_bytes <= self.s.cache_bytes:
+                self._cache.setdefault(current, []).append(sparse.compact())
+            elif cached_bytes - sparse.compact_nbytes <= self.s.cache_bytes:
+                log.info("activation cache over %d MB: later batches are re-run in pass 2",
+                         self.s.cache_bytes >> 20)
 
-        for batch in self._batches(seqs, "pass 1/2 statistics"):
-            self._with_oom_retry(step, batch)
+        # a probe: the SAE's L0, measured on the first global batch (rank 0), sizes the batches
+        first = min(4, len(seqs)) if self.s.coact and not self.s.batch_size else 0
+        if first:
+            if self.ranks.main:
+                self._with_oom_retry(step, seqs[:first])
+                self.batch_size = min(self.batch_size, self._pair_batch(seen[0]))
+            self.batch_size = int(self.ranks.broadcast_(
+                torch.tensor([self.batch_size], device=self.ranks.device)))
+        self.plan = self._grid(seqs, first)
+        for current, batch in self._progress("pass 1/2 statistics"):
+            if first and current == 0 and self.ranks.main:
+                continue  # the probe batch, already counted
+            for part in self._parts(batch):
+                self._with_oom_retry(step, part)
         return state
 
     def _pair_batch(self, sparse: SparseBatch) -> int:
         """Sequences per batch such that one batch's co-active pairs (Σ L(L-1)/2 per position,
         held coalesced at ~16 bytes each until the batch commits) stay within the budget; L0 is
-        measured on the batch just seen."""
+        measured on the batch just seen (compacted or not)."""
         n_seqs = max(1, len(sparse.seq_ids))
         l0 = len(sparse.latent) / max(1, sparse.n_included)
         pairs_per_seq = sparse.n_included / n_seqs * l0 * max(l0 - 1, 0) / 2
         return int(max(1, self._budget(0.1, 256 << 20) // max(1.0, 16 * pairs_per_seq)))
 
-    def pass2(self, seqs: np.ndarray, max_act: Tensor,
-              coact_keys: Tensor | None = None) -> Pass2State:
-        """From pass 1's cached triplets when they were all kept, else by re-running the model.
-        coact_keys: candidate co-active pairs to recount exactly (when pass 1's valve fired).
-        Memory: Pass2State (d_sae x (n_bins + n_intervals x (1 + m)) x 8 bytes, + 16 bytes per
-        candidate pair) + one batch."""
+    def pass2(self, max_act: Tensor, coact_keys: Tensor | None = None) -> Pass2State:
+        """This rank's share of pass 2, over pass 1's plan (combine with
+        distributed.combine_pass2): from pass 1's cached triplets where kept, else by re-running
+        the same batch. coact_keys: candidate co-active pairs to recount exactly (when pass 1's
+        valve fired). Memory: Pass2State (d_sae x (n_bins + n_intervals x (1 + m)) x 8 bytes,
+        + 16 bytes per candidate pair) + one batch."""
         state = Pass2State.empty(max_act.to(self.device), self.s.n_bins, self.s.n_intervals,
                                  self.s.m, self.s.seed, coact_keys=coact_keys)
-        cache = self._cache_covering(seqs)
-        if cache is not None:
-            for sparse in tqdm(cache, desc="pass 2/2 histograms", disable=self.s.quiet,
-                               leave=False):
-                state.update(sparse.widen(self.device))
-            return state
-        for batch in self._batches(seqs, "pass 2/2 histograms"):
-            self._with_oom_retry(lambda b: state.update(self._sparse(b)), batch)
+        for i, batch in self._progress("pass 2/2 histograms"):
+            if i in self._cache:
+                for sparse in self._cache[i]:
+                    state.update(sparse.widen(self.device))
+                continue
+            for part in self._parts(batch):
+                self._with_oom_retry(lambda b: state.update(self._sparse(b)), part)
         return state
-
-    def _cache_covering(self, seqs: np.ndarray) -> list[SparseBatch] | None:
-        """Pass 1's cached triplets, if they hold every sequence in `seqs`."""
-        cache = self._cache
-        if not cache:
-            return None
-        cached = np.concatenate([c.seq_ids.numpy() for c in cache])
-        return cache if np.isin(seqs, cached).all() else None
 
     # ------------------------------------------------------------------ examples
 
-    def examples(self, p1: Pass1State, p2: Pass2State) -> ExampleSet:
-        """Per-token activations (and Δloss) of every shown example. A (sequence, latent) pair
-        shown twice (top example and interval sample) is computed once.
+    def examples(self, p1: Pass1State, p2: Pass2State) -> ExampleSet | None:
+        """Per-token activations (and Δloss) of every shown example, from the combined states;
+        this rank computes the examples in its plan batches, rank 0 gathers them all (None on the
+        other ranks). A (sequence, latent) pair shown twice (top example and interval sample) is
+        computed once. Activations are pass 1's triplets of the same batch (cached, or the batch
+        re-run), so they are the bits the statistics saw.
         Memory: P distinct pairs and E shown examples (E <= d_sae x (k + n_intervals x m), P <= E)
         hold (P + E) x ctx x 4 bytes of activations, twice that with ablation; per batch, the
-        model's activations for the batch's sequences and `_ablation_chunk` ablated re-runs."""
+        model's activations for one plan batch and `_ablation_chunk` ablated re-runs."""
         sel = select_examples(p1.top_seqs.cpu().numpy(), p2.sample_seqs().cpu().numpy())
         d, ctx = self.hooked.d_sae, self.tokens.shape[1]
         pairs, inverse = np.unique(sel.seq.astype(np.int64) * d + sel.latent, return_inverse=True)
-        pair_seq, pair_latent = pairs // d, (pairs % d).astype(np.int64)  # sorted by sequence
+        pair_seq = pairs // d  # sorted by sequence
         acts = np.zeros((len(pairs), ctx), dtype=np.float32)
         dloss = np.full((len(pairs), ctx), np.nan, dtype=np.float32) if self.s.ablation else None
-        uniq, starts = np.unique(pair_seq, return_index=True)
-        bounds = np.append(starts, len(pairs))
-        cache = self._cache_covering(uniq)
-        if cache is not None:
-            _fill_from_cache(cache, pairs, d, acts)
+        desc = "examples + ablation" if self.s.ablation else "examples"
+        for i, batch in self._progress(desc):
+            def step(part: np.ndarray, i: int = i) -> None:
+                self._example_batch(i, part, pairs, d, acts, dloss)
 
-        def step(batch: np.ndarray) -> None:
-            lo = int(np.searchsorted(uniq, batch[0]))
-            rows = np.arange(bounds[lo], bounds[lo + len(batch)])
-            self._example_batch(batch, pair_seq[rows], pair_latent[rows], rows, acts, dloss,
-                                have_acts=cache is not None)
-
-        if cache is None or dloss is not None:
-            desc = "examples + ablation" if self.s.ablation else "examples"
-            for batch in self._batches(uniq, desc):
-                self._with_oom_retry(step, batch)
-        summary = ablation_summary(pair_latent, acts, dloss, d) if dloss is not None else None
+            for part in self._parts(batch):
+                lo, hi = np.searchsorted(pair_seq, [part[0], part[-1] + 1])
+                if hi > lo:
+                    self._with_oom_retry(step, part)
+        mine = (range(*np.searchsorted(pair_seq, [self.plan[0][0], self.plan[-1][-1] + 1]))
+                if self.plan else range(0))
+        for array in (acts, dloss):
+            if array is not None:
+                self.ranks.rows_to_main(array, mine)
+        if not self.ranks.main:
+            return None
+        summary = (ablation_summary((pairs % d).astype(np.int64), acts, dloss, d)
+                   if dloss is not None else None)
         examples = Examples(latent=sel.latent, kind=sel.kind, interval=sel.interval,
                             rank=sel.rank, seq=sel.seq, acts=acts[inverse],
                             dloss=dloss[inverse] if dloss is not None else None)
         return ExampleSet(examples, *(summary or (None, None)))
 
-    def _example_batch(self, batch: np.ndarray, pair_seqs: np.ndarray, pair_latents: np.ndarray,
-                       rows: np.ndarray, acts_out: np.ndarray, dloss_out: np.ndarray | None,
-                       have_acts: bool) -> None:
-        """Fill acts_out[rows] (unless have_acts) and dloss_out[rows] for one batch of sequences."""
-        tokens, mask = self._device_tokens(batch)
-        resid, hook_acts = self.hooked.run_to_hook(tokens)
-        local = torch.from_numpy(np.searchsorted(batch, pair_seqs)).to(self.device)
-        latents = torch.from_numpy(pair_latents).to(self.device, torch.long)
-        if have_acts:
-            pair_acts = torch.from_numpy(acts_out[rows]).to(self.device)
-        else:
-            pair_acts = self._pair_acts(hook_acts, mask, local, latents)
-            acts_out[rows] = pair_acts.cpu().numpy()
+    def _example_batch(self, index: int, batch: np.ndarray, pairs: Int[np.ndarray, " P"], d: int,
+                       acts_out: np.ndarray, dloss_out: np.ndarray | None) -> None:
+        """Fill acts_out and dloss_out for the pairs whose sequence is in `batch` (a contiguous
+        range of sequences, part of plan batch `index`)."""
+        lo, hi = np.searchsorted(pairs // d, [batch[0], batch[-1] + 1])
+        rows = np.arange(lo, hi)
+        cached = self._cache.get(index)
+        resid = tokens = mask = None
+        if cached is None or dloss_out is not None:
+            tokens, mask = self._device_tokens(batch)
+            resid, hook_acts = self.hooked.run_to_hook(tokens)
+            if cached is None:
+                cached = [self._encode_sparse(batch, tokens, mask, hook_acts).compact()]
+        _fill_from_cache(cached, pairs[lo:hi], d, acts_out[lo:hi])
         if dloss_out is None:
             return
+        assert resid is not None and tokens is not None and mask is not None
+        seqs = pairs[rows] // d
+        kept, local = np.unique(seqs - batch[0], return_inverse=True)
+        kept_t = torch.from_numpy(kept).to(self.device)
+        self._ablate(resid[kept_t], tokens[kept_t], mask[kept_t],
+                     torch.from_numpy(local).to(self.device),
+                     torch.from_numpy(pairs[rows] % d).to(self.device, torch.long),
+                     torch.from_numpy(acts_out[rows]).to(self.device), rows, dloss_out)
+
+    def _ablate(self, resid: Tensor, tokens: Tensor, mask: Tensor, local: Int[Tensor, " pairs"],
+                latents: Int[Tensor, " pairs"], pair_acts: Float[Tensor, "pairs ctx"],
+                rows: np.ndarray, dloss_out: np.ndarray) -> None:
+        """Δloss at every position of each (sequence, latent) pair: the latent removed from the
+        hook at every non-BOS position, minus the clean loss. `local` indexes the pair's
+        sequence in resid / tokens (the batch's kept sequences)."""
         target_ok = mask[:, 1:]
         chunk = self._ablation_chunk()
         clean = torch.cat([self.hooked.losses(resid[c:c + chunk], tokens[c:c + chunk],
                                               needed=target_ok[c:c + chunk])
-                           for c in range(0, len(batch), chunk)])
+                           for c in range(0, len(tokens), chunk)])
         # Causal attention: positions before the latent's first activation see the same inputs in
         # both runs, so their Δloss is exactly 0 and only later positions are unembedded.
         ctx = tokens.shape[1]
@@ -299,22 +344,6 @@ class Engine:
             diff = torch.where(after, ablated - clean[seq], 0.0)
             diff = torch.where(target_ok[seq], diff, float("nan"))
             dloss_out[rows[sl], :-1] = diff.cpu().numpy()
-
-    def _pair_acts(self, hook_acts: Tensor, mask: Tensor, local: Int[Tensor, " pairs"],
-                   latents: Int[Tensor, " pairs"]) -> Float[Tensor, "pairs ctx"]:
-        """Each (sequence, latent) pair's activation at every position (0 where excluded),
-        encoding a few sequences at a time (`_encode_rows` positions)."""
-        ctx = mask.shape[1]
-        out = torch.zeros((len(local), ctx), device=self.device)
-        step = max(1, self._encode_rows // ctx)
-        for start in range(0, mask.shape[0], step):
-            sel = torch.nonzero((local >= start) & (local < start + step), as_tuple=True)[0]
-            if len(sel) == 0:
-                continue
-            acts = self.hooked.encode(hook_acts[start:start + step]).float()
-            acts = acts * mask[start:start + step, :, None]
-            out[sel] = acts[local[sel] - start, :, latents[sel]]
-        return out
 
     def _ablation_chunk(self) -> int:
         """(sequence, latent) pairs per ablation forward pass. On CPU, small chunks keep each

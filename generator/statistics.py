@@ -80,7 +80,7 @@ def bin_index(values: Float[Tensor, " n"], max_act: Float[Tensor, " n"], n: int)
 # grouped top-k merges, used for top examples, interval samples and their merges
 
 
-def _topk_merge(
+def topk_merge(
     vals: Float[Tensor, " n"], seqs: Int[Tensor, " n"], latents: Int[Tensor, " n"], d: int, k: int
 ) -> tuple[Float[Tensor, "d k"], Int[Tensor, "d k"]]:
     """Per latent, the k entries with the largest value, ties to the lower sequence index."""
@@ -278,9 +278,9 @@ class Pass1State:
             # checked on the folded state only: forcing a fold whenever pending entries pushed
             # the total over the budget would re-sort the whole state at every batch
             if self.coact_max_pairs and len(self.coact.keys) > self.coact_max_pairs:
-                self._prune_coact()
+                self.prune_coact()
 
-    def _prune_coact(self) -> None:
+    def prune_coact(self) -> None:
         """Keep, for every latent, the pairs with its most frequent partners so far (a pair stays
         if either end keeps it). Counts of pairs dropped and seen again restart from zero, so the
         kept counts are only used to choose candidates; pass 2 recounts the candidates exactly."""
@@ -315,7 +315,7 @@ class Pass1State:
         old_vals, old_seqs = self.top_vals[touched], self.top_seqs[touched]
         kept = old_seqs != -1
         old_local = torch.nonzero(kept, as_tuple=True)[0]
-        top_vals, top_seqs = _topk_merge(
+        top_vals, top_seqs = topk_merge(
             torch.cat([old_vals[kept], seq_max[b, latent].float()]),
             torch.cat([old_seqs[kept], seq_ids.to(seq_max.device).long()[b]]),
             torch.cat([old_local, local]),
@@ -329,7 +329,7 @@ class Pass1State:
         cat_seqs = torch.cat([self.top_seqs, other.top_seqs], 1)
         keep = cat_seqs != -1
         latent = torch.nonzero(keep, as_tuple=True)[0]
-        top_vals, top_seqs = _topk_merge(cat_vals[keep], cat_seqs[keep], latent, self.d_sae, self.k)
+        top_vals, top_seqs = topk_merge(cat_vals[keep], cat_seqs[keep], latent, self.d_sae, self.k)
         return Pass1State(
             n_tokens=self.n_tokens + other.n_tokens,
             n_active=self.n_active + other.n_active,

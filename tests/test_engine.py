@@ -80,7 +80,7 @@ def test_engine_exact_for_every_sae_and_hook(model, kind, hook):
                                        encode_rows=rows))
         seqs = np.arange(len(tokens))
         p1 = engine.pass1(seqs)
-        p2 = engine.pass2(seqs, p1.max_act)
+        p2 = engine.pass2(p1.max_act)
         for i in range(sae.cfg.d_sae):
             ref = reference_latent(dense, tokens != BOS, i, K, N_BINS, N_INT, M, SEED)
             assert int(p1.n_active[i]) == ref.n_active
@@ -148,7 +148,7 @@ def test_coactivation_valve_through_the_engine(model):
     seqs = np.arange(len(tokens))
     p1 = engine.pass1(seqs)
     assert p1.coact_pruned, "the test corpus must overflow the pair budget"
-    p2 = engine.pass2(seqs, p1.max_act, p1.coact.fold().keys)
+    p2 = engine.pass2(p1.max_act, p1.coact.fold().keys)
     nb_ids, nb_vals = coact_neighbours(p1, 3, p2)
     mask = tokens != BOS
     listed = 0
