@@ -70,9 +70,9 @@ class Ranks:
         """[world, *t.shape]: every rank's tensor (same shape everywhere), on every rank."""
         if self.world == 1:
             return t[None]
-        out = torch.empty((self.world, *t.shape), dtype=t.dtype, device=t.device)
-        _dist().all_gather_into_tensor(out, t.contiguous())
-        return out
+        out = [torch.empty_like(t) for _ in range(self.world)]
+        _dist().all_gather(out, t.contiguous())
+        return torch.stack(out)
 
     def to_main(self, parts: list[Tensor]) -> list[list[Tensor]] | None:
         """Variable-length 1-d tensors of every rank, on rank 0 in rank order (None elsewhere).
