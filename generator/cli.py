@@ -14,7 +14,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from generator.config import BuildConfig
+from generator.config import BuildConfig, check_site_url
 
 log = logging.getLogger("generator")
 
@@ -51,6 +51,9 @@ def make_parser() -> argparse.ArgumentParser:
     compact = next(f for f in fields(BuildConfig) if f.name == "compact")
     render.add_argument("--compact", action=argparse.BooleanOptionalAction, default=False,
                         help=compact.metadata["help"])
+    site_url = next(f for f in fields(BuildConfig) if f.name == "site_url")
+    render.add_argument("--site-url", default=None, metavar="SITE_URL",
+                        help=site_url.metadata["help"])
     export = sub.add_parser("export", help="store -> another tool's format (Neuronpedia's JSON "
                                            "batches), no torch")
     export.add_argument("--format", default="neuronpedia", metavar="FORMAT",
@@ -89,10 +92,11 @@ def _render(args: argparse.Namespace) -> Any:
     from generator.store import read_store
 
     times = StageTimes()
+    site_url = check_site_url(args.site_url) if args.site_url is not None else None
     data = times.run("read store", read_store, args.store)
     expl = load_explanations(args.explanations) if args.explanations else None
     times.run("render", render_site, data, args.out, explanations=expl, quiet=args.quiet,
-              compact=args.compact)
+              compact=args.compact, site_url=site_url)
     return times
 
 

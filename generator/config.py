@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from generator.errors import UserError
 
@@ -61,6 +62,13 @@ class BuildConfig:
         "1 sample per interval, shorter windows, 5 logit tokens, no embed files (README, Site size)",
         default=False,
     )
+    site_url: str | None = _opt(
+        "the site's public address, e.g. https://user.github.io/repo/: pages then carry og:url, a "
+        "canonical link and a 1200x630 link-card image (cards/<id>.png) as absolute URLs "
+        "(default: none, and nothing absolute is written)",
+        default=None,
+    )
+    """With it, link previews (Slack, X, blogs) show a card per latent; see docs/PUBLISHING.md."""
     quiet: bool = _opt("no progress bars", default=False)
 
     def validate(self) -> None:
@@ -75,6 +83,8 @@ class BuildConfig:
                 flag = "--" + name.replace("_", "-")
                 raise UserError(f"{flag} {value} is out of range ({helps[name]}); pass {flag} {low} "
                                 "or more")
+        if self.site_url is not None:
+            check_site_url(self.site_url)
         if not _DEVICE.match(self.device):
             raise UserError(f"--device {self.device} is not a device this tool runs on; use auto, "
                             "cpu, cuda, cuda:N or mps")
@@ -85,3 +95,14 @@ class BuildConfig:
                 "logit_bins", "ablation")
         return {key: getattr(self, key) for key in keys}
 
+
+def check_site_url(url: str) -> str:
+    """`--site-url` as the site root, ending in "/"; refused unless an absolute http(s) URL
+    without query or fragment (it goes into every page's absolute links)."""
+    parts = urlsplit(url.strip())
+    bad = (parts.scheme not in ("http", "https") or not parts.netloc or parts.query
+           or parts.fragment or any(c.isspace() or c in '"<>\\`' for c in url.strip()))
+    if bad:
+        raise UserError(f"--site-url {url!r} is not the address of a site; pass an absolute "
+                        "http(s) URL such as https://user.github.io/repo/")
+    return parts._replace(path=parts.path.rstrip("/") + "/").geturl()

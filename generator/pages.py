@@ -49,10 +49,12 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup
 
+from generator.cards import Card
 from generator.charts import (
     LEVELS,
     Chart,
     activation_chart,
+    bin_interval,
     count,
     density_chart,
     interval_alphas,
@@ -341,18 +343,56 @@ class PageBuilder:
     def describe(self, i: int, explanation: str) -> tuple[str, str]:
         """Title and link-preview description: the explanation, else top tokens and logits."""
         name = f"Latent {i}"
+        summary = self.summary(i, explanation)
+        title = f"{name}: {_clip(summary, 70)}" if summary else name
+        description = (f"{name} of {self.data.meta.sae} ({self.data.meta.hook}), density "
+                       f"{percent(self.lat.n_active[i] / max(1, self.data.meta.n_tokens))}. "
+                       f"{summary}")
+        return title, _clip(description, 200)
+
+    def summary(self, i: int, explanation: str) -> str:
+        """What the latent is about: its explanation, else what it fires on and promotes."""
+        if explanation:
+            return explanation
         tokens = self.top_token_labels(i, 5)
         logits = [self.cell(t).text.strip() for t in self.lat.logit_pos_ids[i][:5]]
         facts = []
         if tokens:
             facts.append("fires on " + ", ".join(tokens))
         facts.append("promotes " + ", ".join(logits))
-        summary = explanation or "; ".join(facts)
-        title = f"{name}: {_clip(summary, 70)}" if summary else name
-        description = (f"{name} of {self.data.meta.sae} ({self.data.meta.hook}), density "
-                       f"{percent(self.lat.n_active[i] / max(1, self.data.meta.n_tokens))}. "
-                       f"{summary}")
-        return title, _clip(description, 200)
+        return "; ".join(facts)
+
+    def card(self, i: int, page: LatentPage, footer: str) -> Card:
+        """The link card of latent i (generator.cards); `footer` is the page's address."""
+        lat, meta = self.lat, self.data.meta
+        hist: list[int] = []
+        alphas: list[float] = []
+        if not page.dead:
+            hist = [int(c) for c in lat.hist[i]]
+            n_int = lat.interval_counts.shape[1]
+            colours = interval_alphas(n_int)
+            alphas = [float(colours[bin_interval(k, len(hist), n_int)]) for k in range(len(hist))]
+        top = ([] if lat.top_token_ids is None else
+               [(k, int(t)) for k, t in enumerate(lat.top_token_ids[i]) if t >= 0])
+        if top:
+            counts = lat.top_token_counts
+            title = "Top tokens (active positions)" if counts is not None else "Top tokens"
+            tokens = [(self.text.token(t), count(counts[i][k]) if counts is not None else
+                       sig(float(lat.top_token_sums[i][k])))  # type: ignore[index]
+                      for k, t in top]
+        else:
+            title = "Promotes (logit effect)"
+            tokens = [(self.text.token(int(t)), signed(float(v)))
+                      for t, v in zip(lat.logit_pos_ids[i], lat.logit_pos_vals[i], strict=True)]
+        return Card(
+            id=i, label=self.summary(i, page.explanation), context=f"{meta.sae} · {meta.hook}",
+            stats=(f"density {page.density} · max {page.max} · {page.n_active} active "
+                   f"position{'' if lat.n_active[i] == 1 else 's'}"),
+            hist=hist, alphas=alphas, hist_labels=("0", page.max), tokens_title=title,
+            tokens=tokens, footer=footer,
+            dead_note=(f"Never activated on the {count(meta.n_tokens)} tokens analysed."
+                       if page.dead else ""),
+        )
 
     def top_token_labels(self, i: int, n: int) -> list[str]:
         if self.lat.top_token_ids is None:

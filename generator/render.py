@@ -12,7 +12,12 @@ Layout of the site (every link relative, so it works from file://, localhost and
     seqs/t.js, seqs/<k>.js  the kept sequences for "expand to the whole sequence": a table of
                           token displays and, SEQ_SHARD sequences per file, symbol codes
     static/<name>.<hash>.<ext>   CSS/JS/icons copied from the repo's static/, content-hashed
+    cards/<id>.png        only with `site_url`: the latent's 1200 x 630 link card
+                          (generator.cards), its page's og:image / twitter:image
     .nojekyll
+
+With `site_url` (the site's public address) pages also carry their absolute address (og:url, a
+canonical link), og:title / og:description and the card; without it nothing absolute is written.
 
 This module writes files: the page contexts come from `generator.pages` (which documents the
 per-page data blob the browser reads), the inline charts from `generator.charts`.
@@ -41,7 +46,9 @@ from tqdm import tqdm
 
 import generator
 from generator.atomic import atomic_dir
+from generator.cards import card_png
 from generator.charts import round3
+from generator.config import check_site_url
 from generator.errors import UserError
 from generator.pages import (
     COMPACT_SHOWING,
@@ -88,7 +95,7 @@ class RenderReport:
     files: int
     total_bytes: int
     bytes_by_part: dict[str, int]
-    """bytes per top-level part: features, embed, search, seqs, static, index, other."""
+    """bytes per top-level part: features, embed, search, seqs, static, cards, index, other."""
     seconds: float
 
     @property
@@ -99,11 +106,13 @@ class RenderReport:
 def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None = None,
                 quiet: bool = False, *, table_rows: int = TABLE_PAGE,
                 compact: bool = False, shard_bytes: int = SHARD_TARGET_BYTES,
-                workers: int | None = None, chunk: int = LATENT_CHUNK) -> RenderReport:
+                workers: int | None = None, chunk: int = LATENT_CHUNK,
+                site_url: str | None = None) -> RenderReport:
     """Render the whole site into `out`, atomically: the old site stays intact if anything fails.
 
     `compact` ships less of each latent (generator.pages.COMPACT_SHOWING) so that a 131,072-latent
-    site fits in 1 GB.
+    site fits in 1 GB. `site_url`, the site's public address, adds absolute links (og:url,
+    canonical) and a link card per latent (cards/<id>.png) to the pages.
 
     `table_rows` (rows per index-table page and file) and `shard_bytes` (target size of a search
     shard) exist so that tests can shard a small store as finely as a 131k-latent one. Pages
@@ -113,11 +122,12 @@ def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None 
     out = Path(out)
     explanations = dict(explanations or {})
     _check_explanations(explanations, data.latents.d_sae)
+    root_url = check_site_url(site_url) if site_url is not None else None
     _check_target(out)
     with atomic_dir(out) as tmp:
         showing = COMPACT_SHOWING if compact else DEFAULT_SHOWING
         _SiteWriter(data, tmp, explanations, quiet, table_rows, shard_bytes, workers, chunk,
-                    showing).write_all()
+                    showing, root_url).write_all()
     report = _measure(out, data.latents.d_sae, time.perf_counter() - start)
     log.info("wrote %d pages (%.1f MB, %.0f KB per latent) to %s in %.1f s", report.pages,
              report.total_bytes / 1e6, report.bytes_per_latent / 1e3, out, report.seconds)
@@ -248,6 +258,17 @@ def _url_filter(context: jinja2.runtime.Context, target: str) -> str:
 
 
 
+@dataclass(frozen=True)
+class PageLinks:
+    """A page's absolute addresses (only with a site URL): what link previews read."""
+
+    url: str
+    """the page's own address: og:url and the canonical link."""
+    image: str | None = None
+    """its link card (cards/<id>.png): og:image and twitter:image."""
+    image_alt: str = ""
+
+
 # ---------------------------------------------------------------------------------------------
 # the writer
 
@@ -257,8 +278,11 @@ class _SiteWriter:
 
     def __init__(self, data: StoreData, out: Path, explanations: dict[int, str], quiet: bool,
                  table_rows: int, shard_bytes: int, workers: int | None = None,
-                 chunk: int = LATENT_CHUNK, showing: Showing = DEFAULT_SHOWING) -> None:
+                 chunk: int = LATENT_CHUNK, showing: Showing = DEFAULT_SHOWING,
+                 site_url: str | None = None) -> None:
         self.data, self.out, self.explanations, self.quiet = data, out, explanations, quiet
+        self.site_url = site_url
+        """the site root's public address ending in "/", or None: nothing absolute."""
         self.table_rows, self.shard_bytes = table_rows, shard_bytes
         self.token_terms: dict[int, list[str]] = {}
         self.workers = max(1, workers if workers is not None else len(os.sched_getaffinity(0)))
@@ -270,7 +294,8 @@ class _SiteWriter:
         self.assets = copy_static(resource_dir("static"), self.out / "static")
         self.env = make_env(self.assets)
         self.site = site_info(self.data)
-        for folder in ("features", "search") + (("embed",) if self.showing.embed_files else ()):
+        for folder in (("features", "search") + (("embed",) if self.showing.embed_files else ())
+                       + (("cards",) if self.site_url else ())):
             (self.out / folder).mkdir(parents=True, exist_ok=True)
         search = SearchIndex(self.shard_bytes)
         for postings in self.latent_pages():
@@ -278,7 +303,8 @@ class _SiteWriter:
         shards, _ = search.write(self.out / "search")
         table = self.write_table()
         self.write_sequences()
-        self.render("index.html", "index.html", page=self.pages.index_page(shards, table))
+        self.render("index.html", "index.html", page=self.pages.index_page(shards, table),
+                    links=PageLinks(self.site_url) if self.site_url else None)
         (self.out / SITE_MARKER).write_bytes(b"")
 
     def latent_pages(self) -> Iterator[Postings]:
@@ -320,17 +346,25 @@ class _SiteWriter:
         search = SearchIndex(self.shard_bytes)
         for i in range(lo, hi):
             page = self.pages.latent_page(i)
-            self.render(f"features/{i}.html", "feature.html", page=page, showing=self.showing)
+            links = None
+            if self.site_url:
+                url, image = self.site_url + f"features/{i}.html", f"cards/{i}.png"
+                card = self.pages.card(i, page, url.split("://", 1)[1])
+                (self.out / image).write_bytes(card_png(card))
+                links = PageLinks(url, self.site_url + image, page.title)
+            self.render(f"features/{i}.html", "feature.html", page=page, showing=self.showing,
+                        links=links)
             if self.showing.embed_files:
                 self.render(f"embed/{i}.html", "embed.html", page=page,
                             card=f"../features/{i}.html?embed")
             self.index_latent(search, i, page)
         return search.export()
 
-    def render(self, path: str, template: str, **context: Any) -> None:
+    def render(self, path: str, template: str, links: PageLinks | None = None,
+               **context: Any) -> None:
         root = relative_url("x", path)[:-1] or "./"
         html = self.env.get_template(template).render(page_path=path, root=root, site=self.site,
-                                                      **context)
+                                                      links=links, **context)
         target = self.out / path
         if path.count("/") > 1:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -497,4 +531,5 @@ def copy_static(source: Path, target: Path) -> dict[str, str]:
     return assets
 
 
-__all__ = ["RenderReport", "load_explanations", "relative_url", "render_site", "resource_dir"]
+__all__ = ["PageLinks", "RenderReport", "load_explanations", "relative_url", "render_site",
+           "resource_dir"]
