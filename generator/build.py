@@ -23,6 +23,7 @@ from generator.config import BuildConfig
 from generator.store import LatentTable, StoreData, StoreMeta, write_store
 
 if TYPE_CHECKING:  # torch stays out of `import generator.build`
+    from generator.checkpoint import Checkpoint
     from generator.distributed import Ranks
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
 
     from generator.activations import HookedSAE, residual_directions
     from generator.corpus import load_corpus, vocab_bytes
-    from generator.distributed import Ranks, combine_pass1, combine_pass2
+    from generator.distributed import Ranks
     from generator.engine import Engine, EngineSettings
     from generator.models import ln_folded, pick_device
     from generator.summaries import coact_neighbours, cosine_neighbours, logit_effects, top_tokens
@@ -117,11 +118,8 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
                               seed=cfg.seed, batch_size=cfg.batch_size, ablation=cfg.ablation,
                               quiet=cfg.quiet)
     engine = Engine(hooked, corpus.tokens, corpus.bos_id, settings, ranks)
-    seqs = np.arange(len(corpus.tokens))
-    p1 = times.run("pass1", lambda: combine_pass1(engine.pass1(seqs), ranks))
-    recount = p1.coact.keys if p1.coact is not None and p1.coact_pruned else None
-    p2 = times.run("pass2", lambda: combine_pass2(engine.pass2(p1.max_act, recount), ranks))
-    shown = times.run("examples", engine.examples, p1, p2)
+    engine.checkpoint = open_checkpoint(cfg, ranks, corpus.tokens, hooked.d_sae, site.name)
+    p1, p2, shown = run_engine(engine, np.arange(len(corpus.tokens)), ranks, times)
     if shown is None:  # not rank 0: its share went to rank 0, which writes the store
         return None
 
@@ -162,6 +160,62 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
     )
     return StoreData(meta=meta, latents=latents, examples=shown.examples, seq_ids=kept,
                      seq_tokens=corpus.tokens[kept], vocab=vocab_bytes(tok, model.cfg.d_vocab))
+
+
+def open_checkpoint(cfg: BuildConfig, ranks: Ranks, tokens: np.ndarray, d_sae: int,
+                    hook: str) -> Checkpoint:
+    """This rank's checkpoint (resumed if one from the same inputs is there). Every rank must
+    resume from the same stage; a rank killed between the end of a stage and its next write
+    would leave them apart, which is refused rather than mixed."""
+    import torch
+
+    from generator.checkpoint import Checkpoint, fingerprint, tokens_digest
+    from generator.errors import UserError
+
+    digest = fingerprint({"settings": cfg.settings(), "model": cfg.model, "sae": cfg.sae,
+                          "corpus": cfg.corpus, "text_field": cfg.text_field,
+                          "batch_size": cfg.batch_size, "tokens": tokens_digest(tokens),
+                          "d_sae": d_sae, "hook": hook, "world": ranks.world,
+                          "device": ranks.device.split(":")[0]})
+    ck = Checkpoint.open(cfg.store, ranks.rank, ranks.world, digest, cfg.checkpoint_minutes)
+    stage = ["pass1", "pass2", "examples"].index(ck.saved["stage"]) if ck.saved else 0
+    low = -int(ranks.max_(torch.tensor([-stage], device=ranks.device)))
+    high = int(ranks.max_(torch.tensor([stage], device=ranks.device)))
+    if low != high:
+        raise UserError(f"the checkpoints in {ck.path.parent} are from different stages (a "
+                        "process was killed between two of them); delete that folder to start "
+                        "afresh")
+    return ck
+
+
+def run_engine(engine: Any, seqs: np.ndarray, ranks: Ranks,
+               times: StageTimes) -> tuple[Any, Any, Any]:
+    """Pass 1, pass 2 and the examples, each rank its share, the states combined after each
+    pass; stages a checkpoint says were done are not run again."""
+    from generator.distributed import combine_pass1, combine_pass2
+    from generator.statistics import Pass1State, Pass2State
+
+    ck = engine.checkpoint
+    if ck.stage_done("pass1"):
+        p1 = Pass1State.from_state_dict(ck.saved["p1"], engine.device)
+        engine.restore_plan(seqs, ck.saved["grid"])
+        engine.carried["p1"] = ck.saved["p1"]
+    else:
+        p1 = times.run("pass1", lambda: combine_pass1(engine.pass1(seqs), ranks))
+        engine.carried["p1"] = p1.state_dict()
+        engine.save_boundary("pass2")
+    if ck.stage_done("pass2"):
+        p2 = Pass2State.from_state_dict(ck.saved["p2"], engine.device)
+        engine.carried["p2"] = ck.saved["p2"]
+    else:
+        recount = p1.coact.keys if p1.coact is not None and p1.coact_pruned else None
+        p2 = times.run("pass2", lambda: combine_pass2(engine.pass2(p1.max_act, recount), ranks))
+        engine.carried["p2"] = p2.state_dict()
+        engine.save_boundary("examples")
+    shown = times.run("examples", engine.examples, p1, p2)
+    log.info("this process ran %d batches%s", engine.batches_run,
+             f" (resumed from {ck.saved['stage']}, batch {ck.saved['done']})" if ck.saved else "")
+    return p1, p2, shown
 
 
 def check_settings(cfg: BuildConfig, model: Any, sae: Any,
@@ -221,6 +275,7 @@ def build(cfg: BuildConfig) -> StageTimes:
 
 def _build_main(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | None,
                 ranks: Ranks, out: Path, store: Path) -> StageTimes:
+    from generator.config import check_site_url
     from generator.outputs import StagedOutputs, guard_forks
     from generator.render import render_site
 
@@ -230,7 +285,11 @@ def _build_main(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str
         times.run("store", write_store, data, staged.path(store))
         guard_forks()  # now that every library with at-fork callbacks is imported
         times.run("render", render_site, data, staged.path(out), explanations=explanations,
-                  quiet=cfg.quiet, compact=cfg.compact)
+                  quiet=cfg.quiet, compact=cfg.compact,
+                  site_url=check_site_url(cfg.site_url) if cfg.site_url else None)
         staged.commit()
+    from generator.checkpoint import remove
+
+    remove(store)
     return times
 

@@ -28,7 +28,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
                                 help=help_text)
             continue
-        kind: Any = {"int": int, "Path": Path, "Path | None": Path}.get(str(f.type), str)
+        kind: Any = {"int": int, "float": float, "Path": Path,
+                     "Path | None": Path}.get(str(f.type), str)
         parser.add_argument(flag, type=kind, default=default, metavar=f.name.upper(),
                             help=help_text if default is None else f"{help_text} (default: {default})")
 
@@ -100,11 +101,18 @@ def _render(args: argparse.Namespace) -> Any:
     return times
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace, argv: list[str]) -> int:
+    """The command's work; its exit code (0, or a launched process's failure)."""
     if args.command == "build":
         from generator.build import build
+        from generator.distributed import under_torchrun
 
         cfg = _config_from(args)
+        if cfg.nproc > 1 and not under_torchrun():
+            from generator.launch import launch, without_nproc
+
+            cfg.validate()  # one message, not one per process
+            return launch(without_nproc(argv), cfg.nproc)
         _report(build(cfg), cfg.out)
     elif args.command == "render":
         _report(_render(args), args.out)
@@ -121,6 +129,7 @@ def run(args: argparse.Namespace) -> None:
 
         demo.train_demo(**({"out_dir": args.out} if args.out else {}),
                         lm_minutes=args.lm_minutes, sae_minutes=args.sae_minutes, quiet=args.quiet)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with signals_raise():
-            run(args)
+            code = run(args, sys.argv[1:] if argv is None else argv)
     except UserError as err:
         print(f"feature-browser: error: {err}", file=sys.stderr)
         return 2
@@ -148,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         print("feature-browser: interrupted; the previous site and store are untouched",
               file=sys.stderr)
         return 130
-    return 0
+    return code
 
 
 if __name__ == "__main__":

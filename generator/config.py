@@ -69,13 +69,25 @@ class BuildConfig:
         default=None,
     )
     """With it, link previews (Slack, X, blogs) show a card per latent; see docs/PUBLISHING.md."""
+    nproc: int = _opt(
+        "processes on this machine, each with a share of the sequences (one per GPU; gloo on "
+        "CPU); the result is byte-identical to one process. Several machines: torchrun (README)",
+        default=1,
+    )
+    checkpoint_minutes: float = _opt(
+        "minutes between checkpoints (beside the store, in .STORE.checkpoint/): a build killed "
+        "and started again with the same arguments resumes from the last one; 0 = after every "
+        "batch",
+        default=5.0,
+    )
     quiet: bool = _opt("no progress bars", default=False)
 
     def validate(self) -> None:
         """Refuse option values that cannot work, with the fix, before anything is loaded (a
         negative batch size would loop forever, a zero bin count divide by zero hours later)."""
         minimum = {"n_seqs": 1, "ctx": 2, "batch_size": 0, "k": 1, "n_bins": 1, "n_intervals": 1,
-                   "m": 1, "seed": 0, "n_logits": 1, "logit_bins": 1}
+                   "m": 1, "seed": 0, "n_logits": 1, "logit_bins": 1, "nproc": 1,
+                   "checkpoint_minutes": 0}
         helps = {f.name: f.metadata["help"] for f in fields(self)}
         for name, low in minimum.items():
             value = getattr(self, name)

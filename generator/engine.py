@@ -24,6 +24,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from generator.activations import HookedSAE
+from generator.checkpoint import Checkpoint, as_tensors
 from generator.distributed import Ranks
 from generator.statistics import Pass1State, Pass2State, SparseBatch
 from generator.store import EXAMPLE_INTERVAL, EXAMPLE_TOP, Examples
@@ -80,7 +81,31 @@ class Engine:
         """this rank's batches of the global grid (set by pass 1, reused by pass 2 and examples)."""
         self._cache: dict[int, list[SparseBatch]] = {}
         """pass 1's activation triplets of plan batch i, on the host, while within budget."""
+        self.grid: tuple[int, int] = (0, 0)
+        """(first batch size, batch size) the plan was cut with: saved, so a resume cuts it again."""
+        self.checkpoint: Checkpoint | None = None
+        self.carried: dict[str, object] = {}
+        """what every checkpoint holds besides the stage's own state (finished stages' states)."""
+        self.batches_run = 0
+        """plan batches computed by this process (a resumed build does not redo saved ones)."""
 
+    def _tick(self, stage: str, done: int, content: Callable[[], dict[str, object]]) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint.tick(stage, done, lambda: {**self.carried, **content(),
+                                                       "grid": list(self.grid)})
+
+    def save_boundary(self, stage: str) -> None:
+        """A checkpoint at the start of `stage`, written by every rank right after the collective
+        that ends the previous stage, so that all ranks resume from the same stage."""
+        if self.checkpoint is not None:
+            self.checkpoint.write({**self.carried, "grid": list(self.grid), "stage": stage,
+                                   "done": 0})
+
+    def restore_plan(self, seqs: np.ndarray, grid: list[int]) -> None:
+        """The plan of a resumed build, cut as the interrupted one was."""
+        first, self.batch_size = int(grid[0]), int(grid[1])
+        self.grid = (first, self.batch_size)
+        self.plan = self._grid(seqs, first)
     def _agreed(self, batch_size: int) -> int:
         """The smallest rank's figure, so that every rank cuts the same grid."""
         t = torch.tensor([-batch_size], device=self.ranks.device)
@@ -185,6 +210,10 @@ class Engine:
         distributed.combine_pass1). Keeps each batch's triplets on the host while they fit the
         cache budget, for pass 2 and the examples. Memory: Pass1State's formula + the cache
         (<= cache_bytes, 18 bytes per active entry) + one batch (see _encode_sparse)."""
+        saved = self.checkpoint.resumes("pass1") if self.checkpoint else None
+        if saved is not None:
+            return self._pass1_from(seqs, Pass1State.from_state_dict(saved["p1"], self.device),
+                                    saved["grid"], int(saved["done"]))
         d_vocab = self.hooked.model.cfg.d_vocab if self.s.top_tokens else 0
         state = Pass1State.empty(self.hooked.d_sae, self.s.k, self.device, d_vocab=d_vocab,
                                  coact=self.s.coact)
@@ -194,16 +223,30 @@ class Engine:
                                     4 * state.coact_keep * self.hooked.d_sae)
         if state.coact is not None:  # fold at least every quarter budget, so the check can fire
             state.coact.min_fold = min(state.coact.min_fold, state.coact_max_pairs // 4)
+        # a probe: the SAE's L0, measured on the first global batch (rank 0), sizes the batches
+        first = min(4, len(seqs)) if self.s.coact and not self.s.batch_size else 0
+        if first:
+            if self.ranks.main:
+                probe = self._sparse(seqs[:first])
+                self.batch_size = min(self.batch_size, self._pair_batch(probe))
+            self.batch_size = int(self.ranks.broadcast_(
+                torch.tensor([self.batch_size], device=self.ranks.device)))
+        self.grid = (first, self.batch_size)
+        self.plan = self._grid(seqs, first)
+        return self._pass1_from(seqs, state, list(self.grid), 0)
+
+    def _pass1_from(self, seqs: np.ndarray, state: Pass1State, grid: list[int],
+                    start: int) -> Pass1State:
+        """Pass 1 over this rank's plan batches from `start` on, into `state`."""
+        self.restore_plan(seqs, grid)
         self._cache = {}
         cached_bytes = 0
         current = 0
-        seen: list[SparseBatch] = []
 
         def step(batch: np.ndarray) -> None:
             nonlocal cached_bytes
             sparse = self._sparse(batch)
             state.update(sparse)
-            seen[:] = [sparse]
             cached_bytes += sparse.compact_nbytes
             if cached_bytes <= self.s.cache_bytes:
                 self._cache.setdefault(current, []).append(sparse.compact())
@@ -211,20 +254,13 @@ class Engine:
                 log.info("activation cache over %d MB: later batches are re-run in pass 2",
                          self.s.cache_bytes >> 20)
 
-        # a probe: the SAE's L0, measured on the first global batch (rank 0), sizes the batches
-        first = min(4, len(seqs)) if self.s.coact and not self.s.batch_size else 0
-        if first:
-            if self.ranks.main:
-                self._with_oom_retry(step, seqs[:first])
-                self.batch_size = min(self.batch_size, self._pair_batch(seen[0]))
-            self.batch_size = int(self.ranks.broadcast_(
-                torch.tensor([self.batch_size], device=self.ranks.device)))
-        self.plan = self._grid(seqs, first)
         for current, batch in self._progress("pass 1/2 statistics"):
-            if first and current == 0 and self.ranks.main:
-                continue  # the probe batch, already counted
+            if current < start:
+                continue
             for part in self._parts(batch):
                 self._with_oom_retry(step, part)
+            self.batches_run += 1
+            self._tick("pass1", current + 1, lambda: {"p1": state.state_dict()})
         return state
 
     def _pair_batch(self, sparse: SparseBatch) -> int:
@@ -242,15 +278,24 @@ class Engine:
         the same batch. coact_keys: candidate co-active pairs to recount exactly (when pass 1's
         valve fired). Memory: Pass2State (d_sae x (n_bins + n_intervals x (1 + m)) x 8 bytes,
         + 16 bytes per candidate pair) + one batch."""
-        state = Pass2State.empty(max_act.to(self.device), self.s.n_bins, self.s.n_intervals,
-                                 self.s.m, self.s.seed, coact_keys=coact_keys)
+        saved = self.checkpoint.resumes("pass2") if self.checkpoint else None
+        if saved is not None and saved.get("p2_partial") is not None:
+            state = Pass2State.from_state_dict(saved["p2_partial"], self.device)
+        else:
+            state = Pass2State.empty(max_act.to(self.device), self.s.n_bins, self.s.n_intervals,
+                                     self.s.m, self.s.seed, coact_keys=coact_keys)
+        start = int(saved["done"]) if saved is not None else 0
         for i, batch in self._progress("pass 2/2 histograms"):
+            if i < start:
+                continue
             if i in self._cache:
                 for sparse in self._cache[i]:
                     state.update(sparse.widen(self.device))
-                continue
-            for part in self._parts(batch):
-                self._with_oom_retry(lambda b: state.update(self._sparse(b)), part)
+            else:
+                for part in self._parts(batch):
+                    self._with_oom_retry(lambda b: state.update(self._sparse(b)), part)
+            self.batches_run += 1
+            self._tick("pass2", i + 1, lambda: {"p2_partial": state.state_dict()})
         return state
 
     # ------------------------------------------------------------------ examples
@@ -270,8 +315,17 @@ class Engine:
         pair_seq = pairs // d  # sorted by sequence
         acts = np.zeros((len(pairs), ctx), dtype=np.float32)
         dloss = np.full((len(pairs), ctx), np.nan, dtype=np.float32) if self.s.ablation else None
+        saved = self.checkpoint.resumes("examples") if self.checkpoint else None
+        start = int(saved["done"]) if saved is not None else 0
+        if saved is not None and saved.get("acts") is not None:
+            acts[:] = saved["acts"].numpy()
+            if dloss is not None:
+                dloss[:] = saved["dloss"].numpy()
         desc = "examples + ablation" if self.s.ablation else "examples"
         for i, batch in self._progress(desc):
+            if i < start:
+                continue
+
             def step(part: np.ndarray, i: int = i) -> None:
                 self._example_batch(i, part, pairs, d, acts, dloss)
 
@@ -279,6 +333,9 @@ class Engine:
                 lo, hi = np.searchsorted(pair_seq, [part[0], part[-1] + 1])
                 if hi > lo:
                     self._with_oom_retry(step, part)
+            self.batches_run += 1
+            self._tick("examples", i + 1, lambda: {"acts": as_tensors(acts),
+                                                   "dloss": as_tensors(dloss)})
         mine = (range(*np.searchsorted(pair_seq, [self.plan[0][0], self.plan[-1][-1] + 1]))
                 if self.plan else range(0))
         for array in (acts, dloss):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -346,6 +347,37 @@ class Pass1State:
             coact_pruned=self.coact_pruned or other.coact_pruned,
         )
 
+    def state_dict(self) -> dict[str, object]:
+        """Tensors (on the host) and plain numbers, for a checkpoint; sparse totals folded."""
+        def sparse(s: SparseSums | None) -> list[Tensor | None] | None:
+            return None if s is None else [s.fold().keys.cpu(), None if s.sums is None
+                                           else s.sums.cpu(), s.counts.cpu()]
+
+        return {"n_tokens": self.n_tokens, "n_active": self.n_active.cpu(),
+                "sum_fixed": self.sum_fixed.cpu(), "max_act": self.max_act.cpu(),
+                "top_vals": self.top_vals.cpu(), "top_seqs": self.top_seqs.cpu(),
+                "d_vocab": self.d_vocab, "token_sums": sparse(self.token_sums),
+                "coact": sparse(self.coact), "pair_chunk": self.pair_chunk,
+                "coact_max_pairs": self.coact_max_pairs, "coact_keep": self.coact_keep,
+                "coact_pruned": self.coact_pruned}
+
+    @classmethod
+    def from_state_dict(cls, d: dict[str, Any], device: torch.device | str) -> Pass1State:
+        def sparse(parts: list[Tensor | None] | None, with_sums: bool) -> SparseSums | None:
+            if parts is None:
+                return None
+            keys, sums, counts = (None if t is None else t.to(device) for t in parts)
+            assert keys is not None and counts is not None
+            return SparseSums(with_sums, keys, sums, counts)
+
+        return cls(n_tokens=int(d["n_tokens"]), n_active=d["n_active"].to(device),
+                   sum_fixed=d["sum_fixed"].to(device), max_act=d["max_act"].to(device),
+                   top_vals=d["top_vals"].to(device), top_seqs=d["top_seqs"].to(device),
+                   d_vocab=int(d["d_vocab"]), token_sums=sparse(d["token_sums"], True),
+                   coact=sparse(d["coact"], False), pair_chunk=int(d["pair_chunk"]),
+                   coact_max_pairs=int(d["coact_max_pairs"]), coact_keep=int(d["coact_keep"]),
+                   coact_pruned=bool(d["coact_pruned"]))
+
     @property
     def nbytes(self) -> int:
         """Bytes held by the state (what stays between batches)."""
@@ -465,6 +497,28 @@ class Pass2State:
         touched, rows = merged._smallest_with(other_group, other_keys)
         merged.sample_keys.view(-1, m)[touched] = rows
         return merged
+
+    def state_dict(self) -> dict[str, object]:
+        """Tensors (on the host) and plain numbers, for a checkpoint."""
+        def host(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.cpu()
+
+        return {"max_act": self.max_act.cpu(), "hist": self.hist.cpu(),
+                "interval_counts": self.interval_counts.cpu(),
+                "sample_keys": self.sample_keys.cpu(), "seed": self.seed,
+                "coact_keys": host(self.coact_keys), "coact_counts": host(self.coact_counts),
+                "pair_chunk": self.pair_chunk}
+
+    @classmethod
+    def from_state_dict(cls, d: dict[str, Any], device: torch.device | str) -> Pass2State:
+        def dev(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device)
+
+        return cls(max_act=d["max_act"].to(device), hist=d["hist"].to(device),
+                   interval_counts=d["interval_counts"].to(device),
+                   sample_keys=d["sample_keys"].to(device), seed=int(d["seed"]),
+                   coact_keys=dev(d["coact_keys"]), coact_counts=dev(d["coact_counts"]),
+                   pair_chunk=int(d["pair_chunk"]))
 
     def sample_seqs(self) -> Int[Tensor, "d_sae n_intervals m"]:
         seqs = self.sample_keys & ((1 << _SEQ_BITS) - 1)
