@@ -68,6 +68,7 @@ def versions() -> dict[str, str]:
 
 def load_inputs(cfg: BuildConfig, device: str) -> tuple[Any, Any, Any]:
     """Model, SAE and hook site, checked against each other (no forward pass yet)."""
+    from generator.errors import UserError
     from generator.models import (
         check_compatible,
         load_model,
@@ -80,7 +81,14 @@ def load_inputs(cfg: BuildConfig, device: str) -> tuple[Any, Any, Any]:
     sae = load_sae(cfg.sae, device)
     site = parse_hook(sae_hook_name(sae))
     model = load_model(cfg.model, device, model_options(sae))
-    check_compatible(model, sae, site)
+    try:
+        check_compatible(model, sae, site)
+    except UserError as err:
+        if cfg.sae is None and cfg.model is not None:  # the demo SAE met the user's model
+            raise UserError(f"no --sae given, so the embedded demo SAE was used, which does not "
+                            f"fit --model {cfg.model} ({err}); pass --sae with an SAE trained on "
+                            "this model") from None
+        raise
     model.eval()
     return model, sae, site
 

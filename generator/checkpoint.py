@@ -24,16 +24,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from generator.errors import UserError
 
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads folder_for without it
+    import torch
+
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2
 """bumped when what a checkpoint holds changes: older files are then refused, not misread."""
 
 
@@ -67,6 +69,8 @@ class Checkpoint:
     @classmethod
     def open(cls, store: Path, rank: int, world: int, digest: str, minutes: float) -> Checkpoint:
         """This rank's file, read if it exists; refused with one line if made from other inputs."""
+        import torch
+
         path = folder_for(store) / f"rank-{rank}-of-{world}.pt"
         ck = cls(path, digest, minutes * 60)
         if not path.is_file():
@@ -101,6 +105,8 @@ class Checkpoint:
         self.write({**content(), "stage": stage, "done": done})
 
     def write(self, content: dict[str, Any]) -> None:
+        import torch
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
         torch.save({**content, "digest": self.digest}, tmp)
@@ -115,4 +121,6 @@ def remove(store: Path) -> None:
 
 
 def as_tensors(array: np.ndarray | None) -> torch.Tensor | None:
+    import torch
+
     return None if array is None else torch.from_numpy(np.ascontiguousarray(array))

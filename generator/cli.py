@@ -109,9 +109,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
         cfg = _config_from(args)
         if cfg.nproc > 1 and not under_torchrun():
-            from generator.launch import launch, without_nproc
+            from generator.launch import check_devices, launch, without_nproc
 
             cfg.validate()  # one message, not one per process
+            check_devices(cfg.device, cfg.nproc)
             return launch(without_nproc(argv), cfg.nproc)
         _report(build(cfg), cfg.out)
     elif args.command == "render":
@@ -130,6 +131,18 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         demo.train_demo(**({"out_dir": args.out} if args.out else {}),
                         lm_minutes=args.lm_minutes, sae_minutes=args.sae_minutes, quiet=args.quiet)
     return 0
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """For a stopped build with a checkpoint (a Slurm time limit, say): how to go on."""
+    if args.command != "build":
+        return ""
+    from generator.checkpoint import folder_for
+
+    folder = folder_for(Path(args.store).expanduser().resolve())
+    if not folder.is_dir():
+        return ""
+    return f"; the same command resumes from the checkpoint in {folder}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                   "were put in place", file=sys.stderr)
         else:
             print(f"feature-browser: stopped by {stop.name}; temporary folders removed, the "
-                  "previous site and store are untouched", file=sys.stderr)
+                  f"previous site and store are untouched{_resume_hint(args)}", file=sys.stderr)
         return 128 + stop.signum
     except KeyboardInterrupt:
         print("feature-browser: interrupted; the previous site and store are untouched",

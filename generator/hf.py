@@ -43,10 +43,15 @@ PROCESSING = {"fold_ln": True, "center_writing_weights": True, "center_unembed":
 too, so that a folder and the same model by name give the same activations."""
 
 
+def _offline_flag() -> bool:
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
     """False when the offline flags are set or the hub's host does not answer: a quick connect
     probe, because the hub client retries for tens of seconds before failing."""
-    if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE"):
+    if _offline_flag():
         return False
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     port = url.port or (80 if url.scheme == "http" else 443)
@@ -80,6 +85,7 @@ def _first_line(err: BaseException) -> str:
 def from_hub_or_cache(what: str, name: str, flag: str, load: Callable[[], T]) -> T:
     """`load()` a named model or SAE from the hub when it can be reached, else from the local
     cache; one line on failure that says which was tried."""
+    flagged = _offline_flag()
     online = hub_reachable()
     if not online:
         use_cache_only()
@@ -92,9 +98,11 @@ def from_hub_or_cache(what: str, name: str, flag: str, load: Callable[[], T]) ->
             raise UserError(f"{what} '{name}' could not be loaded from the Hugging Face hub "
                             f"({_first_line(err)}); check the name, or pass a local directory "
                             f"with {flag} PATH") from None
+        why = ("HF_HUB_OFFLINE is set, so the hub was not tried" if flagged else
+               "the hub did not answer, so only the cache was searched")
         raise UserError(f"{what} '{name}' is not in the local Hugging Face cache ({cache_dir()}) "
-                        "and the hub cannot be reached; download it once while online, or pass "
-                        f"a local directory with {flag} PATH") from None
+                        f"and {why}; download it once while online, or pass a local directory "
+                        f"with {flag} PATH") from None
     where = "the Hugging Face hub" if online else f"the local Hugging Face cache ({cache_dir()})"
     log.info("%s %s loaded from %s", what, name, where)
     return value
@@ -146,6 +154,19 @@ def _config_alias(path: Path) -> Iterator[str]:
         yield str(alias)
 
 
+@contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """TransformerLens logs its loading steps on the root logger at INFO, naming the temporary
+    folder: noise in a one-line-per-problem CLI."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def _processing(cfg: Any, options: dict[str, Any]) -> dict[str, bool]:
     """from_pretrained's processing flags with the SAE's overrides, less what the architecture
     cannot take (as from_pretrained decides it)."""
@@ -180,7 +201,7 @@ def load_checkpoint(path: Path, device: str, options: dict[str, Any]) -> Any:
     arch = (hf_model.config.architectures or [type(hf_model).__name__])[0]
     fold_ln = bool(options.get("fold_ln", PROCESSING["fold_ln"]))
     try:
-        with _config_alias(path) as alias:
+        with _config_alias(path) as alias, _quiet_root_logger():
             cfg = loading.get_pretrained_model_config(
                 alias, hf_cfg=hf_model.config.to_dict(), fold_ln=fold_ln, device=device,
                 dtype=torch.float32)

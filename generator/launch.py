@@ -49,14 +49,31 @@ def _last_line(path: Path) -> str:
     return lines[-1].strip()[:300] if lines else "no output"
 
 
+def check_devices(device: str, nproc: int) -> None:
+    """One GPU per process: refuse more processes than GPUs before starting any."""
+    import torch
+
+    from generator.errors import UserError
+
+    if device == "cpu" or not torch.cuda.is_available():
+        return
+    count = torch.cuda.device_count()
+    if nproc > count:
+        raise UserError(f"--nproc {nproc} needs {nproc} GPUs (one per process) but {count} "
+                        f"{'is' if count == 1 else 'are'} visible; pass --nproc {count}, or "
+                        "--device cpu")
+
+
 def launch(argv: list[str], nproc: int) -> int:
     """Run `feature-browser <argv>` (argv without --nproc) in nproc processes; the exit code of
     the first that failed, else 0."""
     port = _free_port()
     logs = Path(tempfile.mkdtemp(prefix="feature-browser-ranks-"))
     procs = []
+    # the cores shared out, as torchrun does, instead of every process using all of them
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // nproc))
     for rank in range(nproc):
-        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc), "RANK": str(rank),
                "LOCAL_RANK": str(rank), "GROUP_RANK": "0"}
         out = None if rank == 0 else (logs / f"rank-{rank}.log").open("w")

@@ -66,11 +66,11 @@ def check_outputs(out: Path, store: Path) -> tuple[Path, Path]:
     """Refuse any `--out` / `--store` whose replacement could lose data; returns both resolved
     (a symbolic link to a previous output is followed, the link itself stays)."""
     out_r, store_r = Path(out).expanduser().resolve(), Path(store).expanduser().resolve()
-    _check_one("--out", out_r, "site", out_r.is_dir() and is_site(out_r))
-    _check_one("--store", store_r, "store", store_r.is_dir() and is_store(store_r))
     if out_r == store_r:
         raise UserError(f"--out and --store are the same folder {out_r}; give each its own folder, "
                         "e.g. --out site --store store")
+    _check_one("--out", out_r, "site", out_r.is_dir() and is_site(out_r))
+    _check_one("--store", store_r, "store", store_r.is_dir() and is_store(store_r))
     if out_r in store_r.parents:
         raise UserError(f"--store {store_r} is inside --out {out_r}, which a build replaces; put "
                         "them side by side, e.g. --out site --store store")

@@ -490,6 +490,23 @@ def _worker_signals() -> None:
     parent's business alone."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """On Linux, a worker is killed when its parent dies (even by kill -9), instead of writing
+    pages into a staging folder nobody will use and printing broken-pipe tracebacks; the next
+    build can then remove that folder at once."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pool's own clean-up still applies
+        return
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
 
 
 def _latent_chunk_in_worker(bounds: tuple[int, int]) -> Postings:

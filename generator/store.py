@@ -249,8 +249,15 @@ def _read_table(path: Path, name: str) -> pa.Table:
     try:
         return pq.read_table(file)
     except (pa.ArrowException, OSError) as err:
-        raise UserError(f"store {path} is damaged ({name}: {str(err).splitlines()[0][:120]}); "
-                        "rebuild it with `feature-browser build`") from None
+        raise UserError(f"store {path} is damaged ({name} is not a complete parquet file: "
+                        f"{_short(err)}); rebuild it with `feature-browser build`") from None
+
+
+def _short(err: BaseException) -> str:
+    """pyarrow's message up to its first sentence (they run long, with parentheses of their
+    own), so the one-line error stays whole."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text.split(". ")[0].rstrip(".")[:100]
 
 
 def read_store(path: Path) -> StoreData:

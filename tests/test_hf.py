@@ -124,6 +124,19 @@ def test_build_from_a_checkpoint_folder(tmp_path, capsys):
     assert (tmp_path / "site" / "features" / "47.html").is_file()
 
 
+def test_checkpoint_without_sae_says_the_demo_sae_does_not_fit(tmp_path, capsys):
+    from generator.cli import main
+
+    folder = save_checkpoint(tmp_path / "ckpt", "gpt2")
+    code = main(["build", "--quiet", "--model", str(folder), "--corpus",
+                 str(corpus_file(tmp_path)), "--ctx", "16", "--out", str(tmp_path / "site"),
+                 "--store", str(tmp_path / "store")])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, lines  # nothing from TransformerLens' loading either
+    assert "no --sae given, so the embedded demo SAE was used" in lines[0]
+    assert "pass --sae" in lines[0]
+
+
 def test_broken_checkpoint_folders(tmp_path):
     folder = save_checkpoint(tmp_path / "ckpt", "gpt2")
     (folder / "model.safetensors").unlink()
@@ -212,4 +225,5 @@ sys.exit(main(["build", "--quiet", "--model", "gpt2-medium"]))
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "not in the local Hugging Face cache" in lines[-1]
+    assert "HF_HUB_OFFLINE is set, so the hub was not tried" in lines[-1]
     assert str(tmp_path / "hf" / "hub") in lines[-1]

@@ -300,7 +300,10 @@ def test_truncated_store_for_render(capsys, tmp_path):
         damaged = store / name
         damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
         code = main(["render", "--quiet", "--store", str(store), "--out", str(tmp_path / "site")])
-        assert_one_line_error(code, capsys.readouterr().err, str(store), "rebuild")
+        err = capsys.readouterr().err
+        assert_one_line_error(code, err, str(store), "rebuild")
+        assert err.rstrip().endswith("rebuild it with `feature-browser build`"), err  # whole
+        assert err.count("(") == err.count(")"), err
     (store / "meta.json").unlink()
     code = main(["render", "--quiet", "--store", str(store), "--out", str(tmp_path / "site")])
     assert_one_line_error(code, capsys.readouterr().err, "no store")
