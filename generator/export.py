@@ -54,6 +54,7 @@ from generator.store import (
     StoreMeta,
     _arrays_from_table,
     _read_table,
+    open_parquet,
     read_meta,
 )
 from generator.tokens import decode_sequence
@@ -375,14 +376,7 @@ def _damaged(store: Path, what: str) -> UserError:
 
 
 def _parquet(store: Path, name: str) -> pq.ParquetFile:
-    file = store / name
-    if not file.is_file():
-        raise UserError(f"store {store} is incomplete ({name} is missing); rebuild it with "
-                        "`feature-browser build`")
-    try:
-        return pq.ParquetFile(file)
-    except (pa.ArrowException, OSError) as err:
-        raise _damaged(store, f"{name}: {str(err).splitlines()[0][:120]}") from None
+    return open_parquet(store, name)
 
 
 def _tables(file: pq.ParquetFile, columns: list[str], rows: int, store: Path

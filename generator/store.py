@@ -29,7 +29,7 @@ from generator.atomic import atomic_dir
 from generator.errors import UserError
 from generator.outputs import STORE_MARKER
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 EXAMPLE_TOP = "top"
 EXAMPLE_INTERVAL = "interval"
 
@@ -117,6 +117,11 @@ class LatentTable:
     """mean Δloss over shown examples' active positions (NaN when none)."""
     abl_frac_helped: Float[np.ndarray, " d_sae"] | None = None
     """fraction of those positions where Δloss > 0 (the latent helped)."""
+    map_x: Float[np.ndarray, " d_sae"] | None = None
+    """the latent map: 2-D UMAP layout of the decoder directions, cosine metric (float32, rounded
+    to 4 decimals; generator/latent_map.py)..."""
+    map_y: Float[np.ndarray, " d_sae"] | None = None
+    """...its second coordinate."""
 
     @property
     def d_sae(self) -> int:
@@ -240,14 +245,20 @@ def read_meta(path: Path) -> StoreMeta:
 
 
 def _read_table(path: Path, name: str) -> pa.Table:
-    """One of the store's tables; a missing or truncated file (a copy cut short, a full disk) is
-    one clear error instead of pyarrow's traceback."""
+    """One of the store's tables, whole (see open_parquet)."""
+    return open_parquet(path, name).read()
+
+
+def open_parquet(path: Path, name: str) -> pq.ParquetFile:
+    """One of the store's parquet files, opened (read it whole or a batch at a time); a missing
+    or truncated file (a copy cut short, a full disk) is one clear error instead of pyarrow's
+    traceback."""
     file = path / name
     if not file.is_file():
         raise UserError(f"store {path} is incomplete ({name} is missing); rebuild it with "
                         "`feature-browser build`")
     try:
-        return pq.read_table(file)
+        return pq.ParquetFile(file)
     except (pa.ArrowException, OSError) as err:
         raise UserError(f"store {path} is damaged ({name} is not a complete parquet file: "
                         f"{_short(err)}); rebuild it with `feature-browser build`") from None
