@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads folder_fo
 
 log = logging.getLogger(__name__)
 
-VERSION = 2
+VERSION = 3
 """bumped when what a checkpoint holds changes: older files are then refused, not misread."""
 
 

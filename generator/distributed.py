@@ -183,7 +183,8 @@ def combine_pass1(state: Pass1State, ranks: Ranks) -> Pass1State:
     latent = torch.nonzero(keep, as_tuple=True)[0]
     top_vals, top_seqs = topk_merge(vals[keep], seqs[keep], latent, d, k)
     merged = replace(state, n_tokens=int(n_tokens), n_active=ranks.sum_(state.n_active),
-                     sum_fixed=ranks.sum_(state.sum_fixed), max_act=ranks.max_(state.max_act),
+                     sum_fixed=ranks.sum_(state.sum_fixed), bos_fixed=ranks.sum_(state.bos_fixed),
+                     first_fixed=ranks.sum_(state.first_fixed), max_act=ranks.max_(state.max_act),
                      top_vals=top_vals, top_seqs=top_seqs,
                      token_sums=_sparse_to_main(state.token_sums, ranks),
                      coact=_sparse_to_main(state.coact, ranks))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from generator.activations import HookedSAE
 from generator.checkpoint import Checkpoint, as_tensors
 from generator.distributed import Ranks
-from generator.statistics import Pass1State, Pass2State, SparseBatch
+from generator.statistics import Pass1State, Pass2State, SparseBatch, first_positions
 from generator.store import EXAMPLE_INTERVAL, EXAMPLE_TOP, Examples
 
 log = logging.getLogger(__name__)
@@ -178,18 +178,34 @@ class Engine:
         tokens = torch.from_numpy(self.tokens[seqs]).to(self.device, torch.long)
         return tokens, tokens != self.bos_id
 
-    def _sparse(self, batch: np.ndarray) -> SparseBatch:
+    def _sparse(self, batch: np.ndarray, bos: bool = False) -> SparseBatch:
         """The batch's active entries, ordered by position then latent (see _encode_sparse)."""
         tokens, mask = self._device_tokens(batch)
         _, hook_acts = self.hooked.run_to_hook(tokens)
-        return self._encode_sparse(batch, tokens, mask, hook_acts)
+        return self._encode_sparse(batch, tokens, mask, hook_acts, bos=bos)
 
     def _encode_sparse(self, batch: np.ndarray, tokens: Tensor, mask: Tensor,
-                       hook_acts: Tensor) -> SparseBatch:
-        """The SAE encodes only included (non-BOS) positions, `_encode_rows` at a time, so no
-        [batch, ctx, d_sae] array is ever held. Memory: _encode_rows x d_sae x 16 bytes + 36
-        bytes per active entry."""
+                       hook_acts: Tensor, bos: bool = False) -> SparseBatch:
+        """The SAE encodes the included (non-BOS) positions, `_encode_rows` at a time, so no
+        [batch, ctx, d_sae] array is ever held; with `bos` (pass 1), also the excluded BOS
+        positions (one per sequence plus document separators), whose active entries feed only
+        the BOS totals, and each entry says whether it is at a first position. Memory:
+        _encode_rows x d_sae x 16 bytes + 36 bytes per active entry."""
         rows, cols = torch.nonzero(mask, as_tuple=True)
+        idx, latent, value = self._encode_at(hook_acts, rows, cols)
+        out = SparseBatch(rows[idx], cols[idx], latent, value, tokens[rows[idx], cols[idx]],
+                          torch.from_numpy(batch).to(self.device).long(), tokens.shape[1],
+                          len(rows))
+        if not bos:
+            return out
+        _, bos_latent, bos_value = self._encode_at(hook_acts, *torch.nonzero(~mask, as_tuple=True))
+        return replace(out, first=first_positions(mask)[out.row, out.col], bos_latent=bos_latent,
+                       bos_value=bos_value)
+
+    def _encode_at(self, hook_acts: Tensor, rows: Tensor,
+                   cols: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(index into rows, latent, value) of the active entries of the SAE's encoding of the
+        positions (rows[j], cols[j]), ordered by position then latent."""
         step = self._encode_rows
         parts = []
         for start in range(0, len(rows), step):
@@ -199,9 +215,7 @@ class Engine:
         idx = torch.cat([p[0] for p in parts]) if parts else rows[:0]
         latent = torch.cat([p[1] for p in parts]) if parts else rows[:0]
         value = torch.cat([p[2] for p in parts]) if parts else torch.zeros(0, device=self.device)
-        return SparseBatch(rows[idx], cols[idx], latent, value, tokens[rows[idx], cols[idx]],
-                           torch.from_numpy(batch).to(self.device).long(), tokens.shape[1],
-                           len(rows))
+        return idx, latent, value
 
     # ------------------------------------------------------------------ passes
 
@@ -245,7 +259,7 @@ class Engine:
 
         def step(batch: np.ndarray) -> None:
             nonlocal cached_bytes
-            sparse = self._sparse(batch)
+            sparse = self._sparse(batch, bos=True)
             state.update(sparse)
             cached_bytes += sparse.compact_nbytes
             if cached_bytes <= self.s.cache_bytes:

@@ -3,7 +3,8 @@
 Two passes over the corpus, because the histogram and the interval samples are defined on
 (0, max] and max is only known once every position has been seen:
 
-    pass 1  count, sum, max, top-k sequences, top tokens, co-activation   (Pass1State)
+    pass 1  count, sum, max, top-k sequences, top tokens, co-activation,  (Pass1State)
+            activation totals at BOS and at first positions
     pass 2  activation histogram, interval counts, interval samples        (Pass2State, needs max)
 
 The dense part of every state is O(d_sae * (k + n_bins + n_intervals * m)), independent of corpus
@@ -77,6 +78,13 @@ def bin_index(values: Float[Tensor, " n"], max_act: Float[Tensor, " n"], n: int)
     return (torch.ceil(t * n).long() - 1).clamp_(0, n - 1)
 
 
+def first_positions(mask: Bool[Tensor, "batch seq"]) -> Bool[Tensor, "batch seq"]:
+    """First positions: included positions (mask True) right after an excluded (BOS) one."""
+    out = torch.zeros_like(mask)
+    out[:, 1:] = mask[:, 1:] & ~mask[:, :-1]
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # grouped top-k merges, used for top examples, interval samples and their merges
 
@@ -123,14 +131,26 @@ class SparseBatch:
     ctx: int
     n_included: int
     """included (non-excluded) positions in the batch: its share of N."""
+    first: Bool[Tensor, " nnz"] | None = None
+    """whether each entry is at a first position (an included position right after a BOS), for
+    pass 1's first-position totals; None once compacted (pass 2 and the examples do not use it)."""
+    bos_latent: Int[Tensor, " nb"] | None = None
+    bos_value: Float[Tensor, " nb"] | None = None
+    """the active entries at the excluded (BOS) positions, for pass 1's BOS totals only; None
+    when those positions were not encoded (and once compacted)."""
 
     @classmethod
     def from_dense(cls, acts: Float[Tensor, "batch seq d_sae"], mask: Bool[Tensor, "batch seq"],
                    seq_ids: Int[Tensor, " batch"], tokens: Int[Tensor, "batch seq"]) -> SparseBatch:
-        """From activations at every position; excluded positions (mask False) are dropped."""
+        """From activations at every position: excluded positions (mask False: BOS) count only
+        in the BOS totals."""
         rows, cols = torch.nonzero(mask, as_tuple=True)
-        return cls.from_included(acts[rows, cols], rows, cols, seq_ids, tokens[rows, cols],
-                                 acts.shape[1])
+        batch = cls.from_included(acts[rows, cols], rows, cols, seq_ids, tokens[rows, cols],
+                                  acts.shape[1])
+        excluded = acts[~mask]
+        idx, latent = torch.nonzero(excluded > 0, as_tuple=True)
+        return replace(batch, first=first_positions(mask)[batch.row, batch.col],
+                       bos_latent=latent, bos_value=excluded[idx, latent].float())
 
     @classmethod
     def from_included(cls, acts: Float[Tensor, "n d_sae"], rows: Int[Tensor, " n"],
@@ -142,8 +162,10 @@ class SparseBatch:
                    seq_ids.to(acts.device).long(), ctx, len(rows))
 
     def compact(self) -> SparseBatch:
-        """On the host in the narrowest types (18 bytes per entry), for caching between passes."""
-        return replace(self, row=self.row.to("cpu", torch.int32), col=self.col.to("cpu", torch.int16),
+        """On the host in the narrowest types (18 bytes per entry), for caching between passes
+        (without pass 1's first-position and BOS entries)."""
+        return replace(self, first=None, bos_latent=None, bos_value=None,
+                       row=self.row.to("cpu", torch.int32), col=self.col.to("cpu", torch.int16),
                        latent=self.latent.to("cpu", torch.int32), value=self.value.cpu(),
                        token=self.token.to("cpu", torch.int32), seq_ids=self.seq_ids.cpu())
 
@@ -174,7 +196,7 @@ class SparseBatch:
 class Pass1State:
     """Everything that does not depend on the final max.
 
-    Memory: d_sae * (28 + 12 k) bytes for the dense per-latent part, plus 24 bytes per distinct
+    Memory: d_sae * (36 + 12 k) bytes for the dense per-latent part, plus 24 bytes per distinct
     active (latent, token) pair for top tokens and 16 bytes per distinct co-active latent pair
     (SparseSums, each bounded by the active entries seen and never d_vocab x d_sae or d_sae^2).
     One update's temporaries: batch x d_sae x 4 bytes (per-sequence max) plus O(active entries)
@@ -185,6 +207,12 @@ class Pass1State:
     n_active: Int[Tensor, " d_sae"]
     sum_fixed: Int[Tensor, " d_sae"]
     """total activation in fixed point (see to_fixed); `sum_act` is its float64 value."""
+    bos_fixed: Int[Tensor, " d_sae"]
+    """total activation at the excluded (BOS) positions, in fixed point: BOS positions count
+    nowhere else."""
+    first_fixed: Int[Tensor, " d_sae"]
+    """total activation at first positions (included positions right after a BOS, so also part of
+    sum_fixed), in fixed point."""
     max_act: Float[Tensor, " d_sae"]
     top_vals: Float[Tensor, "d_sae k"]
     """per-sequence max of the top-k sequences, descending; -inf pads."""
@@ -218,6 +246,8 @@ class Pass1State:
             n_tokens=0,
             n_active=zeros(d_sae, dtype=torch.int64),
             sum_fixed=zeros(d_sae, dtype=torch.int64),
+            bos_fixed=zeros(d_sae, dtype=torch.int64),
+            first_fixed=zeros(d_sae, dtype=torch.int64),
             max_act=zeros(d_sae, dtype=torch.float32),
             top_vals=torch.full((d_sae, k), float("-inf"), device=device),
             top_seqs=torch.full((d_sae, k), -1, dtype=torch.int64, device=device),
@@ -235,6 +265,14 @@ class Pass1State:
         return from_fixed(self.sum_fixed)
 
     @property
+    def bos_act(self) -> Float[Tensor, " d_sae"]:
+        return from_fixed(self.bos_fixed)
+
+    @property
+    def first_act(self) -> Float[Tensor, " d_sae"]:
+        return from_fixed(self.first_fixed)
+
+    @property
     def d_sae(self) -> int:
         return int(self.n_active.shape[0])
 
@@ -250,6 +288,9 @@ class Pass1State:
             pairs = [_coalesced(p) for p in coactive_pairs(position, batch.latent, d,
                                                               self.pair_chunk)]
         fixed = to_fixed(batch.value)
+        first = None if batch.first is None else (batch.latent[batch.first], fixed[batch.first])
+        bos = None if batch.bos_latent is None or batch.bos_value is None else (
+            batch.bos_latent, to_fixed(batch.bos_value))
         tokens = None
         if self.token_sums is not None:
             tokens = _coalesced(batch.latent * self.d_vocab + batch.token, fixed)
@@ -258,6 +299,10 @@ class Pass1State:
         self.n_tokens += batch.n_included
         self.n_active.index_add_(0, batch.latent, torch.ones_like(batch.latent))
         self.sum_fixed.index_add_(0, batch.latent, fixed)
+        if first is not None:
+            self.first_fixed.index_add_(0, *first)
+        if bos is not None:
+            self.bos_fixed.index_add_(0, *bos)
         torch.maximum(self.max_act, batch_max, out=self.max_act)
         self.top_vals[touched], self.top_seqs[touched] = top_vals, top_seqs
         if self.token_sums is not None and tokens is not None:
@@ -335,6 +380,8 @@ class Pass1State:
             n_tokens=self.n_tokens + other.n_tokens,
             n_active=self.n_active + other.n_active,
             sum_fixed=self.sum_fixed + other.sum_fixed,
+            bos_fixed=self.bos_fixed + other.bos_fixed,
+            first_fixed=self.first_fixed + other.first_fixed,
             max_act=torch.maximum(self.max_act, other.max_act),
             top_vals=top_vals,
             top_seqs=top_seqs,
@@ -354,7 +401,8 @@ class Pass1State:
                                            else s.sums.cpu(), s.counts.cpu()]
 
         return {"n_tokens": self.n_tokens, "n_active": self.n_active.cpu(),
-                "sum_fixed": self.sum_fixed.cpu(), "max_act": self.max_act.cpu(),
+                "sum_fixed": self.sum_fixed.cpu(), "bos_fixed": self.bos_fixed.cpu(),
+                "first_fixed": self.first_fixed.cpu(), "max_act": self.max_act.cpu(),
                 "top_vals": self.top_vals.cpu(), "top_seqs": self.top_seqs.cpu(),
                 "d_vocab": self.d_vocab, "token_sums": sparse(self.token_sums),
                 "coact": sparse(self.coact), "pair_chunk": self.pair_chunk,
@@ -371,7 +419,8 @@ class Pass1State:
             return SparseSums(with_sums, keys, sums, counts)
 
         return cls(n_tokens=int(d["n_tokens"]), n_active=d["n_active"].to(device),
-                   sum_fixed=d["sum_fixed"].to(device), max_act=d["max_act"].to(device),
+                   sum_fixed=d["sum_fixed"].to(device), bos_fixed=d["bos_fixed"].to(device),
+                   first_fixed=d["first_fixed"].to(device), max_act=d["max_act"].to(device),
                    top_vals=d["top_vals"].to(device), top_seqs=d["top_seqs"].to(device),
                    d_vocab=int(d["d_vocab"]), token_sums=sparse(d["token_sums"], True),
                    coact=sparse(d["coact"], False), pair_chunk=int(d["pair_chunk"]),
@@ -382,6 +431,7 @@ class Pass1State:
     def nbytes(self) -> int:
         """Bytes held by the state (what stays between batches)."""
         dense = sum(t.numel() * t.element_size() for t in (self.n_active, self.sum_fixed,
+                                                           self.bos_fixed, self.first_fixed,
                                                            self.max_act, self.top_vals,
                                                            self.top_seqs))
         return dense + sum(s.nbytes for s in (self.token_sums, self.coact) if s is not None)

@@ -105,3 +105,15 @@ def reference_logit_effects(direction: np.ndarray, w_u: np.ndarray, n: int, bins
     for x in eff:
         counts[min(bins - 1, int(math.floor((x - lo) / (hi - lo) * bins)))] += 1
     return order[:n], neg[:n], counts, eff
+
+
+def reference_position_totals(acts: np.ndarray, mask: np.ndarray, i: int) -> tuple[float, float]:
+    """acts: [S, T, d] at every position, BOS included; mask: True = included. The documented
+    totals of latent i: (at the excluded BOS positions, at first positions: included positions
+    right after an excluded one)."""
+    S, T, _ = acts.shape
+    bos = [float(acts[s, t, i]) for s in range(S) for t in range(T)
+           if not mask[s, t] and acts[s, t, i] > 0]
+    first = [float(acts[s, t, i]) for s in range(S) for t in range(1, T)
+             if mask[s, t] and not mask[s, t - 1] and acts[s, t, i] > 0]
+    return fixed_sum(bos), fixed_sum(first)

@@ -12,17 +12,23 @@ from generator.engine import Engine, EngineSettings
 from generator.models import check_compatible, parse_hook
 from generator.summaries import coact_neighbours, top_tokens
 from tests.helpers import BOS, HOOKS, SAE_KINDS, tiny_model, tiny_sae, tiny_tokens
-from tests.reference import reference_jaccard, reference_latent, reference_top_tokens
+from tests.reference import (
+    reference_jaccard,
+    reference_latent,
+    reference_position_totals,
+    reference_top_tokens,
+)
 
 K, N_BINS, N_INT, M, SEED = 3, 6, 3, 2, 5
 
 
-def dense_acts(model, sae, hook: str, tokens: np.ndarray) -> np.ndarray:
-    """Every activation, from a plain full forward pass with run_with_cache."""
+def dense_acts(model, sae, hook: str, tokens: np.ndarray, bos: bool = False) -> np.ndarray:
+    """Every activation, from a plain full forward pass with run_with_cache (zero at BOS
+    positions unless `bos`)."""
     with torch.no_grad():
         _, cache = model.run_with_cache(torch.from_numpy(tokens).long(), names_filter=hook)
         acts = sae.encode(cache[hook]).float().numpy()
-    return acts * (tokens != BOS)[..., None]
+    return acts if bos else acts * (tokens != BOS)[..., None]
 
 
 def brute_force_dloss(model, sae, hook: str, tokens: np.ndarray, acts: np.ndarray, s: int,
@@ -70,6 +76,9 @@ def test_engine_exact_for_every_sae_and_hook(model, kind, hook):
     tokens = tiny_tokens()
     dense = dense_acts(model, sae, hook, tokens)
     assert (dense > 0).any(), "test SAE must have active latents"
+    everywhere = dense_acts(model, sae, hook, tokens, bos=True)
+    totals = [reference_position_totals(everywhere, tokens != BOS, i) for i in range(dense.shape[2])]
+    assert sum(t[0] for t in totals) > 0 and sum(t[1] for t in totals) > 0
     # pass 2 from pass 1's cached triplets, and (cache_bytes 0) by re-running the model
     engines = []
     # encode_rows: the SAE encodes a few positions at a time (as for a 131k-latent SAE) or all
@@ -88,6 +97,8 @@ def test_engine_exact_for_every_sae_and_hook(model, kind, hook):
             assert [int(s) for s in p1.top_seqs[i] if s != -1] == ref.top_seqs
             assert p2.hist[i].tolist() == ref.hist
             assert p2.interval_counts[i].tolist() == ref.interval_counts
+            assert float(p1.bos_act[i]) == pytest.approx(totals[i][0], rel=1e-5, abs=1e-6)
+            assert float(p1.first_act[i]) == pytest.approx(totals[i][1], rel=1e-5, abs=1e-6)
         check_top_tokens_and_coact(p1, dense, tokens)
         engines.append((engine, p1, p2))
     shown = engine.examples(p1, p2)  # per-token activations from pass 1's cache

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from generator.statistics import Pass1State, Pass2State, SparseBatch
+from generator.statistics import Pass1State, Pass2State, SparseBatch, first_positions
 from generator.summaries import coact_neighbours, cosine_neighbours, logit_effects, top_tokens
 from tests.reference import (
     reference_jaccard,
     reference_latent,
     reference_logit_effects,
+    reference_position_totals,
     reference_top_tokens,
 )
 
@@ -99,6 +100,33 @@ def test_engine_matches_reference(data, batch, cuts):
         assert p2.interval_counts[i].tolist() == ref.interval_counts
         got_samples = [[int(s) for s in row if s != -1] for row in sample_seqs[i]]
         assert got_samples == ref.samples
+
+
+@pytest.mark.parametrize("batch,cuts", [(1, [0, S]), (4, [0, S]), (3, [0, 10, S]),
+                                         (5, [0, 4, 15, S])])
+def test_bos_and_first_position_totals(data, batch, cuts):
+    """Activations at BOS positions count only in the BOS totals; first positions (right after a
+    BOS) in the first-position totals and everywhere else; exact for any batching and split."""
+    acts, mask, tokens = data
+    rng = np.random.default_rng(1)
+    at_bos = (rng.integers(1, 9, size=acts.shape) * 0.25).astype(np.float32)
+    at_bos[rng.random(acts.shape) < 0.5] = 0.0
+    with_bos = np.where(mask[..., None], acts, at_bos)
+    assert (with_bos[~mask] > 0).any() and (first_positions(torch.from_numpy(mask)).numpy()).any()
+    shards = [range(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    p1 = run_states(with_bos, mask, tokens, batch, shards[0])
+    for r in shards[1:]:
+        p1 = p1.merge(run_states(with_bos, mask, tokens, batch, r))
+    clean = run_states(acts, mask, tokens, batch, range(S))
+    assert torch.equal(p1.n_active, clean.n_active) and torch.equal(p1.sum_fixed, clean.sum_fixed)
+    assert torch.equal(p1.top_seqs, clean.top_seqs) and not clean.bos_fixed.any()
+    for i in range(D):
+        bos, first = reference_position_totals(with_bos, mask, i)
+        assert float(p1.bos_act[i]) == bos and float(p1.first_act[i]) == first
+    assert float(p1.bos_act.sum()) > 0 and float(p1.first_act.sum()) > 0
+    again = Pass1State.from_state_dict(p1.state_dict(), "cpu")
+    assert torch.equal(again.bos_fixed, p1.bos_fixed) and torch.equal(again.first_fixed,
+                                                                      p1.first_fixed)
 
 
 def test_dead_latent_is_empty(data):
