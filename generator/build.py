@@ -104,6 +104,8 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
     from generator.corpus import load_corpus, vocab_bytes
     from generator.distributed import Ranks
     from generator.engine import Engine, EngineSettings
+    from generator.latent_map import N_NEIGHBOURS as MAP_NEIGHBOURS
+    from generator.latent_map import latent_map
     from generator.models import ln_folded, pick_device
     from generator.summaries import coact_neighbours, cosine_neighbours, logit_effects, top_tokens
 
@@ -133,13 +135,14 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
 
     def summaries() -> tuple[Any, ...]:
         with torch.inference_mode():
-            cos = cosine_neighbours(sae.W_dec.detach(), N_NEIGHBOURS)
+            cos = cosine_neighbours(sae.W_dec.detach(), max(N_NEIGHBOURS, MAP_NEIGHBOURS - 1))
             logits = logit_effects(residual_directions(model, sae, site), model.W_U,
                                    cfg.n_logits, cfg.logit_bins)
             return (cos, logits, top_tokens(p1, N_TOP_TOKENS),
                     coact_neighbours(p1, N_NEIGHBOURS, p2))
 
     cos, logits, toks, coact = times.run("summaries", summaries)
+    coords = times.run("map", latent_map, sae.W_dec.detach().float().cpu().numpy(), *cos, cfg.seed)
     n_tokens = p1.n_tokens
     latents = LatentTable(
         n_active=p1.n_active.cpu().numpy(), sum_act=p1.sum_act.cpu().numpy(),
@@ -153,6 +156,7 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
         nb_cos_ids=cos[0][:, :N_NEIGHBOURS], nb_cos_vals=cos[1][:, :N_NEIGHBOURS],
         nb_coact_ids=coact[0] if coact else None, nb_coact_vals=coact[1] if coact else None,
         abl_mean=shown.abl_mean, abl_frac_helped=shown.abl_frac_helped,
+        map_x=coords[:, 0], map_y=coords[:, 1],
     )
     kept = np.unique(shown.examples.seq)
     meta = StoreMeta(
