@@ -29,7 +29,7 @@ from generator.atomic import atomic_dir
 from generator.errors import UserError
 from generator.outputs import STORE_MARKER
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 EXAMPLE_TOP = "top"
 EXAMPLE_INTERVAL = "interval"
 
@@ -73,6 +73,23 @@ class StoreMeta:
     """whether examples carry per-token Δloss and latents an ablation summary."""
     coact_method: str = ""
     """how co-activation neighbours were found ('exact', 'candidates: ...', or '' if absent)."""
+    eval_n_seqs: int = 0
+    """the SAE-level figures below are over the first eval_n_seqs sequences (0: not computed;
+    generator/quality.py)..."""
+    eval_n_positions: int = 0
+    """...their included positions (explained variance is over these)..."""
+    eval_n_predictions: int = 0
+    """...and their next-token predictions whose target is not BOS (the losses are means)."""
+    explained_variance: float | None = None
+    """1 - Σ‖x - x̂‖² / Σ‖x - x̄‖² of the SAE's reconstruction x̂ of the hook activations x."""
+    ce_loss_clean: float | None = None
+    """mean next-token loss of the model as it is..."""
+    ce_loss_spliced: float | None = None
+    """...with the SAE's reconstruction in place of the hook activation at non-BOS positions..."""
+    ce_loss_zero: float | None = None
+    """...and with the hook activation zeroed there."""
+    loss_recovered: float | None = None
+    """(ce_loss_zero - ce_loss_spliced) / (ce_loss_zero - ce_loss_clean) (None: undefined)."""
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
@@ -117,6 +134,13 @@ class LatentTable:
     """mean Δloss over shown examples' active positions (NaN when none)."""
     abl_frac_helped: Float[np.ndarray, " d_sae"] | None = None
     """fraction of those positions where Δloss > 0 (the latent helped)."""
+    bos_sum: Float[np.ndarray, " d_sae"] | None = None
+    """sum of a over the excluded BOS positions (float64; in no other statistic)."""
+    first_sum: Float[np.ndarray, " d_sae"] | None = None
+    """sum of a over first positions, the included positions right after a BOS (float64; part of
+    sum_act)."""
+    enc_dec_cos: Float[np.ndarray, " d_sae"] | None = None
+    """cosine of the latent's encoder column W_enc[:, i] and decoder row W_dec[i] (float32)."""
     map_x: Float[np.ndarray, " d_sae"] | None = None
     """the latent map: 2-D UMAP layout of the decoder directions, cosine metric (float32, rounded
     to 4 decimals; generator/latent_map.py)..."""
