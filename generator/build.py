@@ -107,6 +107,7 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
     from generator.latent_map import N_NEIGHBOURS as MAP_NEIGHBOURS
     from generator.latent_map import latent_map
     from generator.models import ln_folded, pick_device
+    from generator.quality import encoder_decoder_cosine, sae_figures
     from generator.summaries import coact_neighbours, cosine_neighbours, logit_effects, top_tokens
 
     ranks = ranks or Ranks(device=pick_device(cfg.device))
@@ -142,6 +143,9 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
                     coact_neighbours(p1, N_NEIGHBOURS, p2))
 
     cos, logits, toks, coact = times.run("summaries", summaries)
+    enc_dec, figures = times.run("quality", lambda: (
+        encoder_decoder_cosine(sae), sae_figures(hooked, corpus.tokens, corpus.bos_id,
+                                                 engine.batch_size, engine._encode_rows)))
     coords = times.run("map", latent_map, sae.W_dec.detach().float().cpu().numpy(), *cos, cfg.seed)
     n_tokens = p1.n_tokens
     latents = LatentTable(
@@ -157,6 +161,8 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
         nb_coact_ids=coact[0] if coact else None, nb_coact_vals=coact[1] if coact else None,
         abl_mean=shown.abl_mean, abl_frac_helped=shown.abl_frac_helped,
         map_x=coords[:, 0], map_y=coords[:, 1],
+        bos_sum=p1.bos_act.cpu().numpy(), first_sum=p1.first_act.cpu().numpy(),
+        enc_dec_cos=enc_dec,
     )
     kept = np.unique(shown.examples.seq)
     meta = StoreMeta(
@@ -168,7 +174,7 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
         ln_folded=ln_folded(model), created=build_date(),
         l0=float(p1.n_active.sum()) / max(n_tokens, 1), has_ablation=cfg.ablation,
         bos_id=corpus.bos_id,
-        coact_method=coact_method(p1),
+        coact_method=coact_method(p1), **figures.meta_fields(),
     )
     return StoreData(meta=meta, latents=latents, examples=shown.examples, seq_ids=kept,
                      seq_tokens=corpus.tokens[kept], vocab=vocab_bytes(tok, model.cfg.d_vocab))

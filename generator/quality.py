@@ -146,6 +146,17 @@ class SaeFigures:
         gap = self.ce_zero - self.ce_clean
         return (self.ce_zero - self.ce_spliced) / gap if gap != 0 else math.nan
 
+    def meta_fields(self) -> dict[str, Any]:
+        """The StoreMeta fields holding these figures (None where undefined)."""
+        def finite(x: float) -> float | None:
+            return float(x) if math.isfinite(x) else None
+
+        return {"eval_n_seqs": self.n_seqs, "eval_n_positions": self.n_positions,
+                "eval_n_predictions": self.n_predictions,
+                "explained_variance": finite(self.explained_variance),
+                "ce_loss_clean": finite(self.ce_clean), "ce_loss_spliced": finite(self.ce_spliced),
+                "ce_loss_zero": finite(self.ce_zero), "loss_recovered": finite(self.loss_recovered)}
+
 
 def sae_figures(hooked: HookedSAE, tokens: Int[np.ndarray, "n_seqs ctx"], bos_id: int,
                 batch_size: int, encode_rows: int, n_seqs: int = EVAL_SEQS) -> SaeFigures:
