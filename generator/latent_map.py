@@ -88,16 +88,20 @@ def latent_map(w_dec: np.ndarray, nb_ids: np.ndarray, nb_sims: np.ndarray,
     if nb_ids.shape != nb_sims.shape or nb_ids.shape[0] != n or nb_ids.shape[1] < k - 1:
         raise ValueError(f"the map needs {k - 1} neighbours per latent, got {nb_ids.shape}")
     ids, dist = knn_graph(nb_ids[:, :k - 1], nb_sims[:, :k - 1])
-    with warnings.catch_warnings(), _one_thread():
+    with warnings.catch_warnings():
         # umap-learn warns that random_state forces one job, that there is no search index for
         # transform (not used), about disconnected components: none of it is actionable here
         warnings.simplefilter("ignore")
+        # imported before the thread limit: threadpoolctl limits only the BLAS libraries loaded
+        # when it starts (scipy's own OpenBLAS among them)
+        import scipy.sparse.linalg  # noqa: F401
         import umap
 
-        reducer = umap.UMAP(n_neighbors=k, min_dist=MIN_DIST, metric="cosine",
-                            random_state=seed, n_jobs=1, precomputed_knn=(ids, dist),
-                            verbose=False)
-        coords = np.asarray(reducer.fit_transform(x), dtype=np.float64)
+        with _one_thread():
+            reducer = umap.UMAP(n_neighbors=k, min_dist=MIN_DIST, metric="cosine",
+                                random_state=seed, n_jobs=1, precomputed_knn=(ids, dist),
+                                verbose=False)
+            coords = np.asarray(reducer.fit_transform(x), dtype=np.float64)
     bad = ~np.isfinite(coords).all(axis=1)
     if bad.any():  # never seen; a point UMAP could not place goes to the middle
         log.warning("latent map: %d latents could not be placed; put in the middle", bad.sum())
