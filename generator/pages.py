@@ -66,6 +66,7 @@ from generator.charts import (
     sig,
     signed,
 )
+from generator.mapview import MapSpot, SiteMap
 from generator.search import SEARCH_FORMAT, dumps
 from generator.store import EXAMPLE_TOP, StoreData
 from generator.tokens import Display, TokenText, display_text, token_html
@@ -215,6 +216,8 @@ class LatentPage:
     top_tokens: list[TopTokenRow] | None
     nb_cos: list[NeighbourRow] | None
     nb_coact: list[NeighbourRow] | None
+    map: MapSpot | None = None
+    """its place on the latent map (generator.mapview), when the store has one."""
 
 
 @dataclass(frozen=True)
@@ -253,6 +256,8 @@ class SiteInfo:
     """m: interval samples the build drew per interval (0 when unknown)."""
     settings: list[tuple[str, str]]
     versions: list[tuple[str, str]]
+    has_map: bool = False
+    """whether the store has a latent map (the index draws it, latent pages show their spot)."""
 
 
 @dataclass(frozen=True)
@@ -287,6 +292,7 @@ def site_info(data: StoreData) -> SiteInfo:
         samples_per_interval=int(meta.settings.get("m", 0)),
         settings=[(k, str(v)) for k, v in sorted(meta.settings.items())],
         versions=[(k, str(v)) for k, v in sorted(meta.versions.items())],
+        has_map=data.latents.map_x is not None,
     )
 
 
@@ -311,6 +317,8 @@ class PageBuilder:
         self._html_cache: dict[tuple[int, str], str] = {}
         self.shown = shown_mask(data, showing)
         """True for the example rows that pages show."""
+        self.map = SiteMap.of(data)
+        """the latent map, normalised, with every latent's map neighbours (None: no map)."""
 
     # -- latent pages ---------------------------------------------------------------------
 
@@ -338,6 +346,7 @@ class PageBuilder:
             ablation=self.ablation(i), top_tokens=self.top_tokens(i),
             nb_cos=self.neighbours(lat.nb_cos_ids, lat.nb_cos_vals, i),
             nb_coact=self.neighbours(lat.nb_coact_ids, lat.nb_coact_vals, i),
+            map=self.map.spot(i, self.short_label) if self.map else None,
         )
 
     def describe(self, i: int, explanation: str) -> tuple[str, str]:

@@ -12,6 +12,9 @@ Layout of the site (every link relative, so it works from file://, localhost and
     seqs/t.js, seqs/<k>.js  the kept sequences for "expand to the whole sequence": a table of
                           token displays and, SEQ_SHARD sequences per file, symbol codes
     static/<name>.<hash>.<ext>   CSS/JS/icons copied from the repo's static/, content-hashed
+    map/points.js, map/overview.png   the latent map, when the store has one (generator.mapview):
+                          the index's canvas data (loaded when it scrolls into view) and a
+                          picture of the whole map (latent pages mark their spot on it)
     cards/<id>.png        only with `site_url`: the latent's 1200 x 630 link card
                           (generator.cards), its page's og:image / twitter:image
     .nojekyll
@@ -303,6 +306,8 @@ class _SiteWriter:
         shards, _ = search.write(self.out / "search")
         table = self.write_table()
         self.write_sequences()
+        if self.pages.map is not None:
+            self.pages.map.write(self.out)  # map/points.js, map/overview.png
         self.render("index.html", "index.html", page=self.pages.index_page(shards, table),
                     links=PageLinks(self.site_url) if self.site_url else None)
         (self.out / SITE_MARKER).write_bytes(b"")

@@ -610,6 +610,318 @@
     if (initial) { input.value = initial; run(); input.focus(); }
   }
 
+  /* ---------------- index: the latent map (data format in generator/mapview.py) ---------- */
+
+  /* map/points.js calls fbMap once it is loaded: when #mapbox scrolls into view, or at once
+     for index.html#map=<id> (a latent page's "show on the map"). One canvas draws every point
+     into an ImageData buffer (no element per latent); a grid over the unit square finds the
+     point under the pointer. */
+  var MAP_Q = 65535, MAP_GRID = 128, MAP_HIT = 8, MAP_ZMAX = 256;
+  var mapData = null;
+  window.fbMap = function (d) { mapData = d; };
+
+  function bytesOf(b64) {
+    var bin = atob(b64), out = new Uint8Array(bin.length);
+    for (var k = 0; k < bin.length; k++) out[k] = bin.charCodeAt(k);
+    return out;
+  }
+
+  /* 256 colours as RGBA words: 0 = no value (grey), 1..255 along viridis */
+  var VIRIDIS = [[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
+    [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37]];
+  function colourAt(t) {
+    var x = Math.max(0, Math.min(1, t)) * (VIRIDIS.length - 1), k = Math.min(VIRIDIS.length - 2, Math.floor(x)), f = x - k;
+    return VIRIDIS[k].map(function (c, j) { return Math.round(c + (VIRIDIS[k + 1][j] - c) * f); });
+  }
+  var MAP_LUT = (function () {
+    var bytes = new Uint8ClampedArray(256 * 4);
+    for (var v = 0; v < 256; v++) {
+      var c = v ? colourAt((v - 1) / 254) : [150, 150, 150];
+      bytes.set([c[0], c[1], c[2], 255], v * 4);
+    }
+    return new Uint32Array(bytes.buffer);
+  })();
+  var MAP_PLAIN = new Uint32Array(new Uint8ClampedArray([60, 110, 200, 255]).buffer)[0];
+
+  function mapTarget() {
+    var m = /^#map=(\d+)$/.exec(location.hash);
+    return m ? +m[1] : null;
+  }
+
+  function setupMap() {
+    var box = document.getElementById("mapbox");
+    if (!box) return;
+    var started = null;
+    function start() {
+      if (!started) started = load(box.getAttribute("data-src")).then(function () { return makeMap(box); });
+      return started;
+    }
+    function focusTarget() {
+      var id = mapTarget();
+      if (id == null) return;
+      start().then(function (map) { if (map) map.focus(id); });
+    }
+    if (mapTarget() != null || !("IntersectionObserver" in window)) focusTarget();
+    if (!("IntersectionObserver" in window)) { start(); return; }
+    var seen = new IntersectionObserver(function (entries) {
+      if (entries.some(function (e) { return e.isIntersecting; })) { seen.disconnect(); start(); }
+    }, { rootMargin: "300px" });
+    seen.observe(box);
+    window.addEventListener("hashchange", focusTarget);
+  }
+
+  function makeMap(box) {
+    var d = mapData;
+    if (!d) return null;
+    var n = d.n, xy = new Uint16Array(bytesOf(d.xy).buffer), ux = new Float32Array(n), uy = new Float32Array(n);
+    for (var i = 0; i < n; i++) { ux[i] = xy[2 * i] / MAP_Q; uy[i] = xy[2 * i + 1] / MAP_Q; }
+    /* grid index: the ids of cell c are ids[start[c] .. start[c + 1]) */
+    var G = MAP_GRID, start = new Int32Array(G * G + 1), ids = new Int32Array(n), cellOf = new Int32Array(n);
+    for (i = 0; i < n; i++) {
+      cellOf[i] = Math.min(G - 1, Math.floor(uy[i] * G)) * G + Math.min(G - 1, Math.floor(ux[i] * G));
+      start[cellOf[i] + 1]++;
+    }
+    for (var c = 0; c < G * G; c++) start[c + 1] += start[c];
+    var fill = start.slice(0, G * G);
+    for (i = 0; i < n; i++) ids[fill[cellOf[i]]++] = i;
+
+    var stats = {}, orders = {}, select = document.getElementById("mapc"), legend = document.getElementById("mapl");
+    d.stats.forEach(function (s) {
+      stats[s.k] = s;
+      select.appendChild(el("option", null, s.name)).value = s.k;
+    });
+    select.appendChild(el("option", null, "nothing (one colour)")).value = "";
+    var key = d.stats.length ? d.stats[0].k : "";
+    select.value = key;
+
+    /* drawing order for a colouring: by its byte, so that high values lie on top */
+    function orderOf(k) {
+      if (orders[k]) return orders[k];
+      var order = new Int32Array(n);
+      if (!k) { for (var j = 0; j < n; j++) order[j] = j; return (orders[k] = order); }
+      var v = stats[k].codes || (stats[k].codes = bytesOf(stats[k].v)), at = new Int32Array(257);
+      for (j = 0; j < n; j++) at[v[j] + 1]++;
+      for (j = 0; j < 256; j++) at[j + 1] += at[j];
+      for (j = 0; j < n; j++) order[at[v[j]]++] = j;
+      return (orders[k] = order);
+    }
+
+    var canvas = el("canvas"), ctx = canvas.getContext("2d");
+    canvas.tabIndex = 0;
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", "Map of " + n + " latents: arrow keys pan, + and - zoom");
+    var picture = box.querySelector("img");
+    if (picture) picture.parentNode.removeChild(picture);  /* the picture for pages without scripts */
+    box.appendChild(canvas);
+    var view = { cx: 0.5, cy: 0.5, z: 1 }, hover = -1, target = -1, image = null, pending = false;
+    var W = 0, H = 0, dpr = 1;
+
+    function scale() { return view.z * Math.min(W, H) * 0.94; }  /* css px per unit */
+    function screenOf(j) { var s = scale(); return { x: W / 2 + (ux[j] - view.cx) * s, y: H / 2 + (uy[j] - view.cy) * s }; }
+
+    function resize() {
+      dpr = window.devicePixelRatio || 1;
+      W = canvas.clientWidth; H = canvas.clientHeight;
+      canvas.width = Math.max(1, Math.round(W * dpr));
+      canvas.height = Math.max(1, Math.round(H * dpr));
+      image = null;
+      draw();
+    }
+
+    function draw() {
+      pending = false;
+      var cw = canvas.width, ch = canvas.height;
+      if (!image || image.width !== cw || image.height !== ch) image = ctx.createImageData(cw, ch);
+      var px = new Uint32Array(image.data.buffer), s = scale() * dpr;
+      px.fill(0);
+      var base = n > 50000 ? 1.5 : n > 5000 ? 2.5 : n > 500 ? 4 : 7;
+      var size = Math.max(1, Math.round(Math.min(12, base * Math.sqrt(view.z)) * dpr)), half = size / 2;
+      var spans = [];  /* a dot: per row, its [first, end) pixel; squares up to 3 pixels */
+      for (var r = 0; r < size; r++) {
+        var yy = r + 0.5 - half, w = size <= 3 ? half : Math.sqrt(Math.max(0, half * half - yy * yy));
+        spans.push(Math.round(half - w), Math.round(half + w));
+      }
+      var codes = key ? (stats[key].codes || (stats[key].codes = bytesOf(stats[key].v))) : null;
+      var order = orderOf(key), ox = cw / 2 - view.cx * s - half, oy = ch / 2 - view.cy * s - half;
+      for (var k = 0; k < n; k++) {
+        var j = order[k], x0 = Math.round(ox + ux[j] * s), y0 = Math.round(oy + uy[j] * s);
+        if (x0 + size <= 0 || y0 + size <= 0 || x0 >= cw || y0 >= ch) continue;
+        var colour = codes ? MAP_LUT[codes[j]] : MAP_PLAIN;
+        for (r = Math.max(0, -y0); r < size && y0 + r < ch; r++) {
+          var xa = Math.max(0, x0 + spans[2 * r]), xb = Math.min(cw, x0 + spans[2 * r + 1]);
+          if (xa < xb) px.fill(colour, (y0 + r) * cw + xa, (y0 + r) * cw + xb);
+        }
+      }
+      ctx.putImageData(image, 0, 0);
+      var ink = getComputedStyle(document.body).color;
+      [target, hover].forEach(function (j) {
+        if (j < 0) return;
+        var p = screenOf(j);
+        ctx.beginPath();
+        ctx.arc(p.x * dpr, p.y * dpr, (half + 4 * dpr), 0, 2 * Math.PI);
+        ctx.lineWidth = 2 * dpr;
+        ctx.strokeStyle = ink;
+        ctx.stroke();
+      });
+      box.setAttribute("data-ready", "1");
+    }
+    function redraw() { if (!pending) { pending = true; requestAnimationFrame(draw); } }
+
+    function showLegend() {
+      legend.textContent = "";
+      if (!key) return;
+      var s = stats[key], bar = el("span", "ramp");
+      bar.style.background = "linear-gradient(to right," + [0, 0.25, 0.5, 0.75, 1].map(function (t) {
+        return "rgb(" + colourAt(t).join(",") + ")";
+      }).join(",") + ")";
+      legend.appendChild(document.createTextNode(fmt(s.lo) + " "));
+      legend.appendChild(bar);
+      legend.appendChild(document.createTextNode(" " + fmt(s.hi) + (s.scale === "log" ? " (log scale)" : "") + "; grey: " +
+        (key === "am" ? "no active position in the shown examples" : "dead")));
+    }
+
+    /* zoom by `f` keeping the unit point under css position (px, py) in place */
+    function zoomAt(px, py, f) {
+      var s0 = scale(), z = Math.max(1, Math.min(MAP_ZMAX, view.z * f));
+      var ax = view.cx + (px - W / 2) / s0, ay = view.cy + (py - H / 2) / s0;
+      view.z = z;
+      var s1 = scale();
+      view.cx = ax - (px - W / 2) / s1;
+      view.cy = ay - (py - H / 2) / s1;
+      clampView();
+      redraw();
+    }
+    function clampView() {
+      view.cx = Math.max(0, Math.min(1, view.cx));
+      view.cy = Math.max(0, Math.min(1, view.cy));
+    }
+
+    /* the point nearest css position (px, py) within MAP_HIT pixels, or -1 */
+    function hit(px, py) {
+      var s = scale(), ax = view.cx + (px - W / 2) / s, ay = view.cy + (py - H / 2) / s, r = MAP_HIT / s;
+      var c0 = Math.max(0, Math.floor((ax - r) * G)), c1 = Math.min(G - 1, Math.floor((ax + r) * G));
+      var r0 = Math.max(0, Math.floor((ay - r) * G)), r1 = Math.min(G - 1, Math.floor((ay + r) * G));
+      var best = -1, bestD = r * r;
+      for (var row = r0; row <= r1; row++) {
+        for (var col = c0; col <= c1; col++) {
+          for (var k = start[row * G + col]; k < start[row * G + col + 1]; k++) {
+            var j = ids[k], dx = ux[j] - ax, dy = uy[j] - ay, dd = dx * dx + dy * dy;
+            if (dd < bestD || (dd === bestD && j < best)) { best = j; bestD = dd; }
+          }
+        }
+      }
+      return best;
+    }
+
+    function labelTip(j) {
+      var p = screenOf(j), r = canvas.getBoundingClientRect();
+      var at = { left: r.left + p.x - 6, right: r.left + p.x + 6, top: r.top + p.y - 6, bottom: r.top + p.y + 6 };
+      placeTip("#" + j, at);
+      if (!manifest) return;
+      rowsOf([j]).then(function (rows) {
+        if (hover !== j) return;
+        var row = rows[0], ex = row[col("e")], top = row[col("t")];
+        placeTip("#" + j + "  density " + pct(row[col("d")]) + "\n" +
+          (ex || (top ? "top tokens: " + top : "never fired")), at);
+      }, function () { /* the label stays "#id" */ });
+    }
+
+    function setHover(j) {
+      if (j === hover) return;
+      hover = j;
+      canvas.style.cursor = j >= 0 ? "pointer" : "grab";
+      if (j >= 0) labelTip(j); else hideTip();
+      redraw();
+    }
+
+    /* pointers: one drags, two pinch; a press that barely moves is a click */
+    var pointers = {}, moved = 0, pinch = null;
+    function pointerList() { return Object.keys(pointers).map(function (k) { return pointers[k]; }); }
+    function local(ev) { var r = canvas.getBoundingClientRect(); return { x: ev.clientX - r.left, y: ev.clientY - r.top }; }
+    canvas.addEventListener("pointerdown", function (ev) {
+      pointers[ev.pointerId] = local(ev);
+      moved = 0;
+      pinch = null;
+      if (canvas.setPointerCapture) canvas.setPointerCapture(ev.pointerId);
+    });
+    canvas.addEventListener("pointermove", function (ev) {
+      var p = local(ev), before = pointers[ev.pointerId];
+      if (!before) { setHover(hit(p.x, p.y)); return; }
+      var list = pointerList();
+      if (list.length === 2) {
+        var other = list[0] === before ? list[1] : list[0];
+        var dist = Math.hypot(p.x - other.x, p.y - other.y);
+        if (pinch) zoomAt((p.x + other.x) / 2, (p.y + other.y) / 2, dist / pinch);
+        pinch = dist;
+      } else {
+        var s = scale();
+        view.cx -= (p.x - before.x) / s;
+        view.cy -= (p.y - before.y) / s;
+        clampView();
+        redraw();
+      }
+      moved += Math.abs(p.x - before.x) + Math.abs(p.y - before.y);
+      pointers[ev.pointerId] = p;
+      if (moved > 4) setHover(-1);
+    });
+    function release(ev, click) {
+      if (!pointers[ev.pointerId]) return;
+      delete pointers[ev.pointerId];
+      pinch = null;
+      if (!click || moved > 4 || Object.keys(pointers).length) return;
+      var p = local(ev), j = hit(p.x, p.y);
+      if (j >= 0) location.href = root + "features/" + j + ".html";
+    }
+    canvas.addEventListener("pointerup", function (ev) { release(ev, true); });
+    canvas.addEventListener("pointercancel", function (ev) { release(ev, false); });
+    canvas.addEventListener("pointerleave", function () { if (!pointerList().length) setHover(-1); });
+    canvas.addEventListener("wheel", function (ev) {
+      ev.preventDefault();
+      var p = local(ev);
+      zoomAt(p.x, p.y, Math.exp(-ev.deltaY * (ev.deltaMode === 1 ? 0.05 : 0.0015)));
+    }, { passive: false });
+    canvas.addEventListener("keydown", function (ev) {
+      var step = 60 / scale(), k = ev.key;
+      if (k === "+" || k === "=") zoomAt(W / 2, H / 2, 1.5);
+      else if (k === "-") zoomAt(W / 2, H / 2, 1 / 1.5);
+      else if (k === "0") reset();
+      else if (k.indexOf("Arrow") === 0) {
+        view.cx += k === "ArrowLeft" ? -step : k === "ArrowRight" ? step : 0;
+        view.cy += k === "ArrowUp" ? -step : k === "ArrowDown" ? step : 0;
+        clampView();
+        redraw();
+      } else return;
+      ev.preventDefault();
+    });
+    function reset() { view.cx = 0.5; view.cy = 0.5; view.z = 1; redraw(); }
+    var zooms = document.querySelectorAll("[data-zoom]");
+    for (var b = 0; b < zooms.length; b++) {
+      zooms[b].addEventListener("click", function (ev) {
+        var f = +ev.currentTarget.getAttribute("data-zoom");
+        if (f === 0) reset(); else zoomAt(W / 2, H / 2, f > 0 ? 1.5 : 1 / 1.5);
+      });
+    }
+    select.addEventListener("change", function () { key = select.value; showLegend(); redraw(); });
+    window.addEventListener("resize", resize);
+
+    showLegend();
+    resize();
+    var map = {
+      n: n, view: view,
+      /* css position of latent j relative to the viewport (for tests and focus) */
+      screenOf: function (j) { var p = screenOf(j), r = canvas.getBoundingClientRect(); return { x: r.left + p.x, y: r.top + p.y }; },
+      focus: function (j) {
+        if (!(j >= 0 && j < n)) return;
+        target = j;
+        view.cx = ux[j]; view.cy = uy[j]; view.z = Math.max(view.z, 8);
+        box.scrollIntoView({ block: "center" });
+        draw();
+      }
+    };
+    box.fbMap = map;
+    return map;
+  }
+
   /* Card mode of a latent page (features/<id>.html?embed): the embed snippet of a site rendered
      with --compact, which has no embed/<id>.html files. The stylesheet hides all but the card. */
   function setupCard() {
@@ -630,6 +942,7 @@
     setupCopy();
     setupTable();
     setupSearch();
+    setupMap();
     document.documentElement.classList.add("js");
   }
 

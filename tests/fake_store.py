@@ -251,12 +251,15 @@ def _optional_fields(flat: np.ndarray, flat_tokens: np.ndarray, examples: Exampl
     np.fill_diagonal(cos, -2)
     cos_ids = np.argsort(-cos, axis=1, kind="stable")[:, :n_nb]
     abl_mean, abl_frac = _ablation_summary(examples, d_sae)
+    # the latent map: a fixed layout (as the build stores it: float32, 4 decimals)
+    xy = np.round(np.random.default_rng(9).normal(0, 3, (d_sae, 2)), 4).astype(np.float32)
     return dict(
         top_token_ids=top, top_token_sums=top_sums,
         top_token_counts=np.take_along_axis(counts, np.maximum(top, 0), axis=1),
         nb_cos_ids=cos_ids, nb_cos_vals=np.take_along_axis(cos, cos_ids, axis=1),
         nb_coact_ids=np.where(coact_vals > 0, coact, -1), nb_coact_vals=np.maximum(coact_vals, 0),
         abl_mean=abl_mean, abl_frac_helped=abl_frac,
+        map_x=xy[:, 0], map_y=xy[:, 1],
     )
 
 

