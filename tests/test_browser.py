@@ -440,3 +440,133 @@ def test_compact_embed_snippet_shows_the_page_as_a_card(browser: object,
     assert frame.locator("p.more a").get_attribute("target") == "_blank"
     assert not errors
     page.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# the latent map: the index's canvas and the latent pages' spot (generator/mapview.py)
+
+
+def open_map(s: Session, path: str = "index.html") -> object:
+    page = s.open(path)
+    page.locator("#mapbox").scroll_into_view_if_needed()
+    page.wait_for_selector("#mapbox[data-ready]")
+    return page
+
+
+def map_point(page: object, i: int) -> tuple[float, float]:
+    p = page.evaluate(f"document.getElementById('mapbox').fbMap.screenOf({i})")
+    return p["x"], p["y"]
+
+
+PAINTED = """([x, y]) => {
+  const c = document.querySelector('#mapbox canvas'), r = c.getBoundingClientRect();
+  const k = c.width / r.width;
+  const px = Math.floor((x - r.left) * k), py = Math.floor((y - r.top) * k);
+  return c.getContext('2d').getImageData(px, py, 1, 1).data[3];
+}"""
+
+
+def test_map_draws_every_latent_on_one_canvas(session: Session) -> None:
+    page = open_map(session)
+    assert page.locator("#mapbox canvas").count() == 1
+    assert page.locator("#mapbox *").count() == 1  # one canvas, no element per latent
+    for i in range(12):
+        assert page.evaluate(PAINTED, list(map_point(page, i))) == 255, i
+    assert page.evaluate(PAINTED, [0, 0]) == 0  # outside the canvas / nothing painted
+    options = page.eval_on_selector_all("#mapc option", "os => os.map(o => o.value)")
+    assert options == ["d", "x", "am", ""]
+    assert "log scale" in page.text_content("#mapl") and "dead" in page.text_content("#mapl")
+    assert sum("map/points.js" in u for u in session.requests) == 1
+
+
+def test_map_hover_shows_the_label_and_click_opens_the_latent(session: Session) -> None:
+    page = open_map(session)
+    page.mouse.move(*map_point(page, 0))
+    page.wait_for_function("document.getElementById('tip').textContent.includes('cats sitting')")
+    assert page.text_content("#tip").startswith("#0  density ")
+    page.mouse.move(*map_point(page, 1))  # a hostile explanation stays text
+    page.wait_for_function("document.getElementById('tip').textContent.startsWith('#1 ')")
+    assert "<img src=x onerror=alert(1)>" in page.text_content("#tip")
+    assert page.locator("#tip *").count() == 0
+    page.mouse.move(*map_point(page, 11))  # dead, unexplained
+    page.wait_for_function("document.getElementById('tip').textContent.includes('never fired')")
+    page.mouse.move(*map_point(page, 4))
+    page.wait_for_function("document.getElementById('tip').textContent.includes('top tokens: ')")
+    page.mouse.click(*map_point(page, 4))
+    page.wait_for_url("**/features/4.html")
+    assert page.text_content("h1") == "Latent 4"
+
+
+def test_map_zooms_pans_and_recolours(session: Session) -> None:
+    page = open_map(session)
+    view = "document.getElementById('mapbox').fbMap.view"
+    page.click("[data-zoom='1']")
+    assert page.evaluate(f"{view}.z") == 1.5
+    x, y = map_point(page, 3)
+    page.mouse.move(x, y)
+    page.mouse.wheel(0, -400)  # zooms in around the pointer: latent 3 stays under it
+    page.wait_for_function(f"{view}.z > 1.5")
+    x2, y2 = map_point(page, 3)
+    assert abs(x2 - x) < 2 and abs(y2 - y) < 2
+    page.mouse.down()  # a drag pans and opens nothing
+    page.mouse.move(x - 80, y - 40, steps=5)
+    page.mouse.up()
+    x3, y3 = map_point(page, 3)
+    assert abs(x3 - (x - 80)) < 2 and abs(y3 - (y - 40)) < 2
+    assert page.url.endswith("index.html")
+    before = page.text_content("#mapl")
+    page.select_option("#mapc", "x")
+    assert page.text_content("#mapl") != before and "log" not in page.text_content("#mapl")
+    page.select_option("#mapc", "")
+    assert page.text_content("#mapl") == ""
+    page.click("[data-zoom='0']")
+    assert page.evaluate(f"{view}.z") == 1
+    page.focus("#mapbox canvas")
+    page.keyboard.press("+")
+    assert page.evaluate(f"{view}.z") == 1.5
+
+
+def test_latent_page_marks_its_spot_and_opens_the_map_there(session: Session) -> None:
+    page = session.open("features/7.html")
+    page.locator("#mapnb img").scroll_into_view_if_needed()  # loading=lazy
+    page.wait_for_function("document.querySelector('#mapnb img').naturalWidth === 200")
+    neighbours = page.eval_on_selector_all("#mapnb ol.nb a", "as => as.map(a => a.textContent)")
+    assert len(neighbours) == 6
+    page.click("#mapnb a.thumb")
+    page.wait_for_url("**/index.html#map=7")
+    page.wait_for_selector("#mapbox[data-ready]")
+    assert page.evaluate("document.getElementById('mapbox').fbMap.view.z") >= 8
+    box = page.locator("#mapbox canvas").bounding_box()
+    x, y = map_point(page, 7)  # centred
+    assert abs(x - (box["x"] + box["width"] / 2)) < 2 and abs(y - (box["y"] + box["height"] / 2)) < 2
+    page.mouse.move(x, y)
+    page.wait_for_function("document.getElementById('tip').textContent.startsWith('#7 ')")
+    page.go_back()
+    page.wait_for_url("**/features/7.html")
+    page.click("#mapnb ol.nb a >> nth=0")
+    page.wait_for_url(f"**/features/{neighbours[0][1:]}.html")
+
+
+def test_map_data_loads_when_scrolled_to(session: Session) -> None:
+    session.page.set_viewport_size({"width": 1000, "height": 300})
+    page = session.open("index.html")
+    page.wait_for_timeout(300)
+    assert not [u for u in session.requests if "map/points.js" in u]  # the index stays light
+    page.locator("#mapbox").scroll_into_view_if_needed()
+    page.wait_for_selector("#mapbox[data-ready]")
+    assert sum("map/points.js" in u for u in session.requests) == 1
+
+
+def test_map_on_a_phone_and_without_javascript(session: Session, browser: object,
+                                               site: Path) -> None:
+    session.page.set_viewport_size({"width": 375, "height": 700})
+    page = open_map(session)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    assert page.locator("#mapbox canvas").bounding_box()["width"] <= 375
+    context = browser.new_context(java_script_enabled=False)
+    plain = context.new_page()
+    plain.goto((site / "index.html").resolve().as_uri())
+    plain.locator("#mapbox img").scroll_into_view_if_needed()
+    plain.wait_for_function("document.querySelector('#mapbox img').naturalWidth === 200")
+    assert plain.locator(".mapbar").is_hidden()
+    context.close()
