@@ -70,8 +70,20 @@ def test_rebuild_is_byte_identical(built, tmp_path, monkeypatch):
     assert main(["build", *SMALL, "--out", str(tmp_path / "site"),
                  "--store", str(tmp_path / "store")]) == 0
     assert tree_digest(tmp_path / "site") == tree_digest(built / "site")
-    assert (tmp_path / "store" / "meta.json").read_bytes() == \
-        (built / "store" / "meta.json").read_bytes()
+    for name in ("meta.json", "latents.parquet"):  # latents: the map's coordinates too
+        assert (tmp_path / "store" / name).read_bytes() == (built / "store" / name).read_bytes()
+
+
+def test_latent_map_in_store_and_site(built):
+    """Every latent has finite map coordinates, and the site's map file holds them all."""
+    data = read_store(built / "store")
+    d = data.meta.d_sae
+    xy = np.stack([data.latents.map_x, data.latents.map_y], axis=1)
+    assert xy.shape == (d, 2) and xy.dtype == np.float32 and np.isfinite(xy).all()
+    assert len(np.unique(xy, axis=0)) > d // 2  # spread out, not collapsed
+    raw = (built / "site" / "map" / "points.js").read_text()
+    assert raw.startswith("fbMap(") and json.loads(raw[len("fbMap("):-3])["n"] == d
+    assert (built / "site" / "map" / "overview.png").is_file()
 
 
 def test_render_from_store_alone_without_torch(built, tmp_path):
