@@ -73,6 +73,10 @@ def tile_store(data: StoreData, d_sae: int, seqs_per_latent: float = 1.0) -> Sto
             tiled = np.where(tiled >= 0, tiled + shift, tiled)
         elif name in COUNT_FIELDS:
             tiled = tiled * corpus_copies
+        elif name in ("map_x", "map_y"):  # copies side by side on a grid: distinct points
+            copy = np.arange(d_sae) // base
+            step = 1.2 * float(np.ptp(arr)) + 1.0
+            tiled = tiled + step * (copy % 16 if name == "map_x" else copy // 16)
         lat[name] = tiled
 
     ex = data.examples
