@@ -67,6 +67,7 @@ from generator.charts import (
     signed,
 )
 from generator.mapview import MapSpot, SiteMap
+from generator.quality import AT_BOS, AT_FIRST, DEAD, DENSE, FLAGS, SINGLE, latent_quality
 from generator.search import SEARCH_FORMAT, dumps
 from generator.store import EXAMPLE_TOP, StoreData
 from generator.tokens import Display, TokenText, display_text, token_html
@@ -183,6 +184,25 @@ class NeighbourRow:
 
 
 @dataclass(frozen=True)
+class Badge:
+    """A quality flag as shown: `key` names its CSS class (generator.quality.FLAGS)."""
+
+    key: str
+    text: str
+    title: str
+
+
+@dataclass(frozen=True)
+class QualityView:
+    """A latent's quality signals (generator.quality): its flags as badges, and the figures."""
+
+    badges: list[Badge]
+    figures: list[tuple[str, str]]
+    """(what, value): the shares of its activation at BOS / first positions and on its top
+    token, and its encoder-decoder cosine, where the store has them."""
+
+
+@dataclass(frozen=True)
 class Ablation:
     mean: str
     frac_helped: str
@@ -218,6 +238,7 @@ class LatentPage:
     nb_coact: list[NeighbourRow] | None
     map: MapSpot | None = None
     """its place on the latent map (generator.mapview), when the store has one."""
+    quality: QualityView | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +250,9 @@ class TableRow:
     explanation: str
     abl_mean: str
     abl_frac: str
+    flags: list[Badge] = field(default_factory=list)
+    quality: list[str] = field(default_factory=list)
+    """the quality columns' cells, in IndexPage.quality_cols order."""
 
 
 @dataclass(frozen=True)
@@ -278,6 +302,14 @@ class IndexPage:
     search_version: int = SEARCH_FORMAT
     explained: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+    figures: list[tuple[str, str]] = field(default_factory=list)
+    """(what, value): SAE-level quality figures and flag counts (generator.quality)."""
+    figures_note: str = ""
+    """which sequences and positions the figures are over."""
+    quality_cols: list[tuple[str, str, str]] = field(default_factory=list)
+    """(key, header, tooltip) of the table's quality columns after the flags column."""
+    flags: list[tuple[int, str, str, str]] = field(default_factory=list)
+    """(bit, key, badge, meaning) of every flag: the filter's choices."""
 
 
 def site_info(data: StoreData) -> SiteInfo:
@@ -319,6 +351,8 @@ class PageBuilder:
         """True for the example rows that pages show."""
         self.map = SiteMap.of(data)
         """the latent map, normalised, with every latent's map neighbours (None: no map)."""
+        self.quality = latent_quality(self.lat, data.meta.n_tokens)
+        """every latent's quality signals: flags, shares, encoder-decoder cosine."""
 
     # -- latent pages ---------------------------------------------------------------------
 
@@ -347,7 +381,49 @@ class PageBuilder:
             nb_cos=self.neighbours(lat.nb_cos_ids, lat.nb_cos_vals, i),
             nb_coact=self.neighbours(lat.nb_coact_ids, lat.nb_coact_vals, i),
             map=self.map.spot(i, self.short_label) if self.map else None,
+            quality=QualityView(self.badges(i, long=True), self.quality_figures(i)),
         )
+
+    def badges(self, i: int, long: bool = False) -> list[Badge]:
+        """Latent i's flags; `long`: with the number behind each (the latent page)."""
+        q, flags = self.quality, int(self.quality.flags[i])
+        shares = {DENSE: q.density, AT_BOS: q.bos_share, AT_FIRST: q.first_share,
+                  SINGLE: q.top_token_share}
+        out = []
+        for bit, key, label, meaning in FLAGS:
+            if not flags & bit:
+                continue
+            share = shares.get(bit)
+            value = percent(float(share[i])) if share is not None else ""
+            title = meaning[0].upper() + meaning[1:]  # the table's (static/app.js writes it too)
+            if not long:
+                pass
+            elif bit == DEAD:
+                title = f"Never active on the {count(self.data.meta.n_tokens)} tokens analysed"
+            elif bit == DENSE:
+                title = f"Active on {value} of the tokens analysed: more than 10%"
+            elif bit == SINGLE:
+                token = (self.top_token_labels(i, 1) or ["?"])[0]
+                title = f"{value} of its activation is on the token “{token}”: at least 90%"
+            elif share is not None:
+                title = f"{value} of its activation is at " + (
+                    "BOS / document-boundary positions, which every other statistic leaves "
+                    "out" if bit == AT_BOS else "the first position after a BOS") + \
+                    ": more than half"
+            out.append(Badge(key, f"{label} {value}" if long and value else label, title))
+        return out
+
+    def quality_figures(self, i: int) -> list[tuple[str, str]]:
+        q = self.quality
+        out = []
+        if q.bos_share is not None and q.first_share is not None:
+            out += [("activation at BOS positions", percent(float(q.bos_share[i]))),
+                    ("at first positions", percent(float(q.first_share[i])))]
+        if q.top_token_share is not None:
+            out.append(("on its top token", percent(float(q.top_token_share[i]))))
+        if q.enc_dec_cos is not None:
+            out.append(("encoder–decoder cosine", sig(float(q.enc_dec_cos[i]))))
+        return out
 
     def describe(self, i: int, explanation: str) -> tuple[str, str]:
         """Title and link-preview description: the explanation, else top tokens and logits."""
@@ -553,8 +629,75 @@ class PageBuilder:
             density_chart=density_chart(lat.n_active / max(1, meta.n_tokens)), rows=rows,
             n_pages=max(1, math.ceil(lat.d_sae / per_page)), shards=shards,
             explained=len(self.explanations), table=_script_json(table),
-            sorts=frozenset(table["sorts"]),
+            sorts=frozenset(table["sorts"]), figures=self.sae_figures(),
+            figures_note=self.figures_note(), quality_cols=self.quality_columns(),
+            flags=list(FLAGS),
         )
+
+    def quality_columns(self) -> list[tuple[str, str, str]]:
+        """The index table's quality columns after the flags: (key, header, tooltip)."""
+        q, out = self.quality, []
+        if q.bos_share is not None:
+            out += [("b", "BOS", "share of its activation at BOS / document-boundary positions"),
+                    ("f", "1st", "share of its activation at the first position after a BOS")]
+        if q.top_token_share is not None:
+            out.append(("s", "top token", "share of its activation on its top token"))
+        if q.enc_dec_cos is not None:
+            out.append(("c", "enc·dec", "cosine of its encoder and decoder directions"))
+        return out
+
+    def quality_cells(self, i: int) -> list[str]:
+        q, cells = self.quality, {"b": self.quality.bos_share, "f": self.quality.first_share,
+                                  "s": self.quality.top_token_share}
+        out = []
+        for key, _, _ in self.quality_columns():
+            if key == "c":
+                assert q.enc_dec_cos is not None
+                out.append(sig(float(q.enc_dec_cos[i])))
+            else:
+                share = cells[key]
+                assert share is not None
+                out.append(percent(float(share[i])))
+        return out
+
+    def sae_figures(self) -> list[tuple[str, str]]:
+        """SAE-level figures for the index summary: flag counts, then the store's figures."""
+        q, meta = self.quality, self.data.meta
+        counts = {key: int(((q.flags & bit) > 0).sum()) for bit, key, _, _ in FLAGS}
+        out = [("dense (density > 10%)", count(counts["dense"]))]
+        if q.bos_share is not None:
+            out += [("mostly at BOS", count(counts["bos"])),
+                    ("mostly at the first position", count(counts["first"]))]
+        if q.top_token_share is not None:
+            out.append(("single-token (≥ 90% on one token)", count(counts["single"])))
+        if meta.eval_n_seqs:
+            def nats(x: float | None) -> str:
+                return sig(x) if x is not None else "n/a"
+
+            out += [("explained variance", nats(meta.explained_variance)),
+                    ("CE loss clean / SAE spliced in / zero-ablated",
+                     f"{nats(meta.ce_loss_clean)} / {nats(meta.ce_loss_spliced)} / "
+                     f"{nats(meta.ce_loss_zero)} nats"),
+                    ("loss recovered", percent(meta.loss_recovered)
+                     if meta.loss_recovered is not None else "n/a")]
+        return out
+
+    def figures_note(self) -> str:
+        meta = self.data.meta
+        note = (f"L0 and the counts are over all {count(meta.n_tokens)} tokens analysed. Mostly "
+                "at BOS / the first position: more than half of the latent's activation (BOS "
+                "positions included) is at BOS positions / right after a BOS.")
+        if not meta.eval_n_seqs:
+            return note
+        positions = plural(meta.eval_n_positions, "non-BOS position")
+        predictions = plural(meta.eval_n_predictions, "next-token prediction")
+        which = (f"all {count(meta.n_seqs)} sequences" if meta.eval_n_seqs >= meta.n_seqs else
+                 f"the first {count(meta.eval_n_seqs)} of the {count(meta.n_seqs)} sequences")
+        return (f"Explained variance and CE losses are over {which} ({positions}, "
+                f"{predictions} of non-BOS tokens); "
+                "the SAE's reconstruction is spliced in, or the hook zeroed, at every non-BOS "
+                "position. Loss recovered = (zero-ablated − spliced) / (zero-ablated − clean). "
+                + note)
 
     def table_row(self, i: int) -> TableRow:
         lat = self.lat
@@ -564,6 +707,7 @@ class PageBuilder:
             max=sig(lat.max_act[i]), top=", ".join(self.top_token_labels(i, 3)),
             explanation=self.explanations.get(i, ""),
             abl_mean=abl.mean if abl else "", abl_frac=abl.frac_helped if abl else "",
+            flags=self.badges(i), quality=self.quality_cells(i),
         )
 
 

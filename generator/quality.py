@@ -40,16 +40,18 @@ SINGLE_FROM = 0.9
 EVAL_SEQS = 256
 """the SAE-level figures are computed over the first min(n_seqs, EVAL_SEQS) sequences."""
 
-DEAD, DENSE, BOS, FIRST, SINGLE = 1, 2, 4, 8, 16
-FLAGS: tuple[tuple[int, str, str], ...] = (
-    (DEAD, "dead", "never active on the tokens analysed"),
-    (DENSE, "dense", "active on more than 10% of tokens"),
-    (BOS, "BOS", "more than half of its activation is at BOS / document-boundary positions"),
-    (FIRST, "first position", "more than half of its activation is at the first position after "
-                              "a BOS"),
-    (SINGLE, "single-token", "at least 90% of its activation is on one token"),
+DEAD, DENSE, AT_BOS, AT_FIRST, SINGLE = 1, 2, 4, 8, 16
+FLAGS: tuple[tuple[int, str, str, str], ...] = (
+    (DEAD, "dead", "dead", "never active on the tokens analysed"),
+    (DENSE, "dense", "dense", "active on more than 10% of tokens"),
+    (AT_BOS, "bos", "BOS", "more than half of its activation is at BOS / document-boundary "
+                        "positions"),
+    (AT_FIRST, "first", "first position", "more than half of its activation is at the first "
+                                       "position after a BOS"),
+    (SINGLE, "single", "single-token", "at least 90% of its activation is on one token"),
 )
-"""(bit, badge, meaning) of every flag, in the order pages show them."""
+"""(bit, key, badge, meaning) of every flag, in the order pages show them; the key names its
+CSS class and its filter."""
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,11 @@ class LatentQuality:
     """the top token's total activation / the latent's total (included positions)."""
     enc_dec_cos: Float[np.ndarray, " d_sae"] | None
     flags: Int[np.ndarray, " d_sae"]
-    """bitmask of DEAD, DENSE, BOS, FIRST, SINGLE."""
+    """bitmask of DEAD, DENSE, AT_BOS, AT_FIRST, SINGLE."""
 
     def names(self, i: int) -> list[str]:
         """Latent i's flags, as badges, in FLAGS order."""
-        return [name for bit, name, _ in FLAGS if int(self.flags[i]) & bit]
+        return [name for bit, _, name, _ in FLAGS if int(self.flags[i]) & bit]
 
 
 def _share(part: np.ndarray, total: np.ndarray) -> np.ndarray:
@@ -90,8 +92,8 @@ def latent_quality(lat: LatentTable, n_tokens: int) -> LatentQuality:
         total = bos + sum_act
         bos_share = _share(bos, total)
         first_share = _share(np.asarray(lat.first_sum, dtype=np.float64), total)
-        flags |= np.where(bos_share > MOSTLY_ABOVE, BOS, 0)
-        flags |= np.where(first_share > MOSTLY_ABOVE, FIRST, 0)
+        flags |= np.where(bos_share > MOSTLY_ABOVE, AT_BOS, 0)
+        flags |= np.where(first_share > MOSTLY_ABOVE, AT_FIRST, 0)
     if lat.top_token_sums is not None and lat.top_token_ids is not None:
         top = np.where(lat.top_token_ids[:, 0] >= 0, lat.top_token_sums[:, 0], 0.0)
         top_share = _share(np.asarray(top, dtype=np.float64), sum_act)

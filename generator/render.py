@@ -63,6 +63,7 @@ from generator.pages import (
     site_info,
     varint_code,
 )
+from generator.quality import FLAGS
 from generator.search import (
     SHARD_TARGET_BYTES,
     Postings,
@@ -428,7 +429,14 @@ class _SiteWriter:
         if lat.abl_mean is not None and lat.abl_frac_helped is not None:
             columns["am"] = [_finite3(x) for x in lat.abl_mean]
             columns["af"] = [_finite3(x) for x in lat.abl_frac_helped]
-        manifest, files = table_files(columns, lat.d_sae, self.table_rows)
+        quality = self.pages.quality
+        columns["q"] = quality.flags.tolist()
+        for key, values in (("b", quality.bos_share), ("f", quality.first_share),
+                            ("s", quality.top_token_share), ("c", quality.enc_dec_cos)):
+            if values is not None:
+                columns[key] = [_finite3(x) for x in values]
+        manifest, files = table_files(columns, lat.d_sae, self.table_rows,
+                                      flags=[list(f) for f in FLAGS])
         for path, content in files.items():
             target = self.out / "search" / path
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,23 +1,34 @@
-"""Client-side search data: the latent table and the sharded term index (format version 2).
+"""Client-side search data: the latent table and the sharded term index (format version 3).
 
 Everything here ships as classic scripts that call a global function defined by `static/app.js`,
 because `fetch()` of local JSON is blocked on `file://`. JSON inside is written with sorted keys
 so that the same store gives byte-identical files.
 
 Latent table: `search/<key>/<c>.js`, one file per table page, for every sort key
-    fbRows("<key>", c, [[latent, d, x, t, e, am, af], ...])
+    fbRows("<key>", c, [[latent, d, x, t, e, am, af, q, b, f, s, c], ...])
     Rows at positions [c * rows, (c + 1) * rows) of the table sorted by `key`. Columns: latent id,
     density and max activation (3 significant digits), top-token label, explanation ("" when
     none), ablation mean Δloss and fraction helped (null when not computed; both columns are
-    left out of every row when the build has no ablation). The index page carries the manifest
-    as JSON in `<script id=fb-table>`: {"v", "n": d_sae, "rows", "cols": the column names after
-    the id, "sorts": {key: n_valid}}. Each key's files hold its natural order: `id` ascending,
+    left out of every row when the build has no ablation), then the quality signals
+    (generator.quality): q the flags bitmask, b / f the shares of the latent's activation at
+    BOS / first positions, s its top token's share, c its encoder-decoder cosine (3 significant
+    digits, null where undefined; each left out when the store lacks it). The index page
+    carries the manifest as JSON in `<script id=fb-table>`: {"v", "n": d_sae, "rows", "cols":
+    the column names after the id, "sorts": {key: n_valid}, "flags": [[bit, key, badge,
+    meaning], ...]}. Each key's files hold its natural order: `id` ascending,
     `e` ascending (UTF-16 code units, as JavaScript compares), every other key descending, ties
     by ascending id; the n_valid rows with a value come first, then the rest (null or "") in id
     order. The opposite direction reads the first n_valid positions backwards and keeps the rest
     last. A key is sortable when it is in `sorts` (`e` only when some latent is explained), so no
     page ever loads more than two table files, and a search result's label comes from the `id`
     file of its latent: the index page loads no table data up front, whatever d_sae is.
+
+Flags per sort order: `search/<key>/q.js`, for every sort key when the table has flags
+    fbFlags("<key>", "<one B64 digit per row>")
+    the q column of every row in that key's file order (digit value = the flags bitmask, < 32),
+    so that a filter on the flags finds the file positions of the rows that pass without
+    loading the rows (d_sae bytes per key); the page then loads only the files of the rows it
+    shows.
 
 Term index: `search/s<k>.js`, k in [0, n_shards)
     fbIndex(k, {"<term>": [latent, score, latent, score, ...], ...})
@@ -47,7 +58,9 @@ from typing import Any
 
 import orjson
 
-SEARCH_FORMAT = 2
+SEARCH_FORMAT = 3
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+"""digits of the flag strings (the same alphabet as generator.pages' example codes)."""
 MAX_POSTINGS = 200
 SHARD_TARGET_BYTES = 64 * 1024
 _WORD = re.compile(r"\w+")
@@ -144,12 +157,13 @@ def dumps(value: object) -> bytes:
     return raw.replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")
 
 
-TABLE_KEYS = {"id": False, "d": True, "x": True, "e": False, "am": True, "af": True}
+TABLE_KEYS = {"id": False, "d": True, "x": True, "e": False, "am": True, "af": True, "b": True,
+              "f": True, "s": True, "c": True}
 """sort keys of the table and whether their natural order is descending."""
 
 
-def table_files(columns: dict[str, list[Any]], n: int,
-                rows_per_file: int) -> tuple[dict[str, Any], dict[str, bytes]]:
+def table_files(columns: dict[str, list[Any]], n: int, rows_per_file: int,
+                flags: list[list[Any]] | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The table manifest and its files (site path -> bytes); see the module docstring."""
     names = list(columns)
     rows = [[i, *(columns[k][i] for k in names)] for i in range(n)]
@@ -169,8 +183,13 @@ def table_files(columns: dict[str, list[Any]], n: int,
         for c in range(0, max(1, math.ceil(n / rows_per_file))):
             chunk = [rows[i] for i in order[c * rows_per_file:(c + 1) * rows_per_file]]
             files[f"{key}/{c}.js"] = script_call("fbRows", key, c, chunk)
+        if "q" in columns:
+            files[f"{key}/q.js"] = script_call("fbFlags", key,
+                                               "".join(B64[columns["q"][i]] for i in order))
     manifest = {"v": SEARCH_FORMAT, "n": n, "rows": rows_per_file, "cols": names,
                 "sorts": sorts}
+    if flags is not None:
+        manifest["flags"] = flags
     return manifest, files
 
 

@@ -10,7 +10,7 @@
      (generator/pages.py BOS_MARK, BOS_TITLE). */
   var BOS = 0, BOS_MARK = "\u27e8bos\u27e9", BOS_TITLE = "BOS / document boundary: excluded from statistics";
   var root = document.body.getAttribute("data-root") || "./";
-  var store = { seqs: {}, symbols: null, shards: {}, rows: {} };
+  var store = { seqs: {}, symbols: null, shards: {}, rows: {}, flags: {} };
   var loading = {};
 
   window.fbSeqs = function (k, seqs) { for (var s in seqs) store.seqs[s] = seqs[s]; };
@@ -389,8 +389,17 @@
   var manifestEl = document.getElementById("fb-table");
   var manifest = manifestEl ? JSON.parse(manifestEl.textContent) : null;
   var table = { key: "id", dir: 1, page: 0, seq: 0 };
+  /* the flags filter (generator/quality.py): rows with none of the `hide` bits and all of the
+     `only` bits; `passing` holds the file positions that pass, in display order (null: none) */
+  var filter = { hide: 0, only: 0, passing: null };
 
   window.fbRows = function (key, c, rows) { (store.rows[key] = store.rows[key] || {})[c] = rows; };
+  /* search/<key>/q.js: the flags of every row of key's file order, one B64 digit each */
+  window.fbFlags = function (key, digits) {
+    var q = new Uint8Array(digits.length);
+    for (var k = 0; k < digits.length; k++) q[k] = B64.indexOf(digits.charAt(k));
+    store.flags[key] = q;
+  };
 
   function col(name) { return manifest.cols.indexOf(name) + 1; }
 
@@ -412,14 +421,35 @@
     return v >= 0.001 ? String(+v.toPrecision(3)) + "%" : v.toExponential(2) + "%";
   }
 
-  function pageCount() { return Math.max(1, Math.ceil(manifest.n / manifest.rows)); }
+  function shownCount() { return filter.passing ? filter.passing.length : manifest.n; }
 
-  /* file positions of the current page: the natural order, or its valid part read backwards */
-  function pagePositions() {
+  function pageCount() { return Math.max(1, Math.ceil(shownCount() / manifest.rows)); }
+
+  /* the file position of display row r: the natural order, or its valid part read backwards */
+  function filePosition(r) {
     var natural = table.key === "id" || table.key === "e" ? 1 : -1, valid = manifest.sorts[table.key];
-    var start = table.page * manifest.rows, end = Math.min(manifest.n, start + manifest.rows), pos = [];
-    for (var r = start; r < end; r++) pos.push(table.dir === natural || r >= valid ? r : valid - 1 - r);
+    return table.dir === natural || r >= valid ? r : valid - 1 - r;
+  }
+
+  /* file positions of the current page (of the rows passing the filter, when there is one) */
+  function pagePositions() {
+    var start = table.page * manifest.rows, end = Math.min(shownCount(), start + manifest.rows), pos = [];
+    for (var r = start; r < end; r++) pos.push(filter.passing ? filter.passing[r] : filePosition(r));
     return pos;
+  }
+
+  /* with a filter: load the sort key's flags (d_sae bytes) and list the passing positions */
+  function applyFilter() {
+    if (!filter.hide && !filter.only) { filter.passing = null; return Promise.resolve(); }
+    var key = table.key;
+    return load("search/" + key + "/q.js").then(function () {
+      var q = store.flags[key], out = [];
+      for (var r = 0; r < manifest.n; r++) {
+        var p = filePosition(r), f = q[p];
+        if ((f & filter.hide) === 0 && (f & filter.only) === filter.only) out.push(p);
+      }
+      filter.passing = out;
+    });
   }
 
   function sortTable(key) {
@@ -438,8 +468,22 @@
 
   function showPage() {
     var mine = ++table.seq;
-    return rowsAt(table.key, pagePositions()).then(function (rows) {
-      if (mine === table.seq) renderTable(rows);
+    return applyFilter().then(function () {
+      if (mine !== table.seq) return null;
+      return rowsAt(table.key, pagePositions()).then(function (rows) {
+        if (mine === table.seq) renderTable(rows);
+      });
+    });
+  }
+
+  /* a row's quality flags as badges (the server renders the same) */
+  function badges(td, q) {
+    (manifest.flags || []).forEach(function (f) {
+      if (!(q & f[0])) return;
+      var b = el("span", "bd b-" + f[1], f[2]);
+      b.title = f[3].charAt(0).toUpperCase() + f[3].slice(1);
+      td.appendChild(b);
+      td.appendChild(document.createTextNode(" "));
     });
   }
 
@@ -459,10 +503,20 @@
         tr.appendChild(el("td", "num", row[am] == null ? "n/a" : (row[am] > 0 ? "+" : "") + fmt(row[am])));
         tr.appendChild(el("td", "num", pct(row[af])));
       }
+      if (col("q")) {
+        var flags = el("td", "fl");
+        badges(flags, row[col("q")]);
+        tr.appendChild(flags);
+      }
+      ["b", "f", "s"].forEach(function (k) { if (col(k)) tr.appendChild(el("td", "num", pct(row[col(k)]))); });
+      if (col("c")) tr.appendChild(el("td", "num", row[col("c")] == null ? "n/a" : fmt(row[col("c")])));
       frag.appendChild(tr);
     });
     tbody.textContent = "";
     tbody.appendChild(frag);
+    var count = document.getElementById("lfn");
+    if (count) count.textContent = filter.passing ? filter.passing.length.toLocaleString("en") + " of " +
+      manifest.n.toLocaleString("en") + " latents pass the filter" : "";
     document.getElementById("pg").textContent = "page " + (table.page + 1) + " of " + pageCount();
     document.querySelector("[data-page='-1']").disabled = table.page === 0;
     document.querySelector("[data-page='1']").disabled = table.page >= pageCount() - 1;
@@ -473,6 +527,21 @@
     var sorters = document.querySelectorAll("#lt [data-sort]");
     for (var n = 0; n < sorters.length; n++) {
       sorters[n].addEventListener("click", function (ev) { sortTable(ev.currentTarget.getAttribute("data-sort")); });
+    }
+    var box = document.getElementById("lf");
+    if (box && manifest.flags) {
+      box.hidden = false;
+      box.addEventListener("change", function () {
+        var selects = box.querySelectorAll("select[data-flag]");
+        filter.hide = filter.only = 0;
+        for (var k = 0; k < selects.length; k++) {
+          var bit = +selects[k].getAttribute("data-flag");
+          if (selects[k].value === "hide") filter.hide |= bit;
+          else if (selects[k].value === "only") filter.only |= bit;
+        }
+        table.page = 0;
+        showPage();
+      });
     }
     var pagers = document.querySelectorAll("[data-page]");
     for (var p = 0; p < pagers.length; p++) {

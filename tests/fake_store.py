@@ -65,8 +65,17 @@ def make_store(optional: bool = True, seed: int = 0) -> StoreData:
     tokens = _hostile_tokens(rng, n_seqs=30, ctx=16, vocab_size=len(vocab))
     acts = _sparse_acts(rng, tokens, d_sae=12, density=(0.05, 0.3))
     acts[..., 11] = 0.0
+    # quality flags (generator.quality): 7 fires on one token only, 9 mostly at first positions
+    # (right after a BOS), 4 mostly at BOS positions (bos_acts: excluded from the rest)
+    acts[..., 7] *= tokens == np.bincount(tokens[acts[..., 7] > 0]).argmax()
+    acts[..., 9] *= np.where(_first_positions(tokens), 40.0, 1.0)
+    extra = np.random.default_rng(seed + 101)
+    bos_acts = np.where(extra.random(acts.shape) < 0.3, extra.exponential(0.05, acts.shape), 0.0)
+    bos_acts[..., 4] = 50.0
+    bos_acts *= (tokens == BOS_ID)[..., None]
     return build_store(acts, tokens, vocab, rng, optional=optional, k=4, n_bins=12,
-                       n_intervals=3, m=2, n_logits=5, logit_bins=10, n_nb=3, n_top=5)
+                       n_intervals=3, m=2, n_logits=5, logit_bins=10, n_nb=3, n_top=5,
+                       bos_acts=bos_acts)
 
 
 def make_scaled_store(d_sae: int = 40, n_seqs: int = 1500, seed: int = 1) -> StoreData:
@@ -84,6 +93,13 @@ def make_scaled_store(d_sae: int = 40, n_seqs: int = 1500, seed: int = 1) -> Sto
 
 # ---------------------------------------------------------------------------------------------
 # corpus and activations
+
+
+def _first_positions(tokens: np.ndarray) -> np.ndarray:
+    """Included positions right after a BOS."""
+    out = np.zeros(tokens.shape, dtype=bool)
+    out[:, 1:] = (tokens[:, 1:] != BOS_ID) & (tokens[:, :-1] == BOS_ID)
+    return out
 
 
 def _hostile_tokens(rng: np.random.Generator, n_seqs: int, ctx: int, vocab_size: int) -> np.ndarray:
@@ -134,7 +150,10 @@ def _sparse_acts(rng: np.random.Generator, tokens: np.ndarray, d_sae: int,
 
 def build_store(acts: np.ndarray, tokens: np.ndarray, vocab: list[bytes], rng: np.random.Generator,
                 *, optional: bool, k: int, n_bins: int, n_intervals: int, m: int, n_logits: int,
-                logit_bins: int, n_nb: int, n_top: int) -> StoreData:
+                logit_bins: int, n_nb: int, n_top: int,
+                bos_acts: np.ndarray | None = None) -> StoreData:
+    """bos_acts: activations at the BOS positions (zero elsewhere), which only the quality
+    signals see."""
     n_seqs, ctx, d_sae = acts.shape
     included = tokens != BOS_ID
     flat = acts[included]  # (N, d_sae)
@@ -157,6 +176,7 @@ def build_store(acts: np.ndarray, tokens: np.ndarray, vocab: list[bytes], rng: n
         **_logit_fields(logits, n_logits, logit_bins),
         **(_optional_fields(flat, tokens[included], examples, vocab, n_top, n_nb) if optional
            else {}),
+        **(_quality_fields(acts, tokens, bos_acts) if optional else {}),
     )
     meta = _meta(d_sae, len(vocab), n_seqs, ctx, n_tokens, flat, optional,
                  dict(k=k, n_bins=n_bins, n_intervals=n_intervals, m=m, n_logits=n_logits,
@@ -263,6 +283,16 @@ def _optional_fields(flat: np.ndarray, flat_tokens: np.ndarray, examples: Exampl
     )
 
 
+def _quality_fields(acts: np.ndarray, tokens: np.ndarray,
+                    bos_acts: np.ndarray | None) -> dict[str, np.ndarray]:
+    d_sae = acts.shape[2]
+    first = acts[_first_positions(tokens)].sum(axis=0, dtype=np.float64)
+    bos = (np.zeros(d_sae) if bos_acts is None
+           else bos_acts[tokens == BOS_ID].sum(axis=0, dtype=np.float64))
+    cos = np.round(np.random.default_rng(11).uniform(0.2, 0.99, d_sae), 4).astype(np.float32)
+    return dict(bos_sum=bos, first_sum=first, enc_dec_cos=cos)
+
+
 def _ablation_summary(examples: Examples, d_sae: int) -> tuple[np.ndarray, np.ndarray]:
     mean = np.full(d_sae, np.nan)
     frac = np.full(d_sae, np.nan)
@@ -286,4 +316,8 @@ def _meta(d_sae: int, d_vocab: int, n_seqs: int, ctx: int, n_tokens: int, flat: 
         versions={"feature-browser": "0.1.0", "torch": "none"}, logit_direction="W_dec",
         ln_folded=True, created="2025-01-02", l0=float((flat > 0).sum(1).mean()),
         bos_id=BOS_ID, has_ablation=optional, coact_method="exact" if optional else "",
+        **(dict(eval_n_seqs=n_seqs, eval_n_positions=n_tokens,
+                eval_n_predictions=n_tokens - n_seqs, explained_variance=0.8765,
+                ce_loss_clean=2.5, ce_loss_spliced=2.75, ce_loss_zero=7.5, loss_recovered=0.95)
+           if optional else {}),
     )

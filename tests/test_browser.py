@@ -414,6 +414,75 @@ def test_sharded_table_sorts_and_pages_through_every_latent(sharded: Session) ->
     assert shown == expected
 
 
+def all_pages(page: object, n_pages: int, first_id: int | None = None) -> list[int]:
+    """The ids of every table page from the first, clicking next."""
+    shown: list[int] = []
+    for n in range(1, n_pages + 1):
+        if n > 1:
+            page.click("[data-page='1']")
+            wait_page(page, n)
+        page.wait_for_function("document.querySelectorAll('#lt tbody tr').length > 0")
+        shown += table_ids(page)
+    return shown
+
+
+def test_sharded_table_sorts_and_filters_by_quality(sharded: Session) -> None:
+    """Sort by the share of activation at BOS, then filter by flags: the rows, their order and
+    their badges are the store's; only the sort key's flags file and the needed row files load."""
+    from generator.quality import AT_BOS, DENSE, latent_quality
+
+    data = make_store()
+    q = latent_quality(data.latents, data.meta.n_tokens)
+    share = [round3(float(x)) for x in q.bos_share]
+    page = sharded.open("index.html")
+    assert page.is_visible("#lf")  # the filter needs the script: shown by it
+    page.click("[data-sort=b]")
+    page.wait_for_function("document.querySelector('#lt th button[data-sort=b]').parentNode"
+                           ".getAttribute('aria-sort') === 'descending'")
+    wait_page(page, 1)
+    order = sorted(range(12), key=lambda i: (-share[i], i))
+    page.wait_for_function(f"document.querySelector('#lt tbody td a').textContent === "
+                           f"'{order[0]}'")
+    assert all_pages(page, 3) == order
+    assert not [u for u in sharded.requests if u.endswith("/q.js")]  # no filter, no flags
+    # hide dense latents: what is left, in the same order, on one page
+    page.select_option(f"select[data-flag='{DENSE}']", "hide")
+    page.wait_for_function("document.getElementById('lfn').textContent !== ''")
+    kept = [i for i in order if not q.flags[i] & DENSE]
+    assert page.text_content("#lfn") == f"{len(kept)} of 12 latents pass the filter"
+    wait_page(page, 1)
+    page.wait_for_function(f"document.querySelectorAll('#lt tbody tr').length === {len(kept)}")
+    assert table_ids(page) == kept and page.is_disabled("[data-page='1']")
+    assert [u.rsplit("/search/", 1)[1] for u in sharded.requests if u.endswith("/q.js")] == \
+        ["b/q.js"]
+    # and only the latents mostly at BOS, ascending by that share
+    page.select_option(f"select[data-flag='{DENSE}']", "")
+    page.select_option(f"select[data-flag='{AT_BOS}']", "only")
+    page.click("[data-sort=b]")
+    bos = [i for i in reversed(order) if q.flags[i] & AT_BOS]
+    page.wait_for_function(f"document.querySelectorAll('#lt tbody tr').length === {len(bos)}")
+    page.wait_for_function(f"document.querySelector('#lt tbody td a').textContent === "
+                           f"'{bos[0]}'")
+    assert table_ids(page) == bos and len(bos) >= 2
+    badges = page.eval_on_selector_all("#lt tbody tr", "trs => trs.map(tr => Array.from("
+                                       "tr.querySelectorAll('.bd')).map(b => b.textContent))")
+    assert badges == [q.names(i) for i in bos]
+    # a filter that nothing passes: an empty table, and it says so
+    page.select_option(f"select[data-flag='{DENSE}']", "only")
+    page.select_option("select[data-flag='1']", "only")
+    page.wait_for_function("document.getElementById('lfn').textContent.startsWith('0 of 12')")
+    assert page.locator("#lt tbody tr").count() == 0 and page.text_content("#pg") == "page 1 of 1"
+
+
+def test_quality_badges_and_filter_from_both_origins(session: Session) -> None:
+    page = session.open("features/4.html")
+    assert page.text_content("#quality .b-bos").startswith("BOS ")
+    page = session.open("index.html")
+    page.select_option("select[data-flag='1']", "hide")  # no dead latent
+    page.wait_for_function("document.getElementById('lfn').textContent.startsWith('11 of 12')")
+    assert 11 not in table_ids(page)
+
+
 def test_compact_embed_snippet_shows_the_page_as_a_card(browser: object,
                                                         tmp_path: Path) -> None:
     from generator.render import render_site

@@ -17,12 +17,10 @@ from generator.activations import HookedSAE
 from generator.engine import Engine, EngineSettings
 from generator.models import parse_hook
 from generator.quality import (
-    BOS as BOS_FLAG,
-)
-from generator.quality import (
+    AT_BOS,
+    AT_FIRST,
     DEAD,
     DENSE,
-    FIRST,
     SINGLE,
     encoder_decoder_cosine,
     latent_quality,
@@ -101,7 +99,7 @@ def reference_signals(acts: np.ndarray, tokens: np.ndarray, i: int) -> dict:
     first_share = at_first / everything if everything > 0 else math.nan
     top_share = top / total if total > 0 else math.nan
     flags = ((DEAD if n_active == 0 else 0) | (DENSE if density > 0.1 else 0)
-             | (BOS_FLAG if bos_share > 0.5 else 0) | (FIRST if first_share > 0.5 else 0)
+             | (AT_BOS if bos_share > 0.5 else 0) | (AT_FIRST if first_share > 0.5 else 0)
              | (SINGLE if top_share >= 0.9 else 0))
     return dict(density=density, bos_share=bos_share, first_share=first_share,
                 top_share=top_share, flags=flags)
@@ -134,9 +132,9 @@ def test_flags_and_shares_match_brute_force(model, batch, rows):
                 assert mine[i] == pytest.approx(ref[key], rel=1e-6, abs=1e-9)
         assert int(q.flags[i]) == ref["flags"], (i, ref)
     # every flag is exercised, by the latent aimed at it
-    assert [int(q.flags[i]) & bit for i, bit in enumerate((DEAD, DENSE, BOS_FLAG, FIRST,
+    assert [int(q.flags[i]) & bit for i, bit in enumerate((DEAD, DENSE, AT_BOS, AT_FIRST,
                                                             SINGLE))] == \
-        [DEAD, DENSE, BOS_FLAG, FIRST, SINGLE]
+        [DEAD, DENSE, AT_BOS, AT_FIRST, SINGLE]
     assert q.names(0) == ["dead"] and "BOS" in q.names(2)
 
 

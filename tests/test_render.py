@@ -28,8 +28,9 @@ from generator.charts import (
     sig,
 )
 from generator.errors import UserError
+from generator.quality import DENSE, FLAGS, latent_quality
 from generator.render import load_explanations, relative_url, render_site
-from generator.search import fnv1a32, shard_of, terms_of
+from generator.search import B64, fnv1a32, shard_of, terms_of
 from tests.fake_store import EXPLANATIONS, make_scaled_store, make_store
 
 D_SAE = 12
@@ -488,7 +489,7 @@ def table_order(site: Path, key: str) -> list[list]:
     """Every row of the table files of one sort key, in file order."""
     manifest = table_manifest(site)
     rows: list[list] = []
-    files = sorted((site / "search" / key).glob("*.js"), key=lambda p: int(p.stem))
+    files = sorted((site / "search" / key).glob("[0-9]*.js"), key=lambda p: int(p.stem))
     assert [p.stem for p in files] == [str(c) for c in range(len(files))]
     for path in files:
         got_key, c, chunk = load_script_call(path, "fbRows")
@@ -500,9 +501,10 @@ def table_order(site: Path, key: str) -> list[list]:
 
 def test_table_files(site: Path) -> None:
     manifest = table_manifest(site)
-    assert manifest["v"] == 2 and manifest["n"] == D_SAE
-    assert manifest["cols"] == ["d", "x", "t", "e", "am", "af"]
-    assert set(manifest["sorts"]) == {"id", "d", "x", "e", "am", "af"}
+    assert manifest["v"] == 3 and manifest["n"] == D_SAE
+    assert manifest["cols"] == ["d", "x", "t", "e", "am", "af", "q", "b", "f", "s", "c"]
+    assert set(manifest["sorts"]) == {"id", "d", "x", "e", "am", "af", "b", "f", "s", "c"}
+    assert manifest["flags"] == [list(f) for f in FLAGS]
     rows = table_order(site, "id")
     assert [r[0] for r in rows] == list(range(D_SAE))
     assert rows[DEAD][1] == 0 and rows[0][4] == EXPLANATIONS[0]
@@ -510,7 +512,7 @@ def test_table_files(site: Path) -> None:
     assert rows[3][2] == float(f"{data.latents.max_act[3]:.3g}")
 
 
-@pytest.mark.parametrize("key", ["id", "d", "x", "e", "am", "af"])
+@pytest.mark.parametrize("key", ["id", "d", "x", "e", "am", "af", "b", "f", "s", "c"])
 def test_every_sort_order_covers_every_latent_once(site: Path, key: str) -> None:
     manifest = table_manifest(site)
     col = 0 if key == "id" else manifest["cols"].index(key) + 1
@@ -532,7 +534,8 @@ def test_small_table_files_page_the_table(tmp_path: Path) -> None:
     manifest = table_manifest(site)
     assert manifest["rows"] == 5 and manifest["sorts"]["e"] == len(EXPLANATIONS)
     for key in manifest["sorts"]:
-        assert len(list((site / "search" / key).glob("*.js"))) == 3  # 12 rows: 5 + 5 + 2
+        assert len(list((site / "search" / key).glob("[0-9]*.js"))) == 3  # 12 rows: 5 + 5 + 2
+        assert (site / "search" / key / "q.js").is_file()
         assert sorted(r[0] for r in table_order(site, key)) == list(range(D_SAE))
     assert "page 1 of 3" in Page(site / "index.html").all_text
     assert len(list((site / "search").glob("s*.js"))) > 1
@@ -543,6 +546,100 @@ def test_no_explanations_means_no_explanation_sort(bare_site: Path) -> None:
     assert "e" not in manifest["sorts"] and "am" not in manifest["cols"]
     assert not (bare_site / "search" / "e").exists()
     assert not Page(bare_site / "index.html").find("button", **{"data-sort": "e"})
+
+
+# ---------------------------------------------------------------------------------------------
+# quality signals (generator/quality.py)
+
+
+def fake_quality():
+    data = make_store()
+    return data, latent_quality(data.latents, data.meta.n_tokens)
+
+
+def test_the_fake_store_raises_every_flag() -> None:
+    _, q = fake_quality()
+    assert q.names(DEAD) == ["dead", "BOS"]  # never active on included positions, but at BOS
+    assert "BOS" in q.names(4) and "first position" in q.names(9)
+    assert q.names(7) == ["single-token"] and q.names(0) == ["dense"]
+
+
+def test_latent_pages_show_their_flags_as_badges(site: Path) -> None:
+    data, q = fake_quality()
+    for i in range(D_SAE):
+        page = Page(site / "features" / f"{i}.html")
+        badges = [a for t, a in page.tags if t == "span" and "bd" in a.get("class", "").split()]
+        assert [a["class"] for a in badges] == [f"bd b-{key}" for bit, key, _, _ in FLAGS
+                                                if q.flags[i] & bit]
+        line = html_unescape(re.search(r"<p class=quality id=quality>(.*?)</p>", page.raw).group(1))
+        assert f"encoder–decoder cosine {sig(float(data.latents.enc_dec_cos[i]))}" in line
+        assert f"activation at BOS positions {pages_mod.percent(q.bos_share[i])}" in line
+        assert f"at first positions {pages_mod.percent(q.first_share[i])}" in line
+        assert f"on its top token {pages_mod.percent(q.top_token_share[i])}" in line
+    bos = Page(site / "features" / "4.html").raw
+    assert re.search(r'<span class="bd b-bos" title="83.1% of its activation is at BOS / '
+                     r'document-boundary positions[^"]*">BOS 83.1%</span>', bos)
+    single = Page(site / "features" / "7.html")
+    badge = next(a for t, a in single.tags if t == "span" and a.get("class") == "bd b-single")
+    token = pages_mod.PageBuilder(data, {}).top_token_labels(7, 1)[0]
+    assert badge["title"] == f"100% of its activation is on the token “{token}”: at least 90%"
+    assert "single-token 100%" in single.all_text
+    dead = Page(site / "features" / f"{DEAD}.html").all_text
+    assert "dead" in dead and "at first positions 0%" in dead and "on its top token n/a" in dead
+
+
+def test_index_shows_the_sae_figures_and_flag_counts(site: Path) -> None:
+    _, q = fake_quality()
+    page = Page(site / "index.html")
+    summary = html_unescape(re.search(r"<section id=summary>(.*?)</section>", page.raw,
+                                      re.S).group(1))
+    dense = int(((q.flags & DENSE) > 0).sum())
+    for expected in (f"dense (density > 10%)<dd>{dense}", "mostly at BOS<dd>2",
+                     "mostly at the first position<dd>1", "single-token (≥ 90% on one token)<dd>1",
+                     "explained variance<dd>0.876", "<dd>2.5 / 2.75 / 7.5 nats",
+                     "loss recovered<dd>95%", "over all 30 sequences (439 non-BOS positions, "
+                     "409 next-token predictions"):
+        assert expected in summary, expected
+
+
+def test_index_table_has_quality_columns_and_a_flag_filter(site: Path) -> None:
+    _, q = fake_quality()
+    page = Page(site / "index.html")
+    heads = re.findall(r"<th[^>]*>(?:<button type=button data-sort=(\w+)>)?([^<]*)",
+                       page.raw.split("<table id=lt", 1)[1].split("</thead>")[0])
+    assert [(k, label) for k, label in heads][-5:] == [("", "flags"), ("b", "BOS"), ("f", "1st"),
+                                                        ("s", "top token"), ("c", "enc·dec")]
+    box = page.find("div", id="lf")
+    assert box and "hidden" in box[0]  # shown by the script, which runs the filter
+    assert [int(a["data-flag"]) for a in page.find("select") if "data-flag" in a] == \
+        [bit for bit, *_ in FLAGS]
+    rows = page.raw.split("<tbody>", 2)[2].split("</tbody>")[0].split("<tr>")[1:]
+    for i, row in enumerate(rows):
+        assert re.findall(r'class="bd b-(\w+)"', row) == [key for bit, key, _, _ in FLAGS
+                                                           if q.flags[i] & bit]
+
+
+def test_flag_files_follow_every_sort_order(site: Path) -> None:
+    """search/<key>/q.js: one digit per row of the key's file order, the row's flags."""
+    manifest = table_manifest(site)
+    column = manifest["cols"].index("q") + 1
+    _, q = fake_quality()
+    for key in manifest["sorts"]:
+        got_key, digits = load_script_call(site / "search" / key / "q.js", "fbFlags")
+        rows = table_order(site, key)
+        assert got_key == key and len(digits) == D_SAE
+        assert [B64.index(c) for c in digits] == [r[column] for r in rows] == \
+            [int(q.flags[r[0]]) for r in rows]
+
+
+def test_without_the_quality_columns_only_the_flags_remain(bare_site: Path) -> None:
+    manifest = table_manifest(bare_site)
+    assert manifest["cols"][-1] == "q" and not {"b", "f", "s", "c"} & set(manifest["sorts"])
+    text = Page(bare_site / "index.html").all_text
+    assert "explained variance" not in text and "mostly at BOS" not in text
+    assert "dense (density > 10%)" in text
+    feature = Page(bare_site / "features" / "0.html").raw
+    assert "encoder–decoder" not in feature and "activation at BOS" not in feature
 
 
 def search_index(site: Path) -> tuple[int, dict[str, list[int]]]:
