@@ -146,6 +146,7 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
     enc_dec, figures = times.run("quality", lambda: (
         encoder_decoder_cosine(sae), sae_figures(hooked, corpus.tokens, corpus.bos_id,
                                                  engine.batch_size, engine._encode_rows)))
+    prompts = times.run("prompts", run_prompts, cfg, hooked, encode, corpus.bos_id)
     coords = times.run("map", latent_map, sae.W_dec.detach().float().cpu().numpy(), *cos, cfg.seed)
     n_tokens = p1.n_tokens
     latents = LatentTable(
@@ -177,7 +178,19 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
         coact_method=coact_method(p1), **figures.meta_fields(),
     )
     return StoreData(meta=meta, latents=latents, examples=shown.examples, seq_ids=kept,
-                     seq_tokens=corpus.tokens[kept], vocab=vocab_bytes(tok, model.cfg.d_vocab))
+                     seq_tokens=corpus.tokens[kept], vocab=vocab_bytes(tok, model.cfg.d_vocab),
+                     prompts=prompts)
+
+
+def run_prompts(cfg: BuildConfig, hooked: Any, encode: Any, bos_id: int) -> Any:
+    """The prompt view (generator/prompts.py): --prompts, or the demo's with the demo model."""
+    from generator.prompts import compute_prompts, prompt_texts, tokenize_prompts
+
+    texts = prompt_texts(cfg.prompts, demo_model=cfg.model is None)
+    if texts is None:
+        return None
+    tokens, truncated = tokenize_prompts(texts, encode, bos_id, cfg.ctx)
+    return compute_prompts(hooked, texts, tokens, truncated, bos_id, quiet=cfg.quiet)
 
 
 def open_checkpoint(cfg: BuildConfig, ranks: Ranks, tokens: np.ndarray, d_sae: int,

@@ -57,6 +57,14 @@ class BuildConfig:
     logit_bins: int = _opt("bins of the logit-effect histogram", default=50)
     ablation: bool = _opt("compute per-token ablation (Δloss) for shown examples", default=True)
     explanations: Path | None = _opt("jsonl of explanations to show", default=None)
+    prompts: Path | None = _opt(
+        "prompts for the prompt view: .txt (one prompt per line) or .jsonl (a \"text\" field "
+        "per line); each gets a page prompts/<n>.html with every token's top latents and their "
+        "ablation Δloss (default: the demo's prompts with the demo model, else none)",
+        default=None,
+    )
+    """Read and checked in validate(), before anything is loaded; computed by
+    generator/prompts.py (the definitions and the memory formula are in its docstring)."""
     compact: bool = _opt(
         "ship less per latent so that 131,072 latents fit GitHub Pages' 1 GB: top 10 examples, "
         "1 sample per interval, shorter windows, 5 logit tokens, no embed files (README, Site size)",
@@ -97,6 +105,10 @@ class BuildConfig:
                                 "or more")
         if self.site_url is not None:
             check_site_url(self.site_url)
+        if self.prompts is not None:
+            from generator.prompts import read_prompts
+
+            read_prompts(self.prompts)
         if not _DEVICE.match(self.device):
             raise UserError(f"--device {self.device} is not a device this tool runs on; use auto, "
                             "cpu, cuda, cuda:N or mps")

@@ -7,6 +7,8 @@ A store is a folder:
     examples.parquet    one row per shown example (top examples and interval samples) per latent
     sequences.parquet   the tokenized sequences that examples point to
     vocab.parquet       every vocabulary id with its raw bytes (for faithful token rendering)
+    prompts.parquet, prompt_acts.parquet, prompt_latents.parquet   the prompt view (Prompts),
+                        when the build had prompts
 
 Everything here is numpy + pyarrow: no torch, so `render` and notebooks load it without a GPU stack.
 Writes go to a temporary folder renamed into place, so a failed build never leaves half a store.
@@ -29,7 +31,7 @@ from generator.atomic import atomic_dir
 from generator.errors import UserError
 from generator.outputs import STORE_MARKER
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 EXAMPLE_TOP = "top"
 EXAMPLE_INTERVAL = "interval"
 
@@ -173,6 +175,43 @@ class Examples:
 
 
 @dataclass(frozen=True)
+class Prompts:
+    """The prompt view (generator/prompts.py): per prompt its tokens; every active (prompt,
+    position, latent) entry sorted by prompt, position, latent; and per (prompt, latent active on
+    it), sorted the same way, its totals over the prompt (the `s_` fields)."""
+
+    text: list[str]
+    """the prompt as given."""
+    tokens: list[Int[np.ndarray, " length"]]
+    """its token ids (int32), BOS first, at most ctx."""
+    truncated: np.ndarray
+    """bool per prompt: the prompt had more than ctx - 1 tokens and was cut."""
+    loss: list[Float[np.ndarray, " length"]]
+    """clean next-token loss at each position (predicting token t+1); NaN at the last position
+    and where token t+1 is BOS."""
+    prompt: Int[np.ndarray, " n"]
+    pos: Int[np.ndarray, " n"]
+    latent: Int[np.ndarray, " n"]
+    act: Float[np.ndarray, " n"]
+    """the latent's activation at that position (> 0; BOS positions have no entries)."""
+    dloss: Float[np.ndarray, " n"]
+    """Δloss of predicting token pos+1 when the latent is removed at every non-BOS position of
+    the prompt (NaN where undefined, as `loss`)."""
+    s_prompt: Int[np.ndarray, " m"]
+    s_latent: Int[np.ndarray, " m"]
+    s_n_active: Int[np.ndarray, " m"]
+    """positions of the prompt where the latent is active..."""
+    s_max_act: Float[np.ndarray, " m"]
+    s_sum_act: Float[np.ndarray, " m"]
+    """...its max and total activation there (float64)..."""
+    s_sum_abs_dloss: Float[np.ndarray, " m"]
+    """...and Σ |Δloss| over every position of the prompt where Δloss is defined (float64)."""
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+
+@dataclass(frozen=True)
 class StoreData:
     """Everything in a store, in memory."""
 
@@ -185,6 +224,8 @@ class StoreData:
     """their tokens."""
     vocab: list[bytes] = field(repr=False)
     """raw bytes of every vocab id (byte-level BPE pieces may be partial UTF-8)."""
+    prompts: Prompts | None = None
+    """the prompt view, when the build had prompts."""
 
     def tokens_of(self, seq: int) -> Int[np.ndarray, " ctx"]:
         row = int(np.searchsorted(self.seq_ids, seq))
@@ -242,6 +283,49 @@ def write_store(data: StoreData, path: Path) -> None:
         vocab = pa.table({"id": pa.array(np.arange(len(data.vocab), dtype=np.int32)),
                           "bytes": pa.array(data.vocab, type=pa.binary())})
         pq.write_table(vocab, tmp / "vocab.parquet")
+        if data.prompts is not None:
+            _write_prompts(data.prompts, tmp)
+
+
+PROMPT_FILES = ("prompts.parquet", "prompt_acts.parquet", "prompt_latents.parquet")
+_ENTRY_FIELDS = ("prompt", "pos", "latent", "act", "dloss")
+_SUMMARY_FIELDS = ("prompt", "latent", "n_active", "max_act", "sum_act", "sum_abs_dloss")
+
+
+def _write_prompts(p: Prompts, tmp: Path) -> None:
+    table = pa.table({
+        "prompt": pa.array(np.arange(len(p), dtype=np.int32)),
+        "text": pa.array(p.text, type=pa.string()),
+        "tokens": pa.array([np.asarray(t, dtype=np.int32) for t in p.tokens],
+                           type=pa.list_(pa.int32())),
+        "truncated": pa.array(np.asarray(p.truncated, dtype=bool)),
+        "loss": pa.array([np.asarray(x, dtype=np.float32) for x in p.loss],
+                         type=pa.list_(pa.float32())),
+    })
+    pq.write_table(table, tmp / PROMPT_FILES[0])
+    pq.write_table(pa.table({name: getattr(p, name) for name in _ENTRY_FIELDS}),
+                   tmp / PROMPT_FILES[1])
+    pq.write_table(pa.table({name: getattr(p, "s_" + name) for name in _SUMMARY_FIELDS}),
+                   tmp / PROMPT_FILES[2])
+
+
+def _read_prompts(path: Path) -> Prompts | None:
+    """The prompt view's tables, or None when the store has none (a build without prompts)."""
+    if not any((path / name).exists() for name in PROMPT_FILES):
+        return None
+    head, entries, summary = (_read_table(path, name) for name in PROMPT_FILES)
+    try:
+        columns: dict[str, Any] = {
+            name: [np.asarray(x, dtype=np.int32 if name == "tokens" else np.float32)
+                   for x in head.column(name).to_pylist()] for name in ("tokens", "loss")}
+        columns |= {name: entries.column(name).to_numpy() for name in _ENTRY_FIELDS}
+        columns |= {"s_" + name: summary.column(name).to_numpy() for name in _SUMMARY_FIELDS}
+        return Prompts(text=head.column("text").to_pylist(),
+                       truncated=head.column("truncated").to_numpy(zero_copy_only=False),
+                       **columns)
+    except KeyError as err:
+        raise UserError(f"store {path} is damaged (a prompt table lacks a column: {err}); "
+                        "rebuild it with `feature-browser build`") from None
 
 
 def read_meta(path: Path) -> StoreMeta:
@@ -306,7 +390,8 @@ def read_store(path: Path) -> StoreData:
         lat.pop("latent")
         vocab = vocab_table.column("bytes").to_pylist()
         return StoreData(meta=meta, latents=LatentTable(**lat), examples=Examples(**ex),
-                         seq_ids=seqs["seq"], seq_tokens=seqs["tokens"], vocab=vocab)
+                         seq_ids=seqs["seq"], seq_tokens=seqs["tokens"], vocab=vocab,
+                         prompts=_read_prompts(path))
     except (KeyError, TypeError) as err:
         raise UserError(f"store {path} is damaged (a table lacks or has unknown columns: {err}); "
                         "rebuild it with `feature-browser build`") from None
