@@ -282,6 +282,8 @@ class SiteInfo:
     versions: list[tuple[str, str]]
     has_map: bool = False
     """whether the store has a latent map (the index draws it, latent pages show their spot)."""
+    n_prompts: int = 0
+    """prompts of the prompt view (prompts/, generator.promptpages); 0: none."""
 
 
 @dataclass(frozen=True)
@@ -325,6 +327,7 @@ def site_info(data: StoreData) -> SiteInfo:
         settings=[(k, str(v)) for k, v in sorted(meta.settings.items())],
         versions=[(k, str(v)) for k, v in sorted(meta.versions.items())],
         has_map=data.latents.map_x is not None,
+        n_prompts=len(data.prompts) if data.prompts is not None else 0,
     )
 
 

@@ -15,6 +15,9 @@ Layout of the site (every link relative, so it works from file://, localhost and
     map/points.js, map/overview.png   the latent map, when the store has one (generator.mapview):
                           the index's canvas data (loaded when it scrolls into view) and a
                           picture of the whole map (latent pages mark their spot on it)
+    prompts/<n>.html, prompts/index.html   the prompt view, when the store has prompts
+                          (generator.promptpages): every token's top latents, the prompt's
+                          latents, data inline so that they work from file://
     cards/<id>.png        only with `site_url`: the latent's 1200 x 630 link card
                           (generator.cards), its page's og:image / twitter:image
     .nojekyll
@@ -63,6 +66,7 @@ from generator.pages import (
     site_info,
     varint_code,
 )
+from generator.promptpages import write_prompt_pages
 from generator.quality import FLAGS
 from generator.search import (
     SHARD_TARGET_BYTES,
@@ -309,6 +313,7 @@ class _SiteWriter:
         self.write_sequences()
         if self.pages.map is not None:
             self.pages.map.write(self.out)  # map/points.js, map/overview.png
+        write_prompt_pages(self)  # prompts/<n>.html, prompts/index.html (when the store has them)
         self.render("index.html", "index.html", page=self.pages.index_page(shards, table),
                     links=PageLinks(self.site_url) if self.site_url else None)
         (self.out / SITE_MARKER).write_bytes(b"")

@@ -5,8 +5,11 @@ round trip, and the pages (structure, sorting data, hostile prompts escaped)."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +18,8 @@ from generator.config import BuildConfig
 from generator.errors import UserError
 from generator.prompts import DEMO_PROMPTS, read_prompts, tokenize_prompts
 from generator.store import read_store, write_store
-from tests.fake_store import make_store
+from tests.fake_prompts import HOSTILE_PROMPTS, with_prompts
+from tests.fake_store import EXPLANATIONS, make_store
 
 # ---------------------------------------------------------------------------------------------
 # reading
@@ -209,3 +213,149 @@ def test_store_round_trip(model, tmp_path):
     write_store(make_store(), tmp_path / "plain")
     assert read_store(tmp_path / "plain").prompts is None
     assert not list((tmp_path / "plain").glob("prompt*"))
+
+
+# ---------------------------------------------------------------------------------------------
+# pages
+
+
+@pytest.fixture(scope="module")
+def prompt_site(tmp_path_factory) -> Path:
+    from generator.render import render_site
+
+    out = tmp_path_factory.mktemp("prompts") / "site"
+    return render_site(with_prompts(make_store()), out, EXPLANATIONS, quiet=True).out
+
+
+def blob_of(page: str) -> dict:
+    raw = re.search(r"<script type=application/json id=fb-prompt>(.*?)</script>", page, re.S)
+    assert raw is not None
+    return json.loads(raw.group(1))
+
+
+def start_tags(page: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    from html.parser import HTMLParser
+
+    tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            tags.append((tag, attrs))
+
+    Parser().feed(page)
+    return tags
+
+
+def r3(x: float) -> float:
+    return float(f"{x:.3g}")
+
+
+def test_a_page_per_prompt_and_an_index_linked_from_the_site_index(prompt_site):
+    prompts = with_prompts(make_store()).prompts
+    assert prompts is not None
+    names = sorted(p.name for p in (prompt_site / "prompts").iterdir())
+    assert names == sorted([f"{n}.html" for n in range(len(prompts))] + ["index.html"])
+    index = (prompt_site / "index.html").read_text()
+    assert 'href="prompts/index.html"' in index and "4 prompts" in index
+    listing = (prompt_site / "prompts" / "index.html").read_text()
+    for n in range(len(prompts)):
+        assert f'href="{n}.html"' in listing
+    assert "(cut)" in listing  # prompt 2 was truncated
+    page = (prompt_site / "prompts" / "2.html").read_text()
+    assert "cut to the build's context" in page
+    assert 'href="../index.html"' in page and 'href="index.html">all prompts' in page
+
+
+def test_tokens_and_blob_match_the_store(prompt_site):
+    from generator.promptpages import PROMPT_TOP
+
+    data = with_prompts(make_store())
+    p = data.prompts
+    assert p is not None
+    for n in range(len(p)):
+        page = (prompt_site / "prompts" / f"{n}.html").read_text()
+        strip = re.search(r"<div id=ptoks[^>]*>(.*?)</div>", page, re.S).group(1)
+        tags = re.findall(r"<i( class=bos)?>", strip)
+        tokens = p.tokens[n]
+        assert len(tags) == len(tokens)  # one element per position
+        assert [bool(t) for t in tags] == (tokens == data.meta.bos_id).tolist()
+        blob = blob_of(page)
+        assert len(blob["t"]) == len(tokens) and len(blob["l"]) == len(tokens)
+        assert blob["l"][-1] is None
+        e = np.flatnonzero(p.prompt == n)
+        for pos in range(len(tokens)):
+            here = e[p.pos[e] == pos]
+            want = sorted(here, key=lambda j: (-p.act[j], p.latent[j]))[:PROMPT_TOP]
+            got = blob["t"][pos]
+            assert [x[0] for x in got] == [int(p.latent[j]) for j in want]
+            assert [x[1] for x in got] == [r3(p.act[j]) for j in want]
+            assert [x[2] for x in got] == [None if np.isnan(p.dloss[j]) else r3(p.dloss[j])
+                                           for j in want]
+            if tokens[pos] == data.meta.bos_id:
+                assert got == []
+        # every named latent has a label and the corpus max; its activations are the store's
+        named = {x[0] for slot in blob["t"] for x in slot}
+        assert named <= {int(k) for k in blob["n"]}
+        for key, values in blob["a"].items():
+            j = e[p.latent[e] == int(key)]
+            assert values[0::2] == p.pos[j].tolist()
+            assert values[1::2] == [r3(a) for a in p.act[j]]
+            assert blob["n"][key][1] == r3(data.latents.max_act[int(key)])
+
+
+def test_the_latent_table_ranks_are_exact(prompt_site, tmp_path, monkeypatch):
+    """With PROMPT_LIST 3: the table holds the top 3 by each order; the ranks in the blob sort
+    them exactly (ties to the lower id); only the top 3 by max activation are shown."""
+    from generator import promptpages
+    from generator.render import render_site
+
+    monkeypatch.setattr(promptpages, "PROMPT_LIST", 3)
+    data = with_prompts(make_store())
+    p = data.prompts
+    assert p is not None
+    out = render_site(data, tmp_path / "site", quiet=True).out
+    for n in range(len(p)):
+        page = (out / "prompts" / f"{n}.html").read_text()
+        blob = blob_of(page)
+        rows = re.findall(r"<tr data-l=(\d+)( hidden)?>", page)
+        ids = [int(r[0]) for r in rows]
+        s = np.flatnonzero(p.s_prompt == n)
+        keys = [p.s_max_act[s], p.s_sum_act[s], p.s_sum_abs_dloss[s]]
+        want_sets = set()
+        for k, key in enumerate(keys):
+            order = sorted(range(len(s)), key=lambda j, key=key: (-float(key[j]), p.s_latent[s][j]))
+            top = [int(p.s_latent[s][j]) for j in order]
+            want_sets |= set(top[:3])
+            by_rank = [i for _, i in sorted(zip([r[k] for r in blob["r"]], ids, strict=True))]
+            assert by_rank[:3] == top[:3], (n, k)
+            if k == 0:
+                assert ids[:3] == top[:3]
+                assert [bool(r[1]) for r in rows] == [False] * 3 + [True] * (len(rows) - 3)
+        assert set(ids) == want_sets and blob["k"] == 3
+        assert f"of the {len(s)} active on it" in page
+
+
+def test_hostile_prompts_are_escaped(prompt_site):
+    pages = [(prompt_site / "prompts" / f"{n}.html").read_text()
+             for n in range(len(HOSTILE_PROMPTS))]
+    listing = (prompt_site / "prompts" / "index.html").read_text()
+    for page in [*pages, listing]:
+        assert "<script>alert" not in page and "<img" not in page
+        assert "\u202e" not in page and "\x00" not in page  # shown as escapes, never raw
+        # the only script elements: the data blob and the two site scripts
+        assert len(re.findall(r"<script", page)) == (3 if page is not listing else 1)
+        tags = start_tags(page)  # what a browser's parser makes of the page
+        assert not [t for t in tags if t[0] in ("img", "iframe", "object", "embed")]
+        assert not [t for t in tags for name, _ in t[1] if name.startswith("on")]
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in listing
+    assert "<b>\\u202e</b>evil" in listing and "<b>\\x00</b>" in listing
+    # in the data blob, markup characters are escaped for a script context
+    raw = re.search(r"id=fb-prompt>(.*?)</script>", pages[0], re.S).group(1)
+    assert "<" not in raw and ">" not in raw and "&" not in raw
+    title = re.search(r"<title>(.*?)</title>", pages[2]).group(1)
+    assert html.unescape(title).startswith("Prompt 2: \\u202eevil RTL override")
+
+
+def test_no_prompt_pages_without_prompts(site):
+    assert not (site / "prompts").exists()
+    assert "prompts/index.html" not in (site / "index.html").read_text()
