@@ -531,7 +531,7 @@
     var box = document.getElementById("lf");
     if (box && manifest.flags) {
       box.hidden = false;
-      box.addEventListener("change", function () {
+      var readFilter = function () {
         var selects = box.querySelectorAll("select[data-flag]");
         filter.hide = filter.only = 0;
         for (var k = 0; k < selects.length; k++) {
@@ -539,9 +539,16 @@
           if (selects[k].value === "hide") filter.hide |= bit;
           else if (selects[k].value === "only") filter.only |= bit;
         }
-        table.page = 0;
-        showPage();
-      });
+      };
+      box.addEventListener("change", function () { readFilter(); table.page = 0; showPage(); });
+      /* a browser may restore the choices on "back" (after this script ran): the table follows */
+      var sync = function () {
+        var was = [filter.hide, filter.only];
+        readFilter();
+        if (filter.hide !== was[0] || filter.only !== was[1]) { table.page = 0; showPage(); }
+      };
+      sync();
+      window.addEventListener("pageshow", sync);
     }
     var pagers = document.querySelectorAll("[data-page]");
     for (var p = 0; p < pagers.length; p++) {

@@ -481,6 +481,16 @@ def test_quality_badges_and_filter_from_both_origins(session: Session) -> None:
     page.select_option("select[data-flag='1']", "hide")  # no dead latent
     page.wait_for_function("document.getElementById('lfn').textContent.startsWith('11 of 12')")
     assert 11 not in table_ids(page)
+    # away and back: whatever the browser restores, the table agrees with the choices shown
+    page.click("#lt tbody td a")
+    page.wait_for_url("**/features/*.html")
+    page.go_back()
+    page.wait_for_load_state("load")
+    page.wait_for_function("document.querySelectorAll('#lt tbody tr').length > 0")
+    hidden = page.eval_on_selector("select[data-flag='1']", "s => s.value") == "hide"
+    page.wait_for_function("(document.getElementById('lfn').textContent !== '') === " +
+                           ("true" if hidden else "false"))
+    assert (11 not in table_ids(page)) == hidden
 
 
 def test_compact_embed_snippet_shows_the_page_as_a_card(browser: object,
