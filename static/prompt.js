@@ -87,11 +87,13 @@
 
   function mark(cls, p, on) { if (p >= 0) toks[p].classList.toggle(cls, on); }
 
+  /* The panel shows the hovered token; when the pointer leaves the tokens, the selected one,
+     or (none selected) still the last one hovered, so that its links can be reached. */
   function hover(p) {
     mark("hov", hovered, false);
     hovered = p;
     mark("hov", hovered, true);
-    showToken(p >= 0 ? p : selected);
+    if (p >= 0 || selected >= 0) showToken(p >= 0 ? p : selected);
   }
 
   function select(p) {

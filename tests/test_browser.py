@@ -649,3 +649,161 @@ def test_map_on_a_phone_and_without_javascript(session: Session, browser: object
     plain.wait_for_function("document.querySelector('#mapbox img').naturalWidth === 200")
     assert plain.locator(".mapbar").is_hidden()
     context.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# the prompt view (generator/promptpages.py, static/prompt.js)
+
+
+@pytest.fixture(scope="module")
+def prompt_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fake store with the hostile prompts (tests/fake_prompts.py), under root/repo/."""
+    from generator.render import render_site
+    from tests.fake_prompts import with_prompts
+
+    out = tmp_path_factory.mktemp("prompt-served") / "repo"
+    return render_site(with_prompts(make_store()), out, EXPLANATIONS, quiet=True).out
+
+
+@pytest.fixture(scope="module")
+def prompt_http(prompt_site: Path) -> Iterator[str]:
+    import threading
+
+    from generator.serve import make_server
+
+    server = make_server(prompt_site.parent, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/repo/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(params=MODES)
+def prompt_session(request: pytest.FixtureRequest, browser: object,
+                   prompt_site: Path) -> Iterator[Session]:
+    base = (prompt_site.resolve().as_uri() + "/" if request.param == "file"
+            else request.getfixturevalue("prompt_http"))
+    with open_session(browser, base) as s:
+        dialogs: list[str] = []
+        s.page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        yield s
+        assert not dialogs, f"a prompt ran script: {dialogs}"
+    outside = [u for u in s.requests if not u.startswith(base)]
+    assert not outside, f"requests left the site: {outside}"
+
+
+def prompt_blob(page: object) -> dict:
+    return page.evaluate("JSON.parse(document.getElementById('fb-prompt').textContent)")
+
+
+def panel_rows(page: object) -> list[list[str]]:
+    return page.eval_on_selector_all(
+        "#ptok tbody tr", "rows => rows.map(r => Array.from(r.cells, c => c.textContent))")
+
+
+def test_prompt_hover_shows_the_token_latents(prompt_session: Session) -> None:
+    page = prompt_session.open("prompts/0.html")
+    blob = prompt_blob(page)
+    tokens = page.locator("#ptoks > i")
+    assert tokens.count() == len(blob["t"])
+    for pos in (1, 4):
+        tokens.nth(pos).hover()
+        page.wait_for_selector(f"#ptok h3:has-text('Position {pos}')")
+        rows = panel_rows(page)
+        want = blob["t"][pos]
+        assert [r[0] for r in rows] == [f"#{e[0]}" for e in want]
+        assert [float(r[2]) for r in rows] == [e[1] for e in want]
+        assert [r[3] for r in rows] == [("+" if e[2] > 0 else "") + str(e[2]).removesuffix(".0")
+                                        if e[2] is not None else "n/a" for e in want]
+        assert rows[0][1] == blob["n"][str(want[0][0])][0]  # the label, as text
+    # the BOS marker says what it is; the panel stays when the pointer leaves the tokens
+    tokens.nth(0).hover()
+    page.wait_for_selector("#ptok:has-text('BOS / document boundary')")
+    page.mouse.move(5, 5)
+    assert "BOS / document boundary" in page.locator("#ptok").text_content()
+    assert page.locator("#ptoks > i.hov").count() == 0
+    # a latent link opens its page, inside the site
+    tokens.nth(1).hover()
+    first = blob["t"][1][0][0]
+    page.click("#ptok tbody tr >> nth=0 >> a")
+    page.wait_for_url(f"**/features/{first}.html")
+    assert page.locator("h1").text_content() == f"Latent {first}"
+
+
+def test_prompt_select_by_click_and_keyboard(prompt_session: Session) -> None:
+    page = prompt_session.open("prompts/3.html")
+    tokens = page.locator("#ptoks > i")
+    tokens.nth(2).click()
+    page.mouse.move(5, 5)  # the selection stays when the pointer leaves
+    page.wait_for_selector("#ptok h3:has-text('Position 2')")
+    assert "cur" in tokens.nth(2).get_attribute("class")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_selector("#ptok h3:has-text('Position 3')")
+    page.keyboard.press("End")  # the last token; a BOS is stepped over
+    n = tokens.count()
+    page.wait_for_selector(f"#ptok h3:has-text('Position {n - 1}')")
+    assert "no next token" in page.locator("#ptok").text_content()
+    assert all(r[3] == "n/a" for r in panel_rows(page))
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#ptok:has-text('Hover or select a token')")
+    assert page.locator("#ptoks > i.cur").count() == 0
+
+
+def test_prompt_latent_table_sorts(prompt_session: Session) -> None:
+    page = prompt_session.open("prompts/1.html")
+    blob = prompt_blob(page)
+    ids = page.eval_on_selector_all("#pl tbody tr", "rows => rows.map(r => +r.dataset.l)")
+    for label in ["total |Δloss|", "total activation", "max activation"]:
+        col = ["max activation", "total activation", "total |Δloss|"].index(label)
+        page.click(f"#pl button:text-is('{label}')")
+        shown = page.eval_on_selector_all("#pl tbody tr:not([hidden])",
+                                          "rows => rows.map(r => +r.dataset.l)")
+        ranked = [i for _, i in sorted(zip([r[col] for r in blob["r"]], ids, strict=True))]
+        assert shown == ranked[:blob["k"]]
+        assert page.locator("#pl th[aria-sort=descending]").text_content() == label
+        assert page.locator("#plk").text_content() == label
+        values = page.eval_on_selector_all(
+            "#pl tbody tr:not([hidden])", f"rows => rows.map(r => +r.cells[{col + 2}].textContent)")
+        assert values == sorted(values, reverse=True)
+
+
+def test_prompt_latent_hover_colours_its_tokens(prompt_session: Session) -> None:
+    page = prompt_session.open("prompts/2.html")
+    blob = prompt_blob(page)
+    row = page.locator("#pl tbody tr").first
+    latent = row.get_attribute("data-l")
+    row.hover()
+    lit = page.eval_on_selector_all(
+        "#ptoks > i", "ts => ts.flatMap((t, p) => /\\ba[1-9]\\b/.test(t.className) ? [p] : [])")
+    assert lit == blob["a"][latent][0::2] and lit
+    count = "ts => ts.filter(t => /\\ba[1-9]\\b/.test(t.className)).length"
+    page.mouse.move(5, 5)
+    assert page.eval_on_selector_all("#ptoks > i", count) == 0
+    row.locator("td").nth(1).click()  # pinned: stays when the pointer leaves
+    page.mouse.move(5, 5)
+    assert page.eval_on_selector_all("#ptoks > i", count) == len(lit)
+
+
+def test_hostile_prompts_show_as_text(prompt_session: Session) -> None:
+    from tests.fake_store import HOSTILE_VOCAB
+
+    for n in range(4):
+        page = prompt_session.open(f"prompts/{n}.html")
+        assert page.locator("#ptoks img, main img, main script").count() == 0
+        assert page.evaluate("document.querySelectorAll('script').length") == 3
+    page = prompt_session.open("prompts/0.html")
+    texts = page.eval_on_selector_all("#ptoks > i", "ts => ts.map(t => t.textContent)")
+    assert texts[1] == HOSTILE_VOCAB[1].decode() and texts[2] == HOSTILE_VOCAB[2].decode()
+    assert texts[4] == "\\u202eevil" and texts[5] == "\\x00"  # escapes, not the characters
+    page.locator("#ptoks > i").nth(1).hover()
+    assert "</script>" in page.locator("#ptok h3").text_content()
+    listing = prompt_session.open("prompts/index.html")
+    assert listing.locator("td.ptext").first.text_content() == (
+        "</script><script>alert(1)</script> the cat sat")
+    assert "\\u202eevil RTL override\\u202c and \\x00 NUL" in listing.locator(
+        "td.ptext").nth(2).text_content()
+    listing.click("td.ptext a >> nth=3")
+    listing.wait_for_url("**/prompts/3.html")
+    index = prompt_session.open("index.html")
+    index.click("#prompts a")
+    index.wait_for_url("**/prompts/index.html")
