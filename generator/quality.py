@@ -161,9 +161,11 @@ class SaeFigures:
 
 
 def sae_figures(hooked: HookedSAE, tokens: Int[np.ndarray, "n_seqs ctx"], bos_id: int,
-                batch_size: int, encode_rows: int, n_seqs: int = EVAL_SEQS) -> SaeFigures:
+                batch_size: int, encode_rows: int, n_seqs: int = EVAL_SEQS,
+                budget: int = 1 << 30) -> SaeFigures:
     """Explained variance and the clean / spliced / zero-ablated next-token loss over the first
-    min(n_seqs, len(tokens)) sequences, `batch_size` sequences at a time.
+    min(n_seqs, len(tokens)) sequences, B = min(batch_size, budget / (24 x ctx x d_in)) sequences
+    at a time (a figure that depends only on the inputs, so the bytes do too).
 
     Explained variance is 1 - Σ‖x - x̂‖² / Σ‖x - x̄‖² over the included positions' hook
     activations x (flattened to d_in), x̂ = decode(encode(x)) the SAE's reconstruction and x̄ the
@@ -171,14 +173,17 @@ def sae_figures(hooked: HookedSAE, tokens: Int[np.ndarray, "n_seqs ctx"], bos_id
     ablation does) with x - x̂ (spliced) or x (zero-ablated) subtracted at the non-BOS positions,
     and average over the predictions whose target is not BOS.
 
-    Memory, B = batch_size sequences of ctx positions: the model's activations up to and after
-    the hook for B sequences (as one engine batch), two [B, ctx, d_in] float32 differences,
-    x and x̂ for the batch's included positions (2 x B x ctx x d_in floats), and the SAE's
-    dense output for `encode_rows` positions at a time (encode_rows x d_sae x 16 bytes)."""
+    Memory, B sequences of ctx positions: the model's activations up to and after the hook for
+    B sequences (at most one engine batch), two [B, ctx, d_in] float32 differences and x and x̂
+    for the batch's included positions (together <= 24 x B x ctx x d_in bytes <= budget), and
+    the SAE's dense output for `encode_rows` positions at a time (encode_rows x d_sae x 16
+    bytes)."""
     import torch
 
     device = hooked.device
     n = min(n_seqs, len(tokens))
+    per_seq = 24 * tokens.shape[1] * int(hooked.sae.cfg.d_in)
+    batch_size = max(1, min(batch_size, budget // per_seq))
     sse = sum_sq = 0.0
     sum_x: Any = 0.0
     losses = [0.0, 0.0, 0.0]

@@ -211,6 +211,9 @@ def test_sae_figures_use_the_first_sequences_only(model):
     ref = brute_force_figures(model, sae, HOOK, tokens[:5])
     assert got.n_seqs == 5 and got.n_positions == ref["n_pos"]
     assert got.ce_spliced == pytest.approx(ref["spliced"], rel=1e-5)
+    one_at_a_time = sae_figures(hooked, tokens, BOS, 12, 16, n_seqs=5, budget=1)  # B = 1
+    assert one_at_a_time.ce_spliced == pytest.approx(ref["spliced"], rel=1e-5)
+    assert one_at_a_time.explained_variance == pytest.approx(ref["ev"], rel=1e-5)
     meta = got.meta_fields()
     assert meta["eval_n_seqs"] == 5 and meta["loss_recovered"] == pytest.approx(
         got.loss_recovered)
