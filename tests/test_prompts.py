@@ -186,6 +186,35 @@ def test_prompt_numbers_equal_brute_force(model, kind, hook):
     assert np.isfinite(out.dloss).sum() > 20
 
 
+@pytest.mark.parametrize("kind, hook", CASES[:2])
+def test_prompt_numbers_equal_the_engines_on_the_same_tokens(model, kind, hook):
+    """Corpus sequences given as prompts: every shown example's activations and Δloss (the
+    engine's examples + ablation stage) are the prompt view's at the same (sequence, latent)."""
+    from generator.activations import HookedSAE
+    from generator.engine import Engine, EngineSettings
+    from generator.models import parse_hook
+    from generator.prompts import compute_prompts
+    from tests.helpers import BOS, tiny_sae, tiny_tokens
+
+    sae = tiny_sae(kind, hook)
+    hooked = HookedSAE(model, sae, parse_hook(hook))
+    tokens = tiny_tokens()
+    engine = Engine(hooked, tokens, BOS, EngineSettings(k=3, m=2, batch_size=4, quiet=True))
+    p1 = engine.pass1(np.arange(len(tokens)))
+    ex = engine.examples(p1, engine.pass2(p1.max_act)).examples
+    out = compute_prompts(hooked, [str(s) for s in range(len(tokens))], list(tokens),
+                          np.zeros(len(tokens), bool), BOS)
+    assert ex.dloss is not None and len(ex.seq) > 10
+    for row in range(len(ex.seq)):
+        s, i = int(ex.seq[row]), int(ex.latent[row])
+        e = (out.prompt == s) & (out.latent == i)
+        acts = np.zeros(tokens.shape[1], np.float32)
+        acts[out.pos[e]] = out.act[e]
+        np.testing.assert_allclose(acts, ex.acts[row], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out.dloss[e], ex.dloss[row][out.pos[e]], rtol=1e-4,
+                                   atol=1e-5)
+
+
 def test_prompt_numbers_do_not_depend_on_chunking(model):
     _, _, a = compute(model, "standard", "blocks.1.hook_resid_pre")
     _, _, b = compute(model, "standard", "blocks.1.hook_resid_pre", encode_rows=3, chunk=2)
