@@ -388,3 +388,16 @@ def test_hostile_prompts_are_escaped(prompt_site):
 def test_no_prompt_pages_without_prompts(site):
     assert not (site / "prompts").exists()
     assert "prompts/index.html" not in (site / "index.html").read_text()
+
+
+def test_prompt_pages_carry_their_address_only_with_a_site_url(prompt_site, tmp_path):
+    from generator.render import render_site
+
+    page = (prompt_site / "prompts" / "1.html").read_text()
+    assert "canonical" not in page and "og:url" not in page and "https://" not in page
+    out = render_site(with_prompts(make_store()), tmp_path / "site", quiet=True,
+                      site_url="https://u.github.io/repo").out
+    for path in ("prompts/1.html", "prompts/index.html"):
+        tags = start_tags((out / path).read_text())
+        canonical = [dict(a)["href"] for t, a in tags if t == "link" and ("rel", "canonical") in a]
+        assert canonical == [f"https://u.github.io/repo/{path}"]
