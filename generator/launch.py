@@ -70,10 +70,11 @@ def launch(argv: list[str], nproc: int) -> int:
     port = _free_port()
     logs = Path(tempfile.mkdtemp(prefix="feature-browser-ranks-"))
     procs = []
-    # the cores shared out, as torchrun does, instead of every process using all of them
-    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // nproc))
+    # OMP_NUM_THREADS is left as it is (torchrun would set 1): torch's CPU kernels split their
+    # reductions by thread count, so a process with fewer threads than a one-process build
+    # computes other float bits, and the store would no longer be byte-identical
     for rank in range(nproc):
-        env = {**os.environ, "OMP_NUM_THREADS": threads, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc), "RANK": str(rank),
                "LOCAL_RANK": str(rank), "GROUP_RANK": "0"}
         out = None if rank == 0 else (logs / f"rank-{rank}.log").open("w")
