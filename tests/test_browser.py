@@ -89,9 +89,12 @@ def test_search_by_explanation_and_click(session: Session) -> None:
 
 def test_search_by_prefix_and_top_token(session: Session) -> None:
     data = make_store()
-    token = data.vocab[data.latents.top_token_ids[7][0]].decode("utf-8", "ignore").strip()
-    word = "".join(c for c in token if c.isalnum()) or token
-    assert "#7" in search(session, word)
+    # the first latent whose top token holds a word (others' are hostile pieces, e.g. b"\xe2\x82")
+    words = {latent: "".join(c for c in data.vocab[ids[0]].decode("utf-8", "ignore")
+                             if c.isalnum())
+             for latent, ids in enumerate(data.latents.top_token_ids) if ids[0] >= 0}
+    latent = next(i for i, w in words.items() if w)
+    assert f"#{latent}" in search(session, words[latent])
     assert "#5" in search(session, "pyth")  # prefix of an explanation word
 
 
