@@ -119,7 +119,13 @@
   box.addEventListener("mouseleave", function () { hover(-1); });
   box.addEventListener("click", function (ev) {
     var p = tokenAt(ev.target);
-    if (p >= 0) select(p === selected ? -1 : p);
+    if (p < 0) return;
+    select(p === selected ? -1 : p);
+    /* narrow screens put the panel under the tokens: bring it into view */
+    var r = panel.getBoundingClientRect();
+    if (selected >= 0 && r.top > box.getBoundingClientRect().bottom - 1 && r.top > window.innerHeight * 0.6) {
+      panel.scrollIntoView({ block: "nearest" });
+    }
   });
   box.addEventListener("focus", function () {
     if (selected < 0 && box.matches(":focus-visible")) select(step(-1, 1));
