@@ -128,8 +128,10 @@ def test_checkpoint_without_sae_says_the_demo_sae_does_not_fit(tmp_path, capsys)
     from generator.cli import main
 
     folder = save_checkpoint(tmp_path / "ckpt", "gpt2")
+    corpus = corpus_file(tmp_path)
+    capsys.readouterr()  # what writing the checkpoint printed (transformers' progress bar)
     code = main(["build", "--quiet", "--model", str(folder), "--corpus",
-                 str(corpus_file(tmp_path)), "--ctx", "16", "--out", str(tmp_path / "site"),
+                 str(corpus), "--ctx", "16", "--out", str(tmp_path / "site"),
                  "--store", str(tmp_path / "store")])
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1, lines  # nothing from TransformerLens' loading either
