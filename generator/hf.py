@@ -155,16 +155,22 @@ def _config_alias(path: Path) -> Iterator[str]:
 
 
 @contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    """TransformerLens logs its loading steps on the root logger at INFO, naming the temporary
-    folder: noise in a one-line-per-problem CLI."""
+def _quiet_loading() -> Iterator[None]:
+    """TransformerLens logs its loading steps on the root logger at INFO (naming a temporary
+    folder) and transformers draws a progress bar per load: noise in a one-line-per-problem
+    CLI, which logs its own line once the model is loaded."""
+    from transformers.utils import logging as hf_logging
+
     root = logging.getLogger()
-    level = root.level
+    level, bars = root.level, hf_logging.is_progress_bar_enabled()
     root.setLevel(max(level, logging.WARNING))
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         root.setLevel(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _processing(cfg: Any, options: dict[str, Any]) -> dict[str, bool]:
@@ -193,15 +199,16 @@ def load_checkpoint(path: Path, device: str, options: dict[str, Any]) -> Any:
 
     fix = f"check that {path} holds a complete model.save_pretrained() / tokenizer.save_pretrained()"
     try:
-        hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        with _quiet_loading():
+            hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
     except Exception as err:
         raise UserError(f"transformers cannot load the checkpoint in {path} "
                         f"({_first_line(err)}); {fix}") from None
     arch = (hf_model.config.architectures or [type(hf_model).__name__])[0]
     fold_ln = bool(options.get("fold_ln", PROCESSING["fold_ln"]))
     try:
-        with _config_alias(path) as alias, _quiet_root_logger():
+        with _config_alias(path) as alias, _quiet_loading():
             cfg = loading.get_pretrained_model_config(
                 alias, hf_cfg=hf_model.config.to_dict(), fold_ln=fold_ln, device=device,
                 dtype=torch.float32)
