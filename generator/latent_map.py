@@ -18,14 +18,24 @@ rounded to MAP_DECIMALS decimals and stored as float32. (Another CPU or other li
 may give another layout: bytes are reproducible on one machine and environment, as for the rest
 of the store.)
 
-Cost on a 2-core CPU (`bench/latent_map.py`, random decoder rows of width 768): umap-learn's first
-call in a process JIT-compiles its kernels, about 10 s whatever the size; then 8 s at 16,384
-latents (figures for 65,536 and 131,072 in BENCHMARKS.md, "Latent map").
+Cost on a 2-core CPU (`bench/latent_map.py`, random decoder rows of width 768, the exact
+neighbours given): UMAP runs on one thread, and its first call in a process JIT-compiles its numba
+kernels (about 8 s). CPU seconds of the whole call, JIT included, and UMAP's own peak memory:
 
-Memory, with n = d_sae, d = d_model, k = N_NEIGHBOURS: 4·n·d (UMAP's float32 copy of the
-decoder, used to place disconnected components) + about 200·n·k bytes (the neighbour arrays, the
-fuzzy graph as COO and CSR, the optimiser's edge lists) + 8·n (the layout); e.g. n = 131,072,
-d = 2,304: 1.2 GB + 0.4 GB.
+    d_sae        UMAP (CPU s)   without the JIT   memory
+    1,024 (demo)      ~10              1.5
+    16,384            11.9             5.1
+    65,536            34.6            26.4
+    131,072           75.2            73.0         0.92 GB
+
+so even 131,072 latents are fitted whole, with no subsample (the neighbours, d_sae² · d_model,
+cost far more and are computed anyway). On a busy machine the wall time is longer (247 s at
+131,072 with a load of 9 on the 2 cores).
+
+Memory, with n = d_sae, d = d_model, k = N_NEIGHBOURS: a float32 host copy of W_dec, 4·n·d,
+when it is not one already (on a GPU, or bf16), plus UMAP's own: the spectral initialisation's
+Lanczos vectors, 8·n·sqrt(n), and the neighbour arrays, fuzzy graph (COO and CSR) and the
+optimiser's edge lists, about 250·n·k bytes: 0.87 GB at n = 131,072 (0.92 GB measured).
 """
 
 from __future__ import annotations
