@@ -30,7 +30,7 @@ from generator.store import StoreData
 
 POINTS_FILE = "map/points.js"
 OVERVIEW_FILE = "map/overview.png"
-N_MAP_NEIGHBOURS = 6
+N_MAP_NEIGHBOURS = 5
 """map neighbours listed on a latent page."""
 THUMB = 200
 """size of map/overview.png in pixels (square)."""
