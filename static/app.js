@@ -729,7 +729,12 @@
     if (!box) return;
     var started = null;
     function start() {
-      if (!started) started = load(box.getAttribute("data-src")).then(function () { return makeMap(box); });
+      if (!started) {
+        started = load(box.getAttribute("data-src")).then(function () { return makeMap(box); }, function () {
+          document.getElementById("mapl").textContent = "The map's data could not be loaded.";  /* the picture stays */
+          return null;
+        });
+      }
       return started;
     }
     function focusTarget() {
