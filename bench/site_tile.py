@@ -28,7 +28,7 @@ from generator.store import Examples, LatentTable, StoreData
 
 NEIGHBOUR_FIELDS = ("nb_cos_ids", "nb_coact_ids")
 COUNT_FIELDS = ("n_active", "sum_act", "hist", "interval_counts", "top_token_sums",
-                "top_token_counts")
+                "top_token_counts", "bos_sum", "first_sum")
 
 
 class RowTile:
