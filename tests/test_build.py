@@ -56,6 +56,27 @@ def test_store_contents(built):
     assert meta.has_ablation and meta.ln_folded in (True, False)
 
 
+def test_quality_signals_in_store_and_site(built):
+    """The build stores the BOS / first-position totals, the encoder-decoder cosine and the
+    SAE-level figures (over all 24 sequences, fewer than 256), and the index shows them."""
+    data = read_store(built / "store")
+    meta, lat = data.meta, data.latents
+    assert meta.eval_n_seqs == 24 and 0 < meta.eval_n_positions == meta.n_tokens
+    assert 0 < meta.eval_n_predictions <= meta.eval_n_positions  # predictions of non-BOS tokens
+    assert 0 < meta.explained_variance <= 1
+    assert meta.ce_loss_clean < meta.ce_loss_spliced < meta.ce_loss_zero
+    assert meta.loss_recovered == pytest.approx(
+        (meta.ce_loss_zero - meta.ce_loss_spliced) / (meta.ce_loss_zero - meta.ce_loss_clean))
+    d = meta.d_sae
+    assert lat.bos_sum.shape == lat.first_sum.shape == lat.enc_dec_cos.shape == (d,)
+    assert (lat.bos_sum >= 0).all() and lat.bos_sum.sum() > 0  # the SAE fires at BOS too
+    assert (lat.first_sum >= 0).all() and (lat.first_sum <= lat.sum_act).all()
+    assert lat.enc_dec_cos.dtype == np.float32 and (np.abs(lat.enc_dec_cos) <= 1).all()
+    index = (built / "site" / "index.html").read_text()
+    assert "explained variance" in index and "loss recovered" in index
+    assert (built / "site" / "search" / "b" / "q.js").is_file()
+
+
 def test_site_has_a_page_per_latent(built):
     data = read_store(built / "store")
     site = built / "site"
