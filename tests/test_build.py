@@ -77,6 +77,19 @@ def test_quality_signals_in_store_and_site(built):
     assert (built / "site" / "search" / "b" / "q.js").is_file()
 
 
+def test_demo_prompts_in_store_and_site(built):
+    """README command 1 gives prompt pages: the demo's prompts, cut to --ctx, each a page."""
+    from generator.prompts import DEMO_PROMPTS, read_prompts
+
+    prompts = read_store(built / "store").prompts
+    assert prompts is not None and prompts.text == read_prompts(DEMO_PROMPTS)
+    assert all(len(t) <= 32 for t in prompts.tokens) and prompts.truncated.any()
+    assert len(prompts.act) > 0 and np.isfinite(prompts.dloss).sum() > 0
+    pages = sorted(p.name for p in (built / "site" / "prompts").glob("*.html"))
+    assert pages == sorted([f"{n}.html" for n in range(len(prompts))] + ["index.html"])
+    assert 'href="prompts/index.html"' in (built / "site" / "index.html").read_text()
+
+
 def test_site_has_a_page_per_latent(built):
     data = read_store(built / "store")
     site = built / "site"
