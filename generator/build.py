@@ -147,7 +147,9 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
         encoder_decoder_cosine(sae), sae_figures(hooked, corpus.tokens, corpus.bos_id,
                                                  engine.batch_size, engine._encode_rows)))
     prompts = times.run("prompts", run_prompts, cfg, hooked, encode, corpus.bos_id)
+    threads = torch.get_num_threads()
     coords = times.run("map", latent_map, sae.W_dec.detach().float().cpu().numpy(), *cos, cfg.seed)
+    torch.set_num_threads(threads)  # umap's thread-pool handling resets torch's thread count
     n_tokens = p1.n_tokens
     latents = LatentTable(
         n_active=p1.n_active.cpu().numpy(), sum_act=p1.sum_act.cpu().numpy(),
