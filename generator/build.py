@@ -212,7 +212,7 @@ def open_checkpoint(cfg: BuildConfig, ranks: Ranks, tokens: np.ndarray, d_sae: i
                           "device": ranks.device.split(":")[0]})
     ck = Checkpoint.open(cfg.store, ranks.rank, ranks.world, digest, cfg.checkpoint_minutes)
     stage = ["pass1", "pass2", "examples"].index(ck.saved["stage"]) if ck.saved else 0
-    low = -int(ranks.max_(torch.tensor([-stage], device=ranks.device)))
+    low = int(ranks.min_(torch.tensor([stage], device=ranks.device)))
     high = int(ranks.max_(torch.tensor([stage], device=ranks.device)))
     if low != high:
         raise UserError(f"the checkpoints in {ck.path.parent} are from different stages (a "

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from generator.sparse import SparseSums, best_per_group
-from generator.statistics import EMPTY_KEY, Pass1State, Pass2State, topk_merge
+from generator.sparse import SparseSums
+from generator.statistics import Pass1State, Pass2State, topk_merge
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,11 @@ class Ranks:
     def max_(self, t: Tensor) -> Tensor:
         if self.world > 1:
             _dist().all_reduce(t, op=_dist().ReduceOp.MAX)
+        return t
+
+    def min_(self, t: Tensor) -> Tensor:
+        if self.world > 1:
+            _dist().all_reduce(t, op=_dist().ReduceOp.MIN)
         return t
 
     def broadcast_(self, t: Tensor) -> Tensor:
@@ -119,10 +124,6 @@ class Ranks:
                                       device=self.device)
                     _dist().recv(buf, src=src)
                     array[a:b] = buf.cpu().numpy()
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            _dist().barrier()
 
 
 def _torch_dtype(array: np.ndarray) -> torch.dtype:
@@ -225,15 +226,12 @@ def combine_pass2(state: Pass2State, ranks: Ranks) -> Pass2State:
     share of the examples)."""
     if ranks.world == 1:
         return state
-    d, _, n_int, m = state.shape
-    gathered = ranks.gather(state.sample_keys).permute(1, 2, 0, 3).reshape(d * n_int, -1)
-    group, keys = torch.nonzero(gathered != EMPTY_KEY, as_tuple=True)
-    keys = gathered[group, keys]
-    idx, grp, rank = best_per_group(group, [keys], m)
-    table = torch.full((d * n_int, m), EMPTY_KEY, dtype=torch.int64, device=keys.device)
-    table[grp, rank] = keys[idx]
-    return replace(state, hist=ranks.sum_(state.hist),
+    gathered = ranks.gather(state.sample_keys)
+    merged = replace(state, sample_keys=state.sample_keys.clone())
+    for r in range(ranks.world):
+        if r != ranks.rank:
+            merged.fold_samples_(gathered[r])
+    return replace(merged, hist=ranks.sum_(state.hist),
                    interval_counts=ranks.sum_(state.interval_counts),
-                   sample_keys=table.view(d, n_int, m),
                    coact_counts=None if state.coact_counts is None
                    else ranks.sum_(state.coact_counts))

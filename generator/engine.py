@@ -108,8 +108,7 @@ class Engine:
         self.plan = self._grid(seqs, first)
     def _agreed(self, batch_size: int) -> int:
         """The smallest rank's figure, so that every rank cuts the same grid."""
-        t = torch.tensor([-batch_size], device=self.ranks.device)
-        return -int(self.ranks.max_(t))
+        return int(self.ranks.min_(torch.tensor([batch_size], device=self.ranks.device)))
 
     # ------------------------------------------------------------------ batching
 
@@ -341,7 +340,7 @@ class Engine:
                 continue
 
             def step(part: np.ndarray, i: int = i) -> None:
-                self._example_batch(i, part, pairs, d, acts, dloss)
+                self._example_batch(i, part, pairs, pair_seq, acts, dloss)
 
             for part in self._parts(batch):
                 lo, hi = np.searchsorted(pair_seq, [part[0], part[-1] + 1])
@@ -364,11 +363,14 @@ class Engine:
                             dloss=dloss[inverse] if dloss is not None else None)
         return ExampleSet(examples, *(summary or (None, None)))
 
-    def _example_batch(self, index: int, batch: np.ndarray, pairs: Int[np.ndarray, " P"], d: int,
-                       acts_out: np.ndarray, dloss_out: np.ndarray | None) -> None:
+    def _example_batch(self, index: int, batch: np.ndarray, pairs: Int[np.ndarray, " P"],
+                       pair_seq: Int[np.ndarray, " P"], acts_out: np.ndarray,
+                       dloss_out: np.ndarray | None) -> None:
         """Fill acts_out and dloss_out for the pairs whose sequence is in `batch` (a contiguous
-        range of sequences, part of plan batch `index`)."""
-        lo, hi = np.searchsorted(pairs // d, [batch[0], batch[-1] + 1])
+        range of sequences, part of plan batch `index`); pairs are keyed seq * d_sae + latent,
+        sorted, and pair_seq is their sequence."""
+        d = self.hooked.d_sae
+        lo, hi = np.searchsorted(pair_seq, [batch[0], batch[-1] + 1])
         rows = np.arange(lo, hi)
         cached = self._cache.get(index)
         resid = tokens = mask = None
@@ -381,8 +383,7 @@ class Engine:
         if dloss_out is None:
             return
         assert resid is not None and tokens is not None and mask is not None
-        seqs = pairs[rows] // d
-        kept, local = np.unique(seqs - batch[0], return_inverse=True)
+        kept, local = np.unique(pair_seq[rows] - batch[0], return_inverse=True)
         kept_t = torch.from_numpy(kept).to(self.device)
         self._ablate(resid[kept_t], tokens[kept_t], mask[kept_t],
                      torch.from_numpy(local).to(self.device),

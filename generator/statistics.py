@@ -542,11 +542,15 @@ class Pass2State:
                          interval_counts=self.interval_counts + other.interval_counts,
                          sample_keys=self.sample_keys.clone(),
                          coact_counts=_add_opt(self.coact_counts, other.coact_counts))
-        m = self.shape[3]
-        other_group, other_keys = _flatten_table(other.sample_keys.view(-1, m), EMPTY_KEY)
-        touched, rows = merged._smallest_with(other_group, other_keys)
-        merged.sample_keys.view(-1, m)[touched] = rows
+        merged.fold_samples_(other.sample_keys)
         return merged
+
+    def fold_samples_(self, sample_keys: Int[Tensor, "d_sae n_intervals m"]) -> None:
+        """Fold another part's sample keys into this state's, in place."""
+        m = self.shape[3]
+        group, keys = _flatten_table(sample_keys.reshape(-1, m), EMPTY_KEY)
+        touched, rows = self._smallest_with(group, keys)
+        self.sample_keys.view(-1, m)[touched] = rows
 
     def state_dict(self) -> dict[str, object]:
         """Tensors (on the host) and plain numbers, for a checkpoint."""
