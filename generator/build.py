@@ -102,6 +102,7 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
 
     from generator.activations import HookedSAE, residual_directions
     from generator.corpus import load_corpus, vocab_bytes
+    from generator.corpusview import compute_corpus_view
     from generator.distributed import Ranks
     from generator.engine import Engine, EngineSettings
     from generator.latent_map import N_NEIGHBOURS as MAP_NEIGHBOURS
@@ -147,6 +148,10 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
         encoder_decoder_cosine(sae), sae_figures(hooked, corpus.tokens, corpus.bos_id,
                                                  engine.batch_size, engine._encode_rows)))
     prompts = times.run("prompts", run_prompts, cfg, hooked, encode, corpus.bos_id)
+    kept = np.unique(shown.examples.seq)
+    view = times.run("corpus view", compute_corpus_view, hooked, corpus.tokens[kept],
+                     corpus.bos_id, engine.batch_size, engine._encode_rows,
+                     quiet=cfg.quiet) if cfg.corpus_view and not cfg.compact else None
     threads = torch.get_num_threads()
     coords = times.run("map", latent_map, sae.W_dec.detach().float().cpu().numpy(), *cos, cfg.seed)
     torch.set_num_threads(threads)  # umap's thread-pool handling resets torch's thread count
@@ -167,7 +172,6 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
         bos_sum=p1.bos_act.cpu().numpy(), first_sum=p1.first_act.cpu().numpy(),
         enc_dec_cos=enc_dec,
     )
-    kept = np.unique(shown.examples.seq)
     meta = StoreMeta(
         model=cfg.model or "demo code model (embedded)", sae=cfg.sae or "demo SAE (embedded)",
         sae_architecture=str(sae.cfg.architecture()), hook=site.name,
@@ -181,7 +185,7 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
     )
     return StoreData(meta=meta, latents=latents, examples=shown.examples, seq_ids=kept,
                      seq_tokens=corpus.tokens[kept], vocab=vocab_bytes(tok, model.cfg.d_vocab),
-                     prompts=prompts)
+                     prompts=prompts, corpus=view)
 
 
 def run_prompts(cfg: BuildConfig, hooked: Any, encode: Any, bos_id: int) -> Any:

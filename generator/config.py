@@ -65,9 +65,18 @@ class BuildConfig:
     )
     """Read and checked in validate(), before anything is loaded; computed by
     generator/prompts.py (the definitions and the memory formula are in its docstring)."""
+    corpus_view: bool = _opt(
+        "give every sequence the site shows as an example a page corpus/<seq>.html, like a "
+        "prompt's: each token's most active latents and the sequence's (about 20 KB per "
+        "sequence; off with --compact)",
+        default=True,
+    )
+    """Computed by generator/corpusview.py after the statistics (one more forward pass over the
+    kept sequences, no ablation)."""
     compact: bool = _opt(
         "ship less per latent so that 131,072 latents fit GitHub Pages' 1 GB: top 10 examples, "
-        "1 sample per interval, shorter windows, 5 logit tokens, no embed files (README, Site size)",
+        "1 sample per interval, shorter windows, 5 logit tokens, no embed files, no corpus view "
+        "(README, Site size)",
         default=False,
     )
     site_url: str | None = _opt(

@@ -94,6 +94,8 @@ class Showing:
     embed_files: bool
     """a card per latent in embed/<id>.html; without, the embed snippet shows the latent page in
     its card mode (`features/<id>.html?embed`, styled by static/app.js)."""
+    corpus_view: bool
+    """a page per kept sequence (corpus/<seq>.html) when the store has the corpus view."""
 
 
 WINDOW_TOP = (10, 3)
@@ -110,13 +112,16 @@ DLOSS_OUTSIDE = 12
 (for the expanded view; the entry records the cutoff so tooltips stay truthful)."""
 DEFAULT_SHOWING = Showing(top=None, per_interval=2, window_top=WINDOW_TOP,
                           window_interval=WINDOW_INTERVAL, dloss_outside=DLOSS_OUTSIDE,
-                          logits=None, logit_chart=True, embed_files=True)
+                          logits=None, logit_chart=True, embed_files=True,
+                          corpus_view=True)
 """the default site: every top example, 2 samples per interval (a 65,536-latent site with
 ablation fits GitHub Pages' 1 GB; see README "Site size")."""
 COMPACT_SHOWING = Showing(top=10, per_interval=1, window_top=(6, 2), window_interval=(4, 1),
-                          dloss_outside=4, logits=5, logit_chart=False, embed_files=False)
+                          dloss_outside=4, logits=5, logit_chart=False, embed_files=False,
+                          corpus_view=False)
 """`--compact`: half the top examples, one sample per interval, shorter windows, the 4 largest
-Δloss outside a window, 5 promoted / suppressed tokens and no logit histogram, no embed files."""
+Δloss outside a window, 5 promoted / suppressed tokens and no logit histogram, no embed files,
+no corpus view."""
 ACT_LEVELS = 1000
 """activations ship as an integer level 1..ACT_LEVELS of the latent max (±0.05% of max)."""
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -284,6 +289,10 @@ class SiteInfo:
     """whether the store has a latent map (the index draws it, latent pages show their spot)."""
     n_prompts: int = 0
     """prompts of the prompt view (prompts/, generator.promptpages); 0: none."""
+    n_corpus: int = 0
+    """sequences of the corpus view (corpus/); 0: none."""
+    corpus_view: bool = False
+    """whether the site has the corpus view (example lines then link to it)."""
 
 
 @dataclass(frozen=True)
@@ -314,8 +323,9 @@ class IndexPage:
     """(bit, key, badge, meaning) of every flag: the filter's choices."""
 
 
-def site_info(data: StoreData) -> SiteInfo:
+def site_info(data: StoreData, showing: Showing = DEFAULT_SHOWING) -> SiteInfo:
     meta = data.meta
+    corpus = data.corpus is not None and showing.corpus_view
     return SiteInfo(
         name="feature-browser", model=meta.model, sae=meta.sae,
         architecture=meta.sae_architecture, hook=meta.hook, corpus=meta.corpus,
@@ -328,6 +338,7 @@ def site_info(data: StoreData) -> SiteInfo:
         versions=[(k, str(v)) for k, v in sorted(meta.versions.items())],
         has_map=data.latents.map_x is not None,
         n_prompts=len(data.prompts) if data.prompts is not None else 0,
+        n_corpus=len(data.seq_ids) if corpus else 0, corpus_view=corpus,
     )
 
 

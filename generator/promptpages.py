@@ -1,28 +1,39 @@
-"""The prompt view's pages, from a store's `Prompts` (generator/prompts.py): pure, no torch.
+"""The prompt view's pages, from a store's `Prompts` (generator/prompts.py), and the corpus
+view's, from its `CorpusView` (generator/corpusview.py): pure, no torch.
 
     prompts/index.html   every prompt: its text (clipped), length, top latents
     prompts/<n>.html     prompt n: every token (hover or select one to see its top latents),
                          and a table of the latents most active over the whole prompt
+    corpus/index.html, corpus/<seq>.html   the same for every kept corpus sequence, `seq` its
+                         global index (the examples' `seq`); `#t=P` selects position P
+
+The two views differ only in their `View`: the corpus view lists CORPUS_TOP latents per token
+and CORPUS_LIST per order, and its table sorts by max and total activation only, since Δloss is
+known only for the latents whose page shows the sequence (taken from the examples' ablation,
+`as_prompts`); elsewhere the page says "n/a" and the table "—".
 
 A prompt page server-renders its tokens (one `<i>` per position, BOS as the muted BOS marker,
 escaped by generator.tokens like every token of the site) and its latent table; its data is one
 JSON blob in a `<script type=application/json>` (escaped for a script context: no `<`, `>`,
 `&`), read by static/prompt.js, so the page works from file:// and fetches nothing:
 
-    t  per position: [] at BOS, else up to PROMPT_TOP [latent, activation, Δloss] by activation
+    t  per position: [] at BOS, else up to `top` [latent, activation, Δloss] by activation
        (ties to the lower id); Δloss is of predicting the next token with the latent removed at
-       every non-BOS position of the prompt, null where undefined (last position, BOS next)
+       every non-BOS position of the prompt, null where undefined (last position, BOS next);
+       left out where not computed (corpus view)
     l  per position: the clean loss of predicting the next token (null where undefined)
     a  {latent: [position, activation, ...]} every active position of each latent the page names
+       (corpus view: of each table latent)
     n  {latent: [label, max activation over the corpus]} the label (explanation or top tokens)
        and the colour scale (activation / max, as on latent pages)
-    r  per table row, in page order: its rank by max activation, by total activation and by
-       total |Δloss| among all the latents active on the prompt (0 = first; ties to the lower id)
-    k  PROMPT_LIST: the table shows the k first rows of the chosen order
+    r  per table row, in page order: its rank by each of the view's orders (max activation,
+       total activation and, prompts only, total |Δloss|) among all the latents active on the
+       prompt (0 = first; ties to the lower id)
+    k  the view's list size: the table shows the k first rows of the chosen order
 
-The table holds the union of the PROMPT_LIST best latents by each of the three orders, so each
-order's top PROMPT_LIST is exact; rows outside the current order's top are `hidden`. Numbers in
-the blob and on the page have 3 significant digits.
+The table holds the union of the k best latents by each order, so each order's top k is exact;
+rows outside the current order's top are `hidden`. Numbers in the blob and on the page have 3
+significant digits.
 """
 
 from __future__ import annotations
@@ -35,8 +46,9 @@ import numpy as np
 from markupsafe import Markup
 
 from generator.charts import count, round3, sig, signed
+from generator.corpusview import CORPUS_LIST, CORPUS_TOP
 from generator.pages import BOS_HTML, _clip, _script_json
-from generator.store import Prompts, StoreData
+from generator.store import CorpusView, Prompts, StoreData
 from generator.tokens import display_html, display_parts, display_text, token_html
 
 if TYPE_CHECKING:
@@ -47,6 +59,33 @@ PROMPT_TOP = 10
 PROMPT_LIST = 50
 """latents listed per order in a prompt's table (max, total activation, total |Δloss|)."""
 ORDERS = ("max activation", "total activation", "total |Δloss|")
+
+
+@dataclass(frozen=True)
+class View:
+    """What differs between the prompt view and the corpus view."""
+
+    folder: str
+    """the site folder: <folder>/<n>.html and <folder>/index.html."""
+    noun: str
+    """what a page is about: "prompt" or "sequence"."""
+    orders: tuple[str, ...]
+    """the table's sortable columns, a prefix of ORDERS."""
+    top: int
+    """latents listed per token."""
+    k: int
+    """latents listed per order."""
+    dloss_all: bool
+    """Δloss is computed for every active latent: each `t` entry carries it (null where
+    undefined) and `a` covers every named latent. Otherwise (the corpus view) an entry without
+    Δloss has 2 fields, and `a` covers the table's latents only: the page colours the others'
+    tokens from `t`, where they are among the `top` most active."""
+
+
+PROMPT_VIEW = View("prompts", "prompt", ORDERS, PROMPT_TOP, PROMPT_LIST, True)
+CORPUS_VIEW = View("corpus", "sequence", ORDERS[:2], CORPUS_TOP, CORPUS_LIST, False)
+SHOWN_ON = 12
+"""corpus view: latents named in "shown as an example on the pages of ..." (then "N more")."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +102,7 @@ class PromptRow:
 @dataclass(frozen=True)
 class PromptPage:
     n: int
+    """the prompt's number, or the sequence's global index."""
     title: str
     description: str
     text_html: Markup
@@ -76,6 +116,10 @@ class PromptPage:
     blob: Markup
     prev: int | None
     next: int | None
+    shown_on: list[int]
+    """corpus view: the first SHOWN_ON latents whose page shows this sequence as an example..."""
+    n_shown: int
+    """...of this many."""
 
 
 @dataclass(frozen=True)
@@ -96,31 +140,40 @@ class PromptIndex:
 
 
 class PromptPages:
-    """Page contexts of the prompt view (labels and token text from the site's PageBuilder)."""
+    """Page contexts of the prompt view, or with CORPUS_VIEW of the corpus view (`source` from
+    `as_prompts`); labels and token text from the site's PageBuilder."""
 
-    def __init__(self, data: StoreData, label: Any, text: Any) -> None:
-        assert data.prompts is not None
-        self.data, self.p, self.label, self.text = data, data.prompts, label, text
-        p = self.p
+    def __init__(self, data: StoreData, label: Any, text: Any, view: View | None = None,
+                 source: Prompts | None = None, ids: np.ndarray | None = None,
+                 n_latents: np.ndarray | None = None) -> None:
+        p = source if source is not None else data.prompts
+        assert p is not None
+        view = view or PROMPT_VIEW
+        self.data, self.p, self.label, self.text, self.view = data, p, label, text, view
         n = len(p)
+        self.ids = ids if ids is not None else np.arange(n)
+        """page number of each prompt (the sequence's global index in the corpus view)."""
+        self.n_latents = n_latents
         self._entries = np.searchsorted(p.prompt, np.arange(n + 1))
         self._summary = np.searchsorted(p.s_prompt, np.arange(n + 1))
         self.bos_id = data.meta.bos_id
+        self._shown = _shown_on(data) if view.folder == "corpus" else None
 
     def ranks(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """(latents, their ranks [m, 3]) of prompt n's summary rows, by each order; ties to the
-        lower id (the rows are sorted by latent)."""
+        """(latents, their ranks [m, orders]) of prompt n's summary rows, by each of the view's
+        orders; ties to the lower id (the rows are sorted by latent)."""
         p = self.p
         lo, hi = self._summary[n], self._summary[n + 1]
         latents = p.s_latent[lo:hi]
-        ranks = np.zeros((hi - lo, 3), dtype=np.int64)
-        for k, key in enumerate((p.s_max_act, p.s_sum_act, p.s_sum_abs_dloss)):
+        keys = (p.s_max_act, p.s_sum_act, p.s_sum_abs_dloss)[:len(self.view.orders)]
+        ranks = np.zeros((hi - lo, len(keys)), dtype=np.int64)
+        for k, key in enumerate(keys):
             order = np.lexsort((latents, -np.asarray(key[lo:hi], dtype=np.float64)))
             ranks[order, k] = np.arange(hi - lo)
         return latents, ranks
 
     def page(self, n: int) -> PromptPage:
-        p = self.p
+        p, view = self.p, self.view
         tokens = np.asarray(p.tokens[n])
         lo, hi = self._entries[n], self._entries[n + 1]
         pos, latent = p.pos[lo:hi], p.latent[lo:hi]
@@ -130,22 +183,25 @@ class PromptPages:
         per_pos: list[list[list[Any]]] = [[] for _ in range(len(tokens))]
         for e in order.tolist():
             slot = per_pos[int(pos[e])]
-            if len(slot) < PROMPT_TOP:
-                slot.append([int(latent[e]), round3(float(act[e])), _finite3(float(dloss[e]))])
-        # the table: the union of each order's top PROMPT_LIST, in order of max activation
+            if len(slot) < view.top:
+                dl = _finite3(float(dloss[e]))
+                slot.append([int(latent[e]), round3(float(act[e])),
+                             *([dl] if dl is not None or view.dloss_all else [])])
+        # the table: the union of each order's top k, in order of max activation
         s_lo = self._summary[n]
         latents, ranks = self.ranks(n)
-        keep = np.flatnonzero((ranks < PROMPT_LIST).any(axis=1))
+        keep = np.flatnonzero((ranks < view.k).any(axis=1))
         keep = keep[np.argsort(ranks[keep, 0], kind="stable")]
         rows = [PromptRow(int(latents[j]), self.label(int(latents[j])),
                           sig(float(p.s_max_act[s_lo + j])), sig(float(p.s_sum_act[s_lo + j])),
-                          sig(float(p.s_sum_abs_dloss[s_lo + j])),
-                          count(int(p.s_n_active[s_lo + j])), bool(ranks[j, 0] >= PROMPT_LIST))
+                          _sig_known(float(p.s_sum_abs_dloss[s_lo + j])),
+                          count(int(p.s_n_active[s_lo + j])), bool(ranks[j, 0] >= view.k))
                 for j in keep.tolist()]
         named = sorted({int(x) for x in latents[keep]} |
                        {e[0] for slot in per_pos for e in slot})
+        coloured = named if view.dloss_all else sorted(int(x) for x in latents[keep])
         acts: dict[str, list[float]] = {}
-        for e in np.flatnonzero(np.isin(latent, named)).tolist():  # by position
+        for e in np.flatnonzero(np.isin(latent, coloured)).tolist():  # by position
             acts.setdefault(str(int(latent[e])), []).extend([int(pos[e]), round3(float(act[e]))])
         max_act = self.data.latents.max_act
         blob = {
@@ -154,19 +210,31 @@ class PromptPages:
             "a": acts,
             "n": {str(i): [self.label(i), round3(float(max_act[i]))] for i in named},
             "r": [[int(x) for x in ranks[j]] for j in keep.tolist()],
-            "k": PROMPT_LIST,
+            "k": view.k,
         }
-        text = display_parts([p.text[n]])
-        title = f"Prompt {n}: {_clip(display_text(display_parts([_clip(p.text[n], 80)])), 60)}"
+        text = display_parts([self.text_of(n)])
+        num, noun = int(self.ids[n]), view.noun.capitalize()
+        title = f"{noun} {num}: {_clip(display_text(display_parts([_clip(self.text_of(n), 80)])), 60)}"
         meta = self.data.meta
+        shown = self._shown(num) if self._shown is not None else []
         return PromptPage(
-            n=n, title=title,
-            description=_clip(f"What fires on each token of prompt {n}, for {meta.sae} "
+            n=num, title=title,
+            description=_clip(f"What fires on each token of {view.noun} {num}, for {meta.sae} "
                               f"({meta.hook}) on {meta.model}: {display_text(text)}", 200),
             text_html=display_html(text), tokens_html=self.tokens_html(tokens),
             n_tokens=len(tokens), truncated=bool(p.truncated[n]), rows=rows,
-            n_active=len(latents), blob=_script_json(blob),
-            prev=n - 1 if n > 0 else None, next=n + 1 if n + 1 < len(p) else None)
+            n_active=int(self.n_latents[n]) if self.n_latents is not None else len(latents),
+            blob=_script_json(blob),
+            prev=int(self.ids[n - 1]) if n > 0 else None,
+            next=int(self.ids[n + 1]) if n + 1 < len(p) else None,
+            shown_on=shown[:SHOWN_ON], n_shown=len(shown))
+
+    def text_of(self, n: int) -> str:
+        """A prompt's text as given; a corpus sequence's, its tokens' displays joined."""
+        if self.p.text[n] or self.view.folder != "corpus":
+            return self.p.text[n]
+        tokens = [t for t in self.p.tokens[n].tolist() if t != self.bos_id]
+        return "".join(display_text(d) for d in self.text.sequence(tokens))
 
     def tokens_html(self, tokens: np.ndarray) -> Markup:
         """One element per position: the BOS marker, or the token's escaped display."""
@@ -181,12 +249,14 @@ class PromptPages:
             latents, ranks = self.ranks(n)
             top = latents[np.argsort(ranks[:, 0])[:3]].tolist()
             entries.append(PromptEntry(
-                n=n, text_html=display_html(display_parts([_clip_raw(p.text[n], 160)])),
+                n=int(self.ids[n]),
+                text_html=display_html(display_parts([_clip_raw(self.text_of(n), 160)])),
                 n_tokens=count(len(p.tokens[n])), truncated=bool(p.truncated[n]),
                 top=[(int(i), self.label(int(i))) for i in top]))
+        noun = self.view.noun
         return PromptIndex(
-            title=f"Prompts: {meta.sae} on {meta.model}",
-            description=(f"What fires on each token of {count(len(p))} prompts, for {meta.sae} "
+            title=f"{noun.capitalize()}s: {meta.sae} on {meta.model}",
+            description=(f"What fires on each token of {count(len(p))} {noun}s, for {meta.sae} "
                          f"({meta.hook}) on {meta.model}."),
             prompts=entries)
 
@@ -195,29 +265,94 @@ def _finite3(x: float) -> float | None:
     return round3(x) if math.isfinite(x) else None
 
 
+def _sig_known(x: float) -> str:
+    """A total |Δloss|, or "—" where it was not computed (corpus view, NaN)."""
+    return sig(x) if math.isfinite(x) else "—"
+
+
+def _example_keys(data: StoreData) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique seq x d_sae + latent of the shown examples, an example row of each)."""
+    ex = data.examples
+    keys = ex.seq.astype(np.int64) * data.latents.d_sae + ex.latent.astype(np.int64)
+    return np.unique(keys, return_index=True)
+
+
+def _shown_on(data: StoreData) -> Any:
+    """seq -> the latents whose page shows it as an example (ascending)."""
+    keys, _ = _example_keys(data)
+    seqs, latents = np.divmod(keys, data.latents.d_sae)
+
+    def shown(seq: int) -> list[int]:
+        lo, hi = np.searchsorted(seqs, [seq, seq + 1])
+        return [int(x) for x in latents[lo:hi]]
+    return shown
+
+
+def as_prompts(data: StoreData, view: CorpusView) -> Prompts:
+    """The corpus view as the prompt view's data: the kept sequences' tokens and the view's
+    entries, with Δloss taken from the examples of the same (sequence, latent) where the build
+    ablated it (the same definition, generator/engine.py; a pair shown as a top example and an
+    interval sample has the same numbers in both, the first row is read) and NaN elsewhere."""
+    d_sae = data.latents.d_sae
+    seqs = data.seq_ids.astype(np.int64)
+    n = len(seqs)
+    keys, rows = _example_keys(data)
+    dl = data.examples.dloss
+
+    def lookup(row: np.ndarray, latent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        key = seqs[row] * d_sae + latent.astype(np.int64)
+        at = np.minimum(np.searchsorted(keys, key), max(len(keys) - 1, 0))
+        found = (keys[at] == key) if len(keys) and dl is not None else np.zeros(len(key), bool)
+        return found, rows[at] if len(keys) else at
+
+    found, ex = lookup(view.row, view.latent)
+    dloss = np.full(len(view.row), np.nan, dtype=np.float32)
+    if dl is not None:
+        dloss[found] = dl[ex[found], view.pos[found]]
+    s_found, s_ex = lookup(view.s_row, view.s_latent)
+    sum_abs = np.full(len(view.s_row), np.nan)
+    if dl is not None and s_found.any():
+        sum_abs[s_found] = np.nansum(np.abs(dl[s_ex[s_found]].astype(np.float64)), axis=1)
+    return Prompts(
+        text=[""] * n, tokens=list(data.seq_tokens.astype(np.int32)),
+        truncated=np.zeros(n, dtype=bool), loss=list(view.loss), prompt=view.row, pos=view.pos,
+        latent=view.latent, act=view.act, dloss=dloss, s_prompt=view.s_row,
+        s_latent=view.s_latent, s_n_active=view.s_n_active, s_max_act=view.s_max_act,
+        s_sum_act=view.s_sum_act, s_sum_abs_dloss=sum_abs)
+
+
 def _clip_raw(text: str, n: int) -> str:
     """The first n characters (whitespace kept: the display shows it), … when cut."""
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def write_prompt_pages(writer: _SiteWriter) -> None:
-    """prompts/<n>.html for every prompt and prompts/index.html (module docstring)."""
+    """prompts/ and corpus/: a page per prompt and per kept sequence, and each view's list
+    (module docstring), for the views the store has."""
+    data = writer.data
+    if data.prompts is not None:
+        _write_view(writer, PromptPages(data, writer.pages.short_label, writer.pages.text))
+    if data.corpus is not None and writer.showing.corpus_view:
+        _write_view(writer, PromptPages(data, writer.pages.short_label, writer.pages.text,
+                                        CORPUS_VIEW, as_prompts(data, data.corpus),
+                                        ids=data.seq_ids, n_latents=data.corpus.n_latents))
+
+
+def _write_view(writer: _SiteWriter, pages: PromptPages) -> None:
     from generator.render import PageLinks
 
-    prompts: Prompts | None = writer.data.prompts
-    if prompts is None:
-        return
-    pages = PromptPages(writer.data, writer.pages.short_label, writer.pages.text)
-    (writer.out / "prompts").mkdir(parents=True, exist_ok=True)
+    view = pages.view
+    (writer.out / view.folder).mkdir(parents=True, exist_ok=True)
 
     def links(path: str) -> PageLinks | None:
         return PageLinks(writer.site_url + path) if writer.site_url else None
 
-    for n in range(len(prompts)):
-        path = f"prompts/{n}.html"
-        writer.render(path, "prompt.html", page=pages.page(n), orders=ORDERS, links=links(path))
-    writer.render("prompts/index.html", "prompts.html", page=pages.index(),
-                  links=links("prompts/index.html"))
+    for n in range(len(pages.p)):
+        path = f"{view.folder}/{int(pages.ids[n])}.html"
+        writer.render(path, "prompt.html", page=pages.page(n), view=view, links=links(path))
+    path = f"{view.folder}/index.html"
+    writer.render(path, "prompts.html", page=pages.index(), view=view, links=links(path))
 
 
-__all__ = ["ORDERS", "PROMPT_LIST", "PROMPT_TOP", "PromptPages", "signed", "write_prompt_pages"]
+__all__ = ["CORPUS_VIEW", "ORDERS", "PROMPT_LIST", "PROMPT_TOP", "PROMPT_VIEW", "PromptPages",
+           "View", "as_prompts", "signed", "write_prompt_pages"]

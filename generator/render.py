@@ -18,6 +18,8 @@ Layout of the site (every link relative, so it works from file://, localhost and
     prompts/<n>.html, prompts/index.html   the prompt view, when the store has prompts
                           (generator.promptpages): every token's top latents, the prompt's
                           latents, data inline so that they work from file://
+    corpus/<seq>.html, corpus/index.html   the same view of every kept sequence, when the
+                          store has it and the site is not `compact`
     cards/<id>.png        only with `site_url`: the latent's 1200 x 630 link card
                           (generator.cards), its page's og:image / twitter:image
     .nojekyll
@@ -301,7 +303,7 @@ class _SiteWriter:
     def write_all(self) -> None:
         self.assets = copy_static(resource_dir("static"), self.out / "static")
         self.env = make_env(self.assets)
-        self.site = site_info(self.data)
+        self.site = site_info(self.data, self.showing)
         for folder in (("features", "search") + (("embed",) if self.showing.embed_files else ())
                        + (("cards",) if self.site_url else ())):
             (self.out / folder).mkdir(parents=True, exist_ok=True)

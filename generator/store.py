@@ -9,6 +9,8 @@ A store is a folder:
     vocab.parquet       every vocabulary id with its raw bytes (for faithful token rendering)
     prompts.parquet, prompt_acts.parquet, prompt_latents.parquet   the prompt view (Prompts),
                         when the build had prompts
+    corpus_seqs.parquet, corpus_acts.parquet, corpus_latents.parquet   the corpus view
+                        (CorpusView) of the kept sequences, unless built with --no-corpus-view
 
 Everything here is numpy + pyarrow: no torch, so `render` and notebooks load it without a GPU stack.
 Writes go to a temporary folder renamed into place, so a failed build never leaves half a store.
@@ -31,7 +33,7 @@ from generator.atomic import atomic_dir
 from generator.errors import UserError
 from generator.outputs import STORE_MARKER
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 EXAMPLE_TOP = "top"
 EXAMPLE_INTERVAL = "interval"
 
@@ -212,6 +214,31 @@ class Prompts:
 
 
 @dataclass(frozen=True)
+class CorpusView:
+    """The corpus view (generator/corpusview.py) of the kept sequences, `row` indexing
+    StoreData.seq_ids: kept entries sorted by row, position, latent; and the table's rows (the
+    `s_` fields) sorted by row, latent."""
+
+    loss: Float[np.ndarray, "n_kept ctx"]
+    """clean next-token loss at each position (NaN at the last position and before a BOS)."""
+    n_latents: Int[np.ndarray, " n_kept"]
+    """latents active anywhere on the sequence."""
+    row: Int[np.ndarray, " n"]
+    pos: Int[np.ndarray, " n"]
+    latent: Int[np.ndarray, " n"]
+    act: Float[np.ndarray, " n"]
+    """each position's CORPUS_TOP most active latents, and every active position of the table's
+    latents (> 0; BOS positions have no entries)."""
+    s_row: Int[np.ndarray, " m"]
+    s_latent: Int[np.ndarray, " m"]
+    s_n_active: Int[np.ndarray, " m"]
+    s_max_act: Float[np.ndarray, " m"]
+    s_sum_act: Float[np.ndarray, " m"]
+    """the table: the CORPUS_LIST latents with the largest max and those with the largest total
+    activation (float64) on the sequence, with their active-position count."""
+
+
+@dataclass(frozen=True)
 class StoreData:
     """Everything in a store, in memory."""
 
@@ -226,6 +253,8 @@ class StoreData:
     """raw bytes of every vocab id (byte-level BPE pieces may be partial UTF-8)."""
     prompts: Prompts | None = None
     """the prompt view, when the build had prompts."""
+    corpus: CorpusView | None = None
+    """the corpus view of the kept sequences, unless the build was told not to compute it."""
 
     def tokens_of(self, seq: int) -> Int[np.ndarray, " ctx"]:
         row = int(np.searchsorted(self.seq_ids, seq))
@@ -285,6 +314,8 @@ def write_store(data: StoreData, path: Path) -> None:
         pq.write_table(vocab, tmp / "vocab.parquet")
         if data.prompts is not None:
             _write_prompts(data.prompts, tmp)
+        if data.corpus is not None:
+            _write_corpus(data.corpus, data.seq_ids, tmp)
 
 
 PROMPT_FILES = ("prompts.parquet", "prompt_acts.parquet", "prompt_latents.parquet")
@@ -325,6 +356,38 @@ def _read_prompts(path: Path) -> Prompts | None:
                        **columns)
     except KeyError as err:
         raise UserError(f"store {path} is damaged (a prompt table lacks a column: {err}); "
+                        "rebuild it with `feature-browser build`") from None
+
+
+CORPUS_FILES = ("corpus_seqs.parquet", "corpus_acts.parquet", "corpus_latents.parquet")
+_CORPUS_ENTRIES = ("row", "pos", "latent", "act")
+_CORPUS_TABLE = ("row", "latent", "n_active", "max_act", "sum_act")
+
+
+def _write_corpus(c: CorpusView, seq_ids: np.ndarray, tmp: Path) -> None:
+    pq.write_table(_table_from_arrays({"seq": np.asarray(seq_ids, dtype=np.int64),
+                                       "n_latents": c.n_latents, "loss": c.loss}),
+                   tmp / CORPUS_FILES[0])
+    pq.write_table(pa.table({name: getattr(c, name) for name in _CORPUS_ENTRIES}),
+                   tmp / CORPUS_FILES[1])
+    pq.write_table(pa.table({name: getattr(c, "s_" + name) for name in _CORPUS_TABLE}),
+                   tmp / CORPUS_FILES[2])
+
+
+def _read_corpus(path: Path) -> CorpusView | None:
+    """The corpus view's tables, or None when the store has none (--no-corpus-view)."""
+    if not any((path / name).exists() for name in CORPUS_FILES):
+        return None
+    head, entries, table = (_read_table(path, name) for name in CORPUS_FILES)
+    try:
+        rows = _arrays_from_table(head)
+        columns: dict[str, Any] = {name: entries.column(name).to_numpy()
+                                   for name in _CORPUS_ENTRIES}
+        columns |= {"s_" + name: table.column(name).to_numpy() for name in _CORPUS_TABLE}
+        loss = rows["loss"] if len(rows["seq"]) else np.zeros((0, 0), np.float32)
+        return CorpusView(loss=loss, n_latents=rows["n_latents"], **columns)
+    except KeyError as err:
+        raise UserError(f"store {path} is damaged (a corpus-view table lacks a column: {err}); "
                         "rebuild it with `feature-browser build`") from None
 
 
@@ -391,7 +454,7 @@ def read_store(path: Path) -> StoreData:
         vocab = vocab_table.column("bytes").to_pylist()
         return StoreData(meta=meta, latents=LatentTable(**lat), examples=Examples(**ex),
                          seq_ids=seqs["seq"], seq_tokens=seqs["tokens"], vocab=vocab,
-                         prompts=_read_prompts(path))
+                         prompts=_read_prompts(path), corpus=_read_corpus(path))
     except (KeyError, TypeError) as err:
         raise UserError(f"store {path} is damaged (a table lacks or has unknown columns: {err}); "
                         "rebuild it with `feature-browser build`") from None

@@ -190,6 +190,13 @@
       var lvl = acts[pos] || Math.floor((colours[pos] || 0) * ACT_LEVELS / LEVELS);
       appendToken(tx, store.symbols[seq[pos]], tokenClasses(lvl, pos === e.peak, dl[pos] || 0));
     }
+    /* the corpus view of this sequence (generator/promptpages.py), its peak token selected */
+    if (document.querySelector("article[data-corpus]")) {
+      var a = el("a", "pvl", "prompt view \u2192");
+      a.href = root + "corpus/" + e.seq + ".html#t=" + e.peak;
+      a.title = "Every latent on every token of this sequence";
+      tx.appendChild(a);
+    }
   }
 
   function toggle(tx) {

@@ -12,6 +12,7 @@
   if (!dataEl || !box || !panel) return;
   var d = JSON.parse(dataEl.textContent);
   var root = document.body.getAttribute("data-root") || "./";
+  var noun = box.getAttribute("data-noun") || "prompt";
   var toks = [];
   for (var t = box.firstElementChild; t; t = t.nextElementSibling) if (t.tagName === "I") toks.push(t);
   var selected = -1, hovered = -1, pinned = null, lit = null;
@@ -81,8 +82,9 @@
     table.appendChild(body);
     panel.appendChild(table);
     panel.appendChild(el("p", "note", "The " + top.length + " most active latents here (bar: activation / the latent's max over the corpus). " +
-      "\u0394loss: change in the loss of predicting the next token when the latent is removed at every non-BOS position of the prompt; " +
-      "> 0 (blue) the latent helped, < 0 (red) it hurt."));
+      "\u0394loss: change in the loss of predicting the next token when the latent is removed at every non-BOS position of the " + noun + "; " +
+      "> 0 (blue) the latent helped, < 0 (red) it hurt" +
+      (noun === "sequence" ? "; n/a: not computed (only for the latents whose page shows this sequence) or undefined." : ".")));
   }
 
   function mark(cls, p, on) { if (p >= 0) toks[p].classList.toggle(cls, on); }
@@ -143,6 +145,13 @@
     if (p >= 0) toks[p].scrollIntoView({ block: "nearest" });
   });
 
+  /* #t=P (the corpus view's links from examples): select position P */
+  var wanted = /(?:^#|&)t=(\d+)/.exec(location.hash);
+  if (wanted && +wanted[1] < toks.length && !isBos(+wanted[1])) {
+    select(+wanted[1]);
+    toks[selected].scrollIntoView({ block: "center" });
+  }
+
   /* ---------------- one latent over the prompt ------------------------------------------- */
 
   /* colour class of activation a of latent i: a / (its max over the corpus), in LEVELS steps */
@@ -151,12 +160,22 @@
     return m > 0 ? Math.max(1, Math.min(LEVELS, Math.ceil(LEVELS * a / m))) : LEVELS;
   }
 
+  /* [position, activation, ...] of latent i: d.a, or (a corpus page's latent outside its
+     table) the positions where the token lists name it */
+  function activations(i) {
+    if (i == null) return [];
+    if (d.a[i]) return d.a[i];
+    var out = [];
+    d.t.forEach(function (top, p) { top.forEach(function (e) { if (String(e[0]) === i) out.push(p, e[1]); }); });
+    return d.a[i] = out;
+  }
+
   function light(i) {
     if (i === lit) return;
-    var old = lit == null ? [] : d.a[lit] || [];
+    var old = activations(lit);
     for (var j = 0; j < old.length; j += 2) toks[old[j]].classList.remove("a" + level(old[j + 1], lit));
     lit = i;
-    var acts = i == null ? [] : d.a[i] || [];
+    var acts = activations(i);
     for (var k = 0; k < acts.length; k += 2) toks[acts[k]].classList.add("a" + level(acts[k + 1], i));
     var rows = document.querySelectorAll(".pl tbody tr");
     for (var n = 0; n < rows.length; n++) rows[n].classList.toggle("on", i != null && rows[n].getAttribute("data-l") === i);

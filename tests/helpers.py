@@ -57,3 +57,9 @@ def tiny_tokens(n_seqs: int = 10, ctx: int = 12, seed: int = 0) -> np.ndarray:
     tokens[:, 0] = BOS
     tokens[rng.random((n_seqs, ctx)) < 0.08] = BOS
     return tokens
+
+
+CASES = [("standard", "blocks.1.hook_resid_pre"), ("topk", "blocks.0.hook_attn_out"),
+         ("jumprelu", "blocks.1.hook_mlp_out"), ("gated", "blocks.0.mlp.hook_post"),
+         ("standard", "blocks.1.attn.hook_z")]
+"""(SAE architecture, hook) pairs covering every architecture and hook kind the tool reads."""

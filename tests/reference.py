@@ -117,3 +117,39 @@ def reference_position_totals(acts: np.ndarray, mask: np.ndarray, i: int) -> tup
     first = [float(acts[s, t, i]) for s in range(S) for t in range(1, T)
              if mask[s, t] and not mask[s, t - 1] and acts[s, t, i] > 0]
     return fixed_sum(bos), fixed_sum(first)
+
+
+def reference_corpus_view(acts: np.ndarray, loss: np.ndarray, top: int, k: int):
+    """The corpus view (generator/corpusview.py) of dense activations [n, ctx, d_sae] (zero at
+    BOS) and clean losses [n, ctx]: per sequence, the table is the k latents with the largest
+    max and the k with the largest total activation (ties to the lower id); the kept entries
+    are each position's `top` most active latents and every active position of the table's."""
+    from generator.store import CorpusView
+
+    cols: dict[str, list] = {name: [] for name in ("row", "pos", "latent", "act")}
+    table: dict[str, list] = {name: [] for name in ("row", "latent", "n", "max", "sum")}
+    n_latents = []
+    for r, a in enumerate(acts):
+        active = [int(i) for i in np.flatnonzero((a > 0).any(0))]
+        n_latents.append(len(active))
+        sums = {i: float(np.sum(a[:, i], dtype=np.float64)) for i in active}
+        by_max = sorted(active, key=lambda i: (-float(a[:, i].max()), i))[:k]
+        by_sum = sorted(active, key=lambda i: (-sums[i], i))[:k]
+        chosen = sorted(set(by_max) | set(by_sum))
+        for i in chosen:
+            for name, value in (("row", r), ("latent", i), ("n", int((a[:, i] > 0).sum())),
+                                ("max", float(a[:, i].max())), ("sum", sums[i])):
+                table[name].append(value)
+        for p in range(a.shape[0]):
+            on = [int(i) for i in np.flatnonzero(a[p] > 0)]
+            best = sorted(on, key=lambda i: (-float(a[p, i]), i))[:top]
+            for i in sorted(set(best) | (set(on) & set(chosen))):
+                for name, value in (("row", r), ("pos", p), ("latent", i), ("act", a[p, i])):
+                    cols[name].append(value)
+    return CorpusView(
+        loss=np.asarray(loss, dtype=np.float32), n_latents=np.array(n_latents, np.int32),
+        row=np.array(cols["row"], np.int32), pos=np.array(cols["pos"], np.int32),
+        latent=np.array(cols["latent"], np.int32), act=np.array(cols["act"], np.float32),
+        s_row=np.array(table["row"], np.int32), s_latent=np.array(table["latent"], np.int32),
+        s_n_active=np.array(table["n"], np.int32), s_max_act=np.array(table["max"], np.float32),
+        s_sum_act=np.array(table["sum"], np.float64))

@@ -660,12 +660,16 @@ def test_map_on_a_phone_and_without_javascript(session: Session, browser: object
 
 @pytest.fixture(scope="module")
 def prompt_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fake store with the hostile prompts (tests/fake_prompts.py), under root/repo/."""
+    """The fake store with the hostile prompts (tests/fake_prompts.py) and a corpus view
+    (tests/fake_corpus.py; its tables of 3 latents per order leave latents outside them), under
+    root/repo/."""
     from generator.render import render_site
+    from tests.fake_corpus import with_corpus
     from tests.fake_prompts import with_prompts
 
     out = tmp_path_factory.mktemp("prompt-served") / "repo"
-    return render_site(with_prompts(make_store()), out, EXPLANATIONS, quiet=True).out
+    return render_site(with_corpus(with_prompts(make_store()), k=3), out, EXPLANATIONS,
+                       quiet=True).out
 
 
 @pytest.fixture(scope="module")
@@ -810,3 +814,53 @@ def test_hostile_prompts_show_as_text(prompt_session: Session) -> None:
     index = prompt_session.open("index.html")
     index.click("#prompts a")
     index.wait_for_url("**/prompts/index.html")
+
+
+# ---------------------------------------------------------------------------------------------
+# the corpus view (the prompt view of every kept sequence)
+
+
+def test_an_example_opens_its_corpus_page_at_its_peak(prompt_session: Session) -> None:
+    page = prompt_session.open("features/2.html")
+    page.click("#ex-0 em")
+    page.wait_for_selector("#ex-0.full a.pvl")
+    href = page.locator("#ex-0 a.pvl").get_attribute("href")
+    seq, peak = re.fullmatch(r"\.\./corpus/(\d+)\.html#t=(\d+)", href).groups()
+    page.click("#ex-0 a.pvl")
+    page.wait_for_url(f"**/corpus/{seq}.html#t={peak}")
+    assert page.locator("h1").text_content() == f"Sequence {seq}"
+    # the peak token is selected and the panel lists its latents, latent 2 among them
+    page.wait_for_selector(f"#ptok h3:has-text('Position {peak}')")
+    cur = page.eval_on_selector_all("#ptoks > i", "ts => ts.findIndex(t => t.classList.contains('cur'))")
+    assert cur == int(peak)
+    blob = prompt_blob(page)
+    rows = panel_rows(page)
+    assert [r[0] for r in rows] == [f"#{e[0]}" for e in blob["t"][int(peak)]]
+    # Δloss where the build has it (this sequence is latent 2's example), n/a elsewhere
+    for r, e in zip(rows, blob["t"][int(peak)], strict=True):
+        assert (r[3] == "n/a") == (len(e) == 2)
+    assert "not computed" in page.locator("#ptok").text_content()
+
+
+def test_corpus_page_colours_table_and_other_latents(prompt_session: Session) -> None:
+    page = prompt_session.open("corpus/index.html")
+    page.click("td.ptext a >> nth=1")
+    page.wait_for_url("**/corpus/*.html")
+    blob = prompt_blob(page)
+    lit_js = "ts => ts.flatMap((t, p) => /\\ba[1-9]\\b/.test(t.className) ? [p] : [])"
+    row = page.locator("#pl tbody tr").first
+    row.hover()
+    assert page.eval_on_selector_all("#ptoks > i", lit_js) == blob["a"][row.get_attribute("data-l")][0::2]
+    # a latent outside the table: coloured where the token lists name it
+    table = {r.get_attribute("data-l") for r in page.locator("#pl tbody tr").all()}
+    outside = next((p, e[0]) for p, top in enumerate(blob["t"]) for e in top
+                   if str(e[0]) not in table)
+    page.locator("#ptoks > i").nth(outside[0]).click()
+    page.mouse.move(5, 5)
+    page.locator(f"#ptok tr[data-l='{outside[1]}'] td").nth(1).hover()
+    want = [p for p, top in enumerate(blob["t"]) if any(e[0] == outside[1] for e in top)]
+    assert page.eval_on_selector_all("#ptoks > i", lit_js) == want
+    # sorting: two orders, no Δloss button
+    assert page.locator("#pl button[data-sort]").count() == 2
+    page.click("#pl button[data-sort='1']")
+    assert page.locator("#plk").text_content() == "total activation"

@@ -90,6 +90,31 @@ def test_demo_prompts_in_store_and_site(built):
     assert 'href="prompts/index.html"' in (built / "site" / "index.html").read_text()
 
 
+def test_corpus_view_in_store_and_site(built):
+    """README command 1 gives the corpus view: a page per kept sequence, whose activations are
+    its examples' (the same model, SAE and tokens), linked from the index and the examples."""
+    data = read_store(built / "store")
+    view = data.corpus
+    assert view is not None and len(view.n_latents) == len(data.seq_ids) == len(view.loss)
+    ex = data.examples
+    for j in range(0, len(ex.seq), 37):
+        r, i = int(np.searchsorted(data.seq_ids, ex.seq[j])), int(ex.latent[j])
+        e = (view.row == r) & (view.latent == i)
+        np.testing.assert_allclose(view.act[e], ex.acts[j][view.pos[e]], rtol=1e-4, atol=1e-5)
+    site = built / "site"
+    pages = sorted(int(p.stem) for p in (site / "corpus").glob("[0-9]*.html"))
+    assert pages == data.seq_ids.tolist()
+    assert 'href="corpus/index.html"' in (site / "index.html").read_text()
+    assert " data-corpus>" in (site / "features" / "0.html").read_text()
+
+
+def test_no_corpus_view_flag(tmp_path):
+    assert main(["build", *SMALL, "--no-ablation", "--no-corpus-view", "--out",
+                 str(tmp_path / "site"), "--store", str(tmp_path / "store")]) == 0
+    assert read_store(tmp_path / "store").corpus is None
+    assert not (tmp_path / "site" / "corpus").exists()
+
+
 def test_site_has_a_page_per_latent(built):
     data = read_store(built / "store")
     site = built / "site"

@@ -20,6 +20,7 @@ from generator.prompts import DEMO_PROMPTS, read_prompts, tokenize_prompts
 from generator.store import read_store, write_store
 from tests.fake_prompts import HOSTILE_PROMPTS, with_prompts
 from tests.fake_store import EXPLANATIONS, make_store
+from tests.helpers import CASES
 
 # ---------------------------------------------------------------------------------------------
 # reading
@@ -86,9 +87,6 @@ def test_tokenize_adds_bos_and_cuts_to_ctx():
 # ---------------------------------------------------------------------------------------------
 # numbers: the tiny real model against a brute force
 
-CASES = [("standard", "blocks.1.hook_resid_pre"), ("topk", "blocks.0.hook_attn_out"),
-         ("jumprelu", "blocks.1.hook_mlp_out"), ("gated", "blocks.0.mlp.hook_post"),
-         ("standard", "blocks.1.attn.hook_z")]
 
 
 def tiny_prompts() -> list[np.ndarray]:
@@ -338,7 +336,7 @@ def test_the_latent_table_ranks_are_exact(prompt_site, tmp_path, monkeypatch):
     from generator import promptpages
     from generator.render import render_site
 
-    monkeypatch.setattr(promptpages, "PROMPT_LIST", 3)
+    monkeypatch.setattr(promptpages, "PROMPT_VIEW", replace(promptpages.PROMPT_VIEW, k=3))
     data = with_prompts(make_store())
     p = data.prompts
     assert p is not None

@@ -1,0 +1,258 @@
+"""The corpus view: its numbers against a brute force on the tiny real model and against the
+engine's examples on the same sequences, the store round trip, the Δloss taken from the
+examples, and the pages (structure, what the blob holds, links from the latent pages)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from generator.store import read_store, write_store
+from tests.fake_corpus import with_corpus
+from tests.fake_store import EXPLANATIONS, make_store
+from tests.helpers import CASES
+from tests.reference import reference_corpus_view
+
+# ---------------------------------------------------------------------------------------------
+# compute
+
+
+@pytest.fixture(scope="module")
+def model():
+    from tests.helpers import tiny_model
+
+    return tiny_model()
+
+
+def brute_force(model, sae, hook: str, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense activations [n, ctx, d_sae] (the SAE's encode of the cached hook activation, zero
+    at BOS) and the clean loss [n, ctx] (NaN at the last position and before a BOS), from one
+    plain forward pass of the whole model per sequence."""
+    import torch
+
+    from tests.helpers import BOS
+
+    acts, losses = [], []
+    with torch.no_grad():
+        for row in tokens:
+            t = torch.from_numpy(row[None]).long()
+            _, cache = model.run_with_cache(t, names_filter=hook)
+            a = sae.encode(cache[hook][0]).float()
+            a[torch.from_numpy(row == BOS)] = 0
+            acts.append(a.numpy())
+            loss = model(t, return_type="loss", loss_per_token=True)[0].numpy()
+            loss = np.where(row[1:] != BOS, loss, np.nan)
+            losses.append(np.append(loss, np.nan))
+    return np.stack(acts), np.stack(losses)
+
+
+def compute(model, kind: str, hook: str, tokens: np.ndarray, batch_size: int = 4,
+            encode_rows: int = 1024):
+    from generator.activations import HookedSAE
+    from generator.corpusview import compute_corpus_view
+    from generator.models import parse_hook
+    from tests.helpers import BOS, tiny_sae
+
+    sae = tiny_sae(kind, hook)
+    hooked = HookedSAE(model, sae, parse_hook(hook))
+    return sae, hooked, compute_corpus_view(hooked, tokens, BOS, batch_size, encode_rows)
+
+
+def assert_views_equal(got, want, exact_floats: bool = False) -> None:
+    for name in ("n_latents", "row", "pos", "latent", "s_row", "s_latent", "s_n_active"):
+        assert getattr(got, name).tolist() == getattr(want, name).tolist(), name
+    for name in ("act", "s_max_act", "s_sum_act", "loss"):
+        if exact_floats:
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+        else:
+            np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-4,
+                                       atol=1e-5)
+
+
+@pytest.mark.parametrize("kind, hook", CASES)
+def test_corpus_view_equals_brute_force(model, kind, hook, monkeypatch):
+    """Small list sizes (3 per order, 2 per token), so that the 24-latent tiny SAE has more
+    active latents than the table and than a token's list."""
+    from generator import corpusview
+    from tests.helpers import tiny_tokens
+
+    monkeypatch.setattr(corpusview, "CORPUS_LIST", 3)
+    monkeypatch.setattr(corpusview, "CORPUS_TOP", 2)
+    tokens = tiny_tokens()
+    sae, _, got = compute(model, kind, hook, tokens)
+    acts, loss = brute_force(model, sae, hook, tokens)
+    want = reference_corpus_view(acts, loss, top=2, k=3)
+    assert_views_equal(got, want)
+    assert (got.n_latents > 3).any() and len(got.row) > len(tokens) * 2  # selection happened
+    assert len(got.row) < int((acts > 0).sum())
+
+
+def test_corpus_view_does_not_depend_on_batching(model):
+    from tests.helpers import tiny_tokens
+
+    tokens = tiny_tokens()
+    _, _, a = compute(model, "standard", "blocks.1.hook_resid_pre", tokens)
+    _, _, b = compute(model, "standard", "blocks.1.hook_resid_pre", tokens, batch_size=3,
+                      encode_rows=5)
+    assert_views_equal(a, b)
+
+
+@pytest.mark.parametrize("kind, hook", CASES[:2])
+def test_corpus_view_equals_the_engines_examples(model, kind, hook):
+    """On the kept sequences of a real engine run: every table latent's activations are its
+    example's at every position, and every kept entry of an example latent is its example's."""
+    from generator.engine import Engine, EngineSettings
+    from tests.helpers import BOS, tiny_tokens
+
+    tokens = tiny_tokens()
+    sae, hooked, _ = compute(model, kind, hook, tokens[:1])
+    engine = Engine(hooked, tokens, BOS, EngineSettings(k=3, m=2, batch_size=4, quiet=True))
+    p1 = engine.pass1(np.arange(len(tokens)))
+    ex = engine.examples(p1, engine.pass2(p1.max_act)).examples
+    kept = np.unique(ex.seq)
+    _, _, view = compute(model, kind, hook, tokens[kept])
+    checked = 0
+    for j in range(len(ex.seq)):
+        r, i = int(np.searchsorted(kept, ex.seq[j])), int(ex.latent[j])
+        e = (view.row == r) & (view.latent == i)
+        np.testing.assert_allclose(view.act[e], ex.acts[j][view.pos[e]], rtol=1e-5, atol=1e-6)
+        if i in view.s_latent[view.s_row == r]:
+            acts = np.zeros(tokens.shape[1], np.float32)
+            acts[view.pos[e]] = view.act[e]
+            np.testing.assert_allclose(acts, ex.acts[j], rtol=1e-5, atol=1e-6)
+            checked += 1
+    assert checked > 10
+
+
+def test_store_round_trip(tmp_path):
+    data = with_corpus(make_store())
+    write_store(data, tmp_path / "store")
+    back = read_store(tmp_path / "store").corpus
+    assert back is not None and data.corpus is not None
+    for name in ("loss", "n_latents", "row", "pos", "latent", "act", "s_row", "s_latent",
+                 "s_n_active", "s_max_act", "s_sum_act"):
+        got, want = getattr(back, name), getattr(data.corpus, name)
+        assert got.dtype == want.dtype, name
+        np.testing.assert_array_equal(got, want)
+    write_store(make_store(), tmp_path / "plain")  # a store without it has none of the files
+    assert read_store(tmp_path / "plain").corpus is None
+    assert not list((tmp_path / "plain").glob("corpus*"))
+
+
+def test_dloss_comes_from_the_examples_of_the_same_sequence_and_latent():
+    from generator.promptpages import as_prompts
+
+    data = with_corpus(make_store())
+    view, ex = data.corpus, data.examples
+    assert view is not None and ex.dloss is not None
+    p = as_prompts(data, view)
+    pairs: dict[tuple[int, int], int] = {}  # the first example row of each pair (a top example)
+    for j, (s, i) in enumerate(zip(ex.seq.tolist(), ex.latent.tolist(), strict=True)):
+        pairs.setdefault((s, i), j)
+    found = 0
+    for e in range(len(view.row)):
+        j = pairs.get((int(data.seq_ids[view.row[e]]), int(view.latent[e])))
+        if j is None:
+            assert np.isnan(p.dloss[e])
+        else:
+            np.testing.assert_array_equal(p.dloss[e], ex.dloss[j][view.pos[e]])
+            found += 1
+    for e in range(len(view.s_row)):
+        j = pairs.get((int(data.seq_ids[view.s_row[e]]), int(view.s_latent[e])))
+        want = np.nan if j is None else np.nansum(np.abs(ex.dloss[j].astype(np.float64)))
+        np.testing.assert_allclose(p.s_sum_abs_dloss[e], want)
+    assert found > 20 and np.isnan(p.dloss).sum() > 20
+    # without ablation, no Δloss at all
+    plain = replace(data, examples=replace(ex, dloss=None))
+    assert np.isnan(as_prompts(plain, view).dloss).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# pages
+
+
+@pytest.fixture(scope="module")
+def corpus_site(tmp_path_factory) -> Path:
+    from generator.render import render_site
+
+    out = tmp_path_factory.mktemp("corpus") / "site"
+    return render_site(with_corpus(make_store()), out, EXPLANATIONS, quiet=True).out
+
+
+def blob_of(page: str) -> dict:
+    raw = re.search(r"<script type=application/json id=fb-prompt>(.*?)</script>", page, re.S)
+    assert raw is not None
+    return json.loads(raw.group(1))
+
+
+def r3(x: float) -> float:
+    return float(f"{float(x):.3g}")
+
+
+def test_a_page_per_kept_sequence_and_an_index(corpus_site):
+    data = make_store()
+    kept = data.seq_ids.tolist()
+    assert sorted(int(p.stem) for p in (corpus_site / "corpus").glob("[0-9]*.html")) == kept
+    index = (corpus_site / "corpus" / "index.html").read_text()
+    assert re.findall(r'<tr><td><a href="(\d+)\.html">', index) == [str(s) for s in kept]
+    site_index = (corpus_site / "index.html").read_text()
+    assert 'href="corpus/index.html"' in site_index and f">{len(kept)} corpus sequences<" in site_index
+    # prev / next follow the kept sequences, the index is one click away
+    page = (corpus_site / "corpus" / f"{kept[1]}.html").read_text()
+    assert f'rel=prev href="{kept[0]}.html"' in page and f'rel=next href="{kept[2]}.html"' in page
+    assert 'href="index.html">all sequences<' in page
+    # latent pages link their examples to it (static/app.js adds the link to an expanded example)
+    assert " data-corpus>" in (corpus_site / "features" / "0.html").read_text()
+
+
+def test_blob_and_table_hold_the_store(corpus_site):
+    from generator.corpusview import CORPUS_LIST, CORPUS_TOP
+    from generator.promptpages import as_prompts
+
+    data = with_corpus(make_store())
+    view = data.corpus
+    assert view is not None
+    p = as_prompts(data, view)
+    for r, seq in enumerate(data.seq_ids.tolist()):
+        page = (corpus_site / "corpus" / f"{seq}.html").read_text()
+        blob = blob_of(page)
+        e = np.flatnonzero(view.row == r)
+        for pos in range(data.seq_tokens.shape[1]):
+            here = sorted(e[view.pos[e] == pos], key=lambda j: (-view.act[j], view.latent[j]))
+            want = [[int(view.latent[j]), r3(view.act[j])] +
+                    ([] if np.isnan(p.dloss[j]) else [r3(p.dloss[j])])
+                    for j in here[:CORPUS_TOP]]
+            assert blob["t"][pos] == want
+        # the table: its latents, the colouring data of each, the count of active latents
+        s = np.flatnonzero(view.s_row == r)
+        rows = re.findall(r"<tr data-l=(\d+)( hidden)?>", page)
+        assert sorted(int(x) for x, _ in rows) == view.s_latent[s].tolist()
+        assert sum(not h for _, h in rows) == min(CORPUS_LIST, len(s))
+        assert sorted(int(x) for x in blob["a"]) == view.s_latent[s].tolist()
+        for key, values in blob["a"].items():
+            j = e[view.latent[e] == int(key)]
+            assert values[0::2] == view.pos[j].tolist()
+        assert f"{view.n_latents[r]} latents active" in page
+        assert len(blob["r"][0]) == 2 and blob["k"] == CORPUS_LIST  # max and total only
+        assert "data-sort=2" not in page and "<th class=num>total |Δloss|" in page
+        # the latents whose page shows this sequence
+        shown = sorted({int(i) for i in data.examples.latent[data.examples.seq == seq]})
+        links = re.search(r"<p class=note id=shown>(.*?)</p>", page, re.S).group(1)
+        assert [int(x) for x in re.findall(r"#(\d+)</a>", links)] == shown[:12]
+
+
+def test_no_corpus_pages_when_compact_or_absent(tmp_path):
+    from generator.render import render_site
+
+    compact = render_site(with_corpus(make_store()), tmp_path / "c", quiet=True,
+                          compact=True).out
+    plain = render_site(make_store(), tmp_path / "p", quiet=True).out
+    for out in (compact, plain):
+        assert not (out / "corpus").exists()
+        assert "corpus/index.html" not in (out / "index.html").read_text()
+        assert "data-corpus" not in (out / "features" / "0.html").read_text()
