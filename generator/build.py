@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from generator.config import BuildConfig
-from generator.store import LatentTable, StoreData, StoreMeta, write_store
+from generator.store import LatentTable, StoreData, StoreMeta, TokenLatents, write_store
 
 if TYPE_CHECKING:  # torch stays out of `import generator.build`
     from generator.checkpoint import Checkpoint
@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # torch stays out of `import generator.build`
 log = logging.getLogger(__name__)
 N_NEIGHBOURS = 5
 N_TOP_TOKENS = 10
+N_TOKEN_LATENTS = 16
+"""latents kept per vocabulary token for the search's token index."""
 
 
 @dataclass
@@ -109,7 +111,13 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
     from generator.latent_map import latent_map
     from generator.models import ln_folded, pick_device
     from generator.quality import encoder_decoder_cosine, sae_figures
-    from generator.summaries import coact_neighbours, cosine_neighbours, logit_effects, top_tokens
+    from generator.summaries import (
+        coact_neighbours,
+        cosine_neighbours,
+        logit_effects,
+        token_latents,
+        top_tokens,
+    )
 
     ranks = ranks or Ranks(device=pick_device(cfg.device))
     device = ranks.device
@@ -141,9 +149,9 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
             logits = logit_effects(residual_directions(model, sae, site), model.W_U,
                                    cfg.n_logits, cfg.logit_bins)
             return (cos, logits, top_tokens(p1, N_TOP_TOKENS),
-                    coact_neighbours(p1, N_NEIGHBOURS, p2))
+                    coact_neighbours(p1, N_NEIGHBOURS, p2), token_latents(p1, N_TOKEN_LATENTS))
 
-    cos, logits, toks, coact = times.run("summaries", summaries)
+    cos, logits, toks, coact, by_token = times.run("summaries", summaries)
     enc_dec, figures = times.run("quality", lambda: (
         encoder_decoder_cosine(sae), sae_figures(hooked, corpus.tokens, corpus.bos_id,
                                                  engine.batch_size, engine._encode_rows)))
@@ -185,7 +193,8 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
     )
     return StoreData(meta=meta, latents=latents, examples=shown.examples, seq_ids=kept,
                      seq_tokens=corpus.tokens[kept], vocab=vocab_bytes(tok, model.cfg.d_vocab),
-                     prompts=prompts, corpus=view)
+                     prompts=prompts, corpus=view,
+                     token_latents=TokenLatents(*by_token) if by_token else None)
 
 
 def run_prompts(cfg: BuildConfig, hooked: Any, encode: Any, bos_id: int) -> Any:

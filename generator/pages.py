@@ -311,6 +311,8 @@ class IndexPage:
     sorts: frozenset[str]
     """the table's sortable columns."""
     search_version: int = SEARCH_FORMAT
+    token_shards: int = 0
+    """shards of the token index (search/t<k>.js); 0: none."""
     explained: int = 0
     extra: dict[str, str] = field(default_factory=dict)
     figures: list[tuple[str, str]] = field(default_factory=list)
@@ -629,7 +631,7 @@ class PageBuilder:
 
     # -- index ----------------------------------------------------------------------------
 
-    def index_page(self, shards: int, table: dict[str, Any]) -> IndexPage:
+    def index_page(self, shards: int, table: dict[str, Any], token_shards: int = 0) -> IndexPage:
         """The index: `table` is the manifest of the table files (generator.search)."""
         lat, meta = self.lat, self.data.meta
         dead = int((lat.n_active == 0).sum())
@@ -642,7 +644,7 @@ class PageBuilder:
             l0=sig(meta.l0), dead=count(dead), alive=count(lat.d_sae - dead),
             density_chart=density_chart(lat.n_active / max(1, meta.n_tokens)), rows=rows,
             n_pages=max(1, math.ceil(lat.d_sae / per_page)), shards=shards,
-            explained=len(self.explanations), table=_script_json(table),
+            token_shards=token_shards, explained=len(self.explanations), table=_script_json(table),
             sorts=frozenset(table["sorts"]), figures=self.sae_figures(),
             figures_note=self.figures_note(), quality_cols=self.quality_columns(),
             flags=list(FLAGS),

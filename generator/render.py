@@ -8,7 +8,8 @@ Layout of the site (every link relative, so it works from file://, localhost and
                           features/<id>.html?embed (not with `compact`: the snippet names the
                           card mode directly)
     search/<key>/<c>.js   the latent table, one file per table page and sort key;
-                          search/s<k>.js: term-index shards (both in search.py)
+                          search/s<k>.js: term-index shards; search/t<k>.js: token-index
+                          shards (all in search.py)
     seqs/t.js, seqs/<k>.js  the kept sequences for "expand to the whole sequence": a table of
                           token displays and, SEQ_SHARD sequences per file, symbol codes
     static/<name>.<hash>.<ext>   CSS/JS/icons copied from the repo's static/, content-hashed
@@ -78,9 +79,10 @@ from generator.search import (
     script_call,
     table_files,
     terms_of,
+    token_index_files,
 )
 from generator.store import EXAMPLE_TOP, StoreData
-from generator.tokens import display_json
+from generator.tokens import display_json, display_text
 
 log = logging.getLogger(__name__)
 
@@ -311,12 +313,13 @@ class _SiteWriter:
         for postings in self.latent_pages():
             search.merge(postings)
         shards, _ = search.write(self.out / "search")
+        token_shards = self.write_token_index()
         table = self.write_table()
         self.write_sequences()
         if self.pages.map is not None:
             self.pages.map.write(self.out)  # map/points.js, map/overview.png
         write_prompt_pages(self)  # prompts/<n>.html, prompts/index.html (when the store has them)
-        self.render("index.html", "index.html", page=self.pages.index_page(shards, table),
+        self.render("index.html", "index.html", page=self.pages.index_page(shards, table, token_shards),
                     links=PageLinks(self.site_url) if self.site_url else None)
         (self.out / SITE_MARKER).write_bytes(b"")
 
@@ -421,6 +424,19 @@ class _SiteWriter:
                     mass[term] += act
         total = sum(mass.values()) or 1.0
         return {term: m / total for term, m in mass.items()}
+
+    def write_token_index(self) -> int:
+        """search/t<k>.js, the token index (format in generator.search); returns its shard
+        count, 0 when the store has none."""
+        tl = self.data.token_latents
+        if tl is None:
+            return 0
+        text = self.pages.text
+        files = token_index_files(tl.token, tl.latent, tl.sum_act, tl.count, text.plain,
+                                  lambda t: display_text(text.token(t)), self.shard_bytes)
+        for name, content in files.items():
+            (self.out / "search" / name).write_bytes(content)
+        return len(files)
 
     def write_table(self) -> dict[str, Any]:
         """search/<key>/<c>.js: the index table, one file per page per sort key (the format is

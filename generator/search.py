@@ -1,4 +1,5 @@
-"""Client-side search data: the latent table and the sharded term index (format version 3).
+"""Client-side search data: the latent table, the sharded term index and the token index
+(format version 4).
 
 Everything here ships as classic scripts that call a global function defined by `static/app.js`,
 because `fetch()` of local JSON is blocked on `file://`. JSON inside is written with sorted keys
@@ -45,6 +46,21 @@ Term index: `search/s<k>.js`, k in [0, n_shards)
       shard; n_shards is a power of two chosen so shards stay near SHARD_TARGET_BYTES. The page
       that searches carries `data-shards` and `data-search-v` attributes.
     Latent ids are matched by the client directly (no postings needed).
+
+Token index: `search/t<k>.js`, k in [0, n_token_shards)
+    fbTokens(k, {"<key>": {"v": [variant, ...], "l": [latent, variant, mean, count, ...]}, ...})
+    - key: a corpus token's text, NFKC-normalised, lower-cased and stripped of surrounding
+      whitespace (whitespace-only tokens have none); the tokens sharing a key (" self", "self",
+      "Self") are its variants, shown as their escaped display;
+    - l: the latents that fire most on the key's tokens over the whole corpus (the store's
+      TokenLatents: total activation on the token), best first by total activation, ties by
+      token id then latent; each latent once, on the variant where its total is largest; at
+      most TOKEN_LIST; `mean` is the latent's mean activation where it fired on that token (3
+      significant digits), `count` how many times it did;
+    - sharding as the term index (shard_of the key), n_token_shards a power of two near
+      SHARD_TARGET_BYTES per shard; the search input carries `data-token-shards` (0: none).
+    The client looks a query up as one key (the whole query, trimmed), so a token typed as it
+    appears in the corpus finds the latents that fire on it.
 """
 
 from __future__ import annotations
@@ -53,15 +69,19 @@ import math
 import re
 import unicodedata
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
-SEARCH_FORMAT = 3
+SEARCH_FORMAT = 4
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 """digits of the flag strings (the same alphabet as generator.pages' example codes)."""
 MAX_POSTINGS = 200
+TOKEN_LIST = 16
+"""latents listed per token key."""
 SHARD_TARGET_BYTES = 64 * 1024
 _WORD = re.compile(r"\w+")
 _HAS_WORD = re.compile(r"\w")
@@ -143,6 +163,44 @@ class SearchIndex:
             path.write_bytes(script_call("fbIndex", k, shard))
             paths.append(path)
         return n_shards, paths
+
+
+def token_key(text: str) -> str:
+    """The token index's key of a token's text (the client applies the same rule to queries)."""
+    return normalise(text).strip()
+
+
+def token_index_files(token: np.ndarray, latent: np.ndarray, sum_act: np.ndarray,
+                      count: np.ndarray, text: Callable[[int], str], display: Callable[[int], str],
+                      target_bytes: int = SHARD_TARGET_BYTES) -> dict[str, bytes]:
+    """search/t<k>.js files of the token index (module docstring) from the store's
+    TokenLatents columns; `text` is a token's decoded text, `display` its escaped display."""
+    entries: dict[str, list[tuple[float, int, int, float, int]]] = defaultdict(list)
+    for row, t in enumerate(token.tolist()):
+        key = token_key(text(t))
+        if not key:
+            continue
+        for i, s, c in zip(latent[row].tolist(), sum_act[row].tolist(), count[row].tolist(),
+                           strict=True):
+            if i >= 0 and c > 0:
+                entries[key].append((-s, t, i, s / c, c))
+    keys: dict[str, dict[str, list[Any]]] = {}
+    for key, found in entries.items():
+        found.sort()
+        seen: set[int] = set()  # a latent once, on its best variant
+        found = [e for e in found if not (e[2] in seen or seen.add(e[2]))][:TOKEN_LIST]
+        variants = sorted({t for _, t, _, _, _ in found})
+        keys[key] = {"v": [display(t) for t in variants],
+                     "l": [x for _, t, i, mean, c in found
+                           for x in (i, variants.index(t), float(f"{mean:.3g}"), c)]}
+    size = sum(len(k) + 30 + 20 * len(v["l"]) // 4 for k, v in keys.items())
+    n = 1
+    while n * target_bytes < size:
+        n *= 2
+    shards: list[dict[str, Any]] = [{} for _ in range(n)]
+    for key, value in keys.items():
+        shards[shard_of(key, n)][key] = value
+    return {f"t{k}.js": script_call("fbTokens", k, shard) for k, shard in enumerate(shards)}
 
 
 def script_call(function: str, *args: object) -> bytes:

@@ -11,6 +11,8 @@ A store is a folder:
                         when the build had prompts
     corpus_seqs.parquet, corpus_acts.parquet, corpus_latents.parquet   the corpus view
                         (CorpusView) of the kept sequences, unless built with --no-corpus-view
+    token_latents.parquet   per vocabulary token, the latents that fire most on it
+                        (TokenLatents: the search's token index)
 
 Everything here is numpy + pyarrow: no torch, so `render` and notebooks load it without a GPU stack.
 Writes go to a temporary folder renamed into place, so a failed build never leaves half a store.
@@ -239,6 +241,19 @@ class CorpusView:
 
 
 @dataclass(frozen=True)
+class TokenLatents:
+    """Per vocab id that some latent fired on (ascending), the latents with the largest total
+    activation on it over the corpus (ties to the lower id; -1 pads)."""
+
+    token: Int[np.ndarray, " t"]
+    latent: Int[np.ndarray, "t n"]
+    sum_act: Float[np.ndarray, "t n"]
+    """the latent's total activation on the token (float32)..."""
+    count: Int[np.ndarray, "t n"]
+    """...over this many positions holding the token where it was active."""
+
+
+@dataclass(frozen=True)
 class StoreData:
     """Everything in a store, in memory."""
 
@@ -255,6 +270,8 @@ class StoreData:
     """the prompt view, when the build had prompts."""
     corpus: CorpusView | None = None
     """the corpus view of the kept sequences, unless the build was told not to compute it."""
+    token_latents: TokenLatents | None = None
+    """the token index (from pass 1's per-(latent, token) sums)."""
 
     def tokens_of(self, seq: int) -> Int[np.ndarray, " ctx"]:
         row = int(np.searchsorted(self.seq_ids, seq))
@@ -316,6 +333,9 @@ def write_store(data: StoreData, path: Path) -> None:
             _write_prompts(data.prompts, tmp)
         if data.corpus is not None:
             _write_corpus(data.corpus, data.seq_ids, tmp)
+        if data.token_latents is not None:
+            pq.write_table(_table_from_arrays(_present(data.token_latents)),
+                           tmp / "token_latents.parquet")
 
 
 PROMPT_FILES = ("prompts.parquet", "prompt_acts.parquet", "prompt_latents.parquet")
@@ -391,6 +411,15 @@ def _read_corpus(path: Path) -> CorpusView | None:
                         "rebuild it with `feature-browser build`") from None
 
 
+def _read_token_latents(path: Path) -> TokenLatents | None:
+    if not (path / "token_latents.parquet").exists():
+        return None
+    columns = _arrays_from_table(_read_table(path, "token_latents.parquet"))
+    if not len(columns.get("token", [])):
+        return None
+    return TokenLatents(**columns)
+
+
 def read_meta(path: Path) -> StoreMeta:
     meta_file = Path(path) / "meta.json"
     if not meta_file.is_file():
@@ -454,7 +483,8 @@ def read_store(path: Path) -> StoreData:
         vocab = vocab_table.column("bytes").to_pylist()
         return StoreData(meta=meta, latents=LatentTable(**lat), examples=Examples(**ex),
                          seq_ids=seqs["seq"], seq_tokens=seqs["tokens"], vocab=vocab,
-                         prompts=_read_prompts(path), corpus=_read_corpus(path))
+                         prompts=_read_prompts(path), corpus=_read_corpus(path),
+                         token_latents=_read_token_latents(path))
     except (KeyError, TypeError) as err:
         raise UserError(f"store {path} is damaged (a table lacks or has unknown columns: {err}); "
                         "rebuild it with `feature-browser build`") from None

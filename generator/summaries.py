@@ -100,17 +100,38 @@ def top_tokens(state: Pass1State, n: int) -> tuple[np.ndarray, np.ndarray, np.nd
     """Per latent: the n vocab ids with the largest total activation (ties to the lower id; -1
     pads), their sums and active counts. Peak memory: a few arrays over the distinct
     (latent, token) pairs (see top_per_group) + d_sae x n x 20 bytes."""
+    return _top_pairs(state, n, by_token=False)
+
+
+def token_latents(state: Pass1State, n: int) -> tuple[np.ndarray, ...] | None:
+    """The search's token index: per vocab id that some latent fired on, the n latents with the
+    largest total activation on it (ties to the lower id; -1 pads), their sums and active
+    counts: (token ids [t], latents [t, n], sums [t, n], counts [t, n]). Peak memory: as
+    top_tokens, with d_vocab x n x 20 bytes for the result."""
+    out = _top_pairs(state, n, by_token=True)
+    if out is None:
+        return None
+    ids, sums, counts = out
+    present = np.flatnonzero(ids[:, 0] >= 0)
+    return present.astype(np.int32), ids[present], sums[present], counts[present]
+
+
+def _top_pairs(state: Pass1State, n: int,
+               by_token: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Top n (latent, token) pairs by total activation per latent, or per token."""
     if state.token_sums is None:
         return None
     sums = state.token_sums.fold()
     assert sums.sums is not None
     latent, token = sums.keys // state.d_vocab, sums.keys % state.d_vocab
-    ids, vals = top_per_group(from_fixed(sums.sums), [(latent, token)], state.d_sae, n)
+    side, groups = ((token, latent), state.d_vocab) if by_token else ((latent, token), state.d_sae)
+    ids, vals = top_per_group(from_fixed(sums.sums), [side], groups, n)
     # the count of each chosen (latent, token): look its key up in the sorted keys
     chosen = ids >= 0
-    keys = (torch.arange(state.d_sae)[:, None] * state.d_vocab + ids)[chosen].to(sums.keys.device)
+    group = torch.arange(groups)[:, None]
+    keys = (ids * state.d_vocab + group) if by_token else (group * state.d_vocab + ids)
     counts = torch.zeros(ids.shape, dtype=torch.int64)
-    counts[chosen] = sums.counts[torch.searchsorted(sums.keys, keys)].cpu()
+    counts[chosen] = sums.counts[torch.searchsorted(sums.keys, keys[chosen].to(sums.keys.device))].cpu()
     return ids.int().numpy(), vals.float().numpy(), counts.numpy()
 
 

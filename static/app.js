@@ -10,12 +10,13 @@
      (generator/pages.py BOS_MARK, BOS_TITLE). */
   var BOS = 0, BOS_MARK = "\u27e8bos\u27e9", BOS_TITLE = "BOS / document boundary: excluded from statistics";
   var root = document.body.getAttribute("data-root") || "./";
-  var store = { seqs: {}, symbols: null, shards: {}, rows: {}, flags: {} };
+  var store = { seqs: {}, symbols: null, shards: {}, tokens: {}, rows: {}, flags: {} };
   var loading = {};
 
   window.fbSeqs = function (k, seqs) { for (var s in seqs) store.seqs[s] = seqs[s]; };
   window.fbSeqTable = function (symbols) { store.symbols = symbols; };
   window.fbIndex = function (k, terms) { store.shards[k] = terms; };
+  window.fbTokens = function (k, keys) { store.tokens[k] = keys; };
 
   /* Load a data script once (relative to the site root); resolves when it has run. */
   function load(path) {
@@ -617,13 +618,42 @@
     return { ids: ids.slice(0, 20), total: ids.length, terms: terms };
   }
 
-  function search(query, n) {
+  /* The token index (generator/search.py): the whole query as one corpus token's key ->
+     [{latent, variant, mean, count}], best first; variants: the displays of its tokens. */
+  function tokenHits(query, tn) {
+    var key = norm(query).trim();
+    if (!tn || !key) return Promise.resolve(null);
+    var k = shardOf(key, tn);
+    return load("search/t" + k + ".js").then(function () {
+      var entry = (store.tokens[k] || {})[key];
+      if (!entry) return null;
+      var hits = [];
+      for (var j = 0; j + 3 < entry.l.length; j += 4) {
+        hits.push({ latent: entry.l[j], variant: entry.v[entry.l[j + 1]], mean: entry.l[j + 2], count: entry.l[j + 3] });
+      }
+      return { key: key, hits: hits };
+    });
+  }
+
+  function search(query, n, tn) {
     var shards = {};
     termsOf(query).forEach(function (t) { shards[shardOf(t, n)] = 1; });
-    var result;
-    return Promise.all(Object.keys(shards).map(function (k) { return load("search/s" + k + ".js"); }))
-      .then(function () { result = rank(query, n); return rowsOf(result.ids); })
-      .then(function (rows) { result.rows = rows; return result; });
+    var result, tokens;
+    return Promise.all(Object.keys(shards).map(function (k) { return load("search/s" + k + ".js"); })
+      .concat([tokenHits(query, tn).then(function (t) { tokens = t; })]))
+      .then(function () {
+        result = rank(query, n);
+        result.tokens = tokens;
+        var onToken = tokens ? tokens.hits.map(function (h) { return h.latent; }) : [];
+        result.ids = result.ids.filter(function (i) { return onToken.indexOf(i) < 0; });
+        return rowsOf(onToken.concat(result.ids));
+      })
+      .then(function (rows) {
+        var k = result.tokens ? result.tokens.hits.length : 0;
+        result.tokenRows = rows.slice(0, k);
+        result.rows = rows.slice(k);
+        return result;
+      });
   }
 
   function setupSearch() {
@@ -631,9 +661,10 @@
     if (!input || !manifest) return;
     var list = document.getElementById("qr"), status = document.getElementById("qs");
     var n = +input.getAttribute("data-shards") || 1, selected = -1, seq = 0, timer = null;
+    var tn = +input.getAttribute("data-token-shards") || 0;
 
     function select(k) {
-      var items = list.querySelectorAll("li");
+      var items = list.querySelectorAll("li[role=option]");
       if (!items.length) return;
       selected = (k + items.length) % items.length;
       for (var j = 0; j < items.length; j++) items[j].setAttribute("aria-selected", j === selected ? "true" : "false");
@@ -642,29 +673,49 @@
     }
 
     function show(result) {
-      var e = col("e"), t = col("t");
+      var e = col("e"), t = col("t"), k = 0;
       list.textContent = "";
       selected = -1;
       input.removeAttribute("aria-activedescendant");
-      result.ids.forEach(function (i, k) {
+      function option(i, row, extra) {
         var li = el("li"), a = el("a", null, "#" + i);
-        li.id = "qr-" + k;
+        li.id = "qr-" + k++;
         li.setAttribute("role", "option");
         a.href = root + "features/" + i + ".html";
         a.tabIndex = -1;
         li.appendChild(a);
-        li.appendChild(el("span", "note", result.rows[k][e] || result.rows[k][t] || ""));
+        if (extra) li.appendChild(el("span", "tokhit", extra));
+        li.appendChild(el("span", "note", row[e] || row[t] || ""));
         list.appendChild(li);
-      });
-      list.hidden = !result.ids.length;
-      input.setAttribute("aria-expanded", result.ids.length ? "true" : "false");
-      status.textContent = input.value.trim() ? (result.total || result.ids.length) + " latents match" : "";
+      }
+      var tokens = result.tokens;
+      if (tokens) {
+        var head = el("li", "qh", "Fire most on the token \u201c" + tokens.key + "\u201d (mean activation there \u00d7 times):");
+        head.setAttribute("role", "presentation");
+        list.appendChild(head);
+        tokens.hits.forEach(function (h, j) {
+          option(h.latent, result.tokenRows[j], fmtMean(h.mean) + " \u00d7 " + h.count.toLocaleString("en") + " on \u201c" + h.variant + "\u201d");
+        });
+        if (result.ids.length) {
+          var more = el("li", "qh", "Other matches:");
+          more.setAttribute("role", "presentation");
+          list.appendChild(more);
+        }
+      }
+      result.ids.forEach(function (i, j) { option(i, result.rows[j]); });
+      list.hidden = !k;
+      input.setAttribute("aria-expanded", k ? "true" : "false");
+      var words = (result.total || result.ids.length) + " latents match";
+      if (tokens) words = tokens.hits.length + " latents fire on the token; " + words;
+      status.textContent = input.value.trim() ? words : "";
     }
+
+    function fmtMean(x) { return String(+(+x).toPrecision(3)); }
 
     function run() {
       var query = input.value, mine = ++seq;
       if (!query.trim()) { show({ ids: [], rows: [], total: 0 }); return; }
-      search(query, n).then(function (r) { if (mine === seq) show(r); },
+      search(query, n, tn).then(function (r) { if (mine === seq) show(r); },
         function (err) { status.textContent = String(err.message || err); });
     }
 
@@ -680,12 +731,12 @@
       if (ev.key === "ArrowDown") { ev.preventDefault(); select(selected + 1); }
       else if (ev.key === "ArrowUp") { ev.preventDefault(); select(selected - 1); }
       else if (ev.key === "Enter") {
-        var items = list.querySelectorAll("li a");
+        var items = list.querySelectorAll("li[role=option] a");
         if (items.length) { ev.preventDefault(); location.href = items[Math.max(0, selected)].href; }
       } else if (ev.key === "Escape") { input.value = ""; run(); }
     });
     list.addEventListener("mousemove", function (ev) {
-      var li = ev.target.closest && ev.target.closest("li");
+      var li = ev.target.closest && ev.target.closest("li[role=option]");
       if (li) select(+li.id.slice(3));
     });
     var initial = new URLSearchParams(location.search).get("q") ||

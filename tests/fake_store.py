@@ -24,6 +24,7 @@ from generator.store import (
     LatentTable,
     StoreData,
     StoreMeta,
+    TokenLatents,
 )
 
 HOSTILE_VOCAB: list[bytes] = [
@@ -182,7 +183,30 @@ def build_store(acts: np.ndarray, tokens: np.ndarray, vocab: list[bytes], rng: n
                  dict(k=k, n_bins=n_bins, n_intervals=n_intervals, m=m, n_logits=n_logits,
                       logit_bins=logit_bins, n_seqs=n_seqs, ctx=ctx, seed=0, ablation=optional))
     return StoreData(meta=meta, latents=latents, examples=examples, seq_ids=kept,
-                     seq_tokens=tokens[kept], vocab=vocab)
+                     seq_tokens=tokens[kept], vocab=vocab,
+                     token_latents=(_token_latents(flat, tokens[included], len(vocab))
+                                    if optional else None))
+
+
+def _token_latents(flat: np.ndarray, flat_tokens: np.ndarray, vocab_size: int,
+                   n: int = 16) -> TokenLatents:
+    """Per token some latent fired on, the n latents with the largest total activation on it."""
+    d_sae = flat.shape[1]
+    sums = np.zeros((vocab_size, d_sae))
+    counts = np.zeros((vocab_size, d_sae), dtype=np.int64)
+    np.add.at(sums, flat_tokens, flat)
+    np.add.at(counts, flat_tokens, flat > 0)
+    present = np.flatnonzero((sums > 0).any(1))
+    latent = np.full((len(present), n), -1, dtype=np.int32)
+    total = np.zeros((len(present), n), dtype=np.float32)
+    count = np.zeros((len(present), n), dtype=np.int64)
+    for row, t in enumerate(present):
+        ranked = [i for i in np.argsort(-sums[t], kind="stable") if sums[t, i] > 0][:n]
+        latent[row, :len(ranked)] = ranked
+        total[row, :len(ranked)] = sums[t, ranked]
+        count[row, :len(ranked)] = counts[t, ranked]
+    return TokenLatents(token=present.astype(np.int32), latent=latent, sum_act=total,
+                        count=count)
 
 
 def _hist(values: np.ndarray, hi: float, n: int) -> np.ndarray:

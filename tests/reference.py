@@ -89,6 +89,16 @@ def reference_top_tokens(acts: np.ndarray, mask: np.ndarray, tokens: np.ndarray,
     return [(tok, sums[tok], counts[tok]) for tok in ranked[:n]]
 
 
+def reference_token_latents(acts: np.ndarray, mask: np.ndarray, tokens: np.ndarray, token: int,
+                            n: int) -> list[tuple[int, float, int]]:
+    """The n latents with the largest total activation on `token` (ties to the lower id), with
+    that total and how many of its positions they were active on."""
+    where = mask & (tokens == token)
+    sums = {i: fixed_sum([float(v) for v in acts[where][:, i]]) for i in range(acts.shape[2])}
+    ranked = sorted((i for i in sums if sums[i] > 0), key=lambda i: (-sums[i], i))[:n]
+    return [(i, sums[i], int((acts[where][:, i] > 0).sum())) for i in ranked]
+
+
 def reference_jaccard(acts: np.ndarray, mask: np.ndarray, i: int, j: int) -> float:
     a = {(s, t) for s, t in zip(*np.nonzero(mask), strict=True) if acts[s, t, i] > 0}
     b = {(s, t) for s, t in zip(*np.nonzero(mask), strict=True) if acts[s, t, j] > 0}

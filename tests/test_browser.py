@@ -98,6 +98,32 @@ def test_search_by_prefix_and_top_token(session: Session) -> None:
     assert "#5" in search(session, "pyth")  # prefix of an explanation word
 
 
+def test_search_by_a_corpus_token(session: Session) -> None:
+    """A query that is a corpus token lists the latents firing most on it first (with the mean
+    activation, count and token), then the other matches; the keyboard skips the headings."""
+    from generator.search import token_key
+
+    data = make_store()
+    tl = data.token_latents
+    assert tl is not None
+    row = next(r for r, t in enumerate(tl.token.tolist()) if data.vocab[t] == b" self")
+    page = session.open("index.html")
+    page.fill("#q", "SELF ")
+    page.wait_for_selector("#qr li.qh")
+    assert token_key("SELF ") == "self"
+    heads = page.eval_on_selector_all("#qr li.qh", "ls => ls.map(l => l.textContent)")
+    assert heads[0].startswith("Fire most on the token \u201cself\u201d")
+    items = page.eval_on_selector_all("#qr li[role=option]", "ls => ls.map(l => l.textContent)")
+    first = [int(i) for i in tl.latent[row] if i >= 0]
+    assert items[0].startswith(f"#{first[0]}") and "on \u201c self\u201d" in items[0]
+    mean = float(tl.sum_act[row][0]) / int(tl.count[row][0])
+    assert f"{float(f'{mean:.3g}'):g} \u00d7 {int(tl.count[row][0])}" in items[0]
+    assert "fire on the token" in page.text_content("#qs")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/features/{first[0]}.html")
+
+
 def test_search_keyboard_navigation(session: Session) -> None:
     results = search(session, "cat")  # exact token " cat" and prefix of "cats"
     assert len(results) >= 2
@@ -371,7 +397,8 @@ def test_sharded_search_loads_only_what_it_needs(sharded: Session) -> None:
     shards = int(page.get_attribute("#q", "data-shards"))
     assert shards > 2
     assert 0 < len([f for f in loaded if f.startswith("s")]) <= 2  # one shard per query term
-    assert all(f.startswith(("s", "id/")) for f in loaded), loaded
+    assert len([f for f in loaded if f.startswith("t")]) == 1  # the whole query's token shard
+    assert all(f.startswith(("s", "t", "id/")) for f in loaded), loaded
     page.fill("#q", "10")
     page.wait_for_function("document.querySelector('#qr li a').textContent === '#10'")
     label = ", ".join(t for t in (pages_mod.PageBuilder(make_store(), {}).top_token_labels(10, 3)))

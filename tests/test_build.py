@@ -115,6 +115,24 @@ def test_no_corpus_view_flag(tmp_path):
     assert not (tmp_path / "site" / "corpus").exists()
 
 
+def test_token_index_in_store_and_site(built):
+    """The store's token index agrees with the latents' own top tokens (both are the top of
+    pass 1's per-(latent, token) sums), and the site ships it."""
+    data = read_store(built / "store")
+    tl, lat = data.token_latents, data.latents
+    assert tl is not None and lat.top_token_ids is not None and lat.top_token_sums is not None
+    assert tl.latent.shape == (len(tl.token), 16) and (np.diff(tl.token) > 0).all()
+    row = {int(t): r for r, t in enumerate(tl.token)}
+    for i in np.flatnonzero(lat.n_active > 0)[::7]:
+        t, total = int(lat.top_token_ids[i][0]), float(lat.top_token_sums[i][0])
+        listed = dict(zip(tl.latent[row[t]].tolist(), tl.sum_act[row[t]].tolist(), strict=True))
+        if i in listed:
+            assert listed[i] == pytest.approx(total, rel=1e-6)
+        else:  # 16 other latents fire more on its top token
+            assert tl.sum_act[row[t]][-1] >= total * (1 - 1e-6)
+    assert list((built / "site" / "search").glob("t*.js"))
+
+
 def test_site_has_a_page_per_latent(built):
     data = read_store(built / "store")
     site = built / "site"

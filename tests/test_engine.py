@@ -10,12 +10,13 @@ import torch
 from generator.activations import HookedSAE
 from generator.engine import Engine, EngineSettings
 from generator.models import check_compatible, parse_hook
-from generator.summaries import coact_neighbours, top_tokens
+from generator.summaries import coact_neighbours, token_latents, top_tokens
 from tests.helpers import BOS, HOOKS, SAE_KINDS, tiny_model, tiny_sae, tiny_tokens
 from tests.reference import (
     reference_jaccard,
     reference_latent,
     reference_position_totals,
+    reference_token_latents,
     reference_top_tokens,
 )
 
@@ -60,6 +61,18 @@ def check_top_tokens_and_coact(p1, dense: np.ndarray, tokens: np.ndarray) -> Non
         ranked = sorted((j for j in jac if jac[j] > 0), key=lambda j: (-jac[j], j))[:3]
         assert [int(j) for j in nb_ids[i] if j != -1] == ranked
         np.testing.assert_allclose(nb_vals[i][: len(ranked)], [jac[j] for j in ranked], rtol=1e-6)
+    # the search's token index: per token that some latent fired on, the latents firing most
+    by_token = token_latents(p1, 3)
+    assert by_token is not None
+    present, lat, lsums, lcounts = by_token
+    refs = {int(t): reference_token_latents(dense, mask, tokens, int(t), 3)
+            for t in np.unique(tokens[mask])}
+    assert present.tolist() == sorted(t for t, ref in refs.items() if ref)
+    for row, t in enumerate(present.tolist()):
+        ref = refs[t]
+        assert [int(i) for i in lat[row] if i != -1] == [r[0] for r in ref]
+        assert lcounts[row][: len(ref)].tolist() == [r[2] for r in ref]
+        np.testing.assert_allclose(lsums[row][: len(ref)], [r[1] for r in ref], rtol=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -669,6 +669,70 @@ def test_search_index_finds_explanations_tokens_and_logits(site: Path) -> None:
         assert scores == sorted(scores, reverse=True)
 
 
+def token_index(site: Path) -> tuple[int, dict[str, dict]]:
+    shards = sorted((site / "search").glob("t*.js"))
+    merged: dict[str, dict] = {}
+    for path in shards:
+        k, keys = load_script_call(path, "fbTokens")
+        assert path.name == f"t{k}.js"
+        for key in keys:
+            assert shard_of(key, len(shards)) == k
+        merged.update(keys)
+    return len(shards), merged
+
+
+@pytest.mark.parametrize("shard_bytes", [64 * 1024, 200])
+def test_token_index_lists_the_latents_firing_most_on_each_token(tmp_path: Path,
+                                                                 shard_bytes: int) -> None:
+    """Every corpus token's key (normalised, stripped text) lists, from the store's
+    TokenLatents, the latents with the largest total activation on any of its tokens, each
+    once on its best token, with their mean activation and count."""
+    from generator.search import TOKEN_LIST, token_key
+    from generator.tokens import TokenText, display_text
+
+    data = make_store()
+    tl = data.token_latents
+    assert tl is not None
+    site = render_site(data, tmp_path / "site", quiet=True, shard_bytes=shard_bytes).out
+    n, index = token_index(site)
+    assert (n > 1) == (shard_bytes < 1000)
+    assert f"data-token-shards={n} " in (site / "index.html").read_text()
+    text = TokenText(data.vocab)
+    want: dict[str, list[tuple[float, int, int, int]]] = {}
+    for row, t in enumerate(tl.token.tolist()):
+        key = token_key(data.vocab[t].decode("utf-8", "ignore"))
+        for i, total, c in zip(tl.latent[row], tl.sum_act[row], tl.count[row], strict=True):
+            if key and i >= 0:
+                want.setdefault(key, []).append((-float(total), t, int(i), int(c)))
+    assert set(index) == set(want) and "</script>" in index and " self".strip() in index
+    assert not any(k != k.strip() or not k for k in index)  # whitespace-only tokens have none
+    for key, entries in want.items():
+        best: dict[int, tuple[float, int, int, int]] = {}
+        for e in sorted(entries):
+            best.setdefault(e[2], e)
+        ranked = sorted(best.values())[:TOKEN_LIST]
+        got = index[key]["l"]
+        assert got[0::4] == [e[2] for e in ranked]
+        assert [index[key]["v"][v] for v in got[1::4]] == [
+            display_text(text.token(e[1])) for e in ranked]
+        assert got[2::4] == [float(f"{-e[0] / e[3]:.3g}") for e in ranked]
+        assert got[3::4] == [e[3] for e in ranked]
+
+
+def test_token_index_store_round_trip(tmp_path: Path) -> None:
+    from generator.store import read_store, write_store
+
+    data = make_store()
+    write_store(data, tmp_path / "store")
+    back, want = read_store(tmp_path / "store").token_latents, data.token_latents
+    assert back is not None and want is not None
+    for name in ("token", "latent", "sum_act", "count"):
+        assert getattr(back, name).dtype == getattr(want, name).dtype
+        np.testing.assert_array_equal(getattr(back, name), getattr(want, name))
+    write_store(make_store(optional=False), tmp_path / "bare")
+    assert read_store(tmp_path / "bare").token_latents is None
+
+
 def test_search_terms_and_hash_match_the_documented_rules() -> None:
     assert terms_of("Python self.attr (x) == ") == ["python", "self", "attr", "x", "=="]
     assert terms_of("Ｆｕｌｌ") == ["full"]  # NFKC
