@@ -187,8 +187,10 @@ def token_index_files(token: np.ndarray, latent: np.ndarray, sum_act: np.ndarray
     keys: dict[str, dict[str, list[Any]]] = {}
     for key, found in entries.items():
         found.sort()
-        seen: set[int] = set()  # a latent once, on its best variant
-        found = [e for e in found if not (e[2] in seen or seen.add(e[2]))][:TOKEN_LIST]
+        best: dict[int, tuple[float, int, int, float, int]] = {}  # a latent once, on its best
+        for e in found:                                            # variant
+            best.setdefault(e[2], e)
+        found = sorted(best.values())[:TOKEN_LIST]
         variants = sorted({t for _, t, _, _, _ in found})
         keys[key] = {"v": [display(t) for t in variants],
                      "l": [x for _, t, i, mean, c in found
