@@ -354,10 +354,23 @@ def _write_prompts(p: Prompts, tmp: Path) -> None:
                          type=pa.list_(pa.float32())),
     })
     pq.write_table(table, tmp / PROMPT_FILES[0])
-    pq.write_table(pa.table({name: getattr(p, name) for name in _ENTRY_FIELDS}),
-                   tmp / PROMPT_FILES[1])
-    pq.write_table(pa.table({name: getattr(p, "s_" + name) for name in _SUMMARY_FIELDS}),
-                   tmp / PROMPT_FILES[2])
+    _write_view_tables(p, _ENTRY_FIELDS, _SUMMARY_FIELDS, PROMPT_FILES, tmp)
+
+
+def _write_view_tables(view: Any, entries: tuple[str, ...], summary: tuple[str, ...],
+                       files: tuple[str, ...], tmp: Path) -> None:
+    """A view's entries (fields named as is) and summary rows (fields `s_<name>`): the second
+    and third of its files."""
+    pq.write_table(pa.table({name: getattr(view, name) for name in entries}), tmp / files[1])
+    pq.write_table(pa.table({name: getattr(view, "s_" + name) for name in summary}),
+                   tmp / files[2])
+
+
+def _view_columns(entries: pa.Table, summary: pa.Table, entry_names: tuple[str, ...],
+                  summary_names: tuple[str, ...]) -> dict[str, Any]:
+    """The columns _write_view_tables wrote, as the view's fields (KeyError when one lacks)."""
+    columns: dict[str, Any] = {name: entries.column(name).to_numpy() for name in entry_names}
+    return columns | {"s_" + name: summary.column(name).to_numpy() for name in summary_names}
 
 
 def _read_prompts(path: Path) -> Prompts | None:
@@ -369,8 +382,7 @@ def _read_prompts(path: Path) -> Prompts | None:
         columns: dict[str, Any] = {
             name: [np.asarray(x, dtype=np.int32 if name == "tokens" else np.float32)
                    for x in head.column(name).to_pylist()] for name in ("tokens", "loss")}
-        columns |= {name: entries.column(name).to_numpy() for name in _ENTRY_FIELDS}
-        columns |= {"s_" + name: summary.column(name).to_numpy() for name in _SUMMARY_FIELDS}
+        columns |= _view_columns(entries, summary, _ENTRY_FIELDS, _SUMMARY_FIELDS)
         return Prompts(text=head.column("text").to_pylist(),
                        truncated=head.column("truncated").to_numpy(zero_copy_only=False),
                        **columns)
@@ -388,10 +400,7 @@ def _write_corpus(c: CorpusView, seq_ids: np.ndarray, tmp: Path) -> None:
     pq.write_table(_table_from_arrays({"seq": np.asarray(seq_ids, dtype=np.int64),
                                        "n_latents": c.n_latents, "loss": c.loss}),
                    tmp / CORPUS_FILES[0])
-    pq.write_table(pa.table({name: getattr(c, name) for name in _CORPUS_ENTRIES}),
-                   tmp / CORPUS_FILES[1])
-    pq.write_table(pa.table({name: getattr(c, "s_" + name) for name in _CORPUS_TABLE}),
-                   tmp / CORPUS_FILES[2])
+    _write_view_tables(c, _CORPUS_ENTRIES, _CORPUS_TABLE, CORPUS_FILES, tmp)
 
 
 def _read_corpus(path: Path) -> CorpusView | None:
@@ -401,9 +410,7 @@ def _read_corpus(path: Path) -> CorpusView | None:
     head, entries, table = (_read_table(path, name) for name in CORPUS_FILES)
     try:
         rows = _arrays_from_table(head)
-        columns: dict[str, Any] = {name: entries.column(name).to_numpy()
-                                   for name in _CORPUS_ENTRIES}
-        columns |= {"s_" + name: table.column(name).to_numpy() for name in _CORPUS_TABLE}
+        columns = _view_columns(entries, table, _CORPUS_ENTRIES, _CORPUS_TABLE)
         loss = rows["loss"] if len(rows["seq"]) else np.zeros((0, 0), np.float32)
         return CorpusView(loss=loss, n_latents=rows["n_latents"], **columns)
     except KeyError as err:

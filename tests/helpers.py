@@ -63,3 +63,18 @@ CASES = [("standard", "blocks.1.hook_resid_pre"), ("topk", "blocks.0.hook_attn_o
          ("jumprelu", "blocks.1.hook_mlp_out"), ("gated", "blocks.0.mlp.hook_post"),
          ("standard", "blocks.1.attn.hook_z")]
 """(SAE architecture, hook) pairs covering every architecture and hook kind the tool reads."""
+
+
+def blob_of(page: str) -> dict:
+    """The data blob of a prompt or corpus page (generator/promptpages.py)."""
+    import json
+    import re
+
+    raw = re.search(r"<script type=application/json id=fb-prompt>(.*?)</script>", page, re.S)
+    assert raw is not None
+    return json.loads(raw.group(1))
+
+
+def r3(x: float) -> float:
+    """A number as the pages round it: 3 significant digits."""
+    return float(f"{float(x):.3g}")

@@ -4,7 +4,6 @@ examples, and the pages (structure, what the blob holds, links from the latent p
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from generator.store import read_store, write_store
 from tests.fake_corpus import with_corpus
 from tests.fake_store import EXPLANATIONS, make_store
-from tests.helpers import CASES
+from tests.helpers import CASES, blob_of, r3
 from tests.reference import reference_corpus_view
 
 # ---------------------------------------------------------------------------------------------
@@ -184,14 +183,6 @@ def corpus_site(tmp_path_factory) -> Path:
     return render_site(with_corpus(make_store()), out, EXPLANATIONS, quiet=True).out
 
 
-def blob_of(page: str) -> dict:
-    raw = re.search(r"<script type=application/json id=fb-prompt>(.*?)</script>", page, re.S)
-    assert raw is not None
-    return json.loads(raw.group(1))
-
-
-def r3(x: float) -> float:
-    return float(f"{float(x):.3g}")
 
 
 def test_a_page_per_kept_sequence_and_an_index(corpus_site):

@@ -20,7 +20,7 @@ from generator.prompts import DEMO_PROMPTS, read_prompts, tokenize_prompts
 from generator.store import read_store, write_store
 from tests.fake_prompts import HOSTILE_PROMPTS, with_prompts
 from tests.fake_store import EXPLANATIONS, make_store
-from tests.helpers import CASES
+from tests.helpers import CASES, blob_of, r3
 
 # ---------------------------------------------------------------------------------------------
 # reading
@@ -254,11 +254,6 @@ def prompt_site(tmp_path_factory) -> Path:
     return render_site(with_prompts(make_store()), out, EXPLANATIONS, quiet=True).out
 
 
-def blob_of(page: str) -> dict:
-    raw = re.search(r"<script type=application/json id=fb-prompt>(.*?)</script>", page, re.S)
-    assert raw is not None
-    return json.loads(raw.group(1))
-
 
 def start_tags(page: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
     from html.parser import HTMLParser
@@ -272,9 +267,6 @@ def start_tags(page: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
     Parser().feed(page)
     return tags
 
-
-def r3(x: float) -> float:
-    return float(f"{x:.3g}")
 
 
 def test_a_page_per_prompt_and_an_index_linked_from_the_site_index(prompt_site):

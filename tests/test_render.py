@@ -501,7 +501,7 @@ def table_order(site: Path, key: str) -> list[list]:
 
 def test_table_files(site: Path) -> None:
     manifest = table_manifest(site)
-    assert manifest["v"] == 3 and manifest["n"] == D_SAE
+    assert manifest["v"] == 4 and manifest["n"] == D_SAE
     assert manifest["cols"] == ["d", "x", "t", "e", "am", "af", "q", "b", "f", "s", "c"]
     assert set(manifest["sorts"]) == {"id", "d", "x", "e", "am", "af", "b", "f", "s", "c"}
     assert manifest["flags"] == [list(f) for f in FLAGS]
@@ -642,16 +642,21 @@ def test_without_the_quality_columns_only_the_flags_remain(bare_site: Path) -> N
     assert "encoder–decoder" not in feature and "activation at BOS" not in feature
 
 
-def search_index(site: Path) -> tuple[int, dict[str, list[int]]]:
-    shards = sorted((site / "search").glob("s*.js"))
-    merged: dict[str, list[int]] = {}
+def sharded(site: Path, prefix: str, function: str) -> tuple[int, dict]:
+    """search/<prefix><k>.js merged, checking that every key sits in the shard shard_of says."""
+    shards = sorted((site / "search").glob(f"{prefix}[0-9]*.js"))
+    merged: dict = {}
     for path in shards:
-        k, terms = load_script_call(path, "fbIndex")
-        assert path.name == f"s{k}.js"
-        for term in terms:
-            assert shard_of(term, len(shards)) == k
-        merged.update(terms)
+        k, keys = load_script_call(path, function)
+        assert path.name == f"{prefix}{k}.js"
+        for key in keys:
+            assert shard_of(key, len(shards)) == k
+        merged.update(keys)
     return len(shards), merged
+
+
+def search_index(site: Path) -> tuple[int, dict[str, list[int]]]:
+    return sharded(site, "s", "fbIndex")
 
 
 def test_search_index_finds_explanations_tokens_and_logits(site: Path) -> None:
@@ -670,15 +675,7 @@ def test_search_index_finds_explanations_tokens_and_logits(site: Path) -> None:
 
 
 def token_index(site: Path) -> tuple[int, dict[str, dict]]:
-    shards = sorted((site / "search").glob("t*.js"))
-    merged: dict[str, dict] = {}
-    for path in shards:
-        k, keys = load_script_call(path, "fbTokens")
-        assert path.name == f"t{k}.js"
-        for key in keys:
-            assert shard_of(key, len(shards)) == k
-        merged.update(keys)
-    return len(shards), merged
+    return sharded(site, "t", "fbTokens")
 
 
 @pytest.mark.parametrize("shard_bytes", [64 * 1024, 200])
@@ -863,12 +860,19 @@ def test_size_budget_at_default_settings(tmp_path: Path) -> None:
     report = render_site(data, tmp_path / "s", {i: f"explanation {i}" for i in range(24)},
                          quiet=True)
     parts = report.bytes_by_part
-    per_latent = (parts["features"] + parts["embed"] + parts["search"]) / report.latents
+    # the token index grows with the vocabulary, not with the latents
+    token_files = list((report.out / "search").glob("t[0-9]*.js"))
+    token_bytes = sum(f.stat().st_size for f in token_files)
+    assert data.token_latents is not None and token_bytes > 0
+    per_latent = (parts["features"] + parts["embed"] + parts["search"] - token_bytes) / report.latents
     # (the real demo store, 20 top + 10 x 5 interval samples with Δloss: ~27 KB a latent in all)
     assert per_latent < 24_000, parts
     seq_bytes_per_seq = parts["seqs"] / len(data.seq_ids)
-    # 24,576 latents over a 24,576 x 128 corpus: pages + embed + search + every sequence
-    projected = 24_576 * per_latent + 24_576 * seq_bytes_per_seq
+    per_token = token_bytes / len(data.token_latents.token)
+    assert per_token < 400, per_token  # 16 latents with mean and count, and the key
+    # 24,576 latents over a 24,576 x 128 corpus with GPT-2's 50,257 tokens: pages + embed +
+    # search + every sequence + a token index over the whole vocabulary
+    projected = 24_576 * per_latent + 24_576 * seq_bytes_per_seq + 50_257 * per_token
     assert projected < 650e6, projected
 
 
