@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 CORPUS_TOP = 5
 """latents kept (and listed) per token of a corpus page: the most active there."""
-CORPUS_LIST = 20
+CORPUS_LIST = 10
 """latents per order (max, total activation) in a corpus page's table."""
 
 

@@ -338,21 +338,38 @@ def write_prompt_pages(writer: _SiteWriter) -> None:
                                         ids=data.seq_ids, n_latents=data.corpus.n_latents))
 
 
-def _write_view(writer: _SiteWriter, pages: PromptPages) -> None:
-    from generator.render import PageLinks
+VIEW_CHUNK = 64
+"""pages per unit of work of the page workers."""
 
+
+def _write_view(writer: _SiteWriter, pages: PromptPages) -> None:
     view = pages.view
     (writer.out / view.folder).mkdir(parents=True, exist_ok=True)
-
-    def links(path: str) -> PageLinks | None:
-        return PageLinks(writer.site_url + path) if writer.site_url else None
-
-    for n in range(len(pages.p)):
-        path = f"{view.folder}/{int(pages.ids[n])}.html"
-        writer.render(path, "prompt.html", page=pages.page(n), view=view, links=links(path))
+    n = len(pages.p)
+    writer.view = pages  # the forked workers inherit it
+    try:
+        chunks = [(lo, min(n, lo + VIEW_CHUNK)) for lo in range(0, n, VIEW_CHUNK)]
+        for _ in writer.in_parallel("view_chunk", chunks, view.folder, view.noun):
+            pass
+    finally:
+        writer.view = None
     path = f"{view.folder}/index.html"
-    writer.render(path, "prompts.html", page=pages.index(), view=view, links=links(path))
+    writer.render(path, "prompts.html", page=pages.index(), view=view, links=_links(writer, path))
+
+
+def write_view_pages(writer: _SiteWriter, pages: PromptPages, lo: int, hi: int) -> None:
+    """<folder>/<n>.html for pages lo..hi of a view."""
+    for n in range(lo, hi):
+        path = f"{pages.view.folder}/{int(pages.ids[n])}.html"
+        writer.render(path, "prompt.html", page=pages.page(n), view=pages.view,
+                      links=_links(writer, path))
+
+
+def _links(writer: _SiteWriter, path: str) -> Any:
+    from generator.render import PageLinks
+
+    return PageLinks(writer.site_url + path) if writer.site_url else None
 
 
 __all__ = ["CORPUS_VIEW", "ORDERS", "PROMPT_LIST", "PROMPT_TOP", "PROMPT_VIEW", "PromptPages",
-           "View", "as_prompts", "signed", "write_prompt_pages"]
+           "View", "as_prompts", "signed", "write_prompt_pages", "write_view_pages"]

@@ -301,6 +301,8 @@ class _SiteWriter:
         self.chunk = chunk
         self.showing = showing
         self.pages = PageBuilder(data, explanations, showing)
+        self.view: Any = None
+        """the prompt or corpus view's PromptPages while its pages are written."""
 
     def write_all(self) -> None:
         self.assets = copy_static(resource_dir("static"), self.out / "static")
@@ -325,26 +327,33 @@ class _SiteWriter:
 
     def latent_pages(self) -> Iterator[Postings]:
         """Write every latent's page and embed; yields the search postings chunk by chunk, in
-        latent order. Chunks run in forked worker processes when there are several CPUs and
-        enough latents: every file's content depends only on the store, so the site is the same
-        byte for byte whatever the number of workers."""
+        latent order (see in_parallel)."""
         d_sae = self.data.latents.d_sae
         chunks = [(lo, min(d_sae, lo + self.chunk)) for lo in range(0, d_sae, self.chunk)]
+        yield from self.in_parallel("latent_chunk", chunks, "pages", "latent")
+
+    def in_parallel(self, method: str, chunks: list[tuple[int, int]], desc: str,
+                    unit: str) -> Iterator[Any]:
+        """`self.<method>(lo, hi)` of every chunk, yielded in chunk order. Chunks run in forked
+        worker processes when there are several CPUs and chunks (they inherit this writer:
+        nothing is pickled but the results); every file's content depends only on the store,
+        so the site is the same byte for byte whatever the number of workers."""
         workers = min(self.workers, len(chunks))
-        bar = tqdm(total=d_sae, desc="pages", unit="latent", disable=self.quiet)
+        bar = tqdm(total=chunks[-1][1] - chunks[0][0] if chunks else 0, desc=desc, unit=unit,
+                   disable=self.quiet)
         if workers <= 1:
-            done: Iterable[Postings] = (self.latent_chunk(lo, hi) for lo, hi in chunks)
+            done: Iterable[Any] = (getattr(self, method)(lo, hi) for lo, hi in chunks)
             pool = None
         else:
             global _FORKED_WRITER
             _FORKED_WRITER = self  # inherited by the forked workers (nothing is pickled)
             pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals)
-            done = pool.imap(_latent_chunk_in_worker, chunks)
+            done = pool.imap(_chunk_in_worker, [(method, lo, hi) for lo, hi in chunks])
         finished = False
         try:
-            for (lo, hi), postings in zip(chunks, done, strict=True):
+            for (lo, hi), result in zip(chunks, done, strict=True):
                 bar.update(hi - lo)
-                yield postings
+                yield result
             finished = True
         finally:
             bar.close()
@@ -357,6 +366,13 @@ class _SiteWriter:
                     pool.terminate()
                 pool.join()
                 _FORKED_WRITER = None
+
+    def view_chunk(self, lo: int, hi: int) -> None:
+        """Pages lo..hi of the view being written (generator.promptpages)."""
+        from generator.promptpages import write_view_pages
+
+        assert self.view is not None
+        write_view_pages(self, self.view, lo, hi)
 
     def latent_chunk(self, lo: int, hi: int) -> Postings:
         search = SearchIndex(self.shard_bytes)
@@ -545,9 +561,10 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _latent_chunk_in_worker(bounds: tuple[int, int]) -> Postings:
-    assert _FORKED_WRITER is not None, "latent chunks run in workers forked by latent_pages"
-    return _FORKED_WRITER.latent_chunk(*bounds)
+def _chunk_in_worker(job: tuple[str, int, int]) -> Any:
+    assert _FORKED_WRITER is not None, "chunks run in workers forked by in_parallel"
+    method, lo, hi = job
+    return getattr(_FORKED_WRITER, method)(lo, hi)
 
 
 def _finite3(x: float) -> float | None:

@@ -1,6 +1,8 @@
-"""Screenshots of a built site for docs/: a latent page (light and dark), the index, an embed.
+"""Screenshots of a built site for docs/: a latent page (light and dark), the index, an embed,
+the corpus view (opened from an example of the latent) and a search by a corpus token.
 
-    .venv/bin/python scripts/screenshots.py [--site site] [--latent 864] [--out docs/screenshots]
+    .venv/bin/python scripts/screenshots.py [--site site] [--latent 864] [--token self]
+        [--out docs/screenshots]
 
 Uses Debian's Chromium through playwright (installed by `scripts/install.sh --test`).
 """
@@ -21,6 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--site", type=Path, default=Path("site"))
     parser.add_argument("--latent", type=int, default=864)
+    parser.add_argument("--token", default="self", help="the corpus token searched for")
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     args = parser.parse_args()
     site, out = args.site.resolve(), args.out
@@ -41,6 +44,21 @@ def main() -> None:
             page.screenshot(path=str(out / name))
             page.close()
             print(out / name)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto((site / f"features/{args.latent}.html").as_uri())
+        page.click("#ex-0 em")  # expand the top example, then its prompt-view link
+        page.click("#ex-0 a.pvl")
+        page.wait_for_selector("#ptok h3")
+        page.hover("#pl tbody tr >> nth=0")  # colour the tokens by the sequence's top latent
+        page.mouse.move(1100, 880)
+        page.screenshot(path=str(out / "demo-corpus.png"))
+        print(out / "demo-corpus.png")
+        page.goto((site / "index.html").as_uri())
+        page.fill("#q", args.token)
+        page.wait_for_selector("#qr li.qh")
+        page.screenshot(path=str(out / "demo-token-search.png"))
+        print(out / "demo-token-search.png")
+        page.close()
         browser.close()
 
 
