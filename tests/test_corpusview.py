@@ -212,6 +212,10 @@ def test_blob_and_table_hold_the_store(corpus_site):
     for r, seq in enumerate(data.seq_ids.tolist()):
         page = (corpus_site / "corpus" / f"{seq}.html").read_text()
         blob = blob_of(page)
+        # the hostile vocabulary (</script>, <img onerror>) stays text
+        assert page.count("<script") == 3 and "<img" not in page
+        if 1 in data.seq_tokens[r]:
+            assert "&lt;/script&gt;" in page
         e = np.flatnonzero(view.row == r)
         for pos in range(data.seq_tokens.shape[1]):
             here = sorted(e[view.pos[e] == pos], key=lambda j: (-view.act[j], view.latent[j]))
