@@ -26,7 +26,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
 from generator.cards import card_png  # noqa: E402
 from generator.pages import DEFAULT_SHOWING, TABLE_PAGE, site_info  # noqa: E402
-from generator.promptpages import CORPUS_VIEW, PromptPages, _write_view, as_prompts  # noqa: E402
+from generator.promptpages import PromptPages, _write_view, corpus_pages  # noqa: E402
 from generator.render import (  # noqa: E402
     _SiteWriter,
     copy_static,
@@ -81,10 +81,8 @@ def main() -> None:
             steps["prompt view"] = (median_seconds(lambda: _write_view(writer, view), args.repeat),
                                     folder_bytes(site / "prompts"))
         if data.corpus is not None:
-            corpus = data.corpus
-            steps["corpus view"] = (median_seconds(lambda: _write_view(writer, PromptPages(
-                data, pages.short_label, pages.text, CORPUS_VIEW, as_prompts(data, corpus),
-                ids=data.seq_ids, n_latents=corpus.n_latents)), args.repeat),
+            steps["corpus view"] = (median_seconds(lambda: _write_view(writer, corpus_pages(
+                data, pages.shown, pages.short_label, pages.text)), args.repeat),
                 folder_bytes(site / "corpus"))
         if data.token_latents is not None:
             steps["token index"] = (median_seconds(writer.write_token_index, args.repeat),

@@ -67,7 +67,7 @@ class BuildConfig:
     generator/prompts.py (the definitions and the memory formula are in its docstring)."""
     corpus_view: bool = _opt(
         "give every sequence the site shows as an example a page corpus/<seq>.html, like a "
-        "prompt's: each token's most active latents and the sequence's (about 20 KB per "
+        "prompt's: each token's most active latents and the sequence's (about 26 KB per "
         "sequence; off with --compact)",
         default=True,
     )

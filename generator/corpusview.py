@@ -17,15 +17,16 @@ sequence the store keeps (store.CorpusView):
 
 So a page's per-token lists and its table are exact, and it can colour the tokens by any table
 latent. Δloss is not recomputed here: removing every active latent of every kept sequence would
-cost one forward pass per (sequence, active latent), about 560 per demo sequence. The render
+cost one forward pass per (sequence, active latent), about 590 per demo sequence. The render
 takes it from the examples' ablation, which used the same definition, for the latents whose
 page shows the sequence.
 
 Memory (one batch of B sequences of ctx positions, B the engine's batch size): the model's
 activations up to the hook and after it for the clean loss (as pass 1 and the ablation), the
 SAE's dense output for R positions at a time (R x d_sae x 16 bytes, R = Engine._encode_rows),
-and one sequence's active entries (<= ctx x L0_max x 16 bytes). Output on the host: 12 bytes per
-kept entry (<= ctx x (CORPUS_TOP + 2 CORPUS_LIST) per sequence) + 20 per table row + 4 x ctx.
+and one sequence's active entries (<= ctx x L0_max x 16 bytes). Output on the host: 16 bytes per
+kept entry (<= ctx x (CORPUS_TOP + 2 CORPUS_LIST) per sequence) + 24 per table row + 4 x ctx.
+The render holds the same, plus a float32 Δloss per entry and a float64 total per table row.
 """
 
 from __future__ import annotations

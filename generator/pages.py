@@ -340,7 +340,8 @@ def site_info(data: StoreData, showing: Showing = DEFAULT_SHOWING) -> SiteInfo:
         versions=[(k, str(v)) for k, v in sorted(meta.versions.items())],
         has_map=data.latents.map_x is not None,
         n_prompts=len(data.prompts) if data.prompts is not None else 0,
-        n_corpus=len(data.seq_ids) if corpus else 0, corpus_view=corpus,
+        n_corpus=len(np.unique(data.examples.seq[shown_mask(data, showing)])) if corpus else 0,
+        corpus_view=corpus,
     )
 
 

@@ -9,7 +9,7 @@ view's, from its `CorpusView` (generator/corpusview.py): pure, no torch.
 
 The two views differ only in their `View`: the corpus view lists CORPUS_TOP latents per token
 and CORPUS_LIST per order, and its table sorts by max and total activation only, since Δloss is
-known only for the latents whose page shows the sequence (taken from the examples' ablation,
+known only for the latents that have the sequence among their examples (taken from their ablation,
 `as_prompts`); elsewhere the page says "n/a" and the table "—".
 
 A prompt page server-renders its tokens (one `<i>` per position, BOS as the muted BOS marker,
@@ -39,6 +39,7 @@ significant digits.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +50,13 @@ from generator.charts import count, round3, sig, signed
 from generator.corpusview import CORPUS_LIST, CORPUS_TOP
 from generator.pages import BOS_HTML, _clip, _script_json
 from generator.store import CorpusView, Prompts, StoreData
-from generator.tokens import display_html, display_parts, display_text, token_html
+from generator.tokens import (
+    decode_sequence,
+    display_html,
+    display_parts,
+    display_text,
+    token_html,
+)
 
 if TYPE_CHECKING:
     from generator.render import _SiteWriter
@@ -145,7 +152,8 @@ class PromptPages:
 
     def __init__(self, data: StoreData, label: Any, text: Any, view: View | None = None,
                  source: Prompts | None = None, ids: np.ndarray | None = None,
-                 n_latents: np.ndarray | None = None) -> None:
+                 n_latents: np.ndarray | None = None,
+                 shown_on: Callable[[int], list[int]] | None = None) -> None:
         p = source if source is not None else data.prompts
         assert p is not None
         view = view or PROMPT_VIEW
@@ -157,7 +165,7 @@ class PromptPages:
         self._entries = np.searchsorted(p.prompt, np.arange(n + 1))
         self._summary = np.searchsorted(p.s_prompt, np.arange(n + 1))
         self.bos_id = data.meta.bos_id
-        self._shown = _shown_on(data) if view.folder == "corpus" else None
+        self._shown = shown_on
 
     def ranks(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """(latents, their ranks [m, orders]) of prompt n's summary rows, by each of the view's
@@ -212,9 +220,9 @@ class PromptPages:
             "r": [[int(x) for x in ranks[j]] for j in keep.tolist()],
             "k": view.k,
         }
-        text = display_parts([self.text_of(n)])
+        text = display_parts(self.parts_of(n))
         num, noun = int(self.ids[n]), view.noun.capitalize()
-        title = f"{noun} {num}: {_clip(display_text(display_parts([_clip(self.text_of(n), 80)])), 60)}"
+        title = f"{noun} {num}: {_clip(display_text(display_parts(_clip_parts(self.parts_of(n), 80))), 60)}"
         meta = self.data.meta
         shown = self._shown(num) if self._shown is not None else []
         return PromptPage(
@@ -229,12 +237,14 @@ class PromptPages:
             next=int(self.ids[n + 1]) if n + 1 < len(p) else None,
             shown_on=shown[:SHOWN_ON], n_shown=len(shown))
 
-    def text_of(self, n: int) -> str:
-        """A prompt's text as given; a corpus sequence's, its tokens' displays joined."""
+    def parts_of(self, n: int) -> list[str | int]:
+        """A prompt's text as given; a corpus sequence's decoded text (its non-BOS tokens' bytes
+        decoded together, undecodable bytes as ints: generator.tokens.decode_sequence)."""
         if self.p.text[n] or self.view.folder != "corpus":
-            return self.p.text[n]
-        tokens = [t for t in self.p.tokens[n].tolist() if t != self.bos_id]
-        return "".join(display_text(d) for d in self.text.sequence(tokens))
+            return [self.p.text[n]]
+        vocab = self.data.vocab
+        pieces = [vocab[t] for t in self.p.tokens[n].tolist() if t != self.bos_id]
+        return [part for token in decode_sequence(pieces) for part in token]
 
     def tokens_html(self, tokens: np.ndarray) -> Markup:
         """One element per position: the BOS marker, or the token's escaped display."""
@@ -250,7 +260,7 @@ class PromptPages:
             top = latents[np.argsort(ranks[:, 0])[:3]].tolist()
             entries.append(PromptEntry(
                 n=int(self.ids[n]),
-                text_html=display_html(display_parts([_clip_raw(self.text_of(n), 160)])),
+                text_html=display_html(display_parts(_clip_parts(self.parts_of(n), 160))),
                 n_tokens=count(len(p.tokens[n])), truncated=bool(p.truncated[n]),
                 top=[(int(i), self.label(int(i))) for i in top]))
         noun = self.view.noun
@@ -270,31 +280,64 @@ def _sig_known(x: float) -> str:
     return sig(x) if math.isfinite(x) else "—"
 
 
-def _example_keys(data: StoreData) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted unique seq x d_sae + latent of the shown examples, an example row of each)."""
+def _example_keys(data: StoreData, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique seq x d_sae + latent of the example rows `rows` (default all), the first
+    example row of each)."""
     ex = data.examples
     keys = ex.seq.astype(np.int64) * data.latents.d_sae + ex.latent.astype(np.int64)
-    return np.unique(keys, return_index=True)
+    if rows is None:
+        return np.unique(keys, return_index=True)
+    unique, first = np.unique(keys[rows], return_index=True)
+    return unique, rows[first]
 
 
-def _shown_on(data: StoreData) -> Any:
-    """seq -> the latents whose page shows it as an example (ascending)."""
-    keys, _ = _example_keys(data)
+def _shown_on(data: StoreData, shown: np.ndarray) -> Callable[[int], list[int]]:
+    """seq -> the latents whose page shows it as an example (ascending); `shown` marks the
+    example rows the pages show (PageBuilder.shown)."""
+    keys, _ = _example_keys(data, np.flatnonzero(shown))
     seqs, latents = np.divmod(keys, data.latents.d_sae)
 
-    def shown(seq: int) -> list[int]:
+    def shown_on(seq: int) -> list[int]:
         lo, hi = np.searchsorted(seqs, [seq, seq + 1])
         return [int(x) for x in latents[lo:hi]]
-    return shown
+    return shown_on
 
 
-def as_prompts(data: StoreData, view: CorpusView) -> Prompts:
-    """The corpus view as the prompt view's data: the kept sequences' tokens and the view's
-    entries, with Δloss taken from the examples of the same (sequence, latent) where the build
-    ablated it (the same definition, generator/engine.py; a pair shown as a top example and an
-    interval sample has the same numbers in both, the first row is read) and NaN elsewhere."""
+def corpus_pages(data: StoreData, shown: np.ndarray, label: Any, text: Any) -> PromptPages:
+    """The corpus view's pages: one per sequence that an example the pages show points to
+    (`shown`: PageBuilder.shown; the store also keeps the sequences of samples a site leaves
+    out, which no page would link to)."""
+    assert data.corpus is not None
+    keep = np.flatnonzero(np.isin(data.seq_ids, data.examples.seq[shown]))
+    view = _rows_of(data.corpus, keep)
+    return PromptPages(data, label, text, CORPUS_VIEW, as_prompts(data, view, keep),
+                       ids=data.seq_ids[keep], n_latents=view.n_latents,
+                       shown_on=_shown_on(data, shown))
+
+
+def _rows_of(view: CorpusView, keep: np.ndarray) -> CorpusView:
+    """The view of the kept rows `keep` (ascending), renumbered 0, 1, ..."""
+    if len(keep) == len(view.n_latents):
+        return view
+    e, s = np.isin(view.row, keep), np.isin(view.s_row, keep)
+    return CorpusView(
+        loss=view.loss[keep], n_latents=view.n_latents[keep],
+        row=np.searchsorted(keep, view.row[e]).astype(np.int32), pos=view.pos[e],
+        latent=view.latent[e], act=view.act[e],
+        s_row=np.searchsorted(keep, view.s_row[s]).astype(np.int32), s_latent=view.s_latent[s],
+        s_n_active=view.s_n_active[s], s_max_act=view.s_max_act[s], s_sum_act=view.s_sum_act[s])
+
+
+def as_prompts(data: StoreData, view: CorpusView, keep: np.ndarray | None = None) -> Prompts:
+    """The corpus view as the prompt view's data: the kept sequences' tokens (`keep`: the rows
+    of StoreData.seq_ids the view holds, default all) and the view's entries, with Δloss taken
+    from the examples of the same (sequence, latent) where the build ablated it (any stored
+    example, shown or not: the same definition, generator/engine.py; a pair that is both a top
+    example and an interval sample has the same numbers in both, the first row is read) and NaN
+    elsewhere."""
     d_sae = data.latents.d_sae
-    seqs = data.seq_ids.astype(np.int64)
+    keep = np.arange(len(data.seq_ids)) if keep is None else keep
+    seqs = data.seq_ids[keep].astype(np.int64)
     n = len(seqs)
     keys, rows = _example_keys(data)
     dl = data.examples.dloss
@@ -314,16 +357,27 @@ def as_prompts(data: StoreData, view: CorpusView) -> Prompts:
     if dl is not None and s_found.any():
         sum_abs[s_found] = np.nansum(np.abs(dl[s_ex[s_found]].astype(np.float64)), axis=1)
     return Prompts(
-        text=[""] * n, tokens=list(data.seq_tokens.astype(np.int32)),
+        text=[""] * n, tokens=list(data.seq_tokens[keep].astype(np.int32)),
         truncated=np.zeros(n, dtype=bool), loss=list(view.loss), prompt=view.row, pos=view.pos,
         latent=view.latent, act=view.act, dloss=dloss, s_prompt=view.s_row,
         s_latent=view.s_latent, s_n_active=view.s_n_active, s_max_act=view.s_max_act,
         s_sum_act=view.s_sum_act, s_sum_abs_dloss=sum_abs)
 
 
-def _clip_raw(text: str, n: int) -> str:
-    """The first n characters (whitespace kept: the display shows it), … when cut."""
-    return text if len(text) <= n else text[: n - 1] + "…"
+def _clip_parts(parts: list[str | int], n: int) -> list[str | int]:
+    """The first n characters of decoded parts (an int, an undecodable byte, counts one;
+    whitespace is kept: the display shows it), … when cut."""
+    if sum(len(p) if isinstance(p, str) else 1 for p in parts) <= n:
+        return parts
+    out: list[str | int] = []
+    left = n - 1
+    for part in parts:
+        if left <= 0:
+            break
+        piece = part[:left] if isinstance(part, str) else part
+        out.append(piece)
+        left -= len(piece) if isinstance(piece, str) else 1
+    return [*out, "…"]
 
 
 def write_prompt_pages(writer: _SiteWriter) -> None:
@@ -333,9 +387,8 @@ def write_prompt_pages(writer: _SiteWriter) -> None:
     if data.prompts is not None:
         _write_view(writer, PromptPages(data, writer.pages.short_label, writer.pages.text))
     if data.corpus is not None and writer.showing.corpus_view:
-        _write_view(writer, PromptPages(data, writer.pages.short_label, writer.pages.text,
-                                        CORPUS_VIEW, as_prompts(data, data.corpus),
-                                        ids=data.seq_ids, n_latents=data.corpus.n_latents))
+        _write_view(writer, corpus_pages(data, writer.pages.shown, writer.pages.short_label,
+                                         writer.pages.text))
 
 
 VIEW_CHUNK = 64
@@ -372,4 +425,4 @@ def _links(writer: _SiteWriter, path: str) -> Any:
 
 
 __all__ = ["CORPUS_VIEW", "ORDERS", "PROMPT_LIST", "PROMPT_TOP", "PROMPT_VIEW", "PromptPages",
-           "View", "as_prompts", "signed", "write_prompt_pages", "write_view_pages"]
+           "View", "as_prompts", "corpus_pages", "signed", "write_prompt_pages", "write_view_pages"]

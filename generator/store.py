@@ -403,14 +403,19 @@ def _write_corpus(c: CorpusView, seq_ids: np.ndarray, tmp: Path) -> None:
     _write_view_tables(c, _CORPUS_ENTRIES, _CORPUS_TABLE, CORPUS_FILES, tmp)
 
 
-def _read_corpus(path: Path) -> CorpusView | None:
-    """The corpus view's tables, or None when the store has none (--no-corpus-view)."""
+def _read_corpus(path: Path, seq_ids: np.ndarray) -> CorpusView | None:
+    """The corpus view's tables, or None when the store has none (--no-corpus-view); its
+    sequences must be the store's kept sequences, in order."""
     if not any((path / name).exists() for name in CORPUS_FILES):
         return None
     head, entries, table = (_read_table(path, name) for name in CORPUS_FILES)
     try:
         rows = _arrays_from_table(head)
         columns = _view_columns(entries, table, _CORPUS_ENTRIES, _CORPUS_TABLE)
+        if not np.array_equal(rows["seq"], seq_ids):
+            raise UserError(f"store {path} is damaged ({CORPUS_FILES[0]} does not list the "
+                            "sequences of sequences.parquet); rebuild it with "
+                            "`feature-browser build`")
         loss = rows["loss"] if len(rows["seq"]) else np.zeros((0, 0), np.float32)
         return CorpusView(loss=loss, n_latents=rows["n_latents"], **columns)
     except KeyError as err:
@@ -490,7 +495,7 @@ def read_store(path: Path) -> StoreData:
         vocab = vocab_table.column("bytes").to_pylist()
         return StoreData(meta=meta, latents=LatentTable(**lat), examples=Examples(**ex),
                          seq_ids=seqs["seq"], seq_tokens=seqs["tokens"], vocab=vocab,
-                         prompts=_read_prompts(path), corpus=_read_corpus(path),
+                         prompts=_read_prompts(path), corpus=_read_corpus(path, seqs["seq"]),
                          token_latents=_read_token_latents(path))
     except (KeyError, TypeError) as err:
         raise UserError(f"store {path} is damaged (a table lacks or has unknown columns: {err}); "

@@ -193,7 +193,7 @@
     }
     /* the corpus view of this sequence (generator/promptpages.py), its peak token selected */
     if (document.querySelector("article[data-corpus]")) {
-      var a = el("a", "pvl", "prompt view \u2192");
+      var a = el("a", "pvl", "corpus view \u2192");
       a.href = root + "corpus/" + e.seq + ".html#t=" + e.peak;
       a.title = "Every latent on every token of this sequence";
       tx.appendChild(a);
@@ -644,14 +644,20 @@
       .then(function () {
         result = rank(query, n);
         result.tokens = tokens;
+        /* a latent id typed as the query stays first (rank puts it there), above the token */
+        var q = query.trim().replace(/^#/, "");
+        result.first = /^\d+$/.test(q) && +q < manifest.n ? result.ids.shift() : null;
+        if (tokens) tokens.hits = tokens.hits.filter(function (h) { return h.latent !== result.first; });
         var onToken = tokens ? tokens.hits.map(function (h) { return h.latent; }) : [];
         result.ids = result.ids.filter(function (i) { return onToken.indexOf(i) < 0; });
-        return rowsOf(onToken.concat(result.ids));
+        var lead = result.first == null ? [] : [result.first];
+        return rowsOf(lead.concat(onToken, result.ids));
       })
       .then(function (rows) {
-        var k = result.tokens ? result.tokens.hits.length : 0;
-        result.tokenRows = rows.slice(0, k);
-        result.rows = rows.slice(k);
+        var lead = result.first == null ? 0 : 1, k = result.tokens ? result.tokens.hits.length : 0;
+        result.firstRow = rows[0];
+        result.tokenRows = rows.slice(lead, lead + k);
+        result.rows = rows.slice(lead + k);
         return result;
       });
   }
@@ -688,8 +694,9 @@
         li.appendChild(el("span", "note", row[e] || row[t] || ""));
         list.appendChild(li);
       }
+      if (result.first != null) option(result.first, result.firstRow);
       var tokens = result.tokens;
-      if (tokens) {
+      if (tokens && tokens.hits.length) {
         var head = el("li", "qh", "Fire most on the token \u201c" + tokens.key + "\u201d (mean activation there \u00d7 times):");
         head.setAttribute("role", "presentation");
         list.appendChild(head);
@@ -705,8 +712,8 @@
       result.ids.forEach(function (i, j) { option(i, result.rows[j]); });
       list.hidden = !k;
       input.setAttribute("aria-expanded", k ? "true" : "false");
-      var words = (result.total || result.ids.length) + " latents match";
-      if (tokens) words = tokens.hits.length + " latents fire on the token; " + words;
+      var words = (result.total || k) + " latents match";
+      if (tokens && tokens.hits.length) words = tokens.hits.length + " latents fire on the token; " + words;
       status.textContent = input.value.trim() ? words : "";
     }
 

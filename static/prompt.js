@@ -64,7 +64,7 @@
       return;
     }
     var table = el("table", "tt"), head = el("tr"), body = el("tbody");
-    ["latent", "label", "activation", "\u0394loss"].forEach(function (text, k) { head.appendChild(el("th", k > 1 ? "num" : null, text)); });
+    ["latent", "label", "activation", "\u0394loss (next token)"].forEach(function (text, k) { head.appendChild(el("th", k > 1 ? "num" : null, text)); });
     table.appendChild(el("thead")).appendChild(head);
     top.forEach(function (e) {
       var tr = el("tr"), cell = el("td"), act = el("td", "num"), bar = el("span", "ab");
@@ -84,7 +84,7 @@
     panel.appendChild(el("p", "note", "The " + top.length + " most active latents here (bar: activation / the latent's max over the corpus). " +
       "\u0394loss: change in the loss of predicting the next token when the latent is removed at every non-BOS position of the " + noun + "; " +
       "> 0 (blue) the latent helped, < 0 (red) it hurt" +
-      (noun === "sequence" ? "; n/a: not computed (only for the latents whose page shows this sequence) or undefined." : ".")));
+      (noun === "sequence" ? "; n/a: not computed (only for the latents that have this sequence among their examples) or undefined." : ".")));
   }
 
   function mark(cls, p, on) { if (p >= 0) toks[p].classList.toggle(cls, on); }
@@ -145,12 +145,17 @@
     if (p >= 0) toks[p].scrollIntoView({ block: "nearest" });
   });
 
-  /* #t=P (the corpus view's links from examples): select position P */
-  var wanted = /(?:^#|&)t=(\d+)/.exec(location.hash);
-  if (wanted && +wanted[1] < toks.length && !isBos(+wanted[1])) {
-    select(+wanted[1]);
-    toks[selected].scrollIntoView({ block: "center" });
+  /* #t=P (the corpus view's links from examples): select position P, on load and when the
+     hash changes (back / forward) */
+  function fromHash() {
+    var wanted = /(?:^#|&)t=(\d+)/.exec(location.hash);
+    if (wanted && +wanted[1] < toks.length && !isBos(+wanted[1])) {
+      select(+wanted[1]);
+      toks[selected].scrollIntoView({ block: "center" });
+    }
   }
+  fromHash();
+  window.addEventListener("hashchange", fromHash);
 
   /* ---------------- one latent over the prompt ------------------------------------------- */
 

@@ -101,27 +101,43 @@ def test_search_by_prefix_and_top_token(session: Session) -> None:
 def test_search_by_a_corpus_token(session: Session) -> None:
     """A query that is a corpus token lists the latents firing most on it first (with the mean
     activation, count and token), then the other matches; the keyboard skips the headings."""
-    from generator.search import token_key
-
     data = make_store()
     tl = data.token_latents
     assert tl is not None
     row = next(r for r, t in enumerate(tl.token.tolist()) if data.vocab[t] == b" self")
     page = session.open("index.html")
-    page.fill("#q", "SELF ")
+    page.fill("#q", "SELF ")  # case and surrounding spaces do not matter
     page.wait_for_selector("#qr li.qh")
-    assert token_key("SELF ") == "self"
     heads = page.eval_on_selector_all("#qr li.qh", "ls => ls.map(l => l.textContent)")
-    assert heads[0].startswith("Fire most on the token \u201cself\u201d")
+    assert heads[0] == "Fire most on the token \u201cself\u201d (mean activation there \u00d7 times):"
     items = page.eval_on_selector_all("#qr li[role=option]", "ls => ls.map(l => l.textContent)")
     first = [int(i) for i in tl.latent[row] if i >= 0]
     assert items[0].startswith(f"#{first[0]}") and "on \u201c self\u201d" in items[0]
     mean = float(tl.sum_act[row][0]) / int(tl.count[row][0])
     assert f"{float(f'{mean:.3g}'):g} \u00d7 {int(tl.count[row][0])}" in items[0]
     assert "fire on the token" in page.text_content("#qs")
-    page.keyboard.press("ArrowDown")
+    # the keyboard steps over the headings (the list starts with one): down selects the first
+    # option, up from there wraps to the last
+    selected = page.locator("#qr li[aria-selected=true]")
+    for key, want in (("ArrowDown", items[0]), ("ArrowUp", items[-1]), ("ArrowDown", items[0])):
+        page.keyboard.press(key)
+        assert selected.count() == 1 and selected.get_attribute("role") == "option"
+        assert page.get_attribute("#q", "aria-activedescendant") == selected.get_attribute("id")
+        assert selected.text_content() == want
+    latent = selected.locator("a").text_content()[1:]
     page.keyboard.press("Enter")
-    page.wait_for_url(f"**/features/{first[0]}.html")
+    page.wait_for_url(f"**/features/{latent}.html")
+
+
+def test_a_latent_id_stays_first_above_its_token(session: Session) -> None:
+    """"1" is a latent id and a corpus token (" 1"): the latent comes first, Enter opens it."""
+    page = session.open("index.html")
+    page.fill("#q", "1")
+    page.wait_for_selector("#qr li.qh")
+    first = page.locator("#qr li").first
+    assert first.get_attribute("role") == "option" and first.locator("a").text_content() == "#1"
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/features/1.html")
 
 
 def test_search_keyboard_navigation(session: Session) -> None:

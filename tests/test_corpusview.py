@@ -143,6 +143,21 @@ def test_store_round_trip(tmp_path):
     assert not list((tmp_path / "plain").glob("corpus*"))
 
 
+def test_a_store_whose_corpus_view_lists_other_sequences_is_refused(tmp_path):
+    import pyarrow.parquet as pq
+
+    from generator.errors import UserError
+
+    write_store(with_corpus(make_store()), tmp_path / "store")
+    path = tmp_path / "store" / "corpus_seqs.parquet"
+    table = pq.read_table(path)
+    seq = table.column("seq").to_numpy().copy()
+    seq[[0, 1]] = seq[[1, 0]]
+    pq.write_table(table.set_column(0, "seq", [seq]), path)
+    with pytest.raises(UserError, match="damaged .corpus_seqs.parquet does not list"):
+        read_store(tmp_path / "store")
+
+
 def test_dloss_comes_from_the_examples_of_the_same_sequence_and_latent():
     from generator.promptpages import as_prompts
 
@@ -235,10 +250,43 @@ def test_blob_and_table_hold_the_store(corpus_site):
         assert f"{view.n_latents[r]} latents active" in page
         assert len(blob["r"][0]) == 2 and blob["k"] == CORPUS_LIST  # max and total only
         assert "data-sort=2" not in page and "<th class=num>total |Δloss|" in page
-        # the latents whose page shows this sequence
+        # the latents whose page shows this sequence (the fake store's pages show every example)
         shown = sorted({int(i) for i in data.examples.latent[data.examples.seq == seq]})
         links = re.search(r"<p class=note id=shown>(.*?)</p>", page, re.S).group(1)
         assert [int(x) for x in re.findall(r"#(\d+)</a>", links)] == shown[:12]
+
+
+def test_pages_only_for_the_sequences_the_site_shows(tmp_path, monkeypatch):
+    """With one sample shown per interval (of the 2 stored), the sequences that only unshown
+    samples point to get no page (no page would link to them), and "shown on" names only the
+    latents whose page shows the sequence; Δloss still comes from every stored example."""
+    from generator import render
+    from generator.pages import shown_mask
+    from generator.render import render_site
+
+    showing = replace(render.DEFAULT_SHOWING, per_interval=1)
+    monkeypatch.setattr(render, "DEFAULT_SHOWING", showing)
+    data = with_corpus(make_store())
+    ex = data.examples
+    shown = shown_mask(data, showing)
+    visible = np.unique(ex.seq[shown])
+    assert 0 < len(visible) < len(data.seq_ids)  # some sequences only unshown samples keep
+    out = render_site(data, tmp_path / "site", quiet=True).out
+    pages = sorted(int(p.stem) for p in (out / "corpus").glob("[0-9]*.html"))
+    assert pages == visible.tolist()
+    assert f">{len(visible)} corpus sequences<" in (out / "index.html").read_text()
+    for seq in visible.tolist():
+        page = (out / "corpus" / f"{seq}.html").read_text()
+        links = re.search(r"<p class=note id=shown>(.*?)</p>", page, re.S).group(1)
+        want = sorted({int(i) for i in ex.latent[shown & (ex.seq == seq)]})
+        assert [int(x) for x in re.findall(r"#(\d+)</a>", links)] == want[:12]
+    # a sequence's Δloss from an unshown sample of a latent is still on its page
+    hidden = np.flatnonzero(~shown & np.isin(ex.seq, visible))
+    assert len(hidden)
+    j = int(hidden[0])
+    blob = blob_of((out / "corpus" / f"{int(ex.seq[j])}.html").read_text())
+    entries = [e for top in blob["t"] for e in top if e[0] == int(ex.latent[j])]
+    assert entries and all(len(e) == 3 for e in entries)
 
 
 def test_no_corpus_pages_when_compact_or_absent(tmp_path):
