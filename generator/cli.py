@@ -52,6 +52,9 @@ def make_parser() -> argparse.ArgumentParser:
     compact = next(f for f in fields(BuildConfig) if f.name == "compact")
     render.add_argument("--compact", action=argparse.BooleanOptionalAction, default=False,
                         help=compact.metadata["help"])
+    corpus_view = next(f for f in fields(BuildConfig) if f.name == "corpus_view")
+    render.add_argument("--corpus-view", action=argparse.BooleanOptionalAction, default=True,
+                        help=corpus_view.metadata["help"] + " (when the store has it)")
     site_url = next(f for f in fields(BuildConfig) if f.name == "site_url")
     render.add_argument("--site-url", default=None, metavar="SITE_URL",
                         help=site_url.metadata["help"])
@@ -97,7 +100,7 @@ def _render(args: argparse.Namespace) -> Any:
     data = times.run("read store", read_store, args.store)
     expl = load_explanations(args.explanations) if args.explanations else None
     times.run("render", render_site, data, args.out, explanations=expl, quiet=args.quiet,
-              compact=args.compact, site_url=site_url)
+              compact=args.compact, site_url=site_url, corpus_view=args.corpus_view)
     return times
 
 

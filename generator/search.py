@@ -165,9 +165,16 @@ class SearchIndex:
         return n_shards, paths
 
 
+JS_SPACE = ("\t\n\x0b\x0c\r \xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
+            + "\u2028\u2029\u202f\u205f\u3000\ufeff")
+"""what JavaScript's String.prototype.trim removes (Python's strip() also removes \x1c-\x1f and
+\x85, and keeps \ufeff)."""
+
+
 def token_key(text: str) -> str:
-    """The token index's key of a token's text (the client applies the same rule to queries)."""
-    return normalise(text).strip()
+    """The token index's key of a token's text: NFKC, lower case, stripped as the client's
+    `trim()` strips a query."""
+    return normalise(text).strip(JS_SPACE)
 
 
 def token_index_files(token: np.ndarray, latent: np.ndarray, sum_act: np.ndarray,

@@ -129,6 +129,21 @@ def test_search_by_a_corpus_token(session: Session) -> None:
     page.wait_for_url(f"**/features/{latent}.html")
 
 
+def test_token_keys_are_stripped_as_the_browser_trims(session: Session) -> None:
+    """search.JS_SPACE, which token_key strips, is exactly what String.prototype.trim removes."""
+    from generator.search import JS_SPACE, token_key
+
+    page = session.open("index.html")
+    trimmed = page.evaluate("""() => { const out = [];
+        for (let c = 0; c < 0x10000; c++) {
+          const ch = String.fromCharCode(c);
+          if ((ch + "x" + ch).trim() === "x") out.push(c);
+        }
+        return out; }""")
+    assert sorted(trimmed) == sorted(map(ord, JS_SPACE))
+    assert token_key("\ufeff Self\x85") == "self\x85"
+
+
 def test_a_latent_id_stays_first_above_its_token(session: Session) -> None:
     """"1" is a latent id and a corpus token (" 1"): the latent comes first, Enter opens it."""
     page = session.open("index.html")

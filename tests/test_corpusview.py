@@ -290,12 +290,16 @@ def test_pages_only_for_the_sequences_the_site_shows(tmp_path, monkeypatch):
 
 
 def test_no_corpus_pages_when_compact_or_absent(tmp_path):
+    from generator.cli import main
     from generator.render import render_site
 
     compact = render_site(with_corpus(make_store()), tmp_path / "c", quiet=True,
                           compact=True).out
     plain = render_site(make_store(), tmp_path / "p", quiet=True).out
-    for out in (compact, plain):
+    write_store(with_corpus(make_store()), tmp_path / "store")
+    assert main(["render", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "n"),
+                 "--no-corpus-view", "--quiet"]) == 0
+    for out in (compact, plain, tmp_path / "n"):
         assert not (out / "corpus").exists()
         assert "corpus/index.html" not in (out / "index.html").read_text()
         assert "data-corpus" not in (out / "features" / "0.html").read_text()
