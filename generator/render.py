@@ -147,7 +147,31 @@ def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None 
     report = _measure(out, data.latents.d_sae, time.perf_counter() - start)
     log.info("wrote %d pages (%.1f MB, %.0f KB per latent) to %s in %.1f s", report.pages,
              report.total_bytes / 1e6, report.bytes_per_latent / 1e3, out, report.seconds)
+    if report.total_bytes > PAGES_LIMIT:
+        log.warning(size_advice(report))
     return report
+
+
+PAGES_LIMIT = 1_000_000_000
+"""GitHub Pages' limit on a published site (1 GB)."""
+
+
+def size_advice(report: RenderReport) -> str:
+    """One line: the site is over GitHub Pages' limit, its largest parts, and the options that
+    shrink them (those that apply to this site)."""
+    parts = sorted(report.bytes_by_part.items(), key=lambda kv: -kv[1])[:3]
+    listed = ", ".join(f"{name}/ {size / 1e6:,.0f} MB" for name, size in parts)
+    fixes = []
+    if "corpus" in report.bytes_by_part:
+        fixes.append(f"--no-corpus-view drops corpus/ "
+                     f"({report.bytes_by_part['corpus'] / 1e6:,.0f} MB)")
+    if "cards" in report.bytes_by_part:
+        fixes.append("leaving out --site-url drops cards/")
+    if "embed" in report.bytes_by_part:  # only the default site has embed files
+        fixes.append("--compact ships less per latent (README, Site size)")
+    advice = "; ".join(fixes) if fixes else "host it elsewhere, or analyse fewer latents"
+    return (f"the site is {report.total_bytes / 1e9:.2f} GB, over GitHub Pages' 1 GB limit "
+            f"(largest: {listed}); {advice}")
 
 
 def load_explanations(path: Path) -> dict[int, str]:

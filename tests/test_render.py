@@ -1111,3 +1111,33 @@ def test_cards_render_the_same_in_parallel(tmp_path: Path) -> None:
         assert (one / "cards" / f"{i}.png").read_bytes() == (two / "cards" / f"{i}.png").read_bytes()
         assert ((one / "features" / f"{i}.html").read_bytes()
                 == (two / "features" / f"{i}.html").read_bytes())
+
+
+def test_a_site_over_the_pages_limit_says_what_to_drop(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Over GitHub Pages' limit (here lowered to 100 KB), the render warns in one line with the
+    largest parts and the options that apply to this site; under it, nothing is said."""
+    import logging
+
+    from tests.fake_corpus import with_corpus
+
+    data = with_corpus(make_store())
+    caplog.set_level(logging.WARNING, logger="generator.render")
+    render_site(data, tmp_path / "under", quiet=True)
+    assert not caplog.records
+    monkeypatch.setattr(render_mod, "PAGES_LIMIT", 100_000)
+    report = render_site(data, tmp_path / "over", quiet=True, site_url="https://u.github.io/r/")
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "\n" not in line and "over GitHub Pages' 1 GB limit" in line
+    assert f"{report.total_bytes / 1e9:.2f} GB" in line
+    biggest = max(report.bytes_by_part, key=lambda k: report.bytes_by_part[k])
+    assert f"largest: {biggest}/" in line
+    for fix in ("--no-corpus-view drops corpus/", "leaving out --site-url drops cards/",
+                "--compact ships less"):
+        assert fix in line
+    caplog.clear()
+    render_site(data, tmp_path / "compact", quiet=True, compact=True)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "--no-corpus-view" not in line and "--compact" not in line and "cards/" not in line
+    assert "host it elsewhere" in line
