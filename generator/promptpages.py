@@ -123,6 +123,9 @@ class PromptPage:
     blob: Markup
     prev: int | None
     next: int | None
+    dloss_column: bool
+    """the table has a total |Δloss| column: always in the prompt view; in the corpus view when
+    some row's Δloss was computed."""
     shown_on: list[int]
     """corpus view: the first SHOWN_ON latents whose page shows this sequence as an example..."""
     n_shown: int
@@ -235,6 +238,7 @@ class PromptPages:
             blob=_script_json(blob),
             prev=int(self.ids[n - 1]) if n > 0 else None,
             next=int(self.ids[n + 1]) if n + 1 < len(p) else None,
+            dloss_column=view.dloss_all or any(r.dloss != "—" for r in rows),
             shown_on=shown[:SHOWN_ON], n_shown=len(shown))
 
     def parts_of(self, n: int) -> list[str | int]:

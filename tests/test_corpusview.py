@@ -249,7 +249,9 @@ def test_blob_and_table_hold_the_store(corpus_site):
             assert values[0::2] == view.pos[j].tolist()
         assert f"{view.n_latents[r]} latents active" in page
         assert len(blob["r"][0]) == 2 and blob["k"] == CORPUS_LIST  # max and total only
-        assert "data-sort=2" not in page and "<th class=num>total |Δloss|" in page
+        known = np.isfinite(p.s_sum_abs_dloss[view.s_row == r]).any()
+        assert "data-sort=2" not in page
+        assert ("<th class=num>total |Δloss|" in page) == known
         # the latents whose page shows this sequence (the fake store's pages show every example)
         shown = sorted({int(i) for i in data.examples.latent[data.examples.seq == seq]})
         links = re.search(r"<p class=note id=shown>(.*?)</p>", page, re.S).group(1)
@@ -303,3 +305,15 @@ def test_no_corpus_pages_when_compact_or_absent(tmp_path):
         assert not (out / "corpus").exists()
         assert "corpus/index.html" not in (out / "index.html").read_text()
         assert "data-corpus" not in (out / "features" / "0.html").read_text()
+
+
+def test_without_ablation_the_pages_say_so_and_drop_the_dloss_column(tmp_path):
+    from generator.render import render_site
+
+    data = with_corpus(make_store(optional=False))
+    assert data.examples.dloss is None and not data.meta.has_ablation
+    out = render_site(data, tmp_path / "site", quiet=True).out
+    for path in list((out / "corpus").glob("[0-9]*.html"))[:5]:
+        page = path.read_text()
+        assert "This build ran without ablation" in page and "total |Δloss|" not in page
+        assert all(len(e) == 2 for top in blob_of(page)["t"] for e in top)
