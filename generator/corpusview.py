@@ -1,7 +1,8 @@
 """The corpus view's compute: what fires on each token of every sequence the site keeps.
 
-Every sequence that a latent page shows as an example (StoreData.seq_ids) gets a page
-`corpus/<seq>.html` like a prompt page (generator/promptpages.py). The activations are the SAE's
+Every sequence the store keeps (StoreData.seq_ids: those some example points to) is computed;
+the site gives a page `corpus/<seq>.html`, like a prompt page (generator/promptpages.py), to
+each one that a shown example points to. The activations are the SAE's
 own `encode` of the hook activation at every non-BOS position, as in the statistics. For each
 sequence the store keeps (store.CorpusView):
 
@@ -18,8 +19,8 @@ sequence the store keeps (store.CorpusView):
 So a page's per-token lists and its table are exact, and it can colour the tokens by any table
 latent. Δloss is not recomputed here: removing every active latent of every kept sequence would
 cost one forward pass per (sequence, active latent), about 590 per demo sequence. The render
-takes it from the examples' ablation, which used the same definition, for the latents whose
-page shows the sequence.
+takes it from the examples' ablation, which used the same definition, for the latents that
+have the sequence among their examples.
 
 Memory (one batch of B sequences of ctx positions, B the engine's batch size): the model's
 activations up to the hook and after it for the clean loss (as pass 1 and the ablation), the
