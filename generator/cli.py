@@ -53,8 +53,10 @@ def make_parser() -> argparse.ArgumentParser:
     render.add_argument("--compact", action=argparse.BooleanOptionalAction, default=False,
                         help=compact.metadata["help"])
     corpus_view = next(f for f in fields(BuildConfig) if f.name == "corpus_view")
-    render.add_argument("--corpus-view", action=argparse.BooleanOptionalAction, default=True,
-                        help=corpus_view.metadata["help"] + " (when the store has it)")
+    render.add_argument("--corpus-view", action=argparse.BooleanOptionalAction, default=None,
+                        help=corpus_view.metadata["help"].replace(
+                            "; default: on; off with --compact)",
+                            "), when the store has it (default: on; off with --compact)"))
     site_url = next(f for f in fields(BuildConfig) if f.name == "site_url")
     render.add_argument("--site-url", default=None, metavar="SITE_URL",
                         help=site_url.metadata["help"])

@@ -19,8 +19,8 @@ sequence the store keeps (store.CorpusView):
 So a page's per-token lists and its table are exact, and it can colour the tokens by any table
 latent. Δloss is not recomputed here: removing every active latent of every kept sequence would
 cost one forward pass per (sequence, active latent), about 590 per demo sequence. The render
-takes it from the examples' ablation, which used the same definition, for the latents that
-have the sequence among their examples.
+takes it from the examples' ablation, which used the same definition, for the latents whose
+page shows the sequence.
 
 Memory (one batch of B sequences of ctx positions, B the engine's batch size): the model's
 activations up to the hook and after it for the clean loss (as pass 1 and the ablation), the

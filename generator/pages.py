@@ -68,7 +68,7 @@ from generator.charts import (
 )
 from generator.mapview import MapSpot, SiteMap
 from generator.quality import AT_BOS, AT_FIRST, DEAD, DENSE, FLAGS, SINGLE, latent_quality
-from generator.search import SEARCH_FORMAT, dumps
+from generator.search import MAX_POSTINGS, SEARCH_FORMAT, dumps
 from generator.store import EXAMPLE_TOP, StoreData
 from generator.tokens import Display, TokenText, display_text, token_html
 
@@ -313,6 +313,8 @@ class IndexPage:
     search_version: int = SEARCH_FORMAT
     token_shards: int = 0
     """shards of the token index (search/t<k>.js); 0: none."""
+    max_postings: int = MAX_POSTINGS
+    """postings a term lists at most (the search says "N+" when a term's list is full)."""
     explained: int = 0
     extra: dict[str, str] = field(default_factory=dict)
     figures: list[tuple[str, str]] = field(default_factory=list)

@@ -9,7 +9,7 @@ view's, from its `CorpusView` (generator/corpusview.py): pure, no torch.
 
 The two views differ only in their `View`: the corpus view lists CORPUS_TOP latents per token
 and CORPUS_LIST per order, and its table sorts by max and total activation only, since Δloss is
-known only for the latents that have the sequence among their examples (taken from their ablation,
+known only for the latents whose page shows the sequence (taken from their examples' ablation,
 `as_prompts`); elsewhere the page says "n/a" and the table "—".
 
 A prompt page server-renders its tokens (one `<i>` per position, BOS as the muted BOS marker,
@@ -23,7 +23,10 @@ JSON blob in a `<script type=application/json>` (escaped for a script context: n
        left out where not computed (corpus view)
     l  per position: the clean loss of predicting the next token (null where undefined)
     a  {latent: [position, activation, ...]} every active position of each latent the page names
-       (corpus view: of each table latent)
+       (corpus view: of each table latent, and of each latent whose page shows the sequence)
+    x  corpus view only: {latent: [position, Δloss, ...]} at the active positions of each latent
+       whose page shows the sequence, from that example (`#t=P&l=I`, the link from an example
+       of latent I, lights I and lists it at P even outside the token's top)
     n  {latent: [label, max activation over the corpus]} the label (explanation or top tokens)
        and the colour scale (activation / max, as on latent pages)
     r  per table row, in page order: its rank by each of the view's orders (max activation,
@@ -156,7 +159,7 @@ class PromptPages:
     def __init__(self, data: StoreData, label: Any, text: Any, view: View | None = None,
                  source: Prompts | None = None, ids: np.ndarray | None = None,
                  n_latents: np.ndarray | None = None,
-                 shown_on: Callable[[int], list[int]] | None = None) -> None:
+                 shown_on: Callable[[int], list[tuple[int, int]]] | None = None) -> None:
         p = source if source is not None else data.prompts
         assert p is not None
         view = view or PROMPT_VIEW
@@ -214,6 +217,9 @@ class PromptPages:
         acts: dict[str, list[float]] = {}
         for e in np.flatnonzero(np.isin(latent, coloured)).tolist():  # by position
             acts.setdefault(str(int(latent[e])), []).extend([int(pos[e]), round3(float(act[e]))])
+        origin = self._shown(int(self.ids[n])) if self._shown is not None else []
+        extra = self.example_data(origin, acts)
+        named = sorted(set(named) | {i for i, _ in origin})
         max_act = self.data.latents.max_act
         blob = {
             "t": per_pos,
@@ -222,12 +228,13 @@ class PromptPages:
             "n": {str(i): [self.label(i), round3(float(max_act[i]))] for i in named},
             "r": [[int(x) for x in ranks[j]] for j in keep.tolist()],
             "k": view.k,
+            **extra,
         }
         text = display_parts(self.parts_of(n))
         num, noun = int(self.ids[n]), view.noun.capitalize()
         title = f"{noun} {num}: {_clip(display_text(display_parts(_clip_parts(self.parts_of(n), 80))), 60)}"
         meta = self.data.meta
-        shown = self._shown(num) if self._shown is not None else []
+        shown = [i for i, _ in origin]
         return PromptPage(
             n=num, title=title,
             description=_clip(f"What fires on each token of {view.noun} {num}, for {meta.sae} "
@@ -240,6 +247,24 @@ class PromptPages:
             next=int(self.ids[n + 1]) if n + 1 < len(p) else None,
             dloss_column=view.dloss_all or any(r.dloss != "—" for r in rows),
             shown_on=shown[:SHOWN_ON], n_shown=len(shown))
+
+    def example_data(self, origin: list[tuple[int, int]],
+                     acts: dict[str, list[float]]) -> dict[str, Any]:
+        """Corpus view: each latent whose page shows the sequence, from that example row (the
+        numbers its page shows): its activations where `acts` lacks them, and under `x` its
+        Δloss at its active positions ({latent: [position, Δloss or null, ...]})."""
+        if not origin:
+            return {}
+        ex, x = self.data.examples, {}
+        for i, row in origin:
+            at = np.flatnonzero(ex.acts[row] > 0)
+            if str(i) not in acts:
+                acts[str(i)] = [v for p in at.tolist()
+                                for v in (p, round3(float(ex.acts[row][p])))]
+            if ex.dloss is not None:
+                x[str(i)] = [v for p in at.tolist()
+                             for v in (p, _finite3(float(ex.dloss[row][p])))]
+        return {"x": x} if x else {}
 
     def parts_of(self, n: int) -> list[str | int]:
         """A prompt's text as given; a corpus sequence's decoded text (its non-BOS tokens' bytes
@@ -295,15 +320,15 @@ def _example_keys(data: StoreData, rows: np.ndarray | None = None) -> tuple[np.n
     return unique, rows[first]
 
 
-def _shown_on(data: StoreData, shown: np.ndarray) -> Callable[[int], list[int]]:
-    """seq -> the latents whose page shows it as an example (ascending); `shown` marks the
-    example rows the pages show (PageBuilder.shown)."""
-    keys, _ = _example_keys(data, np.flatnonzero(shown))
+def _shown_on(data: StoreData, shown: np.ndarray) -> Callable[[int], list[tuple[int, int]]]:
+    """seq -> (latent, example row) of each latent whose page shows it as an example (ascending
+    latent); `shown` marks the example rows the pages show (PageBuilder.shown)."""
+    keys, rows = _example_keys(data, np.flatnonzero(shown))
     seqs, latents = np.divmod(keys, data.latents.d_sae)
 
-    def shown_on(seq: int) -> list[int]:
+    def shown_on(seq: int) -> list[tuple[int, int]]:
         lo, hi = np.searchsorted(seqs, [seq, seq + 1])
-        return [int(x) for x in latents[lo:hi]]
+        return [(int(i), int(r)) for i, r in zip(latents[lo:hi], rows[lo:hi], strict=True)]
     return shown_on
 
 
@@ -314,7 +339,8 @@ def corpus_pages(data: StoreData, shown: np.ndarray, label: Any, text: Any) -> P
     assert data.corpus is not None
     keep = np.flatnonzero(np.isin(data.seq_ids, data.examples.seq[shown]))
     view = _rows_of(data.corpus, keep)
-    return PromptPages(data, label, text, CORPUS_VIEW, as_prompts(data, view, keep),
+    source = as_prompts(data, view, keep, np.flatnonzero(shown))
+    return PromptPages(data, label, text, CORPUS_VIEW, source,
                        ids=data.seq_ids[keep], n_latents=view.n_latents,
                        shown_on=_shown_on(data, shown))
 
@@ -332,18 +358,19 @@ def _rows_of(view: CorpusView, keep: np.ndarray) -> CorpusView:
         s_n_active=view.s_n_active[s], s_max_act=view.s_max_act[s], s_sum_act=view.s_sum_act[s])
 
 
-def as_prompts(data: StoreData, view: CorpusView, keep: np.ndarray | None = None) -> Prompts:
+def as_prompts(data: StoreData, view: CorpusView, keep: np.ndarray | None = None,
+               examples: np.ndarray | None = None) -> Prompts:
     """The corpus view as the prompt view's data: the kept sequences' tokens (`keep`: the rows
     of StoreData.seq_ids the view holds, default all) and the view's entries, with Δloss taken
-    from the examples of the same (sequence, latent) where the build ablated it (any stored
-    example, shown or not: the same definition, generator/engine.py; a pair that is both a top
-    example and an interval sample has the same numbers in both, the first row is read) and NaN
-    elsewhere."""
+    from the example rows `examples` (default all; the site passes the shown ones, so that every
+    Δloss can be found on a latent page) of the same (sequence, latent) where the build ablated
+    it (the same definition, generator/engine.py; a pair that is both a top example and an
+    interval sample has the same numbers in both, the first row is read) and NaN elsewhere."""
     d_sae = data.latents.d_sae
     keep = np.arange(len(data.seq_ids)) if keep is None else keep
     seqs = data.seq_ids[keep].astype(np.int64)
     n = len(seqs)
-    keys, rows = _example_keys(data)
+    keys, rows = _example_keys(data, examples)
     dl = data.examples.dloss
 
     def lookup(row: np.ndarray, latent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

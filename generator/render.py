@@ -120,13 +120,13 @@ def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None 
                 quiet: bool = False, *, table_rows: int = TABLE_PAGE,
                 compact: bool = False, shard_bytes: int = SHARD_TARGET_BYTES,
                 workers: int | None = None, chunk: int = LATENT_CHUNK,
-                site_url: str | None = None, corpus_view: bool = True) -> RenderReport:
+                site_url: str | None = None, corpus_view: bool | None = None) -> RenderReport:
     """Render the whole site into `out`, atomically: the old site stays intact if anything fails.
 
     `compact` ships less of each latent (generator.pages.COMPACT_SHOWING) so that a 131,072-latent
     site fits in 1 GB. `site_url`, the site's public address, adds absolute links (og:url,
-    canonical) and a link card per latent (cards/<id>.png) to the pages. `corpus_view` False
-    leaves the corpus view's pages out (so does `compact`).
+    canonical) and a link card per latent (cards/<id>.png) to the pages. `corpus_view` writes
+    the corpus view's pages (True) or not (False); None: unless `compact`.
 
     `table_rows` (rows per index-table page and file) and `shard_bytes` (target size of a search
     shard) exist so that tests can shard a small store as finely as a 131k-latent one. Pages
@@ -140,8 +140,8 @@ def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None 
     _check_target(out)
     with atomic_dir(out) as tmp:
         showing = COMPACT_SHOWING if compact else DEFAULT_SHOWING
-        if not corpus_view:
-            showing = dataclasses.replace(showing, corpus_view=False)
+        if corpus_view is not None:
+            showing = dataclasses.replace(showing, corpus_view=corpus_view)
         _SiteWriter(data, tmp, explanations, quiet, table_rows, shard_bytes, workers, chunk,
                     showing, root_url).write_all()
     report = _measure(out, data.latents.d_sae, time.perf_counter() - start)

@@ -191,10 +191,12 @@
       var lvl = acts[pos] || Math.floor((colours[pos] || 0) * ACT_LEVELS / LEVELS);
       appendToken(tx, store.symbols[seq[pos]], tokenClasses(lvl, pos === e.peak, dl[pos] || 0));
     }
-    /* the corpus view of this sequence (generator/promptpages.py), its peak token selected */
-    if (document.querySelector("article[data-corpus]")) {
+    /* the corpus view of this sequence (generator/promptpages.py), its peak token selected and
+       this latent lit */
+    var art = document.querySelector("article[data-corpus]");
+    if (art) {
       var a = el("a", "pvl", "corpus view \u2192");
-      a.href = root + "corpus/" + e.seq + ".html#t=" + e.peak;
+      a.href = root + "corpus/" + e.seq + ".html#t=" + e.peak + "&l=" + art.getAttribute("data-corpus");
       a.title = "Every latent on every token of this sequence";
       tx.appendChild(a);
     }
@@ -589,12 +591,15 @@
 
   function shardOf(term, n) { return fnv1a(Array.from(term).slice(0, 2).join("")) % n; }
 
-  /* latent -> best score for one query term: exact matches count fully, prefixes 60%. */
+  /* latent -> best score for one query term: exact matches count fully, prefixes 60%. A term
+     whose postings list is full (data-postings) may match more latents than it lists: `full`. */
+  var fullAt = 0, full = false;
   function matchTerm(term, n) {
     var shard = store.shards[shardOf(term, n)] || {}, hits = {}, single = Array.from(term).length < 2;
     for (var key in shard) {
       if (key !== term && (single || key.lastIndexOf(term, 0) !== 0)) continue;
       var weight = key === term ? 1 : 0.6, list = shard[key];
+      if (fullAt && list.length >= 2 * fullAt) full = true;
       for (var k = 0; k + 1 < list.length; k += 2) {
         var s = list[k + 1] * weight;
         if (!(hits[list[k]] >= s)) hits[list[k]] = s;
@@ -605,6 +610,7 @@
 
   function rank(query, n) {
     var scores = {}, matched = {}, terms = termsOf(query);
+    full = false;
     terms.forEach(function (term) {
       var hits = matchTerm(term, n);
       for (var id in hits) { scores[id] = (scores[id] || 0) + hits[id]; matched[id] = (matched[id] || 0) + 1; }
@@ -615,7 +621,7 @@
     if (/^\d+$/.test(q) && +q < manifest.n) {
       ids = [+q].concat(ids.filter(function (i) { return i !== +q; }));
     }
-    return { ids: ids.slice(0, 20), total: ids.length, terms: terms };
+    return { ids: ids.slice(0, 20), all: ids, total: ids.length, terms: terms, full: full, query: query };
   }
 
   /* The token index (generator/search.py): the whole query as one corpus token's key ->
@@ -650,6 +656,8 @@
         if (tokens) tokens.hits = tokens.hits.filter(function (h) { return h.latent !== result.first; });
         var onToken = tokens ? tokens.hits.map(function (h) { return h.latent; }) : [];
         result.ids = result.ids.filter(function (i) { return onToken.indexOf(i) < 0; });
+        /* the matches not already listed (on the token, or as the typed id) */
+        result.total = result.all.filter(function (i) { return onToken.indexOf(i) < 0 && i !== result.first; }).length;
         var lead = result.first == null ? [] : [result.first];
         return rowsOf(lead.concat(onToken, result.ids));
       })
@@ -667,7 +675,8 @@
     if (!input || !manifest) return;
     var list = document.getElementById("qr"), status = document.getElementById("qs");
     var n = +input.getAttribute("data-shards") || 1, selected = -1, seq = 0, timer = null;
-    var tn = +input.getAttribute("data-token-shards") || 0;
+    var tn = +input.getAttribute("data-token-shards") || 0, shownFor = "";
+    fullAt = +input.getAttribute("data-postings") || 0;
 
     function select(k) {
       var items = list.querySelectorAll("li[role=option]");
@@ -712,18 +721,33 @@
       result.ids.forEach(function (i, j) { option(i, result.rows[j]); });
       list.hidden = !k;
       input.setAttribute("aria-expanded", k ? "true" : "false");
-      var words = (result.total || k) + " latents match";
-      if (tokens && tokens.hits.length) words = tokens.hits.length + " latents fire on the token; " + words;
+      shownFor = result.query || "";
+      var total = result.total || 0, onToken = tokens ? tokens.hits.length : 0;
+      var parts = [];
+      if (result.first != null) parts.push("latent " + result.first);
+      if (onToken) parts.push("the " + onToken + " latents that fire most on the token");
+      parts.push(total + (result.full ? "+" : "") + (parts.length ? " other" : "") +
+        (total === 1 && !result.full ? " latent matches" : " latents match"));
+      var words = parts.join("; ");
       status.textContent = input.value.trim() ? words : "";
     }
 
     function fmtMean(x) { return String(+(+x).toPrecision(3)); }
 
+    /* resolves once the results of the box's current text are shown */
     function run() {
       var query = input.value, mine = ++seq;
-      if (!query.trim()) { show({ ids: [], rows: [], total: 0 }); return; }
-      search(query, n, tn).then(function (r) { if (mine === seq) show(r); },
+      clearTimeout(timer);
+      if (!query.trim()) { show({ ids: [], rows: [], total: 0, query: query }); return Promise.resolve(); }
+      return search(query, n, tn).then(function (r) { if (mine === seq) show(r); },
         function (err) { status.textContent = String(err.message || err); });
+    }
+
+    /* Enter opens the selected (or first) result of what the box says now: typed fast, the
+       list may still show an earlier text's results, so those are searched first */
+    function open() {
+      var items = list.querySelectorAll("li[role=option] a");
+      if (items.length) location.href = items[Math.max(0, selected)].href;
     }
 
     /* the first keystroke after a pause searches at once; a burst of typing is debounced */
@@ -738,8 +762,8 @@
       if (ev.key === "ArrowDown") { ev.preventDefault(); select(selected + 1); }
       else if (ev.key === "ArrowUp") { ev.preventDefault(); select(selected - 1); }
       else if (ev.key === "Enter") {
-        var items = list.querySelectorAll("li[role=option] a");
-        if (items.length) { ev.preventDefault(); location.href = items[Math.max(0, selected)].href; }
+        ev.preventDefault();
+        if (shownFor === input.value) open(); else run().then(open);
       } else if (ev.key === "Escape") { input.value = ""; run(); }
     });
     list.addEventListener("mousemove", function (ev) {

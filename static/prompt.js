@@ -16,6 +16,9 @@
   var toks = [];
   for (var t = box.firstElementChild; t; t = t.nextElementSibling) if (t.tagName === "I") toks.push(t);
   var selected = -1, hovered = -1, pinned = null, lit = null;
+  /* corpus view: the latent whose example linked here (#t=P&l=I), listed at every token where
+     it is active even outside the token's top */
+  var origin = null;
 
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -58,7 +61,11 @@
     else if (isBos(next)) info = "The next token is a BOS, whose prediction is not scored: no \u0394loss.";
     else info = "Next token \u201c" + toks[next].textContent + "\u201d, predicted with loss " + fmt(d.l[p]) + " nats.";
     panel.appendChild(el("p", "note", info));
-    var top = d.t[p];
+    var top = d.t[p].slice();
+    if (origin != null && !top.some(function (e) { return String(e[0]) === origin; })) {
+      var here = valueAt(d.a[origin], p);
+      if (here != null) top.push([+origin, here, valueAt(d.x && d.x[origin], p)]);
+    }
     if (!top.length) {
       panel.appendChild(el("p", "note", "No latent is active on this token."));
       return;
@@ -66,8 +73,8 @@
     var table = el("table", "tt"), head = el("tr"), body = el("tbody");
     ["latent", "label", "activation", "\u0394loss (next token)"].forEach(function (text, k) { head.appendChild(el("th", k > 1 ? "num" : null, text)); });
     table.appendChild(el("thead")).appendChild(head);
-    top.forEach(function (e) {
-      var tr = el("tr"), cell = el("td"), act = el("td", "num"), bar = el("span", "ab");
+    top.forEach(function (e, k) {
+      var tr = el("tr", k >= d.t[p].length ? "origin" : null), cell = el("td"), act = el("td", "num"), bar = el("span", "ab");
       tr.setAttribute("data-l", e[0]);
       cell.appendChild(latentLink(e[0]));
       tr.appendChild(cell);
@@ -81,10 +88,17 @@
     });
     table.appendChild(body);
     panel.appendChild(table);
-    panel.appendChild(el("p", "note", "The " + top.length + " most active latents here (bar: activation / the latent's max over the corpus). " +
+    if (top.length > d.t[p].length) panel.appendChild(el("p", "note", "Last row: latent #" + origin + ", whose example you came from (not among the " + d.t[p].length + " most active here)."));
+    panel.appendChild(el("p", "note", "The " + d.t[p].length + " most active latents here (bar: activation / the latent's max over the corpus). " +
       "\u0394loss: change in the loss of predicting the next token when the latent is removed at every non-BOS position of the " + noun + "; " +
       "> 0 (blue) the latent helped, < 0 (red) it hurt" +
-      (noun === "sequence" ? "; n/a: not computed (only for the latents that have this sequence among their examples) or undefined." : ".")));
+      (noun === "sequence" ? "; n/a: computed only for the latents whose page shows this sequence, and undefined at the last token." : ".")));
+  }
+
+  /* the value at position p of a [position, value, ...] list, or null */
+  function valueAt(list, p) {
+    for (var j = 0; list && j + 1 < list.length; j += 2) if (list[j] === p) return list[j + 1];
+    return null;
   }
 
   function mark(cls, p, on) { if (p >= 0) toks[p].classList.toggle(cls, on); }
@@ -148,6 +162,10 @@
   /* #t=P (the corpus view's links from examples): select position P, on load and when the
      hash changes (back / forward) */
   function fromHash() {
+    var from = /(?:^#|&)l=(\d+)/.exec(location.hash);
+    origin = from && d.a[from[1]] ? from[1] : null;
+    pinned = origin;
+    light(origin);
     var wanted = /(?:^#|&)t=(\d+)/.exec(location.hash);
     if (wanted && +wanted[1] < toks.length && !isBos(+wanted[1])) {
       select(+wanted[1]);

@@ -115,7 +115,9 @@ def test_search_by_a_corpus_token(session: Session) -> None:
     assert items[0].startswith(f"#{first[0]}") and "on \u201c self\u201d" in items[0]
     mean = float(tl.sum_act[row][0]) / int(tl.count[row][0])
     assert f"{float(f'{mean:.3g}'):g} \u00d7 {int(tl.count[row][0])}" in items[0]
-    assert "fire on the token" in page.text_content("#qs")
+    status = page.text_content("#qs")
+    assert re.fullmatch(f"the {len(first)} latents that fire most on the token; "
+                        r"\d+\+? other latents? match(es)?", status), status
     # the keyboard steps over the headings (the list starts with one): down selects the first
     # option, up from there wraps to the last
     selected = page.locator("#qr li[aria-selected=true]")
@@ -883,9 +885,9 @@ def test_an_example_opens_its_corpus_page_at_its_peak(prompt_session: Session) -
     page.click("#ex-0 em")
     page.wait_for_selector("#ex-0.full a.pvl")
     href = page.locator("#ex-0 a.pvl").get_attribute("href")
-    seq, peak = re.fullmatch(r"\.\./corpus/(\d+)\.html#t=(\d+)", href).groups()
+    seq, peak = re.fullmatch(r"\.\./corpus/(\d+)\.html#t=(\d+)&l=2", href).groups()
     page.click("#ex-0 a.pvl")
-    page.wait_for_url(f"**/corpus/{seq}.html#t={peak}")
+    page.wait_for_url(f"**/corpus/{seq}.html#t={peak}&l=2")
     assert page.locator("h1").text_content() == f"Sequence {seq}"
     # the peak token is selected and the panel lists its latents, latent 2 among them
     page.wait_for_selector(f"#ptok h3:has-text('Position {peak}')")
@@ -893,11 +895,75 @@ def test_an_example_opens_its_corpus_page_at_its_peak(prompt_session: Session) -
     assert cur == int(peak)
     blob = prompt_blob(page)
     rows = panel_rows(page)
-    assert [r[0] for r in rows] == [f"#{e[0]}" for e in blob["t"][int(peak)]]
+    top = [f"#{e[0]}" for e in blob["t"][int(peak)]]
+    assert [r[0] for r in rows][:len(top)] == top and "#2" in [r[0] for r in rows]
+    # latent 2, whose example linked here, is lit (pinned) on arrival
+    lit = page.eval_on_selector_all(
+        "#ptoks > i", "ts => ts.flatMap((t, p) => /\\ba[1-9]\\b/.test(t.className) ? [p] : [])")
+    assert lit == blob["a"]["2"][0::2] and int(peak) in lit
     # Δloss where the build has it (this sequence is latent 2's example), n/a elsewhere
-    for r, e in zip(rows, blob["t"][int(peak)], strict=True):
+    for r, e in zip(rows, blob["t"][int(peak)], strict=False):
         assert (r[3] == "n/a") == (len(e) == 2)
-    assert "not computed" in page.locator("#ptok").text_content()
+    assert "computed only for the latents whose page shows this sequence" in page.locator(
+        "#ptok").text_content()
+
+
+def test_the_linking_latent_is_listed_where_it_is_not_among_the_top(
+        prompt_session: Session, prompt_site: Path) -> None:
+    """#t=P&l=I with latent I active at P but not among P's most active: the panel lists I last,
+    with its activation and Δloss from its example (the blob's a and x)."""
+    import json
+
+    found = None
+    for path in sorted((prompt_site / "corpus").glob("[0-9]*.html")):
+        raw = re.search(r"id=fb-prompt>(.*?)</script>", path.read_text(), re.S).group(1)
+        blob = json.loads(raw)
+        for key, dl in blob.get("x", {}).items():
+            for pos in dl[0::2]:
+                if all(str(e[0]) != key for e in blob["t"][pos]):
+                    found = (path.stem, pos, key, blob)
+                    break
+            if found:
+                break
+        if found:
+            break
+    assert found, "the fake corpus has a linking latent outside some token's top"
+    seq, pos, key, blob = found
+    page = prompt_session.open(f"corpus/{seq}.html#t={pos}&l={key}")
+    page.wait_for_selector(f"#ptok h3:has-text('Position {pos}')")
+    rows = panel_rows(page)
+    assert len(rows) == len(blob["t"][pos]) + 1 and rows[-1][0] == f"#{key}"
+    a, x = blob["a"][key], blob["x"][key]
+    act = a[a[0::2].index(pos) * 2 + 1]
+    dl = x[x[0::2].index(pos) * 2 + 1]
+    assert float(rows[-1][2]) == act
+    assert rows[-1][3] == ("n/a" if dl is None else ("+" if dl > 0 else "") + f"{dl:g}")
+    assert page.locator("#ptok tr.origin").count() == 1
+    assert "whose example you came from" in page.locator("#ptok").text_content()
+
+
+def test_enter_opens_the_result_of_what_was_typed_last(prompt_session: Session) -> None:
+    """Typed fast, Enter arrives before the last search has shown its results: it waits for
+    them instead of opening an earlier text's first result."""
+    page = prompt_session.open("index.html")
+
+    def first_result(query: str) -> str | None:
+        page.fill("#q", "")
+        page.wait_for_function("document.getElementById('qs').textContent === ''")
+        page.fill("#q", query)
+        page.wait_for_function("document.getElementById('qs').textContent !== ''")
+        options = page.locator("#qr li[role=option] a")
+        return options.first.get_attribute("href") if options.count() else None
+
+    # latent ids: "1" lists #1 first, "10" lists #10 first, so a stale list would open #1
+    prefix, text = "1", "10"
+    want = first_result(text)
+    assert want is not None and first_result(prefix) not in (None, want)
+    first_result(prefix)
+    page.locator("#q").press_sequentially(text[len(prefix):], delay=5)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/features/*.html")
+    assert page.url.endswith(want.removeprefix("."))
 
 
 def test_corpus_page_colours_table_and_other_latents(prompt_session: Session) -> None:

@@ -105,7 +105,7 @@ def test_corpus_view_in_store_and_site(built):
     pages = sorted(int(p.stem) for p in (site / "corpus").glob("[0-9]*.html"))
     assert pages == data.seq_ids.tolist()
     assert 'href="corpus/index.html"' in (site / "index.html").read_text()
-    assert " data-corpus>" in (site / "features" / "0.html").read_text()
+    assert " data-corpus=0>" in (site / "features" / "0.html").read_text()
 
 
 def test_no_corpus_view_flag(tmp_path):

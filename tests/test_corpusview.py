@@ -213,7 +213,7 @@ def test_a_page_per_kept_sequence_and_an_index(corpus_site):
     assert f'rel=prev href="{kept[0]}.html"' in page and f'rel=next href="{kept[2]}.html"' in page
     assert 'href="index.html">all sequences<' in page
     # latent pages link their examples to it (static/app.js adds the link to an expanded example)
-    assert " data-corpus>" in (corpus_site / "features" / "0.html").read_text()
+    assert " data-corpus=0>" in (corpus_site / "features" / "0.html").read_text()
 
 
 def test_blob_and_table_hold_the_store(corpus_site):
@@ -243,25 +243,39 @@ def test_blob_and_table_hold_the_store(corpus_site):
         rows = re.findall(r"<tr data-l=(\d+)( hidden)?>", page)
         assert sorted(int(x) for x, _ in rows) == view.s_latent[s].tolist()
         assert sum(not h for _, h in rows) == min(CORPUS_LIST, len(s))
-        assert sorted(int(x) for x in blob["a"]) == view.s_latent[s].tolist()
-        for key, values in blob["a"].items():
+        shown = sorted({int(i) for i in data.examples.latent[data.examples.seq == seq]})
+        assert sorted(int(x) for x in blob["a"]) == sorted(set(view.s_latent[s].tolist()) | set(shown))
+        for key in map(str, view.s_latent[s].tolist()):  # the table's, from the corpus view
             j = e[view.latent[e] == int(key)]
-            assert values[0::2] == view.pos[j].tolist()
+            assert blob["a"][key][0::2] == view.pos[j].tolist()
         assert f"{view.n_latents[r]} latents active" in page
         assert len(blob["r"][0]) == 2 and blob["k"] == CORPUS_LIST  # max and total only
         known = np.isfinite(p.s_sum_abs_dloss[view.s_row == r]).any()
         assert "data-sort=2" not in page
         assert ("<th class=num>total |Δloss|" in page) == known
         # the latents whose page shows this sequence (the fake store's pages show every example)
-        shown = sorted({int(i) for i in data.examples.latent[data.examples.seq == seq]})
         links = re.search(r"<p class=note id=shown>(.*?)</p>", page, re.S).group(1)
         assert [int(x) for x in re.findall(r"#(\d+)</a>", links)] == shown[:12]
+        # ...whose activations (from their example, unless the table has them) and Δloss at
+        # their active positions are on the page, so a link from their page can light them
+        table = set(view.s_latent[s].tolist())
+        assert set(blob["x"]) == {str(i) for i in shown} and set(shown) <= {int(k) for k in blob["n"]}
+        for i in shown:
+            j = int(np.flatnonzero((data.examples.seq == seq) & (data.examples.latent == i))[0])
+            at = np.flatnonzero(data.examples.acts[j] > 0)
+            dl = data.examples.dloss[j]
+            assert blob["x"][str(i)] == [v for q in at.tolist()
+                                         for v in (q, r3(dl[q]) if np.isfinite(dl[q]) else None)]
+            if i not in table:
+                assert blob["a"][str(i)] == [v for q in at.tolist()
+                                             for v in (q, r3(data.examples.acts[j][q]))]
 
 
 def test_pages_only_for_the_sequences_the_site_shows(tmp_path, monkeypatch):
     """With one sample shown per interval (of the 2 stored), the sequences that only unshown
-    samples point to get no page (no page would link to them), and "shown on" names only the
-    latents whose page shows the sequence; Δloss still comes from every stored example."""
+    samples point to get no page (no page would link to them), "shown on" names only the
+    latents whose page shows the sequence, and Δloss comes only from shown examples (so that
+    every number can be found on a latent page)."""
     from generator import render
     from generator.pages import shown_mask
     from generator.render import render_site
@@ -282,13 +296,18 @@ def test_pages_only_for_the_sequences_the_site_shows(tmp_path, monkeypatch):
         links = re.search(r"<p class=note id=shown>(.*?)</p>", page, re.S).group(1)
         want = sorted({int(i) for i in ex.latent[shown & (ex.seq == seq)]})
         assert [int(x) for x in re.findall(r"#(\d+)</a>", links)] == want[:12]
-    # a sequence's Δloss from an unshown sample of a latent is still on its page
-    hidden = np.flatnonzero(~shown & np.isin(ex.seq, visible))
-    assert len(hidden)
-    j = int(hidden[0])
-    blob = blob_of((out / "corpus" / f"{int(ex.seq[j])}.html").read_text())
-    entries = [e for top in blob["t"] for e in top if e[0] == int(ex.latent[j])]
-    assert entries and all(len(e) == 3 for e in entries)
+    # an unshown sample's Δloss is not on the page (no latent page shows where it came from)
+    pairs = set(zip(ex.seq[shown].tolist(), ex.latent[shown].tolist(), strict=True))
+    hidden = [j for j in np.flatnonzero(~shown & np.isin(ex.seq, visible)).tolist()
+              if (int(ex.seq[j]), int(ex.latent[j])) not in pairs]
+    assert hidden
+    checked = 0
+    for j in hidden:
+        blob = blob_of((out / "corpus" / f"{int(ex.seq[j])}.html").read_text())
+        entries = [e for top in blob["t"] for e in top if e[0] == int(ex.latent[j])]
+        assert all(len(e) == 2 for e in entries) and str(int(ex.latent[j])) not in blob["x"]
+        checked += len(entries)
+    assert checked
 
 
 def test_no_corpus_pages_when_compact_or_absent(tmp_path):
@@ -301,6 +320,10 @@ def test_no_corpus_pages_when_compact_or_absent(tmp_path):
     write_store(with_corpus(make_store()), tmp_path / "store")
     assert main(["render", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "n"),
                  "--no-corpus-view", "--quiet"]) == 0
+    # asked for explicitly, --compact keeps it
+    assert main(["render", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "cc"),
+                 "--compact", "--corpus-view", "--quiet"]) == 0
+    assert list((tmp_path / "cc" / "corpus").glob("[0-9]*.html"))
     for out in (compact, plain, tmp_path / "n"):
         assert not (out / "corpus").exists()
         assert "corpus/index.html" not in (out / "index.html").read_text()
