@@ -68,7 +68,7 @@ class BuildConfig:
     corpus_view: bool = _opt(
         "give every sequence the site shows as an example a page corpus/<seq>.html, like a "
         "prompt's: each token's most active latents, and the latents most active over the "
-        "sequence (about 26 KB per sequence; default: on; off with --compact)",
+        "sequence (about 30 KB per sequence; default: on; off with --compact)",
         default=True,
     )
     """Computed by generator/corpusview.py after the statistics (one more forward pass over the
