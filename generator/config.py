@@ -55,7 +55,8 @@ class BuildConfig:
     seed: int = _opt("seed for interval sampling and corpus selection", default=0)
     n_logits: int = _opt("top positive/negative logit tokens shown", default=10)
     logit_bins: int = _opt("bins of the logit-effect histogram", default=50)
-    ablation: bool = _opt("compute per-token ablation (Δloss) for shown examples", default=True)
+    ablation: bool = _opt("compute per-token ablation (Δloss) for shown examples (the prompt view "
+                          "ablates the latents active on its prompts either way)", default=True)
     explanations: Path | None = _opt("jsonl of explanations to show", default=None)
     prompts: Path | None = _opt(
         "prompts for the prompt view: .txt (one prompt per line) or .jsonl (a \"text\" field "
