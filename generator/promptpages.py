@@ -150,6 +150,16 @@ class PromptIndex:
     title: str
     description: str
     prompts: list[PromptEntry]
+    """this list page's rows (LIST_PAGE at most)."""
+    total: int
+    """rows over all list pages."""
+    page: int
+    """1-based number of this list page..."""
+    n_pages: int
+    """...of this many: <folder>/index.html, then index-2.html, index-3.html, ..."""
+    prev: str | None
+    next: str | None
+    """site paths of the neighbouring list pages."""
 
 
 class PromptPages:
@@ -281,10 +291,12 @@ class PromptPages:
         return Markup("".join(BOS_HTML if t == self.bos_id else token_html(d)
                               for t, d in zip(tokens.tolist(), displays, strict=True)))
 
-    def index(self) -> PromptIndex:
+    def index(self, page: int = 1) -> PromptIndex:
+        """List page `page` (1-based) of the view's prompts or sequences."""
         p, meta = self.p, self.data.meta
         entries = []
-        for n in range(len(p)):
+        n_pages = max(1, -(-len(p) // LIST_PAGE))
+        for n in range((page - 1) * LIST_PAGE, min(len(p), page * LIST_PAGE)):
             latents, ranks = self.ranks(n)
             top = latents[np.argsort(ranks[:, 0])[:3]].tolist()
             entries.append(PromptEntry(
@@ -297,7 +309,9 @@ class PromptPages:
             title=f"{noun.capitalize()}s: {meta.sae} on {meta.model}",
             description=(f"What fires on each token of {count(len(p))} {noun}s, for {meta.sae} "
                          f"({meta.hook}) on {meta.model}."),
-            prompts=entries)
+            prompts=entries, total=len(p), page=page, n_pages=n_pages,
+            prev=list_path(self.view.folder, page - 1) if page > 1 else None,
+            next=list_path(self.view.folder, page + 1) if page < n_pages else None)
 
 
 def _finite3(x: float) -> float | None:
@@ -424,6 +438,9 @@ def write_prompt_pages(writer: _SiteWriter) -> None:
 
 VIEW_CHUNK = 64
 """pages per unit of work of the page workers."""
+LIST_PAGE = 1000
+"""rows per list page (corpus/index.html, index-2.html, ...: a list of 24,576 sequences on one
+page would be ~12 MB)."""
 
 
 def _write_view(writer: _SiteWriter, pages: PromptPages) -> None:
@@ -437,8 +454,15 @@ def _write_view(writer: _SiteWriter, pages: PromptPages) -> None:
             pass
     finally:
         writer.view = None
-    path = f"{view.folder}/index.html"
-    writer.render(path, "prompts.html", page=pages.index(), view=view, links=_links(writer, path))
+    for page in range(1, max(1, -(-len(pages.p) // LIST_PAGE)) + 1):
+        path = list_path(view.folder, page)
+        writer.render(path, "prompts.html", page=pages.index(page), view=view,
+                      links=_links(writer, path))
+
+
+def list_path(folder: str, page: int) -> str:
+    """The site path of a view's list page `page` (1-based)."""
+    return f"{folder}/index.html" if page == 1 else f"{folder}/index-{page}.html"
 
 
 def write_view_pages(writer: _SiteWriter, pages: PromptPages, lo: int, hi: int) -> None:

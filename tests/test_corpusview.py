@@ -340,3 +340,30 @@ def test_without_ablation_the_pages_say_so_and_drop_the_dloss_column(tmp_path):
         page = path.read_text()
         assert "This build ran without ablation" in page and "total |Δloss|" not in page
         assert all(len(e) == 2 for top in blob_of(page)["t"] for e in top)
+
+
+def test_the_sequence_list_is_paginated(tmp_path, monkeypatch):
+    """LIST_PAGE rows a list page: index.html, index-2.html, ... hold every sequence once, in
+    order, each linking its neighbours."""
+    from generator import promptpages
+    from generator.render import render_site
+
+    monkeypatch.setattr(promptpages, "LIST_PAGE", 7)
+    data = with_corpus(make_store())
+    out = render_site(data, tmp_path / "site", quiet=True).out
+    n_pages = -(-len(data.seq_ids) // 7)
+    assert n_pages > 2
+    listed = []
+    for page in range(1, n_pages + 1):
+        name = "index.html" if page == 1 else f"index-{page}.html"
+        html = (out / "corpus" / name).read_text()
+        rows = re.findall(r'<tr><td><a href="(\d+)\.html">', html)
+        assert len(rows) == (7 if page < n_pages else len(data.seq_ids) - 7 * (n_pages - 1))
+        listed += [int(r) for r in rows]
+        assert f"page {page} of {n_pages}" in html
+        prev = "index.html" if page == 2 else f"index-{page - 1}.html"
+        assert (f'rel=prev href="{prev}"' in html) == (page > 1)
+        assert (f'rel=next href="index-{page + 1}.html"' in html) == (page < n_pages)
+    assert listed == data.seq_ids.tolist()
+    assert not (out / "corpus" / f"index-{n_pages + 1}.html").exists()
+    assert f"({len(data.seq_ids)})" in (out / "corpus" / "index-2.html").read_text()
