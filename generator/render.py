@@ -19,8 +19,9 @@ Layout of the site (every link relative, so it works from file://, localhost and
     prompts/<n>.html, prompts/index.html   the prompt view, when the store has prompts
                           (generator.promptpages): every token's top latents, the prompt's
                           latents, data inline so that they work from file://
-    corpus/<seq>.html, corpus/index.html   the same view of every kept sequence, when the
-                          store has it and the site is not `compact`
+    corpus/<seq>.html, corpus/index.html   the same view of every sequence a shown example
+                          points to, when the store has it and the site is not `compact` (the
+                          lists: 1,000 rows a page, index-2.html, ...)
     cards/<id>.png        only with `site_url`: the latent's 1200 x 630 link card
                           (generator.cards), its page's og:image / twitter:image
     .nojekyll
