@@ -21,12 +21,16 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from generator.charts import round3, sig
 from generator.search import script_call
 from generator.store import StoreData
+
+if TYPE_CHECKING:
+    from generator.pages import NeighbourRow
 
 POINTS_FILE = "map/points.js"
 OVERVIEW_FILE = "map/overview.png"
@@ -45,14 +49,6 @@ STAT_LEVELS = 254
 
 
 @dataclass(frozen=True)
-class MapNeighbour:
-    latent: int
-    value: str
-    """distance on the map, in map units."""
-    label: str
-
-
-@dataclass(frozen=True)
 class MapSpot:
     """What a latent page shows of the map (generator.pages.LatentPage.map)."""
 
@@ -62,8 +58,8 @@ class MapSpot:
     x: str
     """its coordinates in map units (3 significant digits)."""
     y: str
-    neighbours: list[MapNeighbour]
-    """its nearest latents on the map."""
+    neighbours: list[NeighbourRow]
+    """its nearest latents on the map (value: the distance, in map units)."""
 
 
 class SiteMap:
@@ -90,8 +86,10 @@ class SiteMap:
 
     def spot(self, i: int, label: Callable[[int], str]) -> MapSpot:
         """Latent i's place: `label` names a neighbour (pages.PageBuilder.short_label)."""
+        from generator.pages import NeighbourRow  # the rows every neighbour table shows
+
         left, top = (THUMB_MARGIN + self.unit[i] * (THUMB - 2 * THUMB_MARGIN)) / THUMB * 100
-        rows = [MapNeighbour(int(j), sig(float(d)), label(int(j)))
+        rows = [NeighbourRow(int(j), sig(float(d)), label(int(j)))
                 for j, d in zip(self.nb_ids[i], self.nb_dist[i], strict=True) if j >= 0]
         return MapSpot(left=f"{left:.1f}", top=f"{top:.1f}", x=sig(float(self.xy[i, 0])),
                        y=sig(float(self.xy[i, 1])), neighbours=rows)
@@ -188,5 +186,5 @@ def map_stats(data: StoreData) -> list[dict[str, object]]:
     return out
 
 
-__all__ = ["N_MAP_NEIGHBOURS", "OVERVIEW_FILE", "POINTS_FILE", "MapNeighbour", "MapSpot", "SiteMap",
+__all__ = ["N_MAP_NEIGHBOURS", "OVERVIEW_FILE", "POINTS_FILE", "MapSpot", "SiteMap",
            "map_neighbours", "map_stats"]
