@@ -17,18 +17,16 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
+from chromium import file_bytes, open_index  # noqa: E402
 from site_tile import tile_store  # noqa: E402
 
 from generator.pages import TABLE_PAGE, site_info  # noqa: E402
 from generator.quality import AT_BOS, DENSE  # noqa: E402
 from generator.render import _SiteWriter, copy_static, make_env, resource_dir  # noqa: E402
 from generator.store import read_store  # noqa: E402
-
-CHROMIUM = "/usr/lib/chromium/chromium"
 
 
 def write_index(data, out: Path) -> float:  # type: ignore[no-untyped-def]
@@ -45,17 +43,8 @@ def write_index(data, out: Path) -> float:  # type: ignore[no-untyped-def]
 
 
 def measure(out: Path) -> list[tuple[str, float, int]]:
-    from playwright.sync_api import sync_playwright
-
     steps: list[tuple[str, float, int]] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_context().new_page()
-        loaded: list[str] = []
-        page.on("request", lambda r: loaded.append(r.url))
-        page.goto((out / "index.html").resolve().as_uri())
-        page.wait_for_load_state("load")
+    with open_index(out) as (page, loaded):
 
         def step(name: str, action, done: str) -> None:  # type: ignore[no-untyped-def]
             seen = len(loaded)
@@ -64,9 +53,7 @@ def measure(out: Path) -> list[tuple[str, float, int]]:
             action()
             page.wait_for_function(done)
             ms = page.evaluate("performance.now()") - start
-            size = sum(Path(unquote(urlsplit(u).path)).stat().st_size for u in loaded[seen:]
-                       if u.startswith("file:"))
-            steps.append((name, ms, size))
+            steps.append((name, ms, file_bytes(loaded[seen:])))
 
         step("sort by BOS share", lambda: page.click("[data-sort=b]"),
              "document.querySelector('button[data-sort=b]').parentNode.getAttribute('aria-sort')"
@@ -86,7 +73,6 @@ def measure(out: Path) -> list[tuple[str, float, int]]:
         step("sort by density (flags reloaded)", lambda: page.click("[data-sort=d]"),
              "document.querySelector('button[data-sort=d]').parentNode.getAttribute('aria-sort')"
              " === 'descending'")
-        browser.close()
     return steps
 
 

@@ -23,32 +23,22 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
+from chromium import file_bytes, open_index  # noqa: E402
 from site_tile import tile_store  # noqa: E402
 
 from generator.render import render_site  # noqa: E402
 from generator.store import read_store  # noqa: E402
 
-CHROMIUM = "/usr/lib/chromium/chromium"
 GOALS = {"default": 15_000, "compact": 7_600}
 """bytes per latent all-in: 1 GB over 65,536 (with headroom) and over 131,072 latents."""
 QUERY = "self"
 
 
 def measure_browser(site: Path, query: str) -> dict[str, float]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_context().new_page()
-        loaded: list[str] = []
-        page.on("request", lambda r: loaded.append(r.url))
-        page.goto((site / "index.html").resolve().as_uri())
-        page.wait_for_load_state("load")
+    with open_index(site) as (page, loaded):
         page.evaluate("""() => {
             window.fbT = {};
             document.getElementById('q').addEventListener('keydown',
@@ -74,10 +64,7 @@ def measure_browser(site: Path, query: str) -> dict[str, float]:
         page.click("[data-page='1']")
         page.wait_for_function("document.getElementById('pg').textContent.startsWith('page 2 ')")
         page_ms = page.evaluate("performance.now()") - start
-        browser.close()
-    size = sum(Path(unquote(urlsplit(u).path)).stat().st_size for u in before
-               if u.startswith("file:"))
-    return {"bytes_before_first_result": size, "files_before_first_result": len(before),
+    return {"bytes_before_first_result": file_bytes(before), "files_before_first_result": len(before),
             "ms_to_first_result": times["first"] - times["key"], "ms_sort": sort_ms,
             "ms_next_page": page_ms}
 
