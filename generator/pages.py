@@ -327,9 +327,13 @@ class IndexPage:
     """(bit, key, badge, meaning) of every flag: the filter's choices."""
 
 
-def site_info(data: StoreData, showing: Showing = DEFAULT_SHOWING) -> SiteInfo:
+def site_info(data: StoreData, showing: Showing = DEFAULT_SHOWING,
+              shown: np.ndarray | None = None) -> SiteInfo:
+    """`shown`: the example rows the pages show (PageBuilder.shown; computed when not given)."""
     meta = data.meta
     corpus = data.corpus is not None and showing.corpus_view
+    if corpus and shown is None:
+        shown = shown_mask(data, showing)
     return SiteInfo(
         name="feature-browser", model=meta.model, sae=meta.sae,
         architecture=meta.sae_architecture, hook=meta.hook, corpus=meta.corpus,
@@ -342,7 +346,7 @@ def site_info(data: StoreData, showing: Showing = DEFAULT_SHOWING) -> SiteInfo:
         versions=[(k, str(v)) for k, v in sorted(meta.versions.items())],
         has_map=data.latents.map_x is not None,
         n_prompts=len(data.prompts) if data.prompts is not None else 0,
-        n_corpus=len(np.unique(data.examples.seq[shown_mask(data, showing)])) if corpus else 0,
+        n_corpus=len(np.unique(data.examples.seq[shown])) if corpus else 0,
         corpus_view=corpus,
     )
 

@@ -291,11 +291,16 @@ class PromptPages:
         return Markup("".join(BOS_HTML if t == self.bos_id else token_html(d)
                               for t, d in zip(tokens.tolist(), displays, strict=True)))
 
+    @property
+    def list_pages(self) -> int:
+        """List pages of the view (LIST_PAGE rows each, at least one)."""
+        return max(1, -(-len(self.p) // LIST_PAGE))
+
     def index(self, page: int = 1) -> PromptIndex:
         """List page `page` (1-based) of the view's prompts or sequences."""
         p, meta = self.p, self.data.meta
         entries = []
-        n_pages = max(1, -(-len(p) // LIST_PAGE))
+        n_pages = self.list_pages
         for n in range((page - 1) * LIST_PAGE, min(len(p), page * LIST_PAGE)):
             latents, ranks = self.ranks(n)
             top = latents[np.argsort(ranks[:, 0])[:3]].tolist()
@@ -454,7 +459,7 @@ def _write_view(writer: _SiteWriter, pages: PromptPages) -> None:
             pass
     finally:
         writer.view = None
-    for page in range(1, max(1, -(-len(pages.p) // LIST_PAGE)) + 1):
+    for page in range(1, pages.list_pages + 1):
         path = list_path(view.folder, page)
         writer.render(path, "prompts.html", page=pages.index(page), view=view,
                       links=_links(writer, path))

@@ -336,7 +336,7 @@ class _SiteWriter:
     def write_all(self) -> None:
         self.assets = copy_static(resource_dir("static"), self.out / "static")
         self.env = make_env(self.assets)
-        self.site = site_info(self.data, self.showing)
+        self.site = site_info(self.data, self.showing, self.pages.shown)
         for folder in (("features", "search") + (("embed",) if self.showing.embed_files else ())
                        + (("cards",) if self.site_url else ())):
             (self.out / folder).mkdir(parents=True, exist_ok=True)

@@ -107,6 +107,15 @@ def fnv1a32(data: bytes) -> int:
     return h
 
 
+def shard_count(size: int, target_bytes: int) -> int:
+    """Shards for an index of about `size` bytes: the smallest power of two that keeps each
+    shard at or under `target_bytes` (the term and token indexes alike)."""
+    n = 1
+    while n * target_bytes < size:
+        n *= 2
+    return n
+
+
 def shard_of(term: str, n_shards: int) -> int:
     return fnv1a32(term[:2].encode("utf-8")) % n_shards
 
@@ -144,10 +153,7 @@ class SearchIndex:
 
     def shard_count(self) -> int:
         size = sum(len(t) + 8 + 10 * min(len(p), MAX_POSTINGS) for t, p in self.postings.items())
-        n = 1
-        while n * self.target_bytes < size:
-            n *= 2
-        return n
+        return shard_count(size, self.target_bytes)
 
     def write(self, folder: Path) -> tuple[int, list[Path]]:
         """Write every shard (empty ones too, so any query's script exists); returns the count."""
@@ -203,9 +209,7 @@ def token_index_files(token: np.ndarray, latent: np.ndarray, sum_act: np.ndarray
                      "l": [x for _, t, i, mean, c in found
                            for x in (i, variants.index(t), float(f"{mean:.3g}"), c)]}
     size = sum(len(k) + 30 + 20 * len(v["l"]) // 4 for k, v in keys.items())
-    n = 1
-    while n * target_bytes < size:
-        n *= 2
+    n = shard_count(size, target_bytes)
     shards: list[dict[str, Any]] = [{} for _ in range(n)]
     for key, value in keys.items():
         shards[shard_of(key, n)][key] = value

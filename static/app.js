@@ -617,11 +617,12 @@
     });
     var ids = Object.keys(scores).map(Number);
     ids.sort(function (a, b) { return (matched[b] - matched[a]) || (scores[b] - scores[a]) || (a - b); });
-    var q = query.trim().replace(/^#/, "");
+    var q = query.trim().replace(/^#/, ""), first = null;
     if (/^\d+$/.test(q) && +q < manifest.n) {
-      ids = [+q].concat(ids.filter(function (i) { return i !== +q; }));
+      first = +q;
+      ids = [first].concat(ids.filter(function (i) { return i !== first; }));
     }
-    return { ids: ids.slice(0, 20), all: ids, total: ids.length, terms: terms, full: full, query: query };
+    return { ids: ids.slice(0, 20), all: ids, total: ids.length, terms: terms, full: full, query: query, first: first };
   }
 
   /* The token index (generator/search.py): the whole query as one corpus token's key ->
@@ -650,9 +651,8 @@
       .then(function () {
         result = rank(query, n);
         result.tokens = tokens;
-        /* a latent id typed as the query stays first (rank puts it there), above the token */
-        var q = query.trim().replace(/^#/, "");
-        result.first = /^\d+$/.test(q) && +q < manifest.n ? result.ids.shift() : null;
+        /* a latent id typed as the query (rank put it first) stays first, above the token */
+        if (result.first != null) result.ids.shift();
         if (tokens) tokens.hits = tokens.hits.filter(function (h) { return h.latent !== result.first; });
         var onToken = tokens ? tokens.hits.map(function (h) { return h.latent; }) : [];
         result.ids = result.ids.filter(function (i) { return onToken.indexOf(i) < 0; });
