@@ -62,6 +62,25 @@ class HookedSAE:
                             "use --device cpu or a float32 SAE to rule out overflow")
         return acts
 
+    @torch.inference_mode()
+    def active_entries(self, hook_acts: Tensor, mask: Bool[Tensor, " seq"],
+                       rows: int) -> tuple[Int[Tensor, " n"], Int[Tensor, " n"], Float[Tensor, " n"]]:
+        """One sequence's active (position, latent, activation) entries at the positions where
+        `mask` is True, ordered by position then latent; the SAE encodes `rows` positions at a
+        time (so no [seq, d_sae] output is held whole). `hook_acts`: [seq, *the hook's shape]."""
+        cols = torch.nonzero(mask)[:, 0]
+        pos_l, lat_l, val_l = [], [], []
+        for start in range(0, len(cols), max(1, rows)):
+            at = cols[start:start + max(1, rows)]
+            acts = self.encode(hook_acts[at])
+            idx, latent = torch.nonzero(acts > 0, as_tuple=True)
+            pos_l.append(at[idx])
+            lat_l.append(latent)
+            val_l.append(acts[idx, latent].float())
+        if not pos_l:
+            return cols[:0], cols[:0], torch.zeros(0, device=cols.device)
+        return torch.cat(pos_l), torch.cat(lat_l), torch.cat(val_l)
+
     def decoder_rows(self, latents: Int[Tensor, " n"]) -> Float[Tensor, "n d_in"]:
         """Each latent's decoder direction in the hook's own space (what a=1 adds to h)."""
         return self.sae.W_dec[latents].to(torch.float32)

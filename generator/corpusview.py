@@ -99,20 +99,9 @@ def compute_corpus_view(hooked: HookedSAE, tokens: Int[np.ndarray, "n_kept ctx"]
 def _one_sequence(hooked: HookedSAE, hook_acts: Any, mask: Any,
                   rows: int) -> tuple[dict[str, np.ndarray], int]:
     """One sequence's kept entries and table (module docstring), and its active-latent count."""
-    import torch
-
-    cols = torch.nonzero(mask)[:, 0]
-    pos_l, lat_l, val_l = [], [], []
-    for start in range(0, len(cols), rows):
-        at = cols[start:start + rows]
-        acts = hooked.encode(hook_acts[at])
-        idx, hit = torch.nonzero(acts > 0, as_tuple=True)
-        pos_l.append(at[idx].cpu().numpy())
-        lat_l.append(hit.cpu().numpy())
-        val_l.append(acts[idx, hit].float().cpu().numpy())
-    pos = np.concatenate(pos_l).astype(np.int32) if pos_l else np.zeros(0, np.int32)
-    latent = np.concatenate(lat_l).astype(np.int32) if lat_l else np.zeros(0, np.int32)
-    act = np.concatenate(val_l).astype(np.float32) if val_l else np.zeros(0, np.float32)
+    entries = hooked.active_entries(hook_acts, mask, rows)
+    pos, latent = (x.cpu().numpy().astype(np.int32) for x in entries[:2])
+    act = entries[2].cpu().numpy().astype(np.float32)
     ids, which = np.unique(latent, return_inverse=True)
     n_active = np.bincount(which, minlength=len(ids))
     max_act = np.zeros(len(ids), dtype=np.float32)

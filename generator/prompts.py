@@ -173,20 +173,8 @@ def _one_prompt(hooked: HookedSAE, toks: np.ndarray, bos_id: int, encode_rows: i
         tokens = torch.from_numpy(toks).to(device, torch.long)[None]
         mask = tokens[0] != bos_id
         resid, hook_acts = hooked.run_to_hook(tokens)
-        # the active entries, ordered by position then latent, encoding R positions at a time
-        cols = torch.nonzero(mask)[:, 0]
-        rows = encode_rows or _encode_rows(hooked)
-        pos_l, lat_l, val_l = [], [], []
-        for start in range(0, len(cols), rows):
-            at = cols[start:start + rows]
-            acts = hooked.encode(hook_acts[0, at])
-            idx, latent = torch.nonzero(acts > 0, as_tuple=True)
-            pos_l.append(at[idx])
-            lat_l.append(latent)
-            val_l.append(acts[idx, latent].float())
-        pos = torch.cat(pos_l) if pos_l else cols[:0]
-        latent = torch.cat(lat_l) if lat_l else cols[:0]
-        value = torch.cat(val_l) if val_l else torch.zeros(0, device=device)
+        pos, latent, value = hooked.active_entries(hook_acts[0], mask,
+                                                   encode_rows or _encode_rows(hooked))
         target_ok = mask[1:][None]
         clean = hooked.losses(resid, tokens, needed=target_ok)[0]
         ids, which = torch.unique(latent, return_inverse=True)  # sorted latents, entry -> row
