@@ -113,6 +113,7 @@ def child(name: str, n_seqs: int, device: str, out: Path) -> dict[str, Any]:
     from bench import gpu_reference as ref
     from generator.activations import HookedSAE
     from generator.build import StageTimes, compute
+    from generator.checkpoint import remove as remove_checkpoint
     from generator.config import BuildConfig
     from generator.render import render_site
     from generator.statistics import Pass1State
@@ -157,11 +158,15 @@ def child(name: str, n_seqs: int, device: str, out: Path) -> dict[str, Any]:
             return result
 
     times = ProbedTimes()
+    # compute() checkpoints beside the store as a build does: a run stopped earlier must not
+    # be resumed (its stages would be skipped and their times lost), and this one's goes too
+    remove_checkpoint(cfg.store)
     start = time.perf_counter()
     data = compute(cfg, times)
     times.run("store", write_store, data, cfg.store)
     times.run("render", render_site, data, cfg.out, explanations=None, quiet=True)
     wall = time.perf_counter() - start
+    remove_checkpoint(cfg.store)
     probe.stop.set()
     tmp.cleanup()
     files = [p for p in cfg.out.rglob("*") if p.is_file()]
