@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from generator import cards
-from generator.pages import PageBuilder
-from generator.render import render_site
-from generator.store import read_store
+from generator.site import cards
+from generator.site.builder import PageBuilder
+from generator.site.render import render_site
+from generator.store.io import read_store
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Benchmark: feature-browser vs SAEDashboard on identical inputs, in one run (DESIGN §7).
+"""Benchmark: feature-browser vs SAEDashboard on identical inputs, in one run (BENCHMARKS.md §1).
 
     .venv/bin/python bench/compare_saedashboard.py            # 2,048 x 128 tokens, all latents
     .venv/bin/python bench/compare_saedashboard.py --quick    # 128 sequences: checks the script
@@ -7,7 +7,7 @@ What runs, in this order, each as a child process timed from outside (wall secon
 wait4's rusage, output size on disk):
 
 1. the token array: the embedded demo model's tokenizer over the standard-library corpus, cut
-   exactly as `generator.build.compute` cuts it (same `load_corpus` call, n_seqs, ctx, seed 0),
+   exactly as `generator.run.pipeline.compute` cuts it (same `load_corpus` call, n_seqs, ctx, seed 0),
    saved to bench/out/tokens.npy; after the full build the store's sequences are checked against it;
 2. ours, ablation off:  feature-browser build --n-seqs N --ctx 128 --quiet --no-ablation
 3. ours, full build:    feature-browser build --n-seqs N --ctx 128 --quiet
@@ -143,13 +143,13 @@ def default_artifacts() -> tuple[Path, Path]:
 
 
 def make_tokens(model_dir: Path, n_seqs: int, ctx: int, seed: int, path: Path) -> dict[str, Any]:
-    """The token array our build analyses, made by the same calls as `generator.build.compute`:
+    """The token array our build analyses, made by the same calls as `generator.run.pipeline.compute`:
     the model directory's tokenizer (as loaded with the model), `load_corpus` over the standard
     library, the same n_seqs, ctx and seed."""
     import numpy as np
 
-    from generator.corpus import load_corpus
-    from generator.models import load_model
+    from generator.inputs.corpus import load_corpus
+    from generator.inputs.models import load_model
 
     model = load_model(str(model_dir), "cpu")
     tok = model.tokenizer
@@ -173,7 +173,7 @@ def check_store_tokens(store: Path, tokens_path: Path) -> dict[str, Any]:
     """Do the sequences our build stored equal the same rows of the saved token array?"""
     import numpy as np
 
-    from generator.store import read_store
+    from generator.store.io import read_store
 
     data = read_store(store)
     tokens = np.load(tokens_path)

@@ -24,18 +24,13 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
-from generator.cards import card_png  # noqa: E402
-from generator.pages import DEFAULT_SHOWING, TABLE_PAGE, site_info  # noqa: E402
-from generator.promptpages import PromptPages, _write_view, corpus_pages  # noqa: E402
-from generator.render import (  # noqa: E402
-    _SiteWriter,
-    copy_static,
-    make_env,
-    render_site,
-    resource_dir,
-)
-from generator.search import SHARD_TARGET_BYTES  # noqa: E402
-from generator.store import read_store  # noqa: E402
+from generator.site.cards import card_png
+from generator.site.contexts import DEFAULT_SHOWING, TABLE_PAGE
+from generator.site.render import render_site
+from generator.site.search import SHARD_TARGET_BYTES
+from generator.site.views import PromptPages, corpus_pages
+from generator.site.writer import SiteWriter
+from generator.store.io import read_store
 
 SITE_URL = "https://example.github.io/demo/"
 CARD_SAMPLE = 64
@@ -67,21 +62,17 @@ def main() -> None:
                                                    site_url=SITE_URL), args.repeat)
         site = work / "site"
         total = folder_bytes(site)
-        writer = _SiteWriter(data, work / "steps", {}, True, TABLE_PAGE, SHARD_TARGET_BYTES,
-                             workers=1, showing=DEFAULT_SHOWING, site_url=SITE_URL)
-        writer.out.mkdir()
-        (writer.out / "search").mkdir()
-        writer.assets = copy_static(resource_dir("static"), writer.out / "static")
-        writer.env = make_env(writer.assets)
-        writer.site = site_info(data)
+        writer = SiteWriter(data, work / "steps", {}, True, TABLE_PAGE, SHARD_TARGET_BYTES,
+                            workers=1, showing=DEFAULT_SHOWING, site_url=SITE_URL)
+        writer.setup()
         pages = writer.pages
         steps: dict[str, tuple[float, int]] = {}
         if data.prompts is not None:
             view = PromptPages(data, pages.short_label, pages.text)
-            steps["prompt view"] = (median_seconds(lambda: _write_view(writer, view), args.repeat),
+            steps["prompt view"] = (median_seconds(lambda: writer.write_view(view), args.repeat),
                                     folder_bytes(site / "prompts"))
         if data.corpus is not None:
-            steps["corpus view"] = (median_seconds(lambda: _write_view(writer, corpus_pages(
+            steps["corpus view"] = (median_seconds(lambda: writer.write_view(corpus_pages(
                 data, pages.shown, pages.short_label, pages.text)), args.repeat),
                 folder_bytes(site / "corpus"))
         if data.token_latents is not None:

@@ -1,4 +1,4 @@
-"""Reference workload on a GPU (DESIGN §7): Neuronpedia's default dashboard job, timed end to end.
+"""Reference workload on a GPU (BENCHMARKS.md): Neuronpedia's default dashboard job, timed end to end.
 
     python bench/gpu_reference.py                      # full size: needs a GPU (an H100: minutes)
     python bench/gpu_reference.py --scale 1/1024       # the same code path on CPU in ~2 minutes
@@ -17,7 +17,7 @@ calibrated on the model's own activations so that each latent fires on a `--dens
 positions (default 64/24,576, i.e. L0 about 64 at full width), as in trained SAEs; a random SAE
 with zero biases would fire on half of all positions, which no real SAE does.
 
-Timed: `generator.build.build(BuildConfig(...))` in-process, so that the stage times, the peak GPU
+Timed: `generator.run.build.build(BuildConfig(...))` in-process, so that the stage times, the peak GPU
 memory (torch.cuda.max_memory_allocated) and the host peak RSS belong to the build alone.
 
 Also printed: the model-FLOP lower bound of the work (forward FLOPs of both passes, the example
@@ -80,7 +80,7 @@ def make_tokenizer(d_vocab: int) -> Any:
     a piece for every id (the pages show them)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from generator.demo import SPECIAL_TOKEN
+    from generator.inputs.model_folder import SPECIAL_TOKEN
 
     vocab = {SPECIAL_TOKEN: 0, **{f"t{i}": i for i in range(1, d_vocab)}}
     tok = Tokenizer(models.WordLevel(vocab, unk_token=SPECIAL_TOKEN))
@@ -92,7 +92,7 @@ def make_model(model_dir: Path) -> Any:
     import torch
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    from generator.demo import save_model_dir
+    from generator.inputs.model_folder import save_model_dir
 
     torch.manual_seed(MODEL_CONFIG["seed"])
     with warnings.catch_warnings():
@@ -243,9 +243,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from generator.build import build
     from generator.config import BuildConfig
-    from generator.models import pick_device
+    from generator.inputs.models import pick_device
+    from generator.run.build import build
 
     global HOOK_LAYER
     config, HOOK_LAYER, full_latents = SHAPES[args.shape]

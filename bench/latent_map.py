@@ -1,4 +1,4 @@
-"""What the latent map (generator/latent_map.py) costs at real SAE widths: UMAP of random decoder
+"""What the latent map (generator/compute/latent_map.py) costs at real SAE widths: UMAP of random decoder
 rows, time and peak memory, each size in a fresh process (so each pays the numba JIT, as a build
 does, and the peak is its own).
 
@@ -31,8 +31,8 @@ def one(n: int, d: int, again: bool, cache: Path | None) -> dict[str, object]:
     import numpy as np
     import torch
 
-    from generator.latent_map import N_NEIGHBOURS, latent_map
-    from generator.summaries import cosine_neighbours
+    from generator.compute.latent_map import N_NEIGHBOURS, latent_map
+    from generator.compute.summaries import cosine_neighbours
 
     w = np.random.default_rng(0).standard_normal((n, d)).astype(np.float32)
     saved = cache / f"knn-{n}x{d}.npz" if cache else None

@@ -1,4 +1,4 @@
-"""How the index's latent map (static/app.js) copes with real widths in Chromium: the fake
+"""How the index's latent map (static/map.js) copes with real widths in Chromium: the fake
 store's site with its map/points.js replaced by N synthetic latents (clusters of points, three
 colourings), so the page's own code decodes, indexes and draws them.
 
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.mapview import POINTS_FILE, QUANT
-from generator.render import render_site
-from generator.search import script_call
+from generator.site.mapview import POINTS_FILE, QUANT
+from generator.site.render import render_site
+from generator.site.search import script_call
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.fake_store import make_store
 

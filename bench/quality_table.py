@@ -20,23 +20,20 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from chromium import file_bytes, open_index  # noqa: E402
-from site_tile import tile_store  # noqa: E402
+from chromium import file_bytes, open_index
+from site_tile import tile_store
 
-from generator.pages import TABLE_PAGE, site_info  # noqa: E402
-from generator.quality import AT_BOS, DENSE  # noqa: E402
-from generator.render import _SiteWriter, copy_static, make_env, resource_dir  # noqa: E402
-from generator.store import read_store  # noqa: E402
+from generator.site.contexts import TABLE_PAGE
+from generator.site.quality import AT_BOS, DENSE
+from generator.site.writer import SiteWriter
+from generator.store.io import read_store
 
 
 def write_index(data, out: Path) -> float:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     shutil.rmtree(out, ignore_errors=True)
-    writer = _SiteWriter(data, out, {}, True, TABLE_PAGE, 64 * 1024)
-    writer.assets = copy_static(resource_dir("static"), out / "static")
-    writer.env = make_env(writer.assets)
-    writer.site = site_info(data)
-    (out / "search").mkdir(parents=True)
+    writer = SiteWriter(data, out, {}, True, TABLE_PAGE, 64 * 1024)
+    writer.setup()
     table = writer.write_table()
     writer.render("index.html", "index.html", page=writer.pages.index_page(1, table))
     return time.perf_counter() - start

@@ -14,7 +14,7 @@ Configurations (random weights are fine for time and memory; nothing is download
   ablation of 24,576 latents' examples through a 50k vocabulary is GPU work: bench/gpu_reference.py).
 
 Each configuration runs in a fresh child process, so its peak RSS is its own. The child runs the
-build's stages (generator.build.compute, write_store, render_site) with a StageTimes that samples the
+build's stages (generator.run.pipeline.compute, write_store, render_site) with a StageTimes that samples the
 process RSS every 10 ms and records each stage's peak, plus the time spent inside the SAE's encode
 and inside the pass-1 statistics update (to compare the cost per active entry across widths).
 Printed per configuration: per stage seconds, peak RSS (and peak GPU memory on a GPU); site bytes,
@@ -111,13 +111,13 @@ def child(name: str, n_seqs: int, device: str, out: Path) -> dict[str, Any]:
     import torch
 
     from bench import gpu_reference as ref
-    from generator.activations import HookedSAE
-    from generator.build import StageTimes, compute
-    from generator.checkpoint import remove as remove_checkpoint
+    from generator.compute.activations import HookedSAE
+    from generator.compute.checkpoint import remove as remove_checkpoint
+    from generator.compute.statistics import Pass1State
     from generator.config import BuildConfig
-    from generator.render import render_site
-    from generator.statistics import Pass1State
-    from generator.store import write_store
+    from generator.run.pipeline import StageTimes, compute
+    from generator.site.render import render_site
+    from generator.store.io import write_store
 
     spec = CONFIGS[name]
     tmp = tempfile.TemporaryDirectory(prefix=f"fb-scale-{name}-")  # model + SAE weights: GBs
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         # stage times to stderr as they finish (the parent shows them live)
         logging.basicConfig(level=logging.WARNING, format="  %(message)s")
-        logging.getLogger("generator.build").setLevel(logging.INFO)
+        logging.getLogger("generator.run.pipeline").setLevel(logging.INFO)
         n = args.n_seqs or CONFIGS[args.child]["n_seqs"]
         print("RESULT " + json.dumps(child(args.child, n, args.device, args.out / args.child)))
         return 0

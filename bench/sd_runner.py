@@ -2,7 +2,7 @@
 
 Executed by bench/.sd-venv/bin/python (its own venv: SAEDashboard pins transformer_lens 2.x, which
 cannot share an environment with this project's transformer_lens 3.9). The project is installed
-there without dependencies only so that `generator.demo.load_model_dir` can rebuild the model from
+there without dependencies only so that `model_folder.load_model_dir` can rebuild the model from
 its directory: the token array is produced by the orchestrator and read here unchanged.
 
     bench/.sd-venv/bin/python bench/sd_runner.py --tokens bench/out/tokens.npy \
@@ -24,14 +24,14 @@ from pathlib import Path
 
 
 def load_model(path: Path):
-    """`generator.demo.load_model_dir`, tolerant of transformer_lens 2.x: the directory is written
+    """`model_folder.load_model_dir`, tolerant of transformer_lens 2.x: the directory is written
     under transformer_lens 3.9, whose state dict holds the attention-mask buffers in another shape.
     Buffers that do not fit are left as the freshly built model has them (they are derived from
     n_ctx, not learned); every parameter must load."""
     import torch
     from safetensors.torch import load_file
 
-    from generator.demo import build_model, load_tokenizer
+    from generator.inputs.model_folder import build_model, load_tokenizer
 
     config = json.loads((path / "config.json").read_text())
     with warnings.catch_warnings():

@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from chromium import file_bytes, open_index  # noqa: E402
-from site_tile import tile_store  # noqa: E402
+from chromium import file_bytes, open_index
+from site_tile import tile_store
 
-from generator.render import render_site  # noqa: E402
-from generator.store import read_store  # noqa: E402
+from generator.site.render import render_site
+from generator.store.io import read_store
 
 GOALS = {"default": 15_000, "compact": 7_600}
 """bytes per latent all-in: 1 GB over 65,536 (with headroom) and over 131,072 latents."""

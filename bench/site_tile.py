@@ -5,8 +5,8 @@ there are `d_sae` of them: copy c of latent i becomes latent c * base + i, and i
 move with it (so neighbour links stay inside the copy and resolve). Pages, embeds, search terms
 and table rows are therefore as large as the real ones; only their content repeats.
 
-The corpus grows with the latents: `seqs_per_latent` (default 1, the ratio DESIGN §5 sizes the
-site for: 24,576 sequences of 128 tokens for 24,576 latents) decides how many copies of the kept
+The corpus grows with the latents: `seqs_per_latent` (default 1, the ratio the size targets
+assume: 24,576 sequences of 128 tokens for 24,576 latents) decides how many copies of the kept
 sequences exist, with sequence ids shifted per copy; latent copy c points into corpus copy
 c mod n_corpus_copies. Counts (n_active, sums, histograms) and n_tokens scale with the corpus
 copies, so densities and means stay those of the real store.
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from generator.store import Examples, LatentTable, StoreData
+from generator.store.schema import Examples, LatentTable, StoreData
 
 NEIGHBOUR_FIELDS = ("nb_cos_ids", "nb_coact_ids")
 COUNT_FIELDS = ("n_active", "sum_act", "hist", "interval_counts", "top_token_sums",

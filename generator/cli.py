@@ -93,9 +93,10 @@ def _report(times: Any, out: Path | None) -> None:
 
 def _render(args: argparse.Namespace) -> Any:
     """`render`: store -> site, no torch."""
-    from generator.build import StageTimes
-    from generator.render import load_explanations, render_site
-    from generator.store import read_store
+    from generator.inputs.explanations import load_explanations
+    from generator.run.pipeline import StageTimes
+    from generator.site.render import render_site
+    from generator.store.io import read_store
 
     times = StageTimes()
     site_url = check_site_url(args.site_url) if args.site_url is not None else None
@@ -109,12 +110,12 @@ def _render(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     """The command's work; its exit code (0, or a launched process's failure)."""
     if args.command == "build":
-        from generator.build import build
-        from generator.distributed import under_torchrun
+        from generator.compute.distributed import under_torchrun
+        from generator.run.build import build
 
         cfg = _config_from(args)
         if cfg.nproc > 1 and not under_torchrun():
-            from generator.launch import check_devices, launch, without_nproc
+            from generator.run.launch import check_devices, launch, without_nproc
 
             cfg.validate()  # one message, not one per process
             check_devices(cfg.device, cfg.nproc)
@@ -123,17 +124,17 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     elif args.command == "render":
         _report(_render(args), args.out)
     elif args.command == "export":
-        from generator.export import export_store
+        from generator.site.export import export_store
 
         export_store(args.format, args.store, args.out, batch_size=args.batch_size)
     elif args.command == "serve":
-        from generator.serve import serve
+        from generator.site.serve import serve
 
         serve(args.site, port=args.port)
     elif args.command == "demo-train":
-        from generator import demo
+        from generator.demo import train
 
-        demo.train_demo(**({"out_dir": args.out} if args.out else {}),
+        train.train_demo(**({"out_dir": args.out} if args.out else {}),
                         lm_minutes=args.lm_minutes, sae_minutes=args.sae_minutes, quiet=args.quiet)
     return 0
 
@@ -142,7 +143,7 @@ def _resume_hint(args: argparse.Namespace) -> str:
     """For a stopped build with a checkpoint (a Slurm time limit, say): how to go on."""
     if args.command != "build":
         return ""
-    from generator.checkpoint import folder_for
+    from generator.compute.checkpoint import folder_for
 
     folder = folder_for(Path(args.store).expanduser().resolve())
     if not folder.is_dir():
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(message)s" if args.verbose else "%(message)s")
     from generator.errors import UserError
-    from generator.outputs import Interrupted, signals_raise
+    from generator.files.outputs import Interrupted, signals_raise
 
     try:
         with signals_raise():

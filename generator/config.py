@@ -65,14 +65,14 @@ class BuildConfig:
         default=None,
     )
     """Read and checked in validate(), before anything is loaded; computed by
-    generator/prompts.py (the definitions and the memory formula are in its docstring)."""
+    generator/compute/promptview.py (the definitions and the memory formula are in its docstring)."""
     corpus_view: bool = _opt(
         "give every sequence the site shows as an example a page corpus/<seq>.html, like a "
         "prompt's: each token's most active latents, and the latents most active over the "
         "sequence (about 30 KB per sequence; default: on; off with --compact)",
         default=True,
     )
-    """Computed by generator/corpusview.py after the statistics (one more forward pass over the
+    """Computed by generator/compute/corpusview.py after the statistics (one more forward pass over the
     kept sequences, no ablation)."""
     compact: bool = _opt(
         "ship less per latent so that 131,072 latents fit GitHub Pages' 1 GB: top 10 examples, "
@@ -116,7 +116,7 @@ class BuildConfig:
         if self.site_url is not None:
             check_site_url(self.site_url)
         if self.prompts is not None:
-            from generator.prompts import read_prompts
+            from generator.inputs.prompts import read_prompts
 
             read_prompts(self.prompts)
         if not _DEVICE.match(self.device):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.render import RenderReport, render_site
+from generator.site.render import RenderReport, render_site
 from tests.fake_store import EXPLANATIONS, make_store
 
 CHROMIUM = Path("/usr/lib/chromium/chromium")
@@ -40,7 +40,7 @@ def bare_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def http_root(site: Path) -> Iterator[str]:
     """`site`'s parent served on 127.0.0.1 (random port): the site is at <url>/repo/."""
-    from generator.serve import make_server
+    from generator.site.serve import make_server
 
     server = make_server(site.parent, port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from generator.corpusview import CORPUS_LIST, CORPUS_TOP
-from generator.store import StoreData
+from generator.compute.corpusview import CORPUS_LIST, CORPUS_TOP
+from generator.store.schema import StoreData
 from tests.reference import reference_corpus_view
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from generator.store import Prompts, StoreData
+from generator.store.schema import Prompts, StoreData
 
 HOSTILE_PROMPTS = [
     "</script><script>alert(1)</script> the cat sat",
@@ -21,7 +21,7 @@ def make_prompts(d_sae: int, vocab_size: int, bos_id: int, dead: tuple[int, ...]
                  seed: int = 5) -> Prompts:
     """Four prompts over the hostile vocabulary (ids 1..5 are `</script>`, `<img onerror>`, a
     quote, the RTL override and NUL), with random sparse activations (none for `dead` latents)
-    and Δloss, and the per-latent totals computed from them as generator/prompts.py does."""
+    and Δloss, and the per-latent totals computed from them as generator/compute/promptview.py does."""
     rng = np.random.default_rng(seed)
     tokens = [np.array([bos_id, 1, 2, 3, 4, 5, 17, 18, 19], dtype=np.int32),
               np.array([bos_id, 2, 16, 17, 18, 19, 20, 21], dtype=np.int32),

@@ -6,7 +6,7 @@ BOS (token 0, `<|endoftext|>`) at position 0 and at document boundaries mid-sequ
 `make_scaled_store()` builds a realistic-shaped one at the default settings (k=20, 10 intervals x 5
 samples, ctx 128) to measure site size per latent.
 
-Every statistic is computed from one dense activation array with plain numpy, following DESIGN §4,
+Every statistic is computed from one dense activation array with plain numpy, following docs/STATISTICS.md,
 so the pages show numbers that agree with each other. BOS positions are excluded from every
 statistic, as the engine does: zero activation, no Δloss for predicting them.
 """
@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from generator.store import (
+from generator.store.schema import (
     EXAMPLE_INTERVAL,
     EXAMPLE_TOP,
     Examples,
@@ -66,7 +66,7 @@ def make_store(optional: bool = True, seed: int = 0) -> StoreData:
     tokens = _hostile_tokens(rng, n_seqs=30, ctx=16, vocab_size=len(vocab))
     acts = _sparse_acts(rng, tokens, d_sae=12, density=(0.05, 0.3))
     acts[..., 11] = 0.0
-    # quality flags (generator.quality): 7 fires on one token only, 9 mostly at first positions
+    # quality flags (generator.compute.quality): 7 fires on one token only, 9 mostly at first positions
     # (right after a BOS), 4 mostly at BOS positions (bos_acts: excluded from the rest)
     acts[..., 7] *= tokens == np.bincount(tokens[acts[..., 7] > 0]).argmax()
     acts[..., 9] *= np.where(_first_positions(tokens), 40.0, 1.0)
@@ -146,7 +146,7 @@ def _sparse_acts(rng: np.random.Generator, tokens: np.ndarray, d_sae: int,
 
 
 # ---------------------------------------------------------------------------------------------
-# statistics (brute force, DESIGN §4)
+# statistics (brute force, docs/STATISTICS.md)
 
 
 def build_store(acts: np.ndarray, tokens: np.ndarray, vocab: list[bytes], rng: np.random.Generator,

@@ -1,7 +1,13 @@
-"""Tiny real models for the engine tests: a TransformerLens model and sae_lens SAEs built from
-config on CPU with fixed seeds (no downloads)."""
+"""Shared test helpers: tiny real models for the engine tests (a TransformerLens model and
+sae_lens SAEs built from config on CPU with fixed seeds, no downloads), a folder's digest, and
+the one-line error check of the CLI."""
 
 from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -66,7 +72,7 @@ CASES = [("standard", "blocks.1.hook_resid_pre"), ("topk", "blocks.0.hook_attn_o
 
 
 def blob_of(page: str) -> dict:
-    """The data blob of a prompt or corpus page (generator/promptpages.py)."""
+    """The data blob of a prompt or corpus page (generator/site/views.py)."""
     import json
     import re
 
@@ -78,3 +84,53 @@ def blob_of(page: str) -> dict:
 def r3(x: float) -> float:
     """A number as the pages round it: 3 significant digits."""
     return float(f"{float(x):.3g}")
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("feature-browser: error: ")
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+class Lines:
+    """A running process's output, read line by line in a thread: a test waits for a line (a
+    readiness signal such as a stage's log line) instead of sleeping, and reads the whole text
+    once the process is done."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._new = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._new:
+                self.lines.append(line)
+                self._new.notify_all()
+        with self._new:
+            self.lines.append("")  # end of output
+            self._new.notify_all()
+
+    def wait_for(self, prefix: str, timeout: float) -> bool:
+        """True once a line starts with `prefix`; False at the end of the output or the time-out."""
+        def seen() -> bool:
+            return any(line.startswith(prefix) for line in self.lines) or (
+                bool(self.lines) and self.lines[-1] == "")
+        with self._new:
+            self._new.wait_for(seen, timeout)
+            return any(line.startswith(prefix) for line in self.lines)
+
+    def text(self, timeout: float = 60) -> str:
+        """Everything the process wrote (call after it ended)."""
+        self._thread.join(timeout)
+        return "".join(self.lines)

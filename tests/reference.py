@@ -1,4 +1,4 @@
-"""Brute-force references for every statistic (DESIGN §4): dense, unbatched, plain Python/numpy,
+"""Brute-force references for every statistic (docs/STATISTICS.md): dense, unbatched, plain Python/numpy,
 written straight from the definitions. The engine must match them exactly."""
 
 from __future__ import annotations
@@ -130,11 +130,11 @@ def reference_position_totals(acts: np.ndarray, mask: np.ndarray, i: int) -> tup
 
 
 def reference_corpus_view(acts: np.ndarray, loss: np.ndarray, top: int, k: int):
-    """The corpus view (generator/corpusview.py) of dense activations [n, ctx, d_sae] (zero at
+    """The corpus view (generator/compute/corpusview.py) of dense activations [n, ctx, d_sae] (zero at
     BOS) and clean losses [n, ctx]: per sequence, the table is the k latents with the largest
     max and the k with the largest total activation (ties to the lower id); the kept entries
     are each position's `top` most active latents and every active position of the table's."""
-    from generator.store import CorpusView
+    from generator.store.schema import CorpusView
 
     cols: dict[str, list] = {name: [] for name in ("row", "pos", "latent", "act")}
     table: dict[str, list] = {name: [] for name in ("row", "latent", "n", "max", "sum")}

@@ -1,0 +1,143 @@
+"""Activations stage: run the model up to the SAE's hook, encode with the SAE, and re-run the model
+from the hook's block to the logits with one latent's decoder contribution removed (ablation).
+
+All tensors stay on the model's device; callers move only small results to the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from generator.errors import UserError
+from generator.inputs.models import HookSite
+
+
+class HookedSAE:
+    """A model and an SAE on one of its hooks, with the few operations the statistics need."""
+
+    def __init__(self, model: Any, sae: Any, site: HookSite):
+        self.model = model
+        self.sae = sae
+        self.site = site
+        self.device = next(model.parameters()).device
+        self._resid_name = f"blocks.{site.layer}.hook_resid_pre"
+
+    @property
+    def d_sae(self) -> int:
+        return int(self.sae.cfg.d_sae)
+
+    @torch.inference_mode()
+    def run_to_hook(
+        self, tokens: Int[Tensor, "batch seq"]
+    ) -> tuple[Float[Tensor, "batch seq d_model"], Tensor]:
+        """(residual stream entering the hook's block, hook activation), running no further than
+        that block."""
+        cache: dict[str, Tensor] = {}
+
+        def keep(value: Tensor, hook: Any) -> None:
+            cache[hook.name] = value
+
+        names = {self._resid_name, self.site.name}
+        stop = self.site.layer if self.site.name == self._resid_name else self.site.layer + 1
+        if stop == self.site.layer:
+            # The residual at the block's input is exactly what the model returns when stopped
+            # there, so no block needs to run.
+            resid = self.model(tokens, stop_at_layer=stop)
+            return resid, resid
+        self.model.run_with_hooks(tokens, stop_at_layer=stop,
+                                  fwd_hooks=[(name, keep) for name in names])
+        return cache[self._resid_name], cache[self.site.name]
+
+    @torch.inference_mode()
+    def encode(self, hook_acts: Tensor) -> Float[Tensor, "batch seq d_sae"]:
+        acts = self.sae.encode(hook_acts)
+        # one reduction instead of an elementwise isfinite pass: NaN and inf propagate into the sum
+        if not torch.isfinite(acts.sum(dtype=torch.float32)):
+            raise UserError("the SAE produced NaN/inf activations; check the SAE weights and "
+                            "use --device cpu or a float32 SAE to rule out overflow")
+        return acts
+
+    @torch.inference_mode()
+    def active_entries(self, hook_acts: Tensor, mask: Bool[Tensor, " seq"],
+                       rows: int) -> tuple[Int[Tensor, " n"], Int[Tensor, " n"], Float[Tensor, " n"]]:
+        """One sequence's active (position, latent, activation) entries at the positions where
+        `mask` is True, ordered by position then latent; the SAE encodes `rows` positions at a
+        time (so no [seq, d_sae] output is held whole). `hook_acts`: [seq, *the hook's shape]."""
+        cols = torch.nonzero(mask)[:, 0]
+        pos_l, lat_l, val_l = [], [], []
+        for start in range(0, len(cols), max(1, rows)):
+            at = cols[start:start + max(1, rows)]
+            acts = self.encode(hook_acts[at])
+            idx, latent = torch.nonzero(acts > 0, as_tuple=True)
+            pos_l.append(at[idx])
+            lat_l.append(latent)
+            val_l.append(acts[idx, latent].float())
+        if not pos_l:
+            return cols[:0], cols[:0], torch.zeros(0, device=cols.device)
+        return torch.cat(pos_l), torch.cat(lat_l), torch.cat(val_l)
+
+    def decoder_rows(self, latents: Int[Tensor, " n"]) -> Float[Tensor, "n d_in"]:
+        """Each latent's decoder direction in the hook's own space (what a=1 adds to h)."""
+        return self.sae.W_dec[latents].to(torch.float32)
+
+    @torch.inference_mode()
+    def losses(
+        self,
+        resid: Float[Tensor, "batch seq d_model"],
+        tokens: Int[Tensor, "batch seq"],
+        delta: Float[Tensor, "batch seq d_in"] | None = None,
+        needed: Bool[Tensor, "batch seq_minus_1"] | None = None,
+        block: int = 2048,
+    ) -> Float[Tensor, "batch seq_minus_1"]:
+        """Next-token loss per position, running from the hook's block to the logits, with `delta`
+        subtracted from the hook activation (None: the clean run). With `needed`, the unembedding
+        (the costliest part for a small model with a large vocabulary) runs only where needed is
+        True, in blocks of `block` positions, and other positions hold NaN."""
+        hooks = []
+        if delta is not None:
+            def ablate(value: Tensor, hook: Any) -> Tensor:
+                return value - delta.reshape(value.shape).to(value.dtype)
+
+            hooks.append((self.site.name, ablate))
+        if needed is None:
+            logits = self.model.run_with_hooks(resid, start_at_layer=self.site.layer,
+                                               fwd_hooks=hooks)
+            return _next_token_loss(logits, tokens)
+        final = self.model.run_with_hooks(resid, start_at_layer=self.site.layer,
+                                          stop_at_layer=self.model.cfg.n_layers, fwd_hooks=hooks)
+        rows, cols = torch.nonzero(needed, as_tuple=True)
+        picked, target = final[rows, cols], tokens[rows, cols + 1].long()
+        out = torch.full(needed.shape, float("nan"), device=resid.device)
+        loss = torch.cat([self._unembed_loss(picked[i:i + block], target[i:i + block])
+                          for i in range(0, len(target), block)]) if len(target) else picked[:0, 0]
+        out[rows, cols] = loss
+        return out
+
+    def _unembed_loss(self, resid: Float[Tensor, "n d_model"], target: Int[Tensor, " n"]) -> Tensor:
+        """Cross-entropy as logsumexp - target logit: no [n, d_vocab] log-softmax is written."""
+        logits = self.model.unembed(self.model.ln_final(resid[None]))[0].float()
+        return torch.logsumexp(logits, -1) - logits.gather(1, target[:, None])[:, 0]
+
+
+def _next_token_loss(
+    logits: Float[Tensor, "batch seq d_vocab"], tokens: Int[Tensor, "batch seq"]
+) -> Float[Tensor, "batch seq_minus_1"]:
+    pred = logits[:, :-1].float()
+    return F.cross_entropy(pred.transpose(1, 2), tokens[:, 1:].long(), reduction="none")
+
+
+def residual_directions(model: Any, sae: Any, site: HookSite) -> Float[Tensor, "d_sae d_model"]:
+    """d_i: each latent's output direction in the residual stream (docs/STATISTICS.md, logit effects)."""
+    w_dec = sae.W_dec.detach().to(torch.float32)
+    block = model.blocks[site.layer]
+    if site.kind == "mlp_hidden":
+        return w_dec @ block.mlp.W_out.detach().float()
+    if site.kind == "z":
+        w_o = block.attn.W_O.detach().float()  # [n_heads, d_head, d_model]
+        return w_dec @ w_o.reshape(-1, w_o.shape[-1])
+    return w_dec

@@ -1,0 +1,5 @@
+"""`python -m generator.demo`: retrain the embedded demo (generator/demo/train.py)."""
+
+from generator.demo.train import main
+
+main()

@@ -1,0 +1,271 @@
+"""Client-side search data: the latent table, the sharded term index and the token index
+(format version 4).
+
+Everything here ships as classic scripts that call a global function defined by
+`static/table.js` or `static/search.js`, because `fetch()` of local JSON is blocked on `file://`.
+JSON inside is written with sorted keys so that the same store gives byte-identical files.
+
+Latent table: `search/<key>/<c>.js`, one file per table page, for every sort key
+    fbRows("<key>", c, [[latent, d, x, t, e, am, af, q, b, f, s, c], ...])
+    Rows at positions [c * rows, (c + 1) * rows) of the table sorted by `key`. Columns: latent id,
+    density and max activation (3 significant digits), top-token label, explanation ("" when
+    none), ablation mean Δloss and fraction helped (null when not computed; both columns are
+    left out of every row when the build has no ablation), then the quality signals
+    (generator.compute.quality): q the flags bitmask, b / f the shares of the latent's activation at
+    BOS / first positions, s its top token's share, c its encoder-decoder cosine (3 significant
+    digits, null where undefined; each left out when the store lacks it). The index page
+    carries the manifest as JSON in `<script id=fb-table>`: {"v", "n": d_sae, "rows", "cols":
+    the column names after the id, "sorts": {key: n_valid}, "flags": [[bit, key, badge,
+    meaning], ...]}. Each key's files hold its natural order: `id` ascending,
+    `e` ascending (UTF-16 code units, as JavaScript compares), every other key descending, ties
+    by ascending id; the n_valid rows with a value come first, then the rest (null or "") in id
+    order. The opposite direction reads the first n_valid positions backwards and keeps the rest
+    last. A key is sortable when it is in `sorts` (`e` only when some latent is explained), so no
+    page ever loads more than two table files, and a search result's label comes from the `id`
+    file of its latent: the index page loads no table data up front, whatever d_sae is.
+
+Flags per sort order: `search/<key>/q.js`, for every sort key when the table has flags
+    fbFlags("<key>", "<one B64 digit per row>")
+    the q column of every row in that key's file order (digit value = the flags bitmask, < 32),
+    so that a filter on the flags finds the file positions of the rows that pass without
+    loading the rows (d_sae bytes per key); the page then loads only the files of the rows it
+    shows.
+
+Term index: `search/s<k>.js`, k in [0, n_shards)
+    fbIndex(k, {"<term>": [latent, score, latent, score, ...], ...})
+    - terms: NFKC-normalised, lower-cased; the words of a text (runs of letters, digits and `_`)
+      plus its whitespace-separated pieces that contain no word character (so `(` or `==` are
+      findable in code corpora);
+    - sources and weights (score = round(1000 * weight), the best source wins per latent):
+      explanation words 1.0; top tokens 0.4 + 0.6 * (share of the latent's total activation);
+      top positive logit tokens 0.5 - 0.03 * rank; words of active tokens in top examples
+      0.2 + 0.3 * (share of the top examples' activation);
+    - postings: sorted by score descending then latent ascending, at most MAX_POSTINGS per term;
+    - sharding: a term lives in shard fnv1a32(utf8(first two code points of the term)) mod
+      n_shards, so a query term of two or more characters finds all terms it prefixes in a single
+      shard; n_shards is a power of two chosen so shards stay near SHARD_TARGET_BYTES. The page
+      that searches carries `data-shards` and `data-search-v` attributes.
+    Latent ids are matched by the client directly (no postings needed).
+
+Token index: `search/t<k>.js`, k in [0, n_token_shards)
+    fbTokens(k, {"<key>": {"v": [variant, ...], "l": [latent, variant, mean, count, ...]}, ...})
+    - key: a corpus token's text, NFKC-normalised, lower-cased and stripped of surrounding
+      whitespace (whitespace-only tokens have none); the tokens sharing a key (" self", "self",
+      "Self") are its variants, shown as their escaped display;
+    - l: the latents that fire most on the key's tokens over the whole corpus (the store's
+      TokenLatents: total activation on the token), best first by total activation, ties by
+      token id then latent; each latent once, on the variant where its total is largest; at
+      most TOKEN_LIST; `mean` is the latent's mean activation where it fired on that token (3
+      significant digits), `count` how many times it did;
+    - sharding as the term index (shard_of the key), n_token_shards a power of two near
+      SHARD_TARGET_BYTES per shard; the search input carries `data-token-shards` (0: none).
+    The client looks a query up as one key (the whole query, trimmed), so a token typed as it
+    appears in the corpus finds the latents that fire on it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+SEARCH_FORMAT = 4
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+"""digits of the flag strings (the same alphabet as generator.site.codec's example codes)."""
+MAX_POSTINGS = 200
+TOKEN_LIST = 16
+"""latents listed per token key."""
+SHARD_TARGET_BYTES = 64 * 1024
+_WORD = re.compile(r"\w+")
+_HAS_WORD = re.compile(r"\w")
+
+
+
+def normalise(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).lower()
+
+
+def terms_of(text: str) -> list[str]:
+    """Search terms of a text, in first-seen order (the client applies the same rule to queries)."""
+    text = normalise(text)
+    found = _WORD.findall(text) + [p for p in text.split() if not _HAS_WORD.search(p)]
+    return list(dict.fromkeys(found))
+
+
+def fnv1a32(data: bytes) -> int:
+    """32-bit FNV-1a: tiny, and identical in JavaScript (Math.imul), which picks the shard."""
+    h = 0x811C9DC5
+    for byte in data:
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def shard_count(size: int, target_bytes: int) -> int:
+    """Shards for an index of about `size` bytes: the smallest power of two that keeps each
+    shard at or under `target_bytes` (the term and token indexes alike)."""
+    n = 1
+    while n * target_bytes < size:
+        n *= 2
+    return n
+
+
+def shard_of(term: str, n_shards: int) -> int:
+    return fnv1a32(term[:2].encode("utf-8")) % n_shards
+
+
+Postings = list[tuple[str, int, int]]
+"""(term, latent, score) triples: what a page worker hands back (SearchIndex.export/merge)."""
+
+
+class SearchIndex:
+    """Accumulates (term, latent, weight) and writes the sharded index."""
+
+    def __init__(self, target_bytes: int = SHARD_TARGET_BYTES) -> None:
+        self.postings: dict[str, dict[int, int]] = defaultdict(dict)
+        self.target_bytes = target_bytes
+
+    def add_text(self, latent: int, text: str, weight: float) -> None:
+        for term in terms_of(text):
+            self.add_term(latent, term, weight)
+
+    def add_term(self, latent: int, term: str, weight: float) -> None:
+        score = max(1, round(1000 * min(weight, 1.0)))
+        slot = self.postings[term]
+        if score > slot.get(latent, 0):
+            slot[latent] = score
+
+    def export(self) -> Postings:
+        return [(term, latent, score) for term, slot in self.postings.items()
+                for latent, score in slot.items()]
+
+    def merge(self, postings: Postings) -> None:
+        for term, latent, score in postings:
+            slot = self.postings[term]
+            if score > slot.get(latent, 0):
+                slot[latent] = score
+
+    def shard_count(self) -> int:
+        size = sum(len(t) + 8 + 10 * min(len(p), MAX_POSTINGS) for t, p in self.postings.items())
+        return shard_count(size, self.target_bytes)
+
+    def write(self, folder: Path) -> tuple[int, list[Path]]:
+        """Write every shard (empty ones too, so any query's script exists); returns the count."""
+        n_shards = self.shard_count()
+        shards: list[dict[str, list[int]]] = [{} for _ in range(n_shards)]
+        for term, postings in self.postings.items():
+            ranked = sorted(postings.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_POSTINGS]
+            shards[shard_of(term, n_shards)][term] = [x for pair in ranked for x in pair]
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for k, shard in enumerate(shards):
+            path = folder / f"s{k}.js"
+            path.write_bytes(script_call("fbIndex", k, shard))
+            paths.append(path)
+        return n_shards, paths
+
+
+JS_SPACE = ("\t\n\x0b\x0c\r \xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
+            + "\u2028\u2029\u202f\u205f\u3000\ufeff")
+"""what JavaScript's String.prototype.trim removes (Python's strip() also removes \x1c-\x1f and
+\x85, and keeps \ufeff)."""
+
+
+def token_key(text: str) -> str:
+    """The token index's key of a token's text: NFKC, lower case, stripped as the client's
+    `trim()` strips a query."""
+    return normalise(text).strip(JS_SPACE)
+
+
+def token_index_files(token: np.ndarray, latent: np.ndarray, sum_act: np.ndarray,
+                      count: np.ndarray, text: Callable[[int], str], display: Callable[[int], str],
+                      target_bytes: int = SHARD_TARGET_BYTES) -> dict[str, bytes]:
+    """search/t<k>.js files of the token index (module docstring) from the store's
+    TokenLatents columns; `text` is a token's decoded text, `display` its escaped display."""
+    entries: dict[str, list[tuple[float, int, int, float, int]]] = defaultdict(list)
+    for row, t in enumerate(token.tolist()):
+        key = token_key(text(t))
+        if not key:
+            continue
+        for i, s, c in zip(latent[row].tolist(), sum_act[row].tolist(), count[row].tolist(),
+                           strict=True):
+            if i >= 0 and c > 0:
+                entries[key].append((-s, t, i, s / c, c))
+    keys: dict[str, dict[str, list[Any]]] = {}
+    for key, found in entries.items():
+        found.sort()
+        best: dict[int, tuple[float, int, int, float, int]] = {}  # a latent once, on its best
+        for e in found:                                            # variant
+            best.setdefault(e[2], e)
+        found = sorted(best.values())[:TOKEN_LIST]
+        variants = sorted({t for _, t, _, _, _ in found})
+        keys[key] = {"v": [display(t) for t in variants],
+                     "l": [x for _, t, i, mean, c in found
+                           for x in (i, variants.index(t), float(f"{mean:.3g}"), c)]}
+    size = sum(len(k) + 30 + 20 * len(v["l"]) // 4 for k, v in keys.items())
+    n = shard_count(size, target_bytes)
+    shards: list[dict[str, Any]] = [{} for _ in range(n)]
+    for key, value in keys.items():
+        shards[shard_of(key, n)][key] = value
+    return {f"t{k}.js": script_call("fbTokens", k, shard) for k, shard in enumerate(shards)}
+
+
+def script_call(function: str, *args: object) -> bytes:
+    """`function(arg, ...);` with JSON arguments: a data file loadable by `<script src>`."""
+    body = b",".join(dumps(a) for a in args)
+    return function.encode() + b"(" + body + b");\n"
+
+
+def dumps(value: object) -> bytes:
+    """Deterministic compact JSON, safe inside scripts (no raw U+2028/U+2029 line separators)."""
+    raw = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    return raw.replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")
+
+
+TABLE_KEYS = {"id": False, "d": True, "x": True, "e": False, "am": True, "af": True, "b": True,
+              "f": True, "s": True, "c": True}
+"""sort keys of the table and whether their natural order is descending."""
+
+
+def table_files(columns: dict[str, list[Any]], n: int, rows_per_file: int,
+                flags: list[list[Any]] | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The table manifest and its files (site path -> bytes); see the module docstring."""
+    names = list(columns)
+    rows = [[i, *(columns[k][i] for k in names)] for i in range(n)]
+    sorts: dict[str, int] = {}
+    files: dict[str, bytes] = {}
+    for key, descending in TABLE_KEYS.items():
+        if key != "id" and key not in columns:
+            continue
+        values: list[Any] = list(range(n)) if key == "id" else columns[key]
+        valid = [i for i in range(n) if values[i] is not None and values[i] != ""]
+        if key == "e" and not valid:
+            continue
+        valid.sort(key=lambda i: (_sort_value(values[i], descending), i))
+        rest = [i for i in range(n) if values[i] is None or values[i] == ""]
+        order = valid + rest
+        sorts[key] = len(valid)
+        for c in range(0, max(1, math.ceil(n / rows_per_file))):
+            chunk = [rows[i] for i in order[c * rows_per_file:(c + 1) * rows_per_file]]
+            files[f"{key}/{c}.js"] = script_call("fbRows", key, c, chunk)
+        if "q" in columns:
+            files[f"{key}/q.js"] = script_call("fbFlags", key,
+                                               "".join(B64[columns["q"][i]] for i in order))
+    manifest = {"v": SEARCH_FORMAT, "n": n, "rows": rows_per_file, "cols": names,
+                "sorts": sorts}
+    if flags is not None:
+        manifest["flags"] = flags
+    return manifest, files
+
+
+def _sort_value(value: Any, descending: bool) -> Any:
+    if isinstance(value, str):
+        # JavaScript compares strings by UTF-16 code units; big-endian bytes sort the same way
+        return value.encode("utf-16-be")
+    return -value if descending else value

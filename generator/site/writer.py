@@ -1,0 +1,289 @@
+"""The site writer: every file of a site, from the page contexts (generator/site/builder.py,
+generator/site/views.py) through the templates, into a fresh folder (the render stage makes it
+atomic: generator/site/render.py). Latent pages and view pages are written by the page workers
+(generator/site/pool.py); every file depends only on the store, so the output is the same byte
+for byte whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from generator.site.assets import copy_static, make_env, relative_url, resource_dir
+from generator.site.builder import PageBuilder, site_info
+from generator.site.cards import card_png
+from generator.site.charts import finite3
+from generator.site.codec import varint_code
+from generator.site.contexts import DEFAULT_SHOWING, LatentPage, Showing
+from generator.site.pool import chunked, in_parallel, run_all
+from generator.site.quality import FLAGS
+from generator.site.search import (
+    Postings,
+    SearchIndex,
+    dumps,
+    script_call,
+    table_files,
+    terms_of,
+    token_index_files,
+)
+from generator.site.tokens import display_json, display_text
+from generator.site.views import VIEW_CHUNK, PromptPages, list_path, site_views
+from generator.store.schema import EXAMPLE_TOP, StoreData
+
+SEQ_SHARD = 64
+"""sequences per seqs/<k>.js file."""
+LATENT_CHUNK = 256
+"""latents per unit of work of the page workers."""
+SITE_MARKER = ".nojekyll"
+
+
+@dataclass(frozen=True)
+class PageLinks:
+    """A page's absolute addresses (only with a site URL): what link previews read."""
+
+    url: str
+    """the page's own address: og:url and the canonical link."""
+    image: str | None = None
+    """its link card (cards/<id>.png): og:image and twitter:image."""
+    image_alt: str = ""
+
+
+class SiteWriter:
+    """Writes one site into a fresh folder: pages, embeds, search index, table, sequences."""
+
+    def __init__(self, data: StoreData, out: Path, explanations: dict[int, str], quiet: bool,
+                 table_rows: int, shard_bytes: int, workers: int | None = None,
+                 chunk: int = LATENT_CHUNK, showing: Showing = DEFAULT_SHOWING,
+                 site_url: str | None = None) -> None:
+        self.data, self.out, self.explanations, self.quiet = data, out, explanations, quiet
+        self.site_url = site_url
+        """the site root's public address ending in "/", or None: nothing absolute."""
+        self.table_rows, self.shard_bytes = table_rows, shard_bytes
+        self.token_terms: dict[int, list[str]] = {}
+        self.workers = max(1, workers if workers is not None else len(os.sched_getaffinity(0)))
+        self.chunk = chunk
+        self.showing = showing
+        self.pages = PageBuilder(data, explanations, showing)
+
+    def write_all(self) -> None:
+        """The whole site."""
+        self.setup()
+        search = SearchIndex(self.shard_bytes)
+        for postings in self.latent_pages():
+            search.merge(postings)
+        shards, _ = search.write(self.out / "search")
+        token_shards = self.write_token_index()
+        table = self.write_table()
+        self.write_sequences()
+        if self.pages.map is not None:
+            self.pages.map.write(self.out)  # map/points.js, map/overview.png
+        for view in site_views(self.data, self.pages, self.showing):
+            self.write_view(view)  # prompts/ and corpus/ (when the store has them)
+        self.render("index.html", "index.html", page=self.pages.index_page(shards, table, token_shards),
+                    links=PageLinks(self.site_url) if self.site_url else None)
+        (self.out / SITE_MARKER).write_bytes(b"")
+
+    def setup(self) -> None:
+        """The static files, the template environment, what every page says of the site, and
+        the folders: what any of the writing methods below needs (benchmarks call them alone)."""
+        self.assets = copy_static(resource_dir("static"), self.out / "static")
+        self.env = make_env(self.assets)
+        self.site = site_info(self.data, self.showing, self.pages.shown)
+        for folder in (("features", "search") + (("embed",) if self.showing.embed_files else ())
+                       + (("cards",) if self.site_url else ())):
+            (self.out / folder).mkdir(parents=True, exist_ok=True)
+
+    def latent_pages(self) -> Iterator[Postings]:
+        """Write every latent's page and embed; yields the search postings chunk by chunk, in
+        latent order (see in_parallel)."""
+        d_sae = self.data.latents.d_sae
+        yield from in_parallel(self.latent_chunk, chunked(d_sae, self.chunk), self.workers,
+                               "pages", "latent", self.quiet)
+
+    def write_view(self, pages: PromptPages) -> None:
+        """<folder>/<n>.html for every page of a prompt or corpus view (generator.site.views),
+        written by the page workers, then its list pages."""
+        view = pages.view
+        (self.out / view.folder).mkdir(parents=True, exist_ok=True)
+        run_all(lambda lo, hi: self.view_pages(pages, lo, hi), chunked(len(pages.p), VIEW_CHUNK),
+                self.workers, view.folder, view.noun, self.quiet)
+        for page in range(1, pages.list_pages + 1):
+            path = list_path(view.folder, page)
+            self.render(path, "prompts.html", page=pages.index(page), view=view,
+                        links=self.links(path))
+
+    def view_pages(self, pages: PromptPages, lo: int, hi: int) -> None:
+        """Pages lo..hi of a view."""
+        for n in range(lo, hi):
+            path = f"{pages.view.folder}/{int(pages.ids[n])}.html"
+            self.render(path, "prompt.html", page=pages.page(n), view=pages.view,
+                        links=self.links(path))
+
+    def links(self, path: str) -> PageLinks | None:
+        """A page's absolute address, with a site URL only."""
+        return PageLinks(self.site_url + path) if self.site_url else None
+
+    def latent_chunk(self, lo: int, hi: int) -> Postings:
+        search = SearchIndex(self.shard_bytes)
+        for i in range(lo, hi):
+            page = self.pages.latent_page(i)
+            links = None
+            if self.site_url:
+                url, image = self.site_url + f"features/{i}.html", f"cards/{i}.png"
+                card = self.pages.card(i, page, url.split("://", 1)[1])
+                (self.out / image).write_bytes(card_png(card))
+                links = PageLinks(url, self.site_url + image, page.title)
+            self.render(f"features/{i}.html", "feature.html", page=page, showing=self.showing,
+                        links=links)
+            if self.showing.embed_files:
+                self.render(f"embed/{i}.html", "embed.html", page=page,
+                            card=f"../features/{i}.html?embed")
+            self.index_latent(search, i, page)
+        return search.export()
+
+    def render(self, path: str, template: str, links: PageLinks | None = None,
+               **context: Any) -> None:
+        root = relative_url("x", path)[:-1] or "./"
+        html = self.env.get_template(template).render(page_path=path, root=root, site=self.site,
+                                                      links=links, **context)
+        target = self.out / path
+        if path.count("/") > 1:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as f:
+            f.write(html.encode("utf-8"))
+
+    def token_key(self, token_id: int) -> str:
+        """The symbol-table key of a token shown on its own: its display as JSON."""
+        return dumps(display_json(self.pages.text.token(token_id))).decode()
+
+    def index_latent(self, search: SearchIndex, i: int, page: LatentPage) -> None:
+        """Add latent i's terms (weights documented in generator.site.search)."""
+        lat, text = self.data.latents, self.pages.text
+        if page.explanation:
+            search.add_text(i, page.explanation, 1.0)
+        if lat.top_token_ids is not None and lat.top_token_sums is not None:
+            total = max(float(lat.sum_act[i]), 1e-30)
+            for t, s in zip(lat.top_token_ids[i], lat.top_token_sums[i], strict=True):
+                if t >= 0:
+                    search.add_text(i, text.plain(t), 0.4 + 0.6 * float(s) / total)
+        for rank, t in enumerate(lat.logit_pos_ids[i]):
+            search.add_text(i, text.plain(t), 0.5 - 0.03 * rank)
+        for term, share in self.example_terms(i).items():
+            search.add_term(i, term, 0.2 + 0.3 * share)
+
+    def example_terms(self, i: int) -> dict[str, float]:
+        """Terms of the active tokens in the top examples, with their share of the activation."""
+        ex, cache = self.data.examples, self.token_terms
+        mass: dict[str, float] = defaultdict(float)
+        for row in self.pages.example_rows(i).tolist():
+            if ex.kind[row] != EXAMPLE_TOP:
+                continue
+            acts = np.asarray(ex.acts[row])
+            positions = np.flatnonzero(acts > 0)
+            tokens = self.pages.example_tokens(row)[positions].tolist()
+            for t, act in zip(tokens, acts[positions].tolist(), strict=True):
+                terms = cache.get(t)
+                if terms is None:
+                    terms = cache[t] = terms_of(self.pages.text.plain(t))
+                for term in terms:
+                    mass[term] += act
+        total = sum(mass.values()) or 1.0
+        return {term: m / total for term, m in mass.items()}
+
+    def write_token_index(self) -> int:
+        """search/t<k>.js, the token index (format in generator.site.search); returns its shard
+        count, 0 when the store has none."""
+        tl = self.data.token_latents
+        if tl is None:
+            return 0
+        text = self.pages.text
+        files = token_index_files(tl.token, tl.latent, tl.sum_act, tl.count, text.plain,
+                                  lambda t: display_text(text.token(t)), self.shard_bytes)
+        for name, content in files.items():
+            (self.out / "search" / name).write_bytes(content)
+        return len(files)
+
+    def write_table(self) -> dict[str, Any]:
+        """search/<key>/<c>.js: the index table, one file per page per sort key (the format is
+        in generator.site.search); returns the manifest the index page carries."""
+        lat, meta = self.data.latents, self.data.meta
+        density = lat.n_active / max(1, meta.n_tokens)
+        columns: dict[str, list[Any]] = {
+            "d": [float(f"{x:.3g}") for x in density],
+            "x": self.pages.max3,
+            "t": [", ".join(self.pages.top_token_labels(i, 3)) for i in range(lat.d_sae)],
+            "e": [self.explanations.get(i, "") for i in range(lat.d_sae)],
+        }
+        if lat.abl_mean is not None and lat.abl_frac_helped is not None:
+            columns["am"] = [finite3(x) for x in lat.abl_mean]
+            columns["af"] = [finite3(x) for x in lat.abl_frac_helped]
+        quality = self.pages.quality
+        columns["q"] = quality.flags.tolist()
+        for key, values in (("b", quality.bos_share), ("f", quality.first_share),
+                            ("s", quality.top_token_share), ("c", quality.enc_dec_cos)):
+            if values is not None:
+                columns[key] = [finite3(x) for x in values]
+        manifest, files = table_files(columns, lat.d_sae, self.table_rows,
+                                      flags=[list(f) for f in FLAGS])
+        for path, content in files.items():
+            target = self.out / "search" / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        return manifest
+
+    def write_sequences(self) -> None:
+        """seqs/t.js: the symbol table, `fbSeqTable([0, display, ...])`: every distinct token
+        display of the kept sequences (after UTF-8 merging, so a symbol is exactly what the
+        browser shows), most frequent first; symbol 0 is the BOS / document-boundary marker.
+        seqs/<k>.js: `fbSeqs(k, {seq: code})`, SEQ_SHARD sequences per file, a code being one
+        varint (generator.site.codec.varint) per position: its symbol. For "expand to the whole
+        sequence"."""
+        bos_id = self.data.meta.bos_id
+        # only the sequences of shown examples (pages may show fewer than the store holds)
+        shown = np.unique(self.pages.seq_rows_of(self.pages.shown))
+        n = len(shown)
+        seq_ids = self.data.seq_ids[shown].tolist()
+        tokens = np.asarray(self.data.seq_tokens[shown])
+        partial = self.pages._partial_vocab[tokens].any(axis=1) if n else np.zeros(0, bool)
+        counts: dict[str, int] = defaultdict(int)
+        # sequences of whole-UTF-8 tokens (nearly all): one key per distinct token id, counted
+        # and coded with array operations
+        whole = tokens[~partial]
+        ids, id_counts = np.unique(whole[whole != bos_id], return_counts=True)
+        key_of = {t: self.token_key(t) for t in ids.tolist()}
+        for t, c in zip(ids.tolist(), id_counts.tolist(), strict=True):
+            counts[key_of[t]] += c
+        # the others: displays merged across tokens, one key per position
+        merged: dict[int, list[str | None]] = {}
+        for row in np.flatnonzero(partial).tolist():
+            displays = self.pages.sequence_displays(int(shown[row]))
+            keys = [None if t == bos_id else dumps(display_json(d)).decode()
+                    for d, t in zip(displays, tokens[row].tolist(), strict=True)]
+            for key in keys:
+                if key is not None:
+                    counts[key] += 1
+            merged[row] = keys
+        symbols = sorted(counts, key=lambda key: (-counts[key], key))
+        number = {key: n for n, key in enumerate(symbols, 1)}
+        symbol_of_id = np.zeros(int(tokens.max(initial=0)) + 2, dtype=np.int64)
+        for t, key in key_of.items():
+            symbol_of_id[t] = number[key]
+        codes = symbol_of_id[np.where(tokens == bos_id, -1, tokens)]  # -1: the last slot, 0
+        shards: dict[int, dict[str, str]] = defaultdict(dict)
+        for row, seq in enumerate(seq_ids):
+            values = ([0 if key is None else number[key] for key in merged[row]] if row in merged
+                      else codes[row].tolist())
+            shards[seq // SEQ_SHARD][str(seq)] = varint_code(values)
+        folder = self.out / "seqs"
+        folder.mkdir(parents=True, exist_ok=True)
+        table = b"fbSeqTable([0" + b"".join(b"," + key.encode() for key in symbols) + b"]);\n"
+        (folder / "t.js").write_bytes(table)
+        for k, seqs in sorted(shards.items()):
+            (folder / f"{k}.js").write_bytes(script_call("fbSeqs", k, seqs))

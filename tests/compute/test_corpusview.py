@@ -1,0 +1,151 @@
+"""generator.compute.corpusview: the corpus view's numbers against a brute force on the tiny real
+model and against the engine's examples on the same sequences, for any batching; the store
+round trip and the refusal of a view that lists other sequences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from generator.store.io import read_store, write_store
+from tests.fake_corpus import with_corpus
+from tests.fake_store import make_store
+from tests.helpers import CASES
+from tests.reference import reference_corpus_view
+
+
+@pytest.fixture(scope="module")
+def model():
+    from tests.helpers import tiny_model
+
+    return tiny_model()
+
+
+def brute_force(model, sae, hook: str, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense activations [n, ctx, d_sae] (the SAE's encode of the cached hook activation, zero
+    at BOS) and the clean loss [n, ctx] (NaN at the last position and before a BOS), from one
+    plain forward pass of the whole model per sequence."""
+    import torch
+
+    from tests.helpers import BOS
+
+    acts, losses = [], []
+    with torch.no_grad():
+        for row in tokens:
+            t = torch.from_numpy(row[None]).long()
+            _, cache = model.run_with_cache(t, names_filter=hook)
+            a = sae.encode(cache[hook][0]).float()
+            a[torch.from_numpy(row == BOS)] = 0
+            acts.append(a.numpy())
+            loss = model(t, return_type="loss", loss_per_token=True)[0].numpy()
+            loss = np.where(row[1:] != BOS, loss, np.nan)
+            losses.append(np.append(loss, np.nan))
+    return np.stack(acts), np.stack(losses)
+
+
+def compute(model, kind: str, hook: str, tokens: np.ndarray, batch_size: int = 4,
+            encode_rows: int = 1024):
+    from generator.compute.activations import HookedSAE
+    from generator.compute.corpusview import compute_corpus_view
+    from generator.inputs.models import parse_hook
+    from tests.helpers import BOS, tiny_sae
+
+    sae = tiny_sae(kind, hook)
+    hooked = HookedSAE(model, sae, parse_hook(hook))
+    return sae, hooked, compute_corpus_view(hooked, tokens, BOS, batch_size, encode_rows)
+
+
+def assert_views_equal(got, want, exact_floats: bool = False) -> None:
+    for name in ("n_latents", "row", "pos", "latent", "s_row", "s_latent", "s_n_active"):
+        assert getattr(got, name).tolist() == getattr(want, name).tolist(), name
+    for name in ("act", "s_max_act", "s_sum_act", "loss"):
+        if exact_floats:
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+        else:
+            np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-4,
+                                       atol=1e-5)
+
+
+@pytest.mark.parametrize("kind, hook", CASES)
+def test_corpus_view_equals_brute_force(model, kind, hook, monkeypatch):
+    """Small list sizes (3 per order, 2 per token), so that the 24-latent tiny SAE has more
+    active latents than the table and than a token's list."""
+    from generator.compute import corpusview
+    from tests.helpers import tiny_tokens
+
+    monkeypatch.setattr(corpusview, "CORPUS_LIST", 3)
+    monkeypatch.setattr(corpusview, "CORPUS_TOP", 2)
+    tokens = tiny_tokens()
+    sae, _, got = compute(model, kind, hook, tokens)
+    acts, loss = brute_force(model, sae, hook, tokens)
+    want = reference_corpus_view(acts, loss, top=2, k=3)
+    assert_views_equal(got, want)
+    assert (got.n_latents > 3).any() and len(got.row) > len(tokens) * 2  # selection happened
+    assert len(got.row) < int((acts > 0).sum())
+
+
+def test_corpus_view_does_not_depend_on_batching(model):
+    from tests.helpers import tiny_tokens
+
+    tokens = tiny_tokens()
+    _, _, a = compute(model, "standard", "blocks.1.hook_resid_pre", tokens)
+    _, _, b = compute(model, "standard", "blocks.1.hook_resid_pre", tokens, batch_size=3,
+                      encode_rows=5)
+    assert_views_equal(a, b)
+
+
+@pytest.mark.parametrize("kind, hook", CASES[:2])
+def test_corpus_view_equals_the_engines_examples(model, kind, hook):
+    """On the kept sequences of a real engine run: every table latent's activations are its
+    example's at every position, and every kept entry of an example latent is its example's."""
+    from generator.compute.engine import Engine, EngineSettings
+    from tests.helpers import BOS, tiny_tokens
+
+    tokens = tiny_tokens()
+    sae, hooked, _ = compute(model, kind, hook, tokens[:1])
+    engine = Engine(hooked, tokens, BOS, EngineSettings(k=3, m=2, batch_size=4, quiet=True))
+    p1 = engine.pass1(np.arange(len(tokens)))
+    ex = engine.examples(p1, engine.pass2(p1.max_act)).examples
+    kept = np.unique(ex.seq)
+    _, _, view = compute(model, kind, hook, tokens[kept])
+    checked = 0
+    for j in range(len(ex.seq)):
+        r, i = int(np.searchsorted(kept, ex.seq[j])), int(ex.latent[j])
+        e = (view.row == r) & (view.latent == i)
+        np.testing.assert_allclose(view.act[e], ex.acts[j][view.pos[e]], rtol=1e-5, atol=1e-6)
+        if i in view.s_latent[view.s_row == r]:
+            acts = np.zeros(tokens.shape[1], np.float32)
+            acts[view.pos[e]] = view.act[e]
+            np.testing.assert_allclose(acts, ex.acts[j], rtol=1e-5, atol=1e-6)
+            checked += 1
+    assert checked > 10
+
+
+def test_store_round_trip(tmp_path):
+    data = with_corpus(make_store())
+    write_store(data, tmp_path / "store")
+    back = read_store(tmp_path / "store").corpus
+    assert back is not None and data.corpus is not None
+    for name in ("loss", "n_latents", "row", "pos", "latent", "act", "s_row", "s_latent",
+                 "s_n_active", "s_max_act", "s_sum_act"):
+        got, want = getattr(back, name), getattr(data.corpus, name)
+        assert got.dtype == want.dtype, name
+        np.testing.assert_array_equal(got, want)
+    write_store(make_store(), tmp_path / "plain")  # a store without it has none of the files
+    assert read_store(tmp_path / "plain").corpus is None
+    assert not list((tmp_path / "plain").glob("corpus*"))
+
+
+def test_a_store_whose_corpus_view_lists_other_sequences_is_refused(tmp_path):
+    import pyarrow.parquet as pq
+
+    from generator.errors import UserError
+
+    write_store(with_corpus(make_store()), tmp_path / "store")
+    path = tmp_path / "store" / "corpus_seqs.parquet"
+    table = pq.read_table(path)
+    seq = table.column("seq").to_numpy().copy()
+    seq[[0, 1]] = seq[[1, 0]]
+    pq.write_table(table.set_column(0, "seq", [seq]), path)
+    with pytest.raises(UserError, match="damaged .corpus_seqs.parquet does not list"):
+        read_store(tmp_path / "store")

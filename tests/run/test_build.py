@@ -1,0 +1,228 @@
+"""End to end: the real CLI builds a small site from the embedded demo (model, SAE, corpus), the
+store reloads, `render` reproduces the site without torch, and a rebuild is byte-identical."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from generator.cli import main
+from generator.store.io import read_store
+from tests.helpers import tree_digest
+
+pytestmark = pytest.mark.slow  # end-to-end builds of the demo through the CLI
+
+SMALL = ["--n-seqs", "24", "--ctx", "32", "--k", "4", "--m", "2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("build")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    assert main(["build", *SMALL, "--out", str(root / "site"), "--store", str(root / "store")]) == 0
+    yield root
+    mp.undo()
+
+
+def test_store_contents(built):
+    data = read_store(built / "store")
+    meta = data.meta
+    assert meta.model == "demo code model (embedded)" and meta.hook == "blocks.1.hook_resid_pre"
+    assert meta.n_seqs == 24 and meta.ctx == 32 and meta.created == "2023-11-14"
+    assert 0 < meta.n_tokens <= 24 * 31  # BOS positions are excluded
+    assert meta.l0 == pytest.approx(data.latents.n_active.sum() / meta.n_tokens)
+    d = meta.d_sae
+    assert data.latents.hist.shape == (d, 50) and data.latents.logit_pos_ids.shape == (d, 10)
+    assert (data.latents.hist.sum(1) == data.latents.n_active).all()
+    live = data.latents.n_active > 0
+    assert live.sum() > d // 2
+    # every shown example points at a kept sequence whose max activation is the recorded one
+    for row in range(0, len(data.examples.seq), 97):
+        seq = int(data.examples.seq[row])
+        assert data.tokens_of(seq).shape == (32,)
+        assert data.examples.acts[row].max() > 0
+    assert data.examples.dloss is not None and data.latents.abl_mean is not None
+    assert meta.has_ablation and meta.ln_folded in (True, False)
+
+
+def test_quality_signals_in_store_and_site(built):
+    """The build stores the BOS / first-position totals, the encoder-decoder cosine and the
+    SAE-level figures (over all 24 sequences, fewer than 256), and the index shows them."""
+    data = read_store(built / "store")
+    meta, lat = data.meta, data.latents
+    assert meta.eval_n_seqs == 24 and 0 < meta.eval_n_positions == meta.n_tokens
+    assert 0 < meta.eval_n_predictions <= meta.eval_n_positions  # predictions of non-BOS tokens
+    assert 0 < meta.explained_variance <= 1
+    assert meta.ce_loss_clean < meta.ce_loss_spliced < meta.ce_loss_zero
+    assert meta.loss_recovered == pytest.approx(
+        (meta.ce_loss_zero - meta.ce_loss_spliced) / (meta.ce_loss_zero - meta.ce_loss_clean))
+    d = meta.d_sae
+    assert lat.bos_sum.shape == lat.first_sum.shape == lat.enc_dec_cos.shape == (d,)
+    assert (lat.bos_sum >= 0).all() and lat.bos_sum.sum() > 0  # the SAE fires at BOS too
+    assert (lat.first_sum >= 0).all() and (lat.first_sum <= lat.sum_act).all()
+    assert lat.enc_dec_cos.dtype == np.float32 and (np.abs(lat.enc_dec_cos) <= 1).all()
+    index = (built / "site" / "index.html").read_text()
+    assert "explained variance" in index and "loss recovered" in index
+    assert (built / "site" / "search" / "b" / "q.js").is_file()
+
+
+def test_demo_prompts_in_store_and_site(built):
+    """README command 1 gives prompt pages: the demo's prompts, cut to --ctx, each a page."""
+    from generator.demo import DEMO_PROMPTS
+    from generator.inputs.prompts import read_prompts
+
+    prompts = read_store(built / "store").prompts
+    assert prompts is not None and prompts.text == read_prompts(DEMO_PROMPTS)
+    assert all(len(t) <= 32 for t in prompts.tokens) and prompts.truncated.any()
+    assert len(prompts.act) > 0 and np.isfinite(prompts.dloss).sum() > 0
+    pages = sorted(p.name for p in (built / "site" / "prompts").glob("*.html"))
+    assert pages == sorted([f"{n}.html" for n in range(len(prompts))] + ["index.html"])
+    assert 'href="prompts/index.html"' in (built / "site" / "index.html").read_text()
+
+
+def test_corpus_view_in_store_and_site(built):
+    """README command 1 gives the corpus view: a page per kept sequence, whose activations are
+    its examples' (the same model, SAE and tokens), linked from the index and the examples."""
+    data = read_store(built / "store")
+    view = data.corpus
+    assert view is not None and len(view.n_latents) == len(data.seq_ids) == len(view.loss)
+    ex = data.examples
+    for j in range(0, len(ex.seq), 37):
+        r, i = int(np.searchsorted(data.seq_ids, ex.seq[j])), int(ex.latent[j])
+        e = (view.row == r) & (view.latent == i)
+        np.testing.assert_allclose(view.act[e], ex.acts[j][view.pos[e]], rtol=1e-4, atol=1e-5)
+    site = built / "site"
+    pages = sorted(int(p.stem) for p in (site / "corpus").glob("[0-9]*.html"))
+    assert pages == data.seq_ids.tolist()
+    assert 'href="corpus/index.html"' in (site / "index.html").read_text()
+    assert " data-corpus=0>" in (site / "features" / "0.html").read_text()
+
+
+def test_no_corpus_view_flag(tmp_path):
+    assert main(["build", *SMALL, "--no-ablation", "--no-corpus-view", "--out",
+                 str(tmp_path / "site"), "--store", str(tmp_path / "store")]) == 0
+    assert read_store(tmp_path / "store").corpus is None
+    assert not (tmp_path / "site" / "corpus").exists()
+
+
+def test_token_index_in_store_and_site(built):
+    """The store's token index agrees with the latents' own top tokens (both are the top of
+    pass 1's per-(latent, token) sums), and the site ships it."""
+    data = read_store(built / "store")
+    tl, lat = data.token_latents, data.latents
+    assert tl is not None and lat.top_token_ids is not None and lat.top_token_sums is not None
+    assert tl.latent.shape == (len(tl.token), 16) and (np.diff(tl.token) > 0).all()
+    row = {int(t): r for r, t in enumerate(tl.token)}
+    for i in np.flatnonzero(lat.n_active > 0)[::7]:
+        t, total = int(lat.top_token_ids[i][0]), float(lat.top_token_sums[i][0])
+        listed = dict(zip(tl.latent[row[t]].tolist(), tl.sum_act[row[t]].tolist(), strict=True))
+        if i in listed:
+            assert listed[i] == pytest.approx(total, rel=1e-6)
+        else:  # 16 other latents fire more on its top token
+            assert tl.sum_act[row[t]][-1] >= total * (1 - 1e-6)
+    assert list((built / "site" / "search").glob("t*.js"))
+
+
+def test_site_has_a_page_per_latent(built):
+    data = read_store(built / "store")
+    site = built / "site"
+    pages = sorted((site / "features").glob("*.html"))
+    assert len(pages) == data.meta.d_sae
+    assert (site / "index.html").is_file() and (site / ".nojekyll").is_file()
+    assert len(list((site / "embed").glob("*.html"))) == data.meta.d_sae
+
+
+def test_rebuild_is_byte_identical(built, tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    assert main(["build", *SMALL, "--out", str(tmp_path / "site"),
+                 "--store", str(tmp_path / "store")]) == 0
+    assert tree_digest(tmp_path / "site") == tree_digest(built / "site")
+    for name in ("meta.json", "latents.parquet"):  # latents: the map's coordinates too
+        assert (tmp_path / "store" / name).read_bytes() == (built / "store" / name).read_bytes()
+
+
+def test_latent_map_in_store_and_site(built):
+    """Every latent has finite map coordinates, and the site's map file holds them all."""
+    data = read_store(built / "store")
+    d = data.meta.d_sae
+    xy = np.stack([data.latents.map_x, data.latents.map_y], axis=1)
+    assert xy.shape == (d, 2) and xy.dtype == np.float32 and np.isfinite(xy).all()
+    assert len(np.unique(xy, axis=0)) > d // 2  # spread out, not collapsed
+    raw = (built / "site" / "map" / "points.js").read_text()
+    assert raw.startswith("fbMap(") and json.loads(raw[len("fbMap("):-3])["n"] == d
+    assert (built / "site" / "map" / "overview.png").is_file()
+
+
+def test_render_from_store_alone_without_torch(built, tmp_path):
+    """`render` must reproduce the site from the store, importing neither torch nor sae_lens."""
+    code = (
+        "import sys; from generator.cli import main; "
+        f"rc = main(['render', '--quiet', '--store', {str(built / 'store')!r}, "
+        f"'--out', {str(tmp_path / 'site')!r}]); "
+        "assert 'torch' not in sys.modules and 'sae_lens' not in sys.modules, 'torch imported'; "
+        "sys.exit(rc)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert tree_digest(tmp_path / "site") == tree_digest(built / "site")
+
+
+def test_help_is_fast_and_light():
+    code = ("import sys, time; t = time.perf_counter(); from generator.cli import make_parser; "
+            "make_parser().format_help(); "
+            "assert 'torch' not in sys.modules; print(time.perf_counter() - t)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["txt", "jsonl", "parquet-text", "parquet-tokens", "folder",
+                                 "jsonl.gz-field"])
+def test_corpus_formats(fmt, tmp_path):
+    """Every local corpus format is read, tokenized into BOS-led sequences and built."""
+    from generator.inputs.corpus import shuffled_stdlib
+
+    texts = [p.read_text() for p in shuffled_stdlib(0)[:3]]
+    src = tmp_path / "corpus"
+    src.mkdir()
+    if fmt == "txt":
+        (src / "a.txt").write_text("".join(texts))
+        spec = src / "a.txt"
+    elif fmt == "jsonl":
+        (src / "a.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in texts))
+        spec = src / "a.jsonl"
+    elif fmt == "parquet-text":
+        pq.write_table(pa.table({"text": texts}), src / "a.parquet")
+        spec = src / "a.parquet"
+    elif fmt == "parquet-tokens":
+        from generator.demo import DEMO_MODEL_DIR
+        from generator.inputs.model_folder import load_tokenizer
+
+        tok = load_tokenizer(DEMO_MODEL_DIR)
+        ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+        pq.write_table(pa.table({"tokens": ids}), src / "a.parquet")
+        spec = src / "a.parquet"
+    elif fmt == "jsonl.gz-field":
+        import gzip
+
+        with gzip.open(src / "a.jsonl.gz", "wt", encoding="utf-8-sig") as f:  # with a BOM
+            f.write("\n".join(json.dumps({"id": n, "body": t}) for n, t in enumerate(texts)))
+        spec = src / "a.jsonl.gz"
+    else:
+        for n, t in enumerate(texts):
+            (src / f"{n}.txt").write_text(t)
+        spec = src
+    out = ["--out", str(tmp_path / "site"), "--store", str(tmp_path / "store"), "--no-ablation"]
+    if fmt == "jsonl.gz-field":
+        out += ["--text-field", "body"]
+    assert main(["build", "--corpus", str(spec), "--n-seqs", "6", "--ctx", "16", "--quiet",
+                 *out]) == 0
+    data = read_store(tmp_path / "store")
+    assert data.meta.n_seqs == 6 and data.meta.corpus == str(spec)
+    assert np.all(data.seq_tokens[:, 0] == 0)

@@ -1,0 +1,137 @@
+"""generator.site.search: the index table's files (every sort order, pages), the term index and
+the token index against the store, and the documented term and hash rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from generator.site.quality import FLAGS
+from generator.site.render import render_site
+from generator.site.search import fnv1a32, terms_of
+from tests.fake_store import EXPLANATIONS, make_store
+from tests.sitefiles import D_SAE, DEAD, Page, search_index, table_manifest, table_order, token_index
+
+
+def test_table_files(site: Path) -> None:
+    manifest = table_manifest(site)
+    assert manifest["v"] == 4 and manifest["n"] == D_SAE
+    assert manifest["cols"] == ["d", "x", "t", "e", "am", "af", "q", "b", "f", "s", "c"]
+    assert set(manifest["sorts"]) == {"id", "d", "x", "e", "am", "af", "b", "f", "s", "c"}
+    assert manifest["flags"] == [list(f) for f in FLAGS]
+    rows = table_order(site, "id")
+    assert [r[0] for r in rows] == list(range(D_SAE))
+    assert rows[DEAD][1] == 0 and rows[0][4] == EXPLANATIONS[0]
+    data = make_store()
+    assert rows[3][2] == float(f"{data.latents.max_act[3]:.3g}")
+
+
+@pytest.mark.parametrize("key", ["id", "d", "x", "e", "am", "af", "b", "f", "s", "c"])
+def test_every_sort_order_covers_every_latent_once(site: Path, key: str) -> None:
+    manifest = table_manifest(site)
+    col = 0 if key == "id" else manifest["cols"].index(key) + 1
+    rows = table_order(site, key)
+    assert sorted(r[0] for r in rows) == list(range(D_SAE))
+    valid = manifest["sorts"][key]
+    values = [r[col] for r in rows]
+    assert all(v not in (None, "") for v in values[:valid])
+    assert all(v in (None, "") for v in values[valid:])
+    assert [r[0] for r in rows[valid:]] == sorted(r[0] for r in rows[valid:])
+    natural = sorted(rows[:valid], key=lambda r: (r[col], r[0]) if key in ("id", "e")
+                     else (-r[col], r[0]))
+    assert rows[:valid] == natural
+
+
+def test_small_table_files_page_the_table(tmp_path: Path) -> None:
+    site = render_site(make_store(), tmp_path / "s", EXPLANATIONS, quiet=True, table_rows=5,
+                       shard_bytes=64).out
+    manifest = table_manifest(site)
+    assert manifest["rows"] == 5 and manifest["sorts"]["e"] == len(EXPLANATIONS)
+    for key in manifest["sorts"]:
+        assert len(list((site / "search" / key).glob("[0-9]*.js"))) == 3  # 12 rows: 5 + 5 + 2
+        assert (site / "search" / key / "q.js").is_file()
+        assert sorted(r[0] for r in table_order(site, key)) == list(range(D_SAE))
+    assert "page 1 of 3" in Page(site / "index.html").all_text
+    assert len(list((site / "search").glob("s*.js"))) > 1
+
+
+def test_no_explanations_means_no_explanation_sort(bare_site: Path) -> None:
+    manifest = table_manifest(bare_site)
+    assert "e" not in manifest["sorts"] and "am" not in manifest["cols"]
+    assert not (bare_site / "search" / "e").exists()
+    assert not Page(bare_site / "index.html").find("button", **{"data-sort": "e"})
+
+
+def test_search_index_finds_explanations_tokens_and_logits(site: Path) -> None:
+    data = make_store()
+    _, index = search_index(site)
+    assert 0 in index["cats"][::2] and 5 in index["self"][::2]
+    top_token = data.vocab[data.latents.top_token_ids[7][0]].decode("utf-8", "ignore")
+    for term in terms_of(top_token):
+        assert 7 in index[term][::2]
+    logit = data.vocab[data.latents.logit_pos_ids[9][0]].decode("utf-8", "ignore")
+    for term in terms_of(logit):
+        assert 9 in index[term][::2]
+    for postings in index.values():
+        scores = postings[1::2]
+        assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("shard_bytes", [64 * 1024, 200])
+def test_token_index_lists_the_latents_firing_most_on_each_token(tmp_path: Path,
+                                                                 shard_bytes: int) -> None:
+    """Every corpus token's key (normalised, stripped text) lists, from the store's
+    TokenLatents, the latents with the largest total activation on any of its tokens, each
+    once on its best token, with their mean activation and count."""
+    from generator.site.search import TOKEN_LIST, token_key
+    from generator.site.tokens import TokenText, display_text
+
+    data = make_store()
+    tl = data.token_latents
+    assert tl is not None
+    site = render_site(data, tmp_path / "site", quiet=True, shard_bytes=shard_bytes).out
+    n, index = token_index(site)
+    assert (n > 1) == (shard_bytes < 1000)
+    assert f"data-token-shards={n} " in (site / "index.html").read_text()
+    text = TokenText(data.vocab)
+    want: dict[str, list[tuple[float, int, int, int]]] = {}
+    for row, t in enumerate(tl.token.tolist()):
+        key = token_key(data.vocab[t].decode("utf-8", "ignore"))
+        for i, total, c in zip(tl.latent[row], tl.sum_act[row], tl.count[row], strict=True):
+            if key and i >= 0:
+                want.setdefault(key, []).append((-float(total), t, int(i), int(c)))
+    assert set(index) == set(want) and "</script>" in index and " self".strip() in index
+    assert not any(k != k.strip() or not k for k in index)  # whitespace-only tokens have none
+    for key, entries in want.items():
+        best: dict[int, tuple[float, int, int, int]] = {}
+        for e in sorted(entries):
+            best.setdefault(e[2], e)
+        ranked = sorted(best.values())[:TOKEN_LIST]
+        got = index[key]["l"]
+        assert got[0::4] == [e[2] for e in ranked]
+        assert [index[key]["v"][v] for v in got[1::4]] == [
+            display_text(text.token(e[1])) for e in ranked]
+        assert got[2::4] == [float(f"{-e[0] / e[3]:.3g}") for e in ranked]
+        assert got[3::4] == [e[3] for e in ranked]
+
+
+def test_token_index_store_round_trip(tmp_path: Path) -> None:
+    from generator.store.io import read_store, write_store
+
+    data = make_store()
+    write_store(data, tmp_path / "store")
+    back, want = read_store(tmp_path / "store").token_latents, data.token_latents
+    assert back is not None and want is not None
+    for name in ("token", "latent", "sum_act", "count"):
+        assert getattr(back, name).dtype == getattr(want, name).dtype
+        np.testing.assert_array_equal(getattr(back, name), getattr(want, name))
+    write_store(make_store(optional=False), tmp_path / "bare")
+    assert read_store(tmp_path / "bare").token_latents is None
+
+
+def test_search_terms_and_hash_match_the_documented_rules() -> None:
+    assert terms_of("Python self.attr (x) == ") == ["python", "self", "attr", "x", "=="]
+    assert terms_of("Ｆｕｌｌ") == ["full"]  # NFKC
+    assert fnv1a32(b"") == 0x811C9DC5 and fnv1a32(b"a") == 0xE40C292C
