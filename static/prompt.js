@@ -1,17 +1,17 @@
 /* feature-browser prompt view (templates/prompt.html; the data blob #fb-prompt is described in
-   generator/promptpages.py): hover or select a token to list its most active latents, hover or
+   generator/site/views.py): hover or select a token to list its most active latents, hover or
    click a latent to colour the tokens by its activation, sort the prompt's latent table. A
-   classic script that loads nothing, so it works from file://. Token and label text always
-   goes through textContent, never innerHTML. */
-(function () {
+   classic script that loads nothing, so it works from file://; needs util.js. Token and label
+   text always goes through textContent, never innerHTML. */
+(function (fb) {
   "use strict";
 
-  var LEVELS = 9;
+  var el = fb.util.el, fmt = fb.util.fmt, LEVELS = fb.util.LEVELS;
   var dataEl = document.getElementById("fb-prompt");
   var box = document.getElementById("ptoks"), panel = document.getElementById("ptok");
   if (!dataEl || !box || !panel) return;
   var d = JSON.parse(dataEl.textContent);
-  var root = document.body.getAttribute("data-root") || "./";
+  var root = fb.util.root;
   var noun = box.getAttribute("data-noun") || "prompt";
   var toks = [];
   for (var t = box.firstElementChild; t; t = t.nextElementSibling) if (t.tagName === "I") toks.push(t);
@@ -20,15 +20,6 @@
      it is active even outside the token's top */
   var origin = null;
 
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text != null) e.textContent = text;
-    return e;
-  }
-
-  /* numbers as generator/charts.py sig: 3 significant digits, thousands separators */
-  function fmt(x) { return Math.abs(x) >= 1000 ? Math.round(x).toLocaleString("en") : String(+x.toPrecision(3)); }
   function signed(x) { return (x > 0 ? "+" : "") + fmt(x); }
   function isBos(p) { return toks[p].classList.contains("bos"); }
   function label(i) { return d.n[i] ? d.n[i][0] : ""; }
@@ -244,4 +235,4 @@
       });
     }
   }
-})();
+})(window.fb);

@@ -19,7 +19,9 @@ from generator.site.charts import activation_chart, logit_chart, round3, sig
 from tests.fake_store import EXPLANATIONS, make_store
 
 pytestmark = pytest.mark.browser
-MODES = ["file", "http"]
+MODES = ["file", pytest.param("http", marks=pytest.mark.slow)]
+"""the origins every session test runs from: file:// in the fast tier, and the HTTP sub-path (as
+on GitHub Pages) in the full suite too."""
 
 
 @dataclass
@@ -191,7 +193,7 @@ def test_tooltip_on_hover_and_focus(session: Session) -> None:
 
 
 def test_histogram_bars_have_tooltips_saying_what_they_count(session: Session) -> None:
-    """Hovering bin k of each chart shows generator.site.charts.Bins.tip(k), made by app.js from the
+    """Hovering bin k of each chart shows generator.site.charts.Bins.tip(k), made by charts.js from the
     chart's data attributes."""
     lat = make_store().latents
     i = 2
@@ -218,9 +220,9 @@ def test_histogram_bars_have_tooltips_saying_what_they_count(session: Session) -
 
 
 def test_app_js_formats_numbers_as_python_sig(browser: object) -> None:
-    """Chart tooltips format bin edges in the browser: app.js's sig() must write what
+    """Chart tooltips format bin edges in the browser: util.js's sig() must write what
     generator.site.charts.sig writes."""
-    source = (resource_dir("static") / "app.js").read_text()
+    source = (resource_dir("static") / "util.js").read_text()
     body = re.search(r"\n  (function sig\(x\) \{.*?\n  \})\n", source, re.S).group(1)
     values = [0.0, 1.0, 0.1, 0.31, 0.315, 2 / 3, 3.2459301948547363, -0.388, 12.5, 999.4, 999.6,
               1000.0, 1234.4, 65536.0, 999_999.0, 1e6, 1.5e7, 1e-4, 9.9996e-5, 1.234e-5, 4.5e-9,
