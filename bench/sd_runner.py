@@ -6,7 +6,8 @@ there without dependencies only so that `model_folder.load_model_dir` can rebuil
 its directory: the token array is produced by the orchestrator and read here unchanged.
 
     bench/.sd-venv/bin/python bench/sd_runner.py --tokens bench/out/tokens.npy \
-        --model-dir generator/demo/model --sae-dir generator/demo/sae --out bench/out/sd/vis.html
+        --model-dir generator/demo/artifacts/model --sae-dir generator/demo/artifacts/sae \
+        --out bench/out/sd/vis.html
 
 Prints tqdm progress to stderr (SaeVisConfig verbose=True) and writes a JSON of stage timings.
 """

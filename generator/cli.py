@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(message)s" if args.verbose else "%(message)s")
     from generator.errors import UserError
-    from generator.files.outputs import Interrupted, signals_raise
+    from generator.files.signals import Interrupted, signals_raise
 
     try:
         with signals_raise():

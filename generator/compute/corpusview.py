@@ -4,7 +4,7 @@ Every sequence the store keeps (StoreData.seq_ids: those some example points to)
 the site gives a page `corpus/<seq>.html`, like a prompt page (generator/site/views.py), to
 each one that a shown example points to. The activations are the SAE's
 own `encode` of the hook activation at every non-BOS position, as in the statistics. For each
-sequence the store keeps (store.CorpusView):
+sequence the store keeps (generator.store.schema.CorpusView):
 
     n_latents   how many latents are active anywhere on it
     loss        the clean loss of predicting token t+1 at each position (NaN at the last
@@ -24,7 +24,7 @@ page shows the sequence.
 
 Memory (one batch of B sequences of ctx positions, B the engine's batch size): the model's
 activations up to the hook and after it for the clean loss (as pass 1 and the ablation), the
-SAE's dense output for R positions at a time (R x d_sae x 16 bytes, R = Engine._encode_rows),
+SAE's dense output for R positions at a time (R x d_sae x 16 bytes, R = Engine.encode_rows),
 and one sequence's active entries (<= ctx x L0_max x 16 bytes). Output on the host: 16 bytes per
 kept entry (<= ctx x (CORPUS_TOP + 2 CORPUS_LIST) per sequence) + 24 per table row + 4 x ctx.
 The render holds the same, plus a float32 Δloss per entry and a float64 total per table row.
@@ -38,14 +38,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from jaxtyping import Int
 
-from generator.store.schema import CORPUS_LIST, CORPUS_TOP
+from generator.store.schema import CORPUS_LIST, CORPUS_TOP, CorpusView
 
 if TYPE_CHECKING:
     from generator.compute.activations import HookedSAE
-    from generator.store.schema import CorpusView
 
 log = logging.getLogger(__name__)
-
 
 
 def compute_corpus_view(hooked: HookedSAE, tokens: Int[np.ndarray, "n_kept ctx"], bos_id: int,
@@ -53,8 +51,6 @@ def compute_corpus_view(hooked: HookedSAE, tokens: Int[np.ndarray, "n_kept ctx"]
     """The corpus view of the kept sequences `tokens` (module docstring)."""
     import torch
     from tqdm.auto import tqdm
-
-    from generator.store.schema import CorpusView
 
     parts: list[dict[str, np.ndarray]] = []
     losses, n_latents = [], []

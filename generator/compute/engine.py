@@ -55,7 +55,7 @@ class EngineSettings:
     pairs; beyond it each latent keeps its `coact_keep` most frequent partners as candidates."""
     coact_keep: int = 64
     encode_rows: int = 0
-    """positions the SAE encodes at once; 0 = from the memory budget (see Engine._encode_rows)."""
+    """positions the SAE encodes at once; 0 = from the memory budget (see Engine.encode_rows)."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,7 @@ class Engine:
         first, self.batch_size = int(grid[0]), int(grid[1])
         self.grid = (first, self.batch_size)
         self.plan = self._grid(seqs, first)
+
     def _agreed(self, batch_size: int) -> int:
         """The smallest rank's figure, so that every rank cuts the same grid."""
         return int(self.ranks.min_(torch.tensor([batch_size], device=self.ranks.device)))
@@ -121,7 +122,7 @@ class Engine:
 
     def _auto_batch_size(self) -> int:
         """Sequences per forward pass. The SAE encodes a batch in chunks of positions
-        (`_encode_rows`), so a batch costs the model's activations up to the hook (~32 floats
+        (`encode_rows`), so a batch costs the model's activations up to the hook (~32 floats
         of d_model per token, generous for attention and MLP temporaries) plus per-sequence
         maxima (4 x d_sae floats), not ctx x d_sae."""
         ctx, d_model = self.tokens.shape[1], self.hooked.model.cfg.d_model
@@ -129,7 +130,7 @@ class Engine:
         return int(max(1, min(1024, self._budget(0.3, 1 << 30) // per_seq)))
 
     @property
-    def _encode_rows(self) -> int:
+    def encode_rows(self) -> int:
         """Positions encoded at once: the SAE's dense [positions, d_sae] output and its
         temporaries (~4 copies in float32) stay within the budget."""
         if self.s.encode_rows:
@@ -185,11 +186,11 @@ class Engine:
 
     def _encode_sparse(self, batch: np.ndarray, tokens: Tensor, mask: Tensor,
                        hook_acts: Tensor, bos: bool = False) -> SparseBatch:
-        """The SAE encodes the included (non-BOS) positions, `_encode_rows` at a time, so no
+        """The SAE encodes the included (non-BOS) positions, `encode_rows` at a time, so no
         [batch, ctx, d_sae] array is ever held; with `bos` (pass 1), also the excluded BOS
         positions (one per sequence plus document separators), whose active entries feed only
         the BOS totals, and each entry says whether it is at a first position. Memory:
-        _encode_rows x d_sae x 16 bytes + 36 bytes per active entry."""
+        encode_rows x d_sae x 16 bytes + 36 bytes per active entry."""
         rows, cols = torch.nonzero(mask, as_tuple=True)
         idx, latent, value = self._encode_at(hook_acts, rows, cols)
         out = SparseBatch(rows[idx], cols[idx], latent, value, tokens[rows[idx], cols[idx]],
@@ -205,7 +206,7 @@ class Engine:
                    cols: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(index into rows, latent, value) of the active entries of the SAE's encoding of the
         positions (rows[j], cols[j]), ordered by position then latent."""
-        step = self._encode_rows
+        step = self.encode_rows
         parts = []
         for start in range(0, len(rows), step):
             acts = self.hooked.encode(hook_acts[rows[start:start + step], cols[start:start + step]])

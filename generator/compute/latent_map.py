@@ -1,8 +1,8 @@
 """The latent map: a 2-D layout of every latent, UMAP (umap-learn) of the decoder directions under
 the cosine metric, so that latents writing similar directions sit close together (families,
-splits). Computed once in the build (generator/run/build.py), stored as `map_x` / `map_y` in
-latents.parquet (docs/STORE.md), drawn by the render (generator/site/render.py, static/map.js); the
-render never imports this module.
+splits). Computed once in the build (generator/run/pipeline.py), stored as `map_x` / `map_y` in
+latents.parquet (docs/STORE.md), drawn by the render (generator/site/mapview.py, static/map.js);
+the render never imports this module.
 
 Neighbours: UMAP's graph is built from the exact decoder-cosine neighbours that the build
 already computes for the latent pages (generator.compute.summaries.cosine_neighbours, a blocked product

@@ -21,7 +21,7 @@ Memory (one prompt at a time, so the number of prompts only adds to the output):
 prompt's length, A the latents active on it (A <= L x L0), d_sae, d_model, d_mlp, n_heads:
 
     encode     min(L, R) x d_sae x 16 bytes, R positions at a time (R from the budget of
-               Engine._encode_rows: 256 MB on CPU, 20% of free GPU memory)
+               Engine.encode_rows: 256 MB on CPU, 20% of free GPU memory)
     ablation   c prompts' copies per forward pass: c x L x (8 d_model + 2 d_mlp + 2 n_heads L)
                x 4 bytes, c = 32 on CPU, else what fits in 30% of free GPU memory; the
                unembedding runs 2,048 positions at a time (HookedSAE.losses)
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
     from generator.store.schema import Prompts
 
 log = logging.getLogger(__name__)
-
-
 
 
 def compute_prompts(hooked: HookedSAE, texts: Sequence[str], tokens: Sequence[np.ndarray],

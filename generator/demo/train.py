@@ -57,7 +57,6 @@ if TYPE_CHECKING:  # the heavy imports stay out of `import generator.demo.train`
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class DemoSpec:
     """Every size and hyperparameter of the demo; the defaults make the committed artifacts, and

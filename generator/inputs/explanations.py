@@ -78,8 +78,11 @@ def _explanation_fields(record: Any, where: str) -> tuple[int, str]:
     return latent, explanation.strip()
 
 
-def check_explanations(explanations: dict[int, str], d_sae: int) -> None:
+def check_explanations(explanations: dict[int, str], d_sae: int, source: Path | None = None) -> None:
+    """Refuse explanations for latents this SAE does not have (a file for another SAE); `source`:
+    the file, named in the message."""
     bad = sorted(i for i in explanations if not 0 <= i < d_sae)
     if bad:
-        raise UserError(f"explanations name latent {bad[0]} but this SAE has {d_sae} latents "
-                        "(0..{}); is the file for another SAE?".format(d_sae - 1))
+        where = f"in {source} " if source is not None else ""
+        raise UserError(f"explanations {where}name latent {bad[0]} but this SAE has {d_sae} "
+                        f"latents (0..{d_sae - 1}); pass the explanations of this SAE")

@@ -43,7 +43,8 @@ def build(cfg: BuildConfig) -> StageTimes:
 def _build_main(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | None,
                 ranks: Ranks, out: Path, store: Path) -> StageTimes:
     from generator.config import check_site_url
-    from generator.files.outputs import StagedOutputs, guard_forks
+    from generator.files.outputs import StagedOutputs
+    from generator.files.signals import guard_forks
     from generator.site.render import render_site
 
     with StagedOutputs([store, out]) as staged:

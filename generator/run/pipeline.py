@@ -53,7 +53,7 @@ class StageTimes:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def run(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        from generator.files.outputs import check_interrupted
+        from generator.files.signals import check_interrupted
 
         start = time.perf_counter()
         out = fn(*args, **kwargs)
@@ -160,11 +160,11 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
     summary = times.run("summaries", summarise, cfg, model, sae, site, p1, p2)
     enc_dec, figures = times.run("quality", lambda: (
         encoder_decoder_cosine(sae), sae_figures(hooked, corpus.tokens, corpus.bos_id,
-                                                 engine.batch_size, engine._encode_rows)))
+                                                 engine.batch_size, engine.encode_rows)))
     prompts = times.run("prompts", run_prompts, cfg, hooked, encode, corpus.bos_id)
     kept = np.unique(shown.examples.seq)
     view = times.run("corpus view", compute_corpus_view, hooked, corpus.tokens[kept],
-                     corpus.bos_id, engine.batch_size, engine._encode_rows,
+                     corpus.bos_id, engine.batch_size, engine.encode_rows,
                      quiet=cfg.quiet) if cfg.corpus_view and not cfg.compact else None
     threads = torch.get_num_threads()
     coords = times.run("map", latent_map, sae.W_dec.detach().float().cpu().numpy(),
@@ -338,6 +338,7 @@ def check_settings(cfg: BuildConfig, model: HookedTransformer, sae: SAE,
                    explanations: dict[int, str] | None) -> None:
     """The options that can only be judged against the loaded model and SAE."""
     from generator.errors import UserError
+    from generator.inputs.explanations import check_explanations
 
     tok = model.tokenizer
     if tok is None or tok.bos_token_id is None:
@@ -350,11 +351,7 @@ def check_settings(cfg: BuildConfig, model: HookedTransformer, sae: SAE,
     if cfg.n_logits > d_vocab:
         raise UserError(f"--n-logits {cfg.n_logits} exceeds the model's vocabulary of {d_vocab} "
                         f"tokens; pass --n-logits {d_vocab} or less")
-    d_sae = int(sae.cfg.d_sae)
-    bad = sorted(i for i in explanations or {} if not 0 <= i < d_sae)
-    if bad:
-        raise UserError(f"explanations in {cfg.explanations} name latent {bad[0]} but this SAE has "
-                        f"{d_sae} latents (0..{d_sae - 1}); pass the explanations of this SAE")
+    check_explanations(explanations or {}, int(sae.cfg.d_sae), cfg.explanations)
 
 
 def coact_method(p1: Pass1State) -> str:

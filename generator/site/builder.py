@@ -106,7 +106,8 @@ class PageBuilder:
         self.max3 = [round3(float(x)) for x in self.lat.max_act]
         self._seq_rows = np.searchsorted(data.seq_ids, data.examples.seq)
         self._ex_order, self._ex_bounds = _example_slices(data)
-        self._partial_vocab = _partial_token_mask(data.vocab)
+        self.partial_vocab = _partial_token_mask(data.vocab)
+        """per vocabulary id: its bytes are not whole UTF-8 characters (displays merge it)."""
         self._seq_cache: dict[int, list[Display]] = {}
         self._html_cache: dict[tuple[int, str], str] = {}
         self.shown = shown_mask(data, showing)
@@ -369,7 +370,7 @@ class PageBuilder:
         """Displays of positions [start, end) of a kept sequence: from the per-token cache, or
         with UTF-8 merging over the whole sequence when it holds partial pieces."""
         ids = self.data.seq_tokens[seq_row]
-        if not self._partial_vocab[ids].any():
+        if not self.partial_vocab[ids].any():
             return [self.text.token(t) for t in ids[start:end]]
         if seq_row not in self._seq_cache:
             self._seq_cache[seq_row] = self.text.sequence(ids)
@@ -487,7 +488,7 @@ class _ExampleBlock:
         self.seq_rows = pages._seq_rows[rows]
         self.tokens = np.asarray(data.seq_tokens[self.seq_rows])
         self.bos = self.tokens == data.meta.bos_id
-        self.partial = pages._partial_vocab[self.tokens].any(axis=1).tolist()
+        self.partial = pages.partial_vocab[self.tokens].any(axis=1).tolist()
         acts = np.asarray(ex.acts[rows])
         self.centre = acts.argmax(axis=1).tolist()
         self.value = [sig(float(a)) for a in acts.max(axis=1)]

@@ -9,7 +9,7 @@ numbers, built by generator.site.builder) in, PNG bytes out; Pillow only, no net
 Text is drawn as text: Pillow interprets no markup, and token strings arrive as the page's
 escaped displays (control and format characters already written as `\\x00`, `\\u202e`, ...);
 explanations and names get the same treatment here. The font is DejaVu Sans Mono, bundled
-(generator/fonts/, Bitstream Vera licence); characters it lacks (CJK, emoji) draw as its
+(generator/site/fonts/, Bitstream Vera licence); characters it lacks (CJK, emoji) draw as its
 missing-glyph box, which the page itself shows properly. Layout is Pillow's basic engine (no
 bidi reordering, no shaping), so the same inputs give the same bytes on every machine with the
 same Pillow.

@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 from markupsafe import Markup
 
-from generator.site.search import dumps
+from generator.site.search import B64, dumps
 
 LEVELS = 9
 """activation colour classes a1..a9 (tokens, the density histogram and, interpolated, intervals)."""
@@ -58,8 +58,6 @@ ACT_LEVELS = 1000
 DLOSS_OUTSIDE = 12
 """outside the server-rendered window, only this many largest |Δloss| per example are shipped
 (for the expanded view; the entry records the cutoff so tooltips stay truthful)."""
-B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-"""digits of the example codes (and of seqs/): JSON- and HTML-safe, never `<`, `>`, `&`."""
 
 
 def append_acts(values: list[int], positions: list[int], levels: list[int], start: int,

@@ -9,9 +9,7 @@ from dataclasses import dataclass, field
 
 from markupsafe import Markup
 
-from generator.site.charts import (
-    Chart,
-)
+from generator.site.charts import Chart
 from generator.site.codec import DLOSS_OUTSIDE
 from generator.site.search import MAX_POSTINGS, SEARCH_FORMAT
 
@@ -51,8 +49,6 @@ WINDOW_INTERVAL = (6, 2)
 
 TABLE_PAGE = 100
 """rows per page of the index table and per table file (the first page is server-rendered)."""
-
-
 
 
 DEFAULT_SHOWING = Showing(top=None, per_interval=2, window_top=WINDOW_TOP,

@@ -47,7 +47,8 @@ import pyarrow.parquet as pq
 from generator import __version__
 from generator.errors import UserError
 from generator.files.atomic import atomic_dir
-from generator.files.outputs import check_interrupted, check_output_folder
+from generator.files.outputs import check_output_folder
+from generator.files.signals import check_interrupted
 from generator.site.tokens import decode_sequence
 from generator.store.io import arrays_from_table, open_parquet, read_meta, read_table
 from generator.store.schema import EXAMPLE_INTERVAL, EXAMPLE_TOP, StoreMeta

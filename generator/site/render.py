@@ -45,12 +45,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generator.config import check_site_url
-from generator.errors import UserError
 from generator.files.atomic import atomic_dir
+from generator.files.outputs import check_output_folder, is_site
 from generator.inputs.explanations import check_explanations
 from generator.site.contexts import COMPACT_SHOWING, DEFAULT_SHOWING, TABLE_PAGE
 from generator.site.search import SHARD_TARGET_BYTES
-from generator.site.writer import LATENT_CHUNK, SITE_MARKER, SiteWriter
+from generator.site.views import VIEW_CHUNK
+from generator.site.writer import LATENT_CHUNK, SiteWriter
 from generator.store.schema import StoreData
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,8 @@ def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None 
                 quiet: bool = False, *, table_rows: int = TABLE_PAGE,
                 compact: bool = False, shard_bytes: int = SHARD_TARGET_BYTES,
                 workers: int | None = None, chunk: int = LATENT_CHUNK,
-                site_url: str | None = None, corpus_view: bool | None = None) -> RenderReport:
+                site_url: str | None = None, corpus_view: bool | None = None,
+                view_chunk: int = VIEW_CHUNK) -> RenderReport:
     """Render the whole site into `out`, atomically: the old site stays intact if anything fails.
 
     `compact` ships less of each latent (generator.site.contexts.COMPACT_SHOWING) so that a
@@ -88,8 +90,8 @@ def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None 
 
     `table_rows` (rows per index-table page and file) and `shard_bytes` (target size of a search
     shard) exist so that tests can shard a small store as finely as a 131k-latent one. Pages
-    are written by `workers` processes (default: one per available CPU), `chunk` latents at a
-    time; the output does not depend on either."""
+    are written by `workers` processes (default: one per available CPU), `chunk` latents (and
+    `view_chunk` prompt or corpus pages) at a time; the output does not depend on any of them."""
     start = time.perf_counter()
     out = Path(out)
     explanations = dict(explanations or {})
@@ -101,7 +103,7 @@ def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None 
         if corpus_view is not None:
             showing = dataclasses.replace(showing, corpus_view=corpus_view)
         SiteWriter(data, tmp, explanations, quiet, table_rows, shard_bytes, workers, chunk,
-                    showing, root_url).write_all()
+                   showing, root_url, view_chunk).write_all()
     report = _measure(out, data.latents.d_sae, time.perf_counter() - start)
     log.info("wrote %d pages (%.1f MB, %.0f KB per latent) to %s in %.1f s", report.pages,
              report.total_bytes / 1e6, report.bytes_per_latent / 1e3, out, report.seconds)
@@ -133,11 +135,10 @@ def size_advice(report: RenderReport) -> str:
 
 
 def _check_target(out: Path) -> None:
-    """Refuse to replace a non-empty folder that is not a site we wrote (e.g. `--out ~`)."""
-    if out.exists() and (not out.is_dir() or
-                         (any(out.iterdir()) and not (out / SITE_MARKER).exists())):
-        raise UserError(f"{out} exists and is not a feature-browser site; choose a new or empty "
-                        "folder for --out")
+    """Refuse to replace a folder that is not a site we wrote (e.g. `--out ~`), a file, or the
+    current folder: the same guard as a build's --out."""
+    resolved = Path(out).expanduser().resolve()
+    check_output_folder("--out", resolved, "site", resolved.is_dir() and is_site(resolved))
 
 
 def _measure(out: Path, latents: int, seconds: float) -> RenderReport:

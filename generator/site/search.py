@@ -78,14 +78,14 @@ import orjson
 
 SEARCH_FORMAT = 4
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-"""digits of the flag strings (the same alphabet as generator.site.codec's example codes)."""
+"""digits of the flag strings, and of the example codes and seqs/ (generator.site.codec): JSON-
+and HTML-safe, never `<`, `>`, `&`."""
 MAX_POSTINGS = 200
 TOKEN_LIST = 16
 """latents listed per token key."""
 SHARD_TARGET_BYTES = 64 * 1024
 _WORD = re.compile(r"\w+")
 _HAS_WORD = re.compile(r"\w")
-
 
 
 def normalise(text: str) -> str:

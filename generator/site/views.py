@@ -42,7 +42,7 @@ significant digits.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -424,15 +424,14 @@ def _clip_parts(parts: list[str | int], n: int) -> list[str | int]:
     return [*out, "…"]
 
 
-def site_views(data: StoreData, pages: PageBuilder, showing: Showing) -> list[PromptPages]:
-    """The views a site has: the prompt view when the store has prompts, the corpus view when it
-    has one and the site shows it (labels and token text from the site's PageBuilder)."""
-    views = []
+def site_views(data: StoreData, pages: PageBuilder, showing: Showing) -> Iterator[PromptPages]:
+    """The views a site has, one at a time (each is built when the previous one is written): the
+    prompt view when the store has prompts, the corpus view when it has one and the site shows
+    it (labels and token text from the site's PageBuilder)."""
     if data.prompts is not None:
-        views.append(PromptPages(data, pages.short_label, pages.text))
+        yield PromptPages(data, pages.short_label, pages.text)
     if data.corpus is not None and showing.corpus_view:
-        views.append(corpus_pages(data, pages.shown, pages.short_label, pages.text))
-    return views
+        yield corpus_pages(data, pages.shown, pages.short_label, pages.text)
 
 
 VIEW_CHUNK = 64

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from generator.files.outputs import SITE_MARKER
 from generator.site.assets import copy_static, make_env, relative_url, resource_dir
 from generator.site.builder import PageBuilder, site_info
 from generator.site.cards import card_png
@@ -41,7 +42,6 @@ SEQ_SHARD = 64
 """sequences per seqs/<k>.js file."""
 LATENT_CHUNK = 256
 """latents per unit of work of the page workers."""
-SITE_MARKER = ".nojekyll"
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,15 @@ class SiteWriter:
     def __init__(self, data: StoreData, out: Path, explanations: dict[int, str], quiet: bool,
                  table_rows: int, shard_bytes: int, workers: int | None = None,
                  chunk: int = LATENT_CHUNK, showing: Showing = DEFAULT_SHOWING,
-                 site_url: str | None = None) -> None:
+                 site_url: str | None = None, view_chunk: int = VIEW_CHUNK) -> None:
         self.data, self.out, self.explanations, self.quiet = data, out, explanations, quiet
         self.site_url = site_url
         """the site root's public address ending in "/", or None: nothing absolute."""
         self.table_rows, self.shard_bytes = table_rows, shard_bytes
         self.token_terms: dict[int, list[str]] = {}
         self.workers = max(1, workers if workers is not None else len(os.sched_getaffinity(0)))
-        self.chunk = chunk
+        self.chunk, self.view_chunk = chunk, view_chunk
+        """latents, and prompt or corpus pages, per unit of work of the page workers."""
         self.showing = showing
         self.pages = PageBuilder(data, explanations, showing)
 
@@ -112,7 +113,7 @@ class SiteWriter:
         written by the page workers, then its list pages."""
         view = pages.view
         (self.out / view.folder).mkdir(parents=True, exist_ok=True)
-        run_all(lambda lo, hi: self.view_pages(pages, lo, hi), chunked(len(pages.p), VIEW_CHUNK),
+        run_all(lambda lo, hi: self.view_pages(pages, lo, hi), chunked(len(pages.p), self.view_chunk),
                 self.workers, view.folder, view.noun, self.quiet)
         for page in range(1, pages.list_pages + 1):
             path = list_path(view.folder, page)
@@ -251,7 +252,7 @@ class SiteWriter:
         n = len(shown)
         seq_ids = self.data.seq_ids[shown].tolist()
         tokens = np.asarray(self.data.seq_tokens[shown])
-        partial = self.pages._partial_vocab[tokens].any(axis=1) if n else np.zeros(0, bool)
+        partial = self.pages.partial_vocab[tokens].any(axis=1) if n else np.zeros(0, bool)
         counts: dict[str, int] = defaultdict(int)
         # sequences of whole-UTF-8 tokens (nearly all): one key per distinct token id, counted
         # and coded with array operations

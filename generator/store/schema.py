@@ -206,6 +206,7 @@ class Prompts:
     def __len__(self) -> int:
         return len(self.text)
 
+
 CORPUS_TOP = 5
 """latents kept (and listed) per token of a corpus page: the most active there."""
 CORPUS_LIST = 10

@@ -7,9 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator.store.io import read_store, write_store
-from tests.fake_corpus import with_corpus
-from tests.fake_store import make_store
 from tests.helpers import CASES
 from tests.reference import reference_corpus_view
 
@@ -119,33 +116,3 @@ def test_corpus_view_equals_the_engines_examples(model, kind, hook):
             np.testing.assert_allclose(acts, ex.acts[j], rtol=1e-5, atol=1e-6)
             checked += 1
     assert checked > 10
-
-
-def test_store_round_trip(tmp_path):
-    data = with_corpus(make_store())
-    write_store(data, tmp_path / "store")
-    back = read_store(tmp_path / "store").corpus
-    assert back is not None and data.corpus is not None
-    for name in ("loss", "n_latents", "row", "pos", "latent", "act", "s_row", "s_latent",
-                 "s_n_active", "s_max_act", "s_sum_act"):
-        got, want = getattr(back, name), getattr(data.corpus, name)
-        assert got.dtype == want.dtype, name
-        np.testing.assert_array_equal(got, want)
-    write_store(make_store(), tmp_path / "plain")  # a store without it has none of the files
-    assert read_store(tmp_path / "plain").corpus is None
-    assert not list((tmp_path / "plain").glob("corpus*"))
-
-
-def test_a_store_whose_corpus_view_lists_other_sequences_is_refused(tmp_path):
-    import pyarrow.parquet as pq
-
-    from generator.errors import UserError
-
-    write_store(with_corpus(make_store()), tmp_path / "store")
-    path = tmp_path / "store" / "corpus_seqs.parquet"
-    table = pq.read_table(path)
-    seq = table.column("seq").to_numpy().copy()
-    seq[[0, 1]] = seq[[1, 0]]
-    pq.write_table(table.set_column(0, "seq", [seq]), path)
-    with pytest.raises(UserError, match="damaged .corpus_seqs.parquet does not list"):
-        read_store(tmp_path / "store")

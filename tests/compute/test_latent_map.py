@@ -9,9 +9,7 @@ import torch
 
 from generator.compute.latent_map import MAP_DECIMALS, N_NEIGHBOURS, knn_graph, latent_map
 from generator.compute.summaries import cosine_neighbours
-from generator.site.mapview import (
-    map_neighbours,
-)
+from generator.site.mapview import map_neighbours
 
 
 def clustered_decoder(n_per: int = 40, k: int = 4, d: int = 32, seed: int = 0) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from generator.demo import DEMO_DIR, DEMO_MODEL_DIR, DEMO_SAE_DIR
+from generator.demo import DEMO_DIR, DEMO_MODEL_DIR, DEMO_PROMPTS, DEMO_SAE_DIR
 from generator.demo.train import DemoSpec, train_demo
 from generator.inputs.corpus import chunk_documents, iter_documents, shuffled_stdlib
 from generator.inputs.model_folder import load_model_dir
@@ -91,6 +91,16 @@ def test_committed_metrics_and_size():
     assert list(metrics) == sorted(metrics)
     size = sum(p.stat().st_size for p in DEMO_DIR.rglob("*") if p.is_file())
     assert size < 6_000_000
+
+
+def test_retraining_replaces_the_artifacts_and_nothing_else():
+    """The default output of `demo-train` is replaced whole, so it must hold the trained
+    artifacts alone: the package's code and the demo's prompts live beside it (retraining once
+    deleted generator/demo/__init__.py and train.py with it)."""
+    assert sorted(p.name for p in DEMO_DIR.iterdir()) == ["metrics.json", "model", "sae"]
+    assert DEMO_MODEL_DIR.parent == DEMO_SAE_DIR.parent == DEMO_DIR
+    assert DEMO_PROMPTS.parent != DEMO_DIR and DEMO_PROMPTS.is_file()
+    assert train_demo.__defaults__ is not None and train_demo.__defaults__[0] == DEMO_DIR
 
 
 def test_training_script_end_to_end_tiny(tmp_path: Path):

@@ -278,23 +278,3 @@ def test_broken_model_directories(capsys, tmp_path, previous_site):
         code, err = run_cli(capsys, "--model", str(model), *out)
         assert_one_line_error(code, err, *needles)
     assert_untouched(site, store)
-
-
-def test_truncated_store_for_render(capsys, tmp_path):
-    from generator.store.io import write_store
-    from tests.fake_store import make_store
-
-    for name in ("latents.parquet", "examples.parquet", "vocab.parquet", "meta.json"):
-        store = tmp_path / f"store-{name}"
-        write_store(make_store(), store)
-        damaged = store / name
-        damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
-        code = main(["render", "--quiet", "--store", str(store), "--out", str(tmp_path / "site")])
-        err = capsys.readouterr().err
-        assert_one_line_error(code, err, str(store), "rebuild")
-        assert err.rstrip().endswith("rebuild it with `feature-browser build`"), err  # whole
-        assert err.count("(") == err.count(")"), err
-    (store / "meta.json").unlink()
-    code = main(["render", "--quiet", "--store", str(store), "--out", str(tmp_path / "site")])
-    assert_one_line_error(code, capsys.readouterr().err, "no store")
-    assert not (tmp_path / "site").exists()

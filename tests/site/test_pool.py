@@ -7,22 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from generator.site.render import render_site
 from tests.fake_store import make_scaled_store
 
 
-def test_parallel_render_is_byte_identical(tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parallel_render_is_byte_identical(tmp_path: Path) -> None:
     """Latent pages and corpus pages (several chunks of each) alike."""
-    from generator.site import views as promptpages
     from tests.fake_corpus import with_corpus
 
-    monkeypatch.setattr(promptpages, "VIEW_CHUNK", 7)
     data = with_corpus(make_scaled_store(d_sae=24, n_seqs=300))
     one = render_site(data, tmp_path / "one", quiet=True, workers=1).out
-    two = render_site(data, tmp_path / "two", quiet=True, workers=2, chunk=5).out
+    two = render_site(data, tmp_path / "two", quiet=True, workers=2, chunk=5, view_chunk=7).out
     assert len(list((two / "corpus").glob("*.html"))) > 3 * 7
     files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())

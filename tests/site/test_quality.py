@@ -8,9 +8,7 @@ from html import unescape as html_unescape
 from pathlib import Path
 
 from generator.site import builder, charts
-from generator.site.charts import (
-    sig,
-)
+from generator.site.charts import sig
 from generator.site.quality import DENSE, FLAGS, latent_quality
 from generator.site.search import B64
 from tests.fake_store import make_store

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from generator.site.quality import FLAGS
@@ -115,20 +114,6 @@ def test_token_index_lists_the_latents_firing_most_on_each_token(tmp_path: Path,
             display_text(text.token(e[1])) for e in ranked]
         assert got[2::4] == [float(f"{-e[0] / e[3]:.3g}") for e in ranked]
         assert got[3::4] == [e[3] for e in ranked]
-
-
-def test_token_index_store_round_trip(tmp_path: Path) -> None:
-    from generator.store.io import read_store, write_store
-
-    data = make_store()
-    write_store(data, tmp_path / "store")
-    back, want = read_store(tmp_path / "store").token_latents, data.token_latents
-    assert back is not None and want is not None
-    for name in ("token", "latent", "sum_act", "count"):
-        assert getattr(back, name).dtype == getattr(want, name).dtype
-        np.testing.assert_array_equal(getattr(back, name), getattr(want, name))
-    write_store(make_store(optional=False), tmp_path / "bare")
-    assert read_store(tmp_path / "bare").token_latents is None
 
 
 def test_search_terms_and_hash_match_the_documented_rules() -> None:

@@ -96,10 +96,10 @@ def test_tokens_and_blob_match_the_store(prompt_site):
 def test_the_latent_table_ranks_are_exact(prompt_site, tmp_path, monkeypatch):
     """With PROMPT_LIST 3: the table holds the top 3 by each order; the ranks in the blob sort
     them exactly (ties to the lower id); only the top 3 by max activation are shown."""
-    from generator.site import views as promptpages
+    from generator.site import views
     from generator.site.render import render_site
 
-    monkeypatch.setattr(promptpages, "PROMPT_VIEW", replace(promptpages.PROMPT_VIEW, k=3))
+    monkeypatch.setattr(views, "PROMPT_VIEW", replace(views.PROMPT_VIEW, k=3))
     data = with_prompts(make_store())
     p = data.prompts
     assert p is not None
@@ -345,10 +345,10 @@ def test_without_ablation_the_pages_say_so_and_drop_the_dloss_column(tmp_path):
 def test_the_sequence_list_is_paginated(tmp_path, monkeypatch):
     """LIST_PAGE rows a list page: index.html, index-2.html, ... hold every sequence once, in
     order, each linking its neighbours."""
-    from generator.site import views as promptpages
+    from generator.site import views
     from generator.site.render import render_site
 
-    monkeypatch.setattr(promptpages, "LIST_PAGE", 7)
+    monkeypatch.setattr(views, "LIST_PAGE", 7)
     data = with_corpus(make_store())
     out = render_site(data, tmp_path / "site", quiet=True).out
     n_pages = -(-len(data.seq_ids) // 7)

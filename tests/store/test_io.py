@@ -1,0 +1,79 @@
+"""generator.store.io: every optional table written and read back exactly (dtypes included) or left out
+whole, and a damaged or incomplete store refused in one line that says to rebuild it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from generator.cli import main
+from generator.store.io import read_store, write_store
+from tests.fake_corpus import with_corpus
+from tests.fake_store import make_store
+from tests.helpers import assert_one_line_error
+
+
+def test_corpus_view_round_trip(tmp_path):
+    data = with_corpus(make_store())
+    write_store(data, tmp_path / "store")
+    back = read_store(tmp_path / "store").corpus
+    assert back is not None and data.corpus is not None
+    for name in ("loss", "n_latents", "row", "pos", "latent", "act", "s_row", "s_latent",
+                 "s_n_active", "s_max_act", "s_sum_act"):
+        got, want = getattr(back, name), getattr(data.corpus, name)
+        assert got.dtype == want.dtype, name
+        np.testing.assert_array_equal(got, want)
+    write_store(make_store(), tmp_path / "plain")  # a store without it has none of the files
+    assert read_store(tmp_path / "plain").corpus is None
+    assert not list((tmp_path / "plain").glob("corpus*"))
+
+
+def test_a_store_whose_corpus_view_lists_other_sequences_is_refused(tmp_path):
+    import pyarrow.parquet as pq
+
+    from generator.errors import UserError
+
+    write_store(with_corpus(make_store()), tmp_path / "store")
+    path = tmp_path / "store" / "corpus_seqs.parquet"
+    table = pq.read_table(path)
+    seq = table.column("seq").to_numpy().copy()
+    seq[[0, 1]] = seq[[1, 0]]
+    pq.write_table(table.set_column(0, "seq", [seq]), path)
+    with pytest.raises(UserError, match="damaged .corpus_seqs.parquet does not list"):
+        read_store(tmp_path / "store")
+
+
+def test_token_index_store_round_trip(tmp_path: Path) -> None:
+    from generator.store.io import read_store, write_store
+
+    data = make_store()
+    write_store(data, tmp_path / "store")
+    back, want = read_store(tmp_path / "store").token_latents, data.token_latents
+    assert back is not None and want is not None
+    for name in ("token", "latent", "sum_act", "count"):
+        assert getattr(back, name).dtype == getattr(want, name).dtype
+        np.testing.assert_array_equal(getattr(back, name), getattr(want, name))
+    write_store(make_store(optional=False), tmp_path / "bare")
+    assert read_store(tmp_path / "bare").token_latents is None
+
+
+def test_truncated_store_for_render(capsys, tmp_path):
+    from generator.store.io import write_store
+    from tests.fake_store import make_store
+
+    for name in ("latents.parquet", "examples.parquet", "vocab.parquet", "meta.json"):
+        store = tmp_path / f"store-{name}"
+        write_store(make_store(), store)
+        damaged = store / name
+        damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+        code = main(["render", "--quiet", "--store", str(store), "--out", str(tmp_path / "site")])
+        err = capsys.readouterr().err
+        assert_one_line_error(code, err, str(store), "rebuild")
+        assert err.rstrip().endswith("rebuild it with `feature-browser build`"), err  # whole
+        assert err.count("(") == err.count(")"), err
+    (store / "meta.json").unlink()
+    code = main(["render", "--quiet", "--store", str(store), "--out", str(tmp_path / "site")])
+    assert_one_line_error(code, capsys.readouterr().err, "no store")
+    assert not (tmp_path / "site").exists()
