@@ -93,6 +93,7 @@ def _report(times: Any, out: Path | None) -> None:
 
 def _render(args: argparse.Namespace) -> Any:
     """`render`: store -> site, no torch."""
+    from generator.files.outputs import check_apart
     from generator.inputs.explanations import load_explanations
     from generator.run.pipeline import StageTimes
     from generator.site.render import render_site
@@ -100,6 +101,7 @@ def _render(args: argparse.Namespace) -> Any:
 
     times = StageTimes()
     site_url = check_site_url(args.site_url) if args.site_url is not None else None
+    check_apart(args.out, args.store, "the next build")
     data = times.run("read store", read_store, args.store)
     expl = load_explanations(args.explanations) if args.explanations else None
     times.run("render", render_site, data, args.out, explanations=expl, quiet=args.quiet,
@@ -165,18 +167,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"feature-browser: error: {err}", file=sys.stderr)
         return 2
     except Interrupted as stop:
-        if stop.after_commit:
-            print(f"feature-browser: stopped by {stop.name} just after the new site and store "
-                  "were put in place", file=sys.stderr)
-        else:
-            print(f"feature-browser: stopped by {stop.name}; temporary folders removed, the "
-                  f"previous site and store are untouched{_resume_hint(args)}", file=sys.stderr)
+        if args.command == "serve":  # the way a preview server is stopped
+            print(f"feature-browser: stopped serving {args.site} ({stop.name})", file=sys.stderr)
+            return 0
+        print(f"feature-browser: stopped by {stop.name}{_stopped(args, stop.after_commit)}",
+              file=sys.stderr)
         return 128 + stop.signum
     except KeyboardInterrupt:
-        print("feature-browser: interrupted; the previous site and store are untouched",
-              file=sys.stderr)
+        print(f"feature-browser: interrupted{_stopped(args, False)}", file=sys.stderr)
         return 130
     return code
+
+
+KEPT = {"build": "the previous site and store are", "render": "the previous site is",
+        "export": "the previous export is", "demo-train": "the previous demo artifacts are"}
+"""what a stopped command leaves as it was, by command."""
+
+
+def _stopped(args: argparse.Namespace, after_commit: bool) -> str:
+    """The rest of the line a stopped command prints: what it left, and how to go on."""
+    if after_commit:
+        return " just after the new site and store were put in place"
+    if args.command not in KEPT:
+        return ""
+    hint = _resume_hint(args) if args.command == "build" else ""
+    return f"; temporary folders removed, {KEPT[args.command]} untouched{hint}"
 
 
 if __name__ == "__main__":

@@ -278,3 +278,22 @@ def test_broken_model_directories(capsys, tmp_path, previous_site):
         code, err = run_cli(capsys, "--model", str(model), *out)
         assert_one_line_error(code, err, *needles)
     assert_untouched(site, store)
+
+
+def test_render_refuses_a_site_inside_the_store_or_around_it(capsys, tmp_path):
+    """`render --out store/site` would be deleted with the store by the next build (as build and
+    export refuse it); a store inside the site likewise."""
+    from generator.store.io import write_store
+    from tests.fake_store import make_store
+
+    store = tmp_path / "store"
+    write_store(make_store(), store)
+    files = sorted(p.name for p in store.iterdir())
+    code = main(["render", "--quiet", "--store", str(store), "--out", str(store / "site")])
+    assert_one_line_error(code, capsys.readouterr().err, "is inside --store", "the next build",
+                          "side by side")
+    assert sorted(p.name for p in store.iterdir()) == files
+    code = main(["render", "--quiet", "--store", str(store), "--out", str(tmp_path)])
+    assert_one_line_error(code, capsys.readouterr().err, "is inside --out", "side by side")
+    code = main(["render", "--quiet", "--store", str(store), "--out", str(store)])
+    assert_one_line_error(code, capsys.readouterr().err, "the same folder")
