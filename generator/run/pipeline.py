@@ -170,8 +170,8 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
     coords = times.run("map", latent_map, sae.W_dec.detach().float().cpu().numpy(),
                        *summary.cos, cfg.seed)
     torch.set_num_threads(threads)  # umap's thread-pool handling resets torch's thread count
-    return assemble(cfg, model, sae, site, hooked.d_sae, corpus, p1, p2, shown, summary, coords,
-                    enc_dec, figures, prompts, view)
+    return assemble(cfg, model, sae, site, hooked.d_sae, corpus, kept, p1, p2, shown, summary,
+                    coords, enc_dec, figures, prompts, view)
 
 
 class Summaries(NamedTuple):
@@ -212,14 +212,14 @@ def summarise(cfg: BuildConfig, model: HookedTransformer, sae: SAE, site: HookSi
 
 
 def assemble(cfg: BuildConfig, model: HookedTransformer, sae: SAE, site: HookSite, d_sae: int,
-             corpus: Corpus, p1: Pass1State, p2: Pass2State, shown: ExampleSet,
+             corpus: Corpus, kept: np.ndarray, p1: Pass1State, p2: Pass2State, shown: ExampleSet,
              summary: Summaries, coords: np.ndarray, enc_dec: np.ndarray, figures: SaeFigures,
              prompts: Prompts | None, view: CorpusView | None) -> StoreData:
-    """The store's content from every stage's result."""
+    """The store's content from every stage's result; `kept`: the sequences the shown examples
+    point to (ascending), the store's sequences."""
     from generator.inputs.corpus import vocab_bytes
     from generator.inputs.models import ln_folded
 
-    kept = np.unique(shown.examples.seq)
     n_tokens = p1.n_tokens
     toks, coact = summary.toks, summary.coact
     latents = LatentTable(
