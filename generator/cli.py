@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.config import BuildConfig, check_site_url
+from generator.files.lock import locked
 
 log = logging.getLogger("generator")
 
@@ -73,7 +74,9 @@ def make_parser() -> argparse.ArgumentParser:
     serve.add_argument("site", type=Path, nargs="?", default=Path("site"))
     serve.add_argument("--port", type=int, default=8000)
     train = sub.add_parser("demo-train", help="retrain the embedded demo model and SAE (CPU)")
-    train.add_argument("--out", type=Path, default=None, help="artifact folder (default: package)")
+    train.add_argument("--out", type=Path, default=Path("demo-artifacts"),
+                       help="artifact folder: new, empty or a previous demo-train output "
+                            "(default: demo-artifacts; the embedded demo: generator/demo/artifacts)")
     train.add_argument("--lm-minutes", type=float, default=10.0)
     train.add_argument("--sae-minutes", type=float, default=8.0)
     train.add_argument("--quiet", action="store_true")
@@ -93,9 +96,9 @@ def _report(times: Any, out: Path | None) -> None:
 
 def _render(args: argparse.Namespace) -> Any:
     """`render`: store -> site, no torch."""
-    from generator.files.outputs import check_apart
+    from generator.files.outputs import check_apart, check_space, disk_full_error, is_disk_full
     from generator.inputs.explanations import load_explanations
-    from generator.run.pipeline import StageTimes
+    from generator.run.pipeline import SITE_MIN_BYTES_PER_LATENT, StageTimes
     from generator.site.render import render_site
     from generator.store.io import read_store
 
@@ -104,8 +107,16 @@ def _render(args: argparse.Namespace) -> Any:
     check_apart(args.out, args.store, "the next build")
     data = times.run("read store", read_store, args.store)
     expl = load_explanations(args.explanations) if args.explanations else None
-    times.run("render", render_site, data, args.out, explanations=expl, quiet=args.quiet,
-              compact=args.compact, site_url=site_url, corpus_view=args.corpus_view)
+    check_space({"--out": (args.out, data.latents.d_sae * SITE_MIN_BYTES_PER_LATENT)})
+    try:
+        times.run("render", render_site, data, args.out, explanations=expl, quiet=args.quiet,
+                  compact=args.compact, site_url=site_url, corpus_view=args.corpus_view)
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        raise disk_full_error(err, {"--out": _resolved(args.out)},
+                              data.latents.d_sae * SITE_MIN_BYTES_PER_LATENT,
+                              "the previous site is untouched") from None
     return times
 
 
@@ -117,18 +128,16 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
         cfg = _config_from(args)
         if cfg.nproc > 1 and not under_torchrun():
-            from generator.run.launch import check_devices, launch, without_nproc
-
-            cfg.validate()  # one message, not one per process
-            check_devices(cfg.device, cfg.nproc)
-            return launch(without_nproc(argv), cfg.nproc)
+            return _launch(cfg, argv)
         _report(build(cfg), cfg.out)
     elif args.command == "render":
-        _report(_render(args), args.out)
+        with locked({"--out": _resolved(args.out)}, {"--store": _resolved(args.store)}):
+            _report(_render(args), args.out)
     elif args.command == "export":
         from generator.site.export import export_store
 
-        export_store(args.format, args.store, args.out, batch_size=args.batch_size)
+        with locked({"--out": _resolved(args.out)}, {"--store": _resolved(args.store)}):
+            export_store(args.format, args.store, args.out, batch_size=args.batch_size)
     elif args.command == "serve":
         from generator.site.serve import serve
 
@@ -136,9 +145,28 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     elif args.command == "demo-train":
         from generator.demo import train
 
-        train.train_demo(**({"out_dir": args.out} if args.out else {}),
-                        lm_minutes=args.lm_minutes, sae_minutes=args.sae_minutes, quiet=args.quiet)
+        with locked({"--out": _resolved(args.out)}):
+            train.train_demo(args.out, lm_minutes=args.lm_minutes, sae_minutes=args.sae_minutes,
+                             quiet=args.quiet)
     return 0
+
+
+def _resolved(path: Path) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def _launch(cfg: BuildConfig, argv: list[str]) -> int:
+    """`build --nproc N`: checked once here (one message, not one per process), then N
+    processes, this one holding the outputs' locks for them."""
+    from generator.files.lock import LOCKS_HELD
+    from generator.files.outputs import check_outputs
+    from generator.run.launch import check_devices, launch, without_nproc
+
+    cfg.validate()
+    check_devices(cfg.device, cfg.nproc)
+    out, store = check_outputs(cfg.out, cfg.store)
+    with locked({"--store": store, "--out": out}):
+        return launch(without_nproc(argv), cfg.nproc, {LOCKS_HELD: "1"})
 
 
 def _resume_hint(args: argparse.Namespace) -> str:
@@ -153,46 +181,90 @@ def _resume_hint(args: argparse.Namespace) -> str:
     return f"; the same command resumes from the checkpoint in {folder}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, exiting: bool = False) -> int:
+    """Run the command; its exit code. `exiting`: the process ends right after (the console
+    script), so a signal during the interpreter's shutdown must not change the exit code."""
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(message)s" if args.verbose else "%(message)s")
     from generator.errors import UserError
     from generator.files.signals import Interrupted, signals_raise
 
+    outputs = _outputs(args)
+    before = {name: _identity(path) for name, path in outputs.items()}
     try:
         with signals_raise():
             code = run(args, sys.argv[1:] if argv is None else argv)
     except UserError as err:
         print(f"feature-browser: error: {err}", file=sys.stderr)
         return 2
-    except Interrupted as stop:
+    except (Interrupted, KeyboardInterrupt) as stop:
+        name = stop.name if isinstance(stop, Interrupted) else "SIGINT"
         if args.command == "serve":  # the way a preview server is stopped
-            print(f"feature-browser: stopped serving {args.site} ({stop.name})", file=sys.stderr)
+            print(f"feature-browser: stopped serving {args.site} ({name})", file=sys.stderr)
             return 0
-        print(f"feature-browser: stopped by {stop.name}{_stopped(args, stop.after_commit)}",
-              file=sys.stderr)
-        return 128 + stop.signum
-    except KeyboardInterrupt:
-        print(f"feature-browser: interrupted{_stopped(args, False)}", file=sys.stderr)
-        return 130
+        replaced = [what for what, path in outputs.items() if _identity(path) != before[what]]
+        if replaced:  # the swap was complete when the signal came: the work is done
+            print(f"feature-browser: {name} arrived after the new {' and '.join(replaced)} "
+                  f"{'were' if len(replaced) > 1 else 'was'} put in place, complete",
+                  file=sys.stderr)
+            return 0
+        print(f"feature-browser: stopped by {name}{_stopped(args, outputs)}", file=sys.stderr)
+        return 128 + (stop.signum if isinstance(stop, Interrupted) else 2)
+    if exiting:
+        _quiet_from_now_on(code)
     return code
 
 
-KEPT = {"build": "the previous site and store are", "render": "the previous site is",
-        "export": "the previous export is", "demo-train": "the previous demo artifacts are"}
-"""what a stopped command leaves as it was, by command."""
+def entry() -> None:
+    """The `feature-browser` console script."""
+    sys.exit(main(exiting=True))
 
 
-def _stopped(args: argparse.Namespace, after_commit: bool) -> str:
+def _outputs(args: argparse.Namespace) -> dict[str, Path]:
+    """The folders the command replaces, by name in messages."""
+    if args.command == "build":
+        return {"site": _resolved(args.out), "store": _resolved(args.store)}
+    names = {"render": "site", "export": "export", "demo-train": "demo artifacts"}
+    return {names[args.command]: _resolved(args.out)} if args.command in names else {}
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which folder is at `path` now (device, inode), so that a swap can be seen."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _quiet_from_now_on(code: int) -> None:
+    """The command is complete: a SIGTERM / SIGINT while the interpreter shuts down (torch's
+    teardown takes seconds) ends the process with the command's own exit code, not 143."""
+    import os
+    import signal
+
+    def finish(signum: int, frame: Any) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    try:
+        signal.signal(signal.SIGTERM, finish)
+        signal.signal(signal.SIGINT, finish)
+    except ValueError:  # not the main thread: leave the embedding application's handlers
+        pass
+
+
+def _stopped(args: argparse.Namespace, outputs: dict[str, Path]) -> str:
     """The rest of the line a stopped command prints: what it left, and how to go on."""
-    if after_commit:
-        return " just after the new site and store were put in place"
-    if args.command not in KEPT:
+    if not outputs:
         return ""
+    names = list(outputs)
+    kept = (f"the previous {' and '.join(names)} {'are' if len(names) > 1 else 'is'} untouched")
     hint = _resume_hint(args) if args.command == "build" else ""
-    return f"; temporary folders removed, {KEPT[args.command]} untouched{hint}"
+    return f"; temporary folders removed, {kept}{hint}"
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

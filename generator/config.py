@@ -109,12 +109,21 @@ class BuildConfig:
         helps = {f.name: f.metadata["help"] for f in fields(self)}
         for name, low in minimum.items():
             value = getattr(self, name)
-            if value < low:
-                flag = "--" + name.replace("_", "-")
+            flag = "--" + name.replace("_", "-")
+            if not value >= low:  # NaN too
                 raise UserError(f"{flag} {value} is out of range ({helps[name]}); pass {flag} {low} "
                                 "or more")
+            if value > MAXIMUM.get(name, float("inf")):
+                raise UserError(f"{flag} {value} is more than this tool shows or can hold "
+                                f"({helps[name]}: at most {MAXIMUM[name]:,}, {WHY_MAXIMUM[name]}); "
+                                f"pass {flag} {MAXIMUM[name]} or less")
+        if self.n_intervals * self.m > MAXIMUM["k"]:
+            raise UserError(f"--n-intervals {self.n_intervals} x --m {self.m} = "
+                            f"{self.n_intervals * self.m:,} interval samples per latent, more than "
+                            f"the {MAXIMUM['k']:,} the examples stage holds; pass fewer")
         if self.site_url is not None:
             check_site_url(self.site_url)
+        self._check_input_paths()
         if self.prompts is not None:
             from generator.inputs.prompts import read_prompts
 
@@ -123,11 +132,40 @@ class BuildConfig:
             raise UserError(f"--device {self.device} is not a device this tool runs on; use auto, "
                             "cpu, cuda, cuda:N or mps")
 
+    def _check_input_paths(self) -> None:
+        """A FIFO, a device or a symbolic link loop given as an input: named in one line now,
+        not read (which may block or never end) or called missing after the model loads."""
+        from generator.inputs.paths import check_input_path
+
+        for flag, value in (("--model", self.model), ("--sae", self.sae),
+                            ("--corpus", self.corpus), ("--explanations", self.explanations)):
+            if value is not None:
+                check_input_path(flag, Path(value), "pass a regular file or folder")
+
     def settings(self) -> dict[str, Any]:
         """The statistics settings recorded in the store (everything that changes the numbers)."""
         keys = ("n_seqs", "ctx", "k", "n_bins", "n_intervals", "m", "seed", "n_logits",
                 "logit_bins", "ablation")
         return {key: getattr(self, key) for key in keys}
+
+
+MAXIMUM = {"k": 1_000, "n_bins": 1_000, "logit_bins": 1_000, "n_logits": 1_000,
+           "n_intervals": 1_000, "m": 1_000, "ctx": 1_048_576, "nproc": 1_024,
+           "checkpoint_minutes": 10_000}
+"""option ceilings, checked before anything is loaded: memory or disk grows with each (a latent's
+examples hold k x ctx tokens; the histograms d_sae x n_bins counts, 8 GB at 1,000,000 bins on
+1,024 latents), and nothing on a page shows more than these."""
+WHY_MAXIMUM = {
+    "k": "the examples' memory is d_sae x k x ctx x 4 bytes",
+    "n_bins": "the histograms hold d_sae x n_bins counts",
+    "logit_bins": "a histogram of more bins shows nothing more",
+    "n_logits": "a page lists that many tokens",
+    "n_intervals": "the examples' memory grows with n_intervals x m",
+    "m": "the examples' memory grows with n_intervals x m",
+    "ctx": "no model reads longer sequences",
+    "nproc": "one process per CPU core or GPU",
+    "checkpoint_minutes": "a week",
+}
 
 
 def check_site_url(url: str) -> str:

@@ -134,3 +134,27 @@ class Lines:
         """Everything the process wrote (call after it ended)."""
         self._thread.join(timeout)
         return "".join(self.lines)
+
+
+def reseal(store: Path) -> None:
+    """Record the store's files as they are now in meta.json's checksums, so that a test that
+    damages a file on purpose reaches the reader's own checks behind the checksum check."""
+    import orjson
+
+    from generator.store.io import file_sha256
+
+    meta = orjson.loads((store / "meta.json").read_bytes())
+    meta["files"] = {name: file_sha256(store / name) for name in meta["files"]}
+    (store / "meta.json").write_bytes(orjson.dumps(meta, option=orjson.OPT_SORT_KEYS))
+
+
+TINY = ["--n-seqs", "16", "--ctx", "32", "--k", "4", "--m", "2", "--no-ablation", "--quiet"]
+"""a demo build's options that make it take seconds."""
+
+
+def digests(*folders: Path) -> list[dict[str, str]]:
+    return [tree_digest(f) for f in folders]
+
+
+def hidden_leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))

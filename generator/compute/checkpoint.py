@@ -10,13 +10,18 @@ batch size saved with them, so the resumed build computes exactly what the unint
 would have. A file made from other inputs or settings (its fingerprint differs) is refused; the
 folder is removed once the new store and site are in place.
 
-Memory and disk: one copy of the state (Pass1State / Pass2State, see their docstrings) and, in
+Each file ends with the sha256 of its bytes (SEAL): a damaged file is refused, not resumed from.
+Temporary files of a run killed mid-write are removed by the next.
+
+Memory and disk: two copies of the state while a file is written (the state and its bytes;
+Pass1State / Pass2State, see their docstrings) and, in
 the examples stage, the example arrays (P x ctx x 4 bytes, twice with ablation).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import shutil
@@ -29,13 +34,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from generator.errors import UserError
+from generator.files.atomic import pid_alive
 
 if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads folder_for without it
     import torch
 
 log = logging.getLogger(__name__)
 
-VERSION = 3
+VERSION = 4
 """bumped when what a checkpoint holds changes: older files are then refused, not misread."""
 
 
@@ -73,11 +79,17 @@ class Checkpoint:
 
         path = folder_for(store) / f"rank-{rank}-of-{world}.pt"
         ck = cls(path, digest, minutes * 60)
+        _remove_stale_temporaries(path)
         if not path.is_file():
             return ck
+        raw = path.read_bytes()
+        payload, seal = memoryview(raw)[:-len(SEAL) - 32], raw[-len(SEAL) - 32:]
+        if seal != SEAL + hashlib.sha256(payload).digest():
+            raise UserError(f"checkpoint {path} is damaged (checksum mismatch); delete "
+                            f"{path.parent} to start afresh") from None
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # a file cut short by a crash mid-write cannot happen (rename)
+            saved = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 (checksummed, so another version's format)
             raise UserError(f"checkpoint {path} cannot be read ({type(err).__name__}); delete "
                             f"{path.parent} to start afresh") from None
         if not isinstance(saved, dict) or saved.get("digest") != digest:
@@ -105,14 +117,42 @@ class Checkpoint:
         self.write({**content(), "stage": stage, "done": done})
 
     def write(self, content: dict[str, Any]) -> None:
+        """Write atomically (a temporary file renamed over the last one), with a sha256 of the
+        bytes at the end of the file, which `open` checks; a full disk is one line, and the
+        partial file is removed."""
         import torch
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
-        torch.save({**content, "digest": self.digest}, tmp)
-        os.replace(tmp, self.path)
+        buffer = io.BytesIO()
+        torch.save({**content, "digest": self.digest}, buffer)
+        payload = buffer.getbuffer()
+        try:
+            with open(tmp, "wb") as f:
+                f.write(payload)
+                f.write(SEAL + hashlib.sha256(payload).digest())
+            os.replace(tmp, self.path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            free = shutil.disk_usage(self.path.parent).free
+            raise UserError(f"cannot write the checkpoint {self.path} ({err.strerror}; it takes "
+                            f"{len(payload) / 1e6:,.0f} MB, {free / 1e6:,.0f} MB are free); free "
+                            "some space, or pass --checkpoint-minutes with a larger value") from None
         self.writes += 1
         self.last = time.monotonic()
+
+
+SEAL = b"feature-browser checkpoint sha256:"
+"""ends every checkpoint file, followed by the sha256 of the bytes before it."""
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Temporary files of this rank's checkpoint whose writing process is gone (killed in the
+    middle of a write): they would otherwise pile up, one per killed run."""
+    for tmp in path.parent.glob(path.stem + ".tmp-*"):
+        pid = tmp.suffix.removeprefix(".tmp-")
+        if pid.isdigit() and not pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
 
 
 def remove(store: Path) -> None:

@@ -140,6 +140,11 @@ def under_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
+def rank_from_env() -> int:
+    """This process's rank as torchrun names it (0 outside torchrun), before `start`."""
+    return int(os.environ["RANK"]) if under_torchrun() else 0
+
+
 def start(device: str) -> Ranks:
     """The ranks of this build: one process, or torchrun's (whose environment names them). Under
     torchrun each rank takes the GPU of its local rank; the process group is nccl on CUDA and

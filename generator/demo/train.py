@@ -15,7 +15,8 @@ standard library's own `.py` sources. Reading top to bottom:
 Outputs go to a staging folder that replaces `out_dir` only when everything succeeded, so a failed
 or interrupted run never damages the committed demo.
 
-Run: `python -m generator.demo.train [--out DIR] [--lm-minutes X] [--sae-minutes Y]`.
+Run: `python -m generator.demo.train [--out DIR] [--lm-minutes X] [--sae-minutes Y]`; the
+embedded demo is replaced with `--out generator/demo/artifacts`.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from generator.demo import DEMO_DIR, DEMO_MODEL_NAME
+from generator.demo import DEMO_MODEL_NAME
+from generator.errors import UserError
 from generator.files.atomic import atomic_dir
+from generator.files.outputs import DEMO, check_output, check_writable
 from generator.inputs.corpus import chunk_documents, iter_documents, shuffled_stdlib, stdlib_sources
 from generator.inputs.model_folder import (
     SPECIAL_TOKEN,
@@ -461,18 +464,37 @@ def evaluate(model: HookedTransformer, sae: SAE, heldout: np.ndarray,
 # Entry point
 
 
-def train_demo(out_dir: Path = DEMO_DIR, seed: int = 0, lm_minutes: float = 10,
+DEFAULT_OUT = Path("demo-artifacts")
+"""in the current folder: the embedded demo (DEMO_DIR) is only replaced when asked by name."""
+
+
+def check_demo_options(out_dir: Path, lm_minutes: float, sae_minutes: float) -> Path:
+    """Refuse, in one line and before any training, an output folder that is not new, empty or
+    a previous demo-train output, and budgets that are not positive; `out_dir` resolved."""
+    for flag, minutes in (("--lm-minutes", lm_minutes), ("--sae-minutes", sae_minutes)):
+        if not minutes > 0 or minutes == float("inf"):
+            raise UserError(f"{flag} {minutes} is not a training budget; pass a positive number "
+                            f"of minutes, e.g. {flag} 5")
+    resolved = check_output("--out", out_dir, DEMO)
+    check_writable("--out", resolved)
+    return resolved
+
+
+def train_demo(out_dir: Path = DEFAULT_OUT, seed: int = 0, lm_minutes: float = 10,
                sae_minutes: float = 8, quiet: bool = False,
                spec: DemoSpec = DemoSpec()) -> dict[str, Any]:
     """Train tokenizer, model and SAE, save them under `out_dir` (model/, sae/, metrics.json) and
-    return the metrics. `out_dir` is replaced only once everything has succeeded."""
+    return the metrics. `out_dir` is replaced only once everything has succeeded, and only if
+    it is new, empty or a previous output of this function (files added to it are kept)."""
+    out_dir = check_demo_options(out_dir, lm_minutes, sae_minutes)
     import torch
 
     torch.set_num_threads(spec.threads)
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as stage:
+    with atomic_dir(out_dir, DEMO.names) as stage:
         metrics = _train_into(stage, seed, lm_minutes, sae_minutes, quiet, spec)
     log.info("demo written to %s: %s", out_dir, json.dumps(metrics, sort_keys=True))
+    log.info("build with it: feature-browser build --model %s --sae %s", out_dir / "model",
+             out_dir / "sae")
     return metrics
 
 
@@ -513,7 +535,9 @@ def _run_info(spec: DemoSpec, seed: int, n_train: int, n_heldout: int, n_docs: i
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m generator.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=DEMO_DIR, help="output folder")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"output folder (default: {DEFAULT_OUT}; the embedded demo: "
+                             "generator/demo/artifacts)")
     parser.add_argument("--lm-minutes", type=float, default=10, help="LM training budget")
     parser.add_argument("--sae-minutes", type=float, default=8, help="SAE training budget")
     parser.add_argument("--seed", type=int, default=0)

@@ -20,6 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from generator.files.manifest import carry_over, write_manifest
+from generator.files.signals import deferred_signals
+
 log = logging.getLogger(__name__)
 
 
@@ -45,7 +48,7 @@ def make_temp_dir(path: Path) -> Path:
             continue
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -64,7 +67,7 @@ def stale_leftovers(path: Path) -> list[Path]:
     host = _host()
     for entry in path.parent.iterdir():
         match = pattern.match(entry.name)
-        if match and match.group(3) == host and not _pid_alive(int(match.group(2))):
+        if match and match.group(3) == host and not pid_alive(int(match.group(2))):
             out.append(entry)
     return sorted(out)
 
@@ -94,14 +97,18 @@ def sweep_stale(path: Path) -> None:
 
 
 @contextmanager
-def atomic_dir(path: Path) -> Iterator[Path]:
-    """Yield a fresh temp folder beside `path`; when the block succeeds, swap it in place of
-    `path`; when it raises (Ctrl-C and SIGTERM included), delete it and keep `path` as it was."""
+def atomic_dir(path: Path, tool_names: frozenset[str] = frozenset()) -> Iterator[Path]:
+    """Yield a fresh temp folder beside `path`; when the block succeeds, list its files in its
+    manifest, carry the files a user added to the previous `path` into it (generator/files/
+    manifest.py; `tool_names` as there) and swap it in place of `path`; when it raises (Ctrl-C
+    and SIGTERM included), delete it and keep `path` as it was."""
     path = Path(path)
     sweep_stale(path)
     tmp = make_temp_dir(path)
     try:
         yield tmp
+        write_manifest(tmp)
+        carry_over(path, tmp, tool_names)
         _swap_in(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -112,9 +119,10 @@ def _swap_in(tmp: Path, path: Path) -> None:
     """Replace `path` by `tmp` with renames, so one complete version exists on disk at every
     moment (the old one is renamed aside before the new one takes its name)."""
     old = None
-    if path.exists():
-        old = path.with_name(temp_name(path.name, "old"))
-        path.rename(old)
-    tmp.rename(path)
+    with deferred_signals():  # a signal between the two renames would leave no `path` at all
+        if path.exists():
+            old = path.with_name(temp_name(path.name, "old"))
+            path.rename(old)
+        tmp.rename(path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

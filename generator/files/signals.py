@@ -101,12 +101,13 @@ def deferred_signals() -> Iterator[None]:
     """Hold SIGTERM/SIGINT for the few renames of a swap, so one can never stop between them;
     a signal that arrived meanwhile is raised once the swap is complete."""
     global _deferred
-    _deferred = []
+    outer = _deferred  # nested: the outermost block raises
+    _deferred = [] if outer is None else outer
     try:
         yield
     finally:
-        pending, _deferred = _deferred, None
-    if pending:
+        pending, _deferred = _deferred, outer
+    if pending and outer is None:
         raise Interrupted(pending[0], after_commit=True)
 
 

@@ -23,6 +23,8 @@ import numpy as np
 from jaxtyping import Bool, Int
 
 from generator.errors import UserError
+from generator.inputs.jsonl import field_problem
+from generator.inputs.paths import check_input_path
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +163,8 @@ def _iter_jsonl(path: Path, field: str | None = None) -> Iterator[str]:
                     raise UserError(f"{path}:{lineno} is not valid JSON; fix or remove that "
                                     "line") from None
                 if not isinstance(row, dict) or not isinstance(row.get(name), str):
-                    keys = sorted(row)[:8] if isinstance(row, dict) else []
-                    raise UserError(f"{path}:{lineno} has no string field '{name}' (has "
-                                    f"{', '.join(keys) or 'none'}); pass --text-field NAME")
+                    raise UserError(f"{path}:{lineno} {field_problem(row, name)}; pass "
+                                    "--text-field NAME, or fix that line")
                 yield row[name]
     except UnicodeDecodeError as err:
         raise _not_utf8(path, f"line {lineno + 1}, byte {err.start}") from None
@@ -303,6 +304,8 @@ def resolve_documents(spec: str | None, seed: int, text_field: str | None = None
     if spec is None:
         return iter_documents(shuffled_stdlib(seed)), "Python standard library (.py sources)"
     path = Path(spec).expanduser()
+    check_input_path("--corpus", path, "save the corpus to a file (.txt, .jsonl, .parquet) or "
+                     "a folder of them and pass that")
     if is_saved_dataset(path):
         return _iter_saved_dataset(path, text_field), str(path)
     if path.exists():

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from generator.errors import UserError
+from generator.inputs.paths import check_input_path
 
 
 def load_explanations(path: Path) -> dict[int, str]:
@@ -27,6 +28,8 @@ def load_explanations(path: Path) -> dict[int, str]:
     has several explanations, the first one wins.
     """
     path = Path(path)
+    check_input_path("--explanations", path, "pass a .jsonl file or a Neuronpedia explanation "
+                     "export (.json)")
     if not path.is_file():
         raise UserError(f"explanations file {path} not found; pass an existing .jsonl file or a "
                         "Neuronpedia explanation export (.json)")

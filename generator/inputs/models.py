@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.errors import UserError
+from generator.inputs.paths import check_input_path
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,11 @@ def load_model(spec: str | None, device: str, options: dict[str, Any] | None = N
     if spec is None:
         return load_model_dir(DEMO_MODEL_DIR, device=device)
     path = Path(spec).expanduser()
+    check_input_path("--model", path, "pass a model folder or a TransformerLens name")
+    if path.is_file():
+        raise UserError(f"--model {path} is a file; pass the folder that holds it (a "
+                        "save_pretrained folder with config.json, or a folder saved by "
+                        "feature-browser) or a TransformerLens name")
     if path.exists():
         if not (path / "config.json").is_file():
             raise UserError(f"model directory {path} has no config.json; pass a transformers "
@@ -238,7 +244,11 @@ def load_sae(spec: str | None, device: str) -> Any:
     from generator.demo import DEMO_SAE_DIR
     from generator.inputs import hf
 
-    path = DEMO_SAE_DIR if spec is None else Path(spec)
+    path = DEMO_SAE_DIR if spec is None else Path(spec).expanduser()
+    check_input_path("--sae", path, "pass a sae_lens SAE folder or RELEASE/ID")
+    if path.is_file():
+        raise UserError(f"--sae {path} is a file; pass the folder that holds cfg.json and "
+                        "sae_weights.safetensors (sae_lens' save_model), or RELEASE/ID")
     if path.exists():
         if not (path / "cfg.json").is_file():
             raise UserError(f"SAE directory {path} has no cfg.json; pass a sae_lens directory "

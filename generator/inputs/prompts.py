@@ -21,10 +21,15 @@ import orjson
 
 from generator.demo import DEMO_PROMPTS
 from generator.errors import UserError
+from generator.inputs.jsonl import field_problem
+from generator.inputs.paths import check_input_path
 
 log = logging.getLogger(__name__)
 
 FORMATS = (".txt", ".jsonl")
+MAX_PROMPTS = 1_000
+"""the prompt view's ceiling: each prompt costs a forward pass and one per active latent (about
+0.06 s a prompt on the demo, on 2 CPU cores: 10,000 prompts would take 10 minutes)."""
 _HINT = 'use a .txt file (one prompt per line) or a .jsonl file (a "text" field per line)'
 
 
@@ -32,6 +37,7 @@ def read_prompts(path: Path) -> list[str]:
     """The prompts of a --prompts file, in order; refused with one line (UserError) when the file
     is missing, of another type, not UTF-8, a bad jsonl line, or holds no prompt."""
     path = Path(path).expanduser()
+    check_input_path("--prompts", path, _HINT)
     if not path.is_file():
         raise UserError(f"prompts file {path} not found; {_HINT}")
     kind = path.suffix.lower()
@@ -57,6 +63,11 @@ def read_prompts(path: Path) -> list[str]:
             prompts.append(prompt)
     if not prompts:
         raise UserError(f"prompts file {path} holds no prompt; {_HINT}")
+    if len(prompts) > MAX_PROMPTS:
+        raise UserError(f"prompts file {path} holds {len(prompts):,} prompts, more than the "
+                        f"{MAX_PROMPTS:,} the prompt view takes (a page each, and an ablation of "
+                        "every latent active on it); keep the ones to look at closely, and pass "
+                        "the rest as --corpus")
     return prompts
 
 
@@ -67,9 +78,8 @@ def _jsonl_text(line: str, where: str) -> str:
         raise UserError(f"{where} is not valid JSON; each line must be like "
                         '{"text": "a prompt"}') from None
     if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-        keys = ", ".join(sorted(row)[:8]) if isinstance(row, dict) else ""
-        raise UserError(f"{where} has no string field 'text' (has {keys or 'none'}); each line "
-                        'must be like {"text": "a prompt"}')
+        raise UserError(f"{where} {field_problem(row, 'text')}; each line must be like "
+                        '{"text": "a prompt"}')
     return str(row["text"])
 
 

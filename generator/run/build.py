@@ -6,11 +6,12 @@ generator/store/io.py and the site by generator/site/render.py.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from generator.config import BuildConfig
-from generator.run.pipeline import StageTimes, compute
+from generator.run.pipeline import StageTimes, compute, output_bytes
 from generator.store.io import write_store
 
 if TYPE_CHECKING:
@@ -21,7 +22,8 @@ def build(cfg: BuildConfig) -> StageTimes:
     """Check everything that can be checked without compute, compute, then write the store and
     the site into staging folders and swap both in together: a build that fails at any point,
     or is stopped, leaves the previous store and site as they were, as a pair."""
-    from generator.compute.distributed import start, stop
+    from generator.compute.distributed import rank_from_env, start, stop
+    from generator.files.lock import locked
     from generator.files.outputs import check_outputs
     from generator.inputs.explanations import load_explanations
     from generator.inputs.models import pick_device
@@ -30,34 +32,46 @@ def build(cfg: BuildConfig) -> StageTimes:
     cfg.validate()
     out, store = check_outputs(cfg.out, cfg.store)
     explanations = load_explanations(cfg.explanations) if cfg.explanations else None
-    ranks = start(pick_device(cfg.device))
-    try:
-        if not ranks.main:  # its share of the compute; rank 0 writes the store and the site
-            compute(cfg, times, explanations, ranks)
-            return times
-        return _build_main(cfg, times, explanations, ranks, out, store)
-    finally:
-        stop()
+    # one build at a time on these folders; under torchrun, rank 0 holds the lock for all
+    with locked({"--store": store, "--out": out}) if rank_from_env() == 0 else nullcontext():
+        ranks = start(pick_device(cfg.device))
+        try:
+            if not ranks.main:  # its share of the compute; rank 0 writes the store and the site
+                compute(cfg, times, explanations, ranks)
+                return times
+            return _build_main(cfg, times, explanations, ranks, out, store)
+        finally:
+            stop()
 
 
 def _build_main(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | None,
                 ranks: Ranks, out: Path, store: Path) -> StageTimes:
+    from generator.compute.checkpoint import folder_for, remove
     from generator.config import check_site_url
-    from generator.files.outputs import StagedOutputs
+    from generator.files.outputs import SITE, STORE, StagedOutputs, disk_full_error, is_disk_full
     from generator.files.signals import guard_forks
     from generator.site.render import render_site
 
-    with StagedOutputs([store, out]) as staged:
-        data = compute(cfg, times, explanations, ranks)
-        assert data is not None
-        times.run("store", write_store, data, staged.path(store))
-        guard_forks()  # now that every library with at-fork callbacks is imported
-        times.run("render", render_site, data, staged.path(out), explanations=explanations,
-                  quiet=cfg.quiet, compact=cfg.compact,
-                  site_url=check_site_url(cfg.site_url) if cfg.site_url else None)
-        staged.commit()
-    from generator.compute.checkpoint import remove
-
-    remove(store)
+    d_sae = None
+    try:
+        with StagedOutputs({store: STORE, out: SITE}) as staged:
+            data = compute(cfg, times, explanations, ranks)
+            assert data is not None
+            d_sae = data.latents.d_sae
+            times.run("store", write_store, data, staged.path(store))
+            guard_forks()  # now that every library with at-fork callbacks is imported
+            times.run("render", render_site, data, staged.path(out), explanations=explanations,
+                      quiet=cfg.quiet, compact=cfg.compact,
+                      site_url=check_site_url(cfg.site_url) if cfg.site_url else None)
+            # the checkpoints go once the new pair is in place (a signal waits for both)
+            staged.commit(then=lambda: remove(store))
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        need = sum(output_bytes(cfg, d_sae).values()) if d_sae else None
+        kept = "the previous site and store are untouched"
+        if folder_for(store).is_dir():
+            kept += f"; then the same command resumes from the checkpoint in {folder_for(store)}"
+        raise disk_full_error(err, {"--store": store, "--out": out}, need, kept) from None
     return times
 

@@ -50,12 +50,18 @@ def _last_line(path: Path) -> str:
 
 
 def check_devices(device: str, nproc: int) -> None:
-    """One GPU per process: refuse more processes than GPUs before starting any."""
+    """One GPU per process, or one CPU core: refuse more processes than that before starting
+    any."""
     import torch
 
     from generator.errors import UserError
 
     if device == "cpu" or not torch.cuda.is_available():
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        if nproc > (cores or 1):
+            raise UserError(f"--nproc {nproc} on {cores} CPU core{'s' if cores != 1 else ''}: "
+                            "the processes would only wait for each other; pass --nproc "
+                            f"{cores} or fewer")
         return
     count = torch.cuda.device_count()
     if nproc > count:
@@ -64,9 +70,9 @@ def check_devices(device: str, nproc: int) -> None:
                         "--device cpu")
 
 
-def launch(argv: list[str], nproc: int) -> int:
-    """Run `feature-browser <argv>` (argv without --nproc) in nproc processes; the exit code of
-    the first that failed, else 0."""
+def launch(argv: list[str], nproc: int, extra_env: dict[str, str] | None = None) -> int:
+    """Run `feature-browser <argv>` (argv without --nproc) in nproc processes, with `extra_env`
+    added to their environment; the exit code of the first that failed, else 0."""
     port = _free_port()
     logs = Path(tempfile.mkdtemp(prefix="feature-browser-ranks-"))
     procs = []
@@ -74,7 +80,7 @@ def launch(argv: list[str], nproc: int) -> int:
     # reductions by thread count, so a process with fewer threads than a one-process build
     # computes other float bits, and the store would no longer be byte-identical
     for rank in range(nproc):
-        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+        env = {**os.environ, **(extra_env or {}), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc), "RANK": str(rank),
                "LOCAL_RANK": str(rank), "GROUP_RANK": "0"}
         out = None if rank == 0 else (logs / f"rank-{rank}.log").open("w")

@@ -338,6 +338,7 @@ def check_settings(cfg: BuildConfig, model: HookedTransformer, sae: SAE,
                    explanations: dict[int, str] | None) -> None:
     """The options that can only be judged against the loaded model and SAE."""
     from generator.errors import UserError
+    from generator.files.outputs import check_space
     from generator.inputs.explanations import check_explanations
 
     tok = model.tokenizer
@@ -352,6 +353,22 @@ def check_settings(cfg: BuildConfig, model: HookedTransformer, sae: SAE,
         raise UserError(f"--n-logits {cfg.n_logits} exceeds the model's vocabulary of {d_vocab} "
                         f"tokens; pass --n-logits {d_vocab} or less")
     check_explanations(explanations or {}, int(sae.cfg.d_sae), cfg.explanations)
+    need = output_bytes(cfg, int(sae.cfg.d_sae))
+    check_space({"--out": (cfg.out, need["--out"]), "--store": (cfg.store, need["--store"])})
+
+
+SITE_MIN_BYTES_PER_LATENT = 8_000
+"""a latent page's fixed markup alone (the whole page is 10-17 KB)."""
+STORE_MIN_BYTES_PER_EXAMPLE = 32
+"""an example row of examples.parquet, compressed, at least (42 B on the demo at ctx 128)."""
+
+
+def output_bytes(cfg: BuildConfig, d_sae: int) -> dict[str, int]:
+    """Lower bounds of the bytes a build writes, by option: the site's pages, and beside the
+    store its examples plus the checkpoint's histograms (d_sae x n_bins x 8 bytes)."""
+    examples = d_sae * (cfg.k + cfg.n_intervals * cfg.m)
+    return {"--out": d_sae * SITE_MIN_BYTES_PER_LATENT,
+            "--store": examples * STORE_MIN_BYTES_PER_EXAMPLE + d_sae * cfg.n_bins * 8}
 
 
 def coact_method(p1: Pass1State) -> str:

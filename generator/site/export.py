@@ -32,7 +32,6 @@ grows with the corpus (24,576 kept sequences of 128 tokens: 12-25 MB).
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -47,17 +46,21 @@ import pyarrow.parquet as pq
 from generator import __version__
 from generator.errors import UserError
 from generator.files.atomic import atomic_dir
-from generator.files.outputs import check_output_folder
+from generator.files.outputs import EXPORT, EXPORT_MARKER, check_output, check_writable
 from generator.files.signals import check_interrupted
 from generator.site.tokens import decode_sequence
-from generator.store.io import arrays_from_table, open_parquet, read_meta, read_table
+from generator.store.io import (
+    arrays_from_table,
+    open_parquet,
+    read_meta,
+    read_table,
+    verify_store,
+)
 from generator.store.schema import EXAMPLE_INTERVAL, EXAMPLE_TOP, StoreMeta
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("neuronpedia",)
-EXPORT_MARKER = ".feature-browser-export"
-"""an empty file in every export: the proof that the folder may be replaced by the next export."""
 RUN_SETTINGS = "run_settings.json"
 READ_ROWS = 2048
 """rows of examples.parquet read at a time."""
@@ -94,29 +97,21 @@ def export_store(fmt: str, store: Path, out: Path, batch_size: int = DEFAULT_BAT
     return export_neuronpedia(store_r, out_r, batch_size)
 
 
-def is_export(path: Path) -> bool:
-    return (path / EXPORT_MARKER).is_file()
-
-
 def _check_paths(store: Path, out: Path) -> tuple[Path, Path]:
     store_r, out_r = Path(store).expanduser().resolve(), Path(out).expanduser().resolve()
     if not store_r.is_dir():
         raise UserError(f"no store at {store} (not a folder); pass --store STORE, a folder written "
                         "by `feature-browser build`")
-    read_meta(store_r)  # a missing / damaged / other-version store: one clear line
+    # a missing / damaged / other-version store: one clear line
+    verify_store(store_r, read_meta(store_r))
     if out_r == store_r or out_r in store_r.parents:
         raise UserError(f"--out {out_r} would replace the store {store_r}; choose another folder, "
                         "e.g. --out neuronpedia")
     if store_r in out_r.parents:
         raise UserError(f"--out {out_r} is inside the store {store_r}; put the export beside it, "
                         "e.g. --out neuronpedia")
-    check_output_folder("--out", out_r, "Neuronpedia export", out_r.is_dir() and is_export(out_r))
-    parent = out_r.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out_r}: cannot write in {parent} (permission denied); choose a "
-                        "folder you can write to")
+    check_output("--out", out_r, EXPORT)
+    check_writable("--out", out_r)
     return store_r, out_r
 
 
@@ -143,7 +138,7 @@ def export_neuronpedia(store: Path, out: Path, batch_size: int = DEFAULT_BATCH_S
     log.info("exporting %d latents of %s to %s: %d batch file(s) of up to %d latents",
              meta.d_sae, store, out, n_batches, batch_size)
     try:
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out, EXPORT.names) as tmp:
             (tmp / EXPORT_MARKER).write_bytes(b"")
             batches = zip(_row_chunks(latents_file, _LATENT_COLUMNS, batch_size, store),
                           _example_batches(examples_file, meta.d_sae, batch_size, store),

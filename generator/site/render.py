@@ -46,7 +46,7 @@ from pathlib import Path
 
 from generator.config import check_site_url
 from generator.files.atomic import atomic_dir
-from generator.files.outputs import check_output_folder, is_site
+from generator.files.outputs import SITE, check_output
 from generator.inputs.explanations import check_explanations
 from generator.site.contexts import COMPACT_SHOWING, DEFAULT_SHOWING, TABLE_PAGE
 from generator.site.search import SHARD_TARGET_BYTES
@@ -98,7 +98,7 @@ def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None 
     check_explanations(explanations, data.latents.d_sae)
     root_url = check_site_url(site_url) if site_url is not None else None
     _check_target(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, SITE.names) as tmp:
         showing = COMPACT_SHOWING if compact else DEFAULT_SHOWING
         if corpus_view is not None:
             showing = dataclasses.replace(showing, corpus_view=corpus_view)
@@ -137,8 +137,7 @@ def size_advice(report: RenderReport) -> str:
 def _check_target(out: Path) -> None:
     """Refuse to replace a folder that is not a site we wrote (e.g. `--out ~`), a file, or the
     current folder: the same guard as a build's --out."""
-    resolved = Path(out).expanduser().resolve()
-    check_output_folder("--out", resolved, "site", resolved.is_dir() and is_site(resolved))
+    check_output("--out", out, SITE)
 
 
 def _measure(out: Path, latents: int, seconds: float) -> RenderReport:

@@ -7,8 +7,9 @@ reads turn a missing, truncated or foreign file into one clear error.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 
 from generator.errors import UserError
 from generator.files.atomic import atomic_dir
-from generator.files.outputs import STORE_MARKER
+from generator.files.outputs import STORE, STORE_MARKER
 from generator.store.schema import (
     SCHEMA_VERSION,
     CorpusView,
@@ -70,25 +71,59 @@ def _present(obj: Any) -> dict[str, Any]:
 def write_store(data: StoreData, path: Path) -> None:
     """Write atomically: into a sibling temp folder, then swap it in place of `path`.
     Memory: about one more copy of the largest table (pyarrow columns built from the arrays)."""
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, STORE.names) as tmp:
         # the proof that this folder is a store, so that the next build may replace it
         (tmp / STORE_MARKER).write_bytes(b"")
-        (tmp / "meta.json").write_bytes(data.meta.to_json())
-        latents = {"latent": np.arange(data.latents.d_sae, dtype=np.int32), **_present(data.latents)}
-        pq.write_table(_table_from_arrays(latents), tmp / "latents.parquet")
-        pq.write_table(_table_from_arrays(_present(data.examples)), tmp / "examples.parquet")
-        seqs = {"seq": data.seq_ids, "tokens": data.seq_tokens}
-        pq.write_table(_table_from_arrays(seqs), tmp / "sequences.parquet")
-        vocab = pa.table({"id": pa.array(np.arange(len(data.vocab), dtype=np.int32)),
-                          "bytes": pa.array(data.vocab, type=pa.binary())})
-        pq.write_table(vocab, tmp / "vocab.parquet")
-        if data.prompts is not None:
-            _write_prompts(data.prompts, tmp)
-        if data.corpus is not None:
-            _write_corpus(data.corpus, data.seq_ids, tmp)
-        if data.token_latents is not None:
-            pq.write_table(_table_from_arrays(_present(data.token_latents)),
-                           tmp / "token_latents.parquet")
+        _write_tables(data, tmp)
+        # last, with a checksum of every file written before it
+        files = {f.name: file_sha256(f) for f in sorted(tmp.iterdir()) if f.name != STORE_MARKER}
+        (tmp / "meta.json").write_bytes(replace(data.meta, files=files).to_json())
+
+
+def file_sha256(path: Path) -> str:
+    """The file's sha256, hex (read in 1 MB blocks: constant memory)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def verify_store(path: Path, meta: StoreMeta) -> None:
+    """Refuse, in one line, a store one of whose files is missing or differs from what the build
+    wrote (a flipped byte, a partial copy), by the checksums in meta.json. A store from before
+    checksums were kept is read as it is. Time: one read of every file (about 1 s per GB)."""
+    files = meta.files or {}
+    if not isinstance(files, dict) or not all(
+            isinstance(v, str) and isinstance(k, str) and k == Path(k).name not in ("", "..")
+            for k, v in files.items()):
+        raise UserError(f"store {path} is damaged (meta.json's files is not a table of "
+                        "checksums); rebuild it with `feature-browser build`")
+    for name, digest in sorted(files.items()):
+        file = Path(path) / name
+        if not file.is_file():
+            raise UserError(f"store {path} is incomplete ({name} is missing); rebuild it with "
+                            "`feature-browser build`")
+        if file_sha256(file) != digest:
+            raise UserError(f"store {path} is damaged ({name} differs from what the build wrote: "
+                            "checksum mismatch); rebuild it with `feature-browser build`, or copy "
+                            "it again")
+
+
+def _write_tables(data: StoreData, tmp: Path) -> None:
+    """Every table of the store (meta.json excepted) into `tmp`."""
+    latents = {"latent": np.arange(data.latents.d_sae, dtype=np.int32), **_present(data.latents)}
+    pq.write_table(_table_from_arrays(latents), tmp / "latents.parquet")
+    pq.write_table(_table_from_arrays(_present(data.examples)), tmp / "examples.parquet")
+    seqs = {"seq": data.seq_ids, "tokens": data.seq_tokens}
+    pq.write_table(_table_from_arrays(seqs), tmp / "sequences.parquet")
+    vocab = pa.table({"id": pa.array(np.arange(len(data.vocab), dtype=np.int32)),
+                      "bytes": pa.array(data.vocab, type=pa.binary())})
+    pq.write_table(vocab, tmp / "vocab.parquet")
+    if data.prompts is not None:
+        _write_prompts(data.prompts, tmp)
+    if data.corpus is not None:
+        _write_corpus(data.corpus, data.seq_ids, tmp)
+    if data.token_latents is not None:
+        pq.write_table(_table_from_arrays(_present(data.token_latents)),
+                       tmp / "token_latents.parquet")
 
 
 PROMPT_FILES = ("prompts.parquet", "prompt_acts.parquet", "prompt_latents.parquet")
@@ -239,6 +274,7 @@ def _short(err: BaseException) -> str:
 def read_store(path: Path) -> StoreData:
     path = Path(path)
     meta = read_meta(path)
+    verify_store(path, meta)
     lat = arrays_from_table(read_table(path, "latents.parquet"))
     ex = arrays_from_table(read_table(path, "examples.parquet"))
     seqs = arrays_from_table(read_table(path, "sequences.parquet"))

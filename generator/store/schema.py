@@ -88,6 +88,9 @@ class StoreMeta:
     """...and with the hook activation zeroed there."""
     loss_recovered: float | None = None
     """(ce_loss_zero - ce_loss_spliced) / (ce_loss_zero - ce_loss_clean) (None: undefined)."""
+    files: dict[str, str] | None = None
+    """sha256 (hex) of every other file of the store, by name, so that `render`, `export` and a
+    resumed build refuse a damaged store (None: written before checksums were kept)."""
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:

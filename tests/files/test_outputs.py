@@ -5,7 +5,6 @@ removed by the next one, and the folders respect the umask. Runs the real CLI.""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,33 +16,9 @@ import torch
 
 from generator.cli import main
 from generator.files.atomic import sweep_stale, temp_name
+from generator.files.manifest import MANIFEST
 from generator.files.outputs import SITE_MARKER, STORE_MARKER
-from tests.helpers import Lines, assert_one_line_error, tree_digest
-
-TINY = ["--n-seqs", "16", "--ctx", "32", "--k", "4", "--m", "2", "--no-ablation", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def previous_pair(tmp_path_factory) -> Path:
-    """A real site + store pair, built once; tests copy it."""
-    root = tmp_path_factory.mktemp("previous")
-    assert main(["build", *TINY, "--out", str(root / "site"), "--store", str(root / "store")]) == 0
-    return root
-
-
-@pytest.fixture
-def pair(previous_pair: Path, tmp_path: Path) -> tuple[Path, Path]:
-    for name in ("site", "store"):
-        shutil.copytree(previous_pair / name, tmp_path / name)
-    return tmp_path / "site", tmp_path / "store"
-
-
-def digests(*folders: Path) -> list[dict[str, str]]:
-    return [tree_digest(f) for f in folders]
-
-
-def hidden_leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+from tests.helpers import TINY, Lines, assert_one_line_error, digests, hidden_leftovers
 
 
 def test_a_rendered_site_is_recognised_as_one(tmp_path):
@@ -115,6 +90,8 @@ def test_failed_build_leaves_the_previous_pair(capsys, pair, tmp_path):
 def test_rebuild_replaces_both_cleans_stale_leftovers_and_respects_umask(pair, tmp_path):
     site, store = pair
     (site / "old-page.html").write_text("from the previous build")
+    with (site / MANIFEST).open("a") as f:  # written by the previous build, so not the user's
+        f.write("old-page.html\n")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

@@ -167,7 +167,7 @@ def test_options_checked_against_the_model(capsys, tmp_path, previous_site):
     code, err = run_cli(capsys, "--ctx", "129", *out)
     assert_one_line_error(code, err, "--ctx 129", "128", "--ctx 128 or less")
     code, err = run_cli(capsys, "--n-logits", "5000", *out)
-    assert_one_line_error(code, err, "--n-logits 5000", "4096")
+    assert_one_line_error(code, err, "--n-logits 5000", "at most 1,000", "--n-logits 1000 or less")
     expl = tmp_path / "expl.jsonl"
     expl.write_text('{"latent": 5000, "explanation": "x"}\n')
     code, err = run_cli(capsys, "--explanations", str(expl), *out)

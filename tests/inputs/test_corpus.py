@@ -109,7 +109,7 @@ def test_gzip_text_field_and_bom(tmp_path):
     assert "".join(p.text for p in read_all(tmp_path / "b.txt.gz")) == "line one\nline two\n"
     pq.write_table(pa.table({"body": ["p", "q"], "text": ["no", "no"]}), tmp_path / "c.parquet")
     assert read_all(tmp_path / "c.parquet", "body") == ["p", "q"]
-    with pytest.raises(UserError, match="no string field 'text'.*--text-field"):
+    with pytest.raises(UserError, match="has no field 'text' .has body, id.; pass --text-field"):
         read_all(tmp_path / "a.jsonl.gz")
     with pytest.raises(UserError, match="no column 'nope'.*body, text"):
         read_all(tmp_path / "c.parquet", "nope")

@@ -33,8 +33,10 @@ def test_jsonl_text_field_and_bom(tmp_path):
     ("p.txt", b"\xff\xfe bad", "not UTF-8"),
     ("p.txt", b"\n  \n", "holds no prompt"),
     ("p.jsonl", b'{"text": "ok"}\nnot json\n', "p.jsonl:2 is not valid JSON"),
-    ("p.jsonl", b'{"prompt": "x"}\n', "p.jsonl:1 has no string field 'text' (has prompt)"),
-    ("p.jsonl", b'["x"]\n', "has no string field 'text'"),
+    ("p.jsonl", b'{"prompt": "x"}\n', "p.jsonl:1 has no field 'text' (has prompt)"),
+    ("p.jsonl", b'["x"]\n', "is a JSON list, not an object with a 'text' field"),
+    ("p.jsonl", b'{"text": 12345}\n', "p.jsonl:1 has 'text' holding a number, not a string"),
+    ("p.jsonl", b'{"text": null}\n', "has 'text' holding null, not a string"),
 ])
 def test_bad_files_refused_with_one_line(tmp_path, name, content, needle):
     path = tmp_path / name

@@ -12,8 +12,10 @@ import orjson
 import pytest
 
 from generator.cli import main
+from generator.files.manifest import MANIFEST
+from generator.files.outputs import EXPORT_MARKER
 from generator.site import export as export_mod
-from generator.site.export import EXPORT_MARKER, RUN_SETTINGS, export_store
+from generator.site.export import RUN_SETTINGS, export_store
 from generator.store.io import read_store, write_store
 from generator.store.schema import EXAMPLE_INTERVAL, EXAMPLE_TOP, StoreData
 from tests.fake_store import HOSTILE_VOCAB, make_store
@@ -94,7 +96,7 @@ def test_batch_files_parse_and_fields_match_saedashboard(exported: Path, data: S
                 assert set(activation) == ACTIVATION_FIELDS
     assert [f["feature_index"] for f in _features(exported)] == list(range(data.meta.d_sae))
     assert sorted(p.name for p in exported.iterdir()) == sorted(
-        [EXPORT_MARKER, RUN_SETTINGS, "batch-0.json", "batch-1.json", "batch-2.json"])
+        [EXPORT_MARKER, MANIFEST, RUN_SETTINGS, "batch-0.json", "batch-1.json", "batch-2.json"])
 
 
 def test_json_has_sorted_keys(exported: Path) -> None:
@@ -238,7 +240,7 @@ def test_cli_export_and_re_export_replaces_the_previous_one(store: Path, tmp_pat
     assert len(list((tmp_path / "np").glob("batch-*.json"))) == 3
     assert main(["export", "--store", str(store), "--out", "np"]) == 0  # default: 128 per file
     assert sorted(p.name for p in (tmp_path / "np").iterdir()) == sorted(
-        [EXPORT_MARKER, RUN_SETTINGS, "batch-0.json"])
+        [EXPORT_MARKER, MANIFEST, RUN_SETTINGS, "batch-0.json"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["np"]  # no temp folders left
 
 

@@ -12,7 +12,7 @@ from generator.cli import main
 from generator.store.io import read_store, write_store
 from tests.fake_corpus import with_corpus
 from tests.fake_store import make_store
-from tests.helpers import assert_one_line_error
+from tests.helpers import assert_one_line_error, reseal
 
 
 def test_corpus_view_round_trip(tmp_path):
@@ -41,6 +41,9 @@ def test_a_store_whose_corpus_view_lists_other_sequences_is_refused(tmp_path):
     seq = table.column("seq").to_numpy().copy()
     seq[[0, 1]] = seq[[1, 0]]
     pq.write_table(table.set_column(0, "seq", [seq]), path)
+    with pytest.raises(UserError, match="damaged .corpus_seqs.parquet differs from what the build"):
+        read_store(tmp_path / "store")
+    reseal(tmp_path / "store")  # a store written so by a faulty build: the reader's own check
     with pytest.raises(UserError, match="damaged .corpus_seqs.parquet does not list"):
         read_store(tmp_path / "store")
 
@@ -71,6 +74,13 @@ def test_truncated_store_for_render(capsys, tmp_path):
         code = main(["render", "--quiet", "--store", str(store), "--out", str(tmp_path / "site")])
         err = capsys.readouterr().err
         assert_one_line_error(code, err, str(store), "rebuild")
+        if name != "meta.json":  # the checksum check, then the reader's own behind it
+            assert f"({name} differs from what the build wrote" in err, err
+            reseal(store)
+            code = main(["render", "--quiet", "--store", str(store), "--out",
+                         str(tmp_path / "site")])
+            err = capsys.readouterr().err
+            assert_one_line_error(code, err, str(store), "not a complete parquet file")
         assert err.rstrip().endswith("rebuild it with `feature-browser build`"), err  # whole
         assert err.count("(") == err.count(")"), err
     (store / "meta.json").unlink()
