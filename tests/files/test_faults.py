@@ -299,6 +299,34 @@ def test_a_build_whose_site_disk_fills_keeps_the_old_pair(pair, tmp_path, small_
     assert hidden_leftovers(tmp_path) == [".store.checkpoint"]  # kept on purpose, to resume
 
 
+@pytest.mark.slow  # a real build
+def test_a_build_whose_store_disk_fills_keeps_the_old_pair(pair, tmp_path, small_disk, capsys):
+    """The store's disk also holds the checkpoint: whichever write meets the full disk, one line."""
+    from generator.run.pipeline import STORE_MIN_BYTES_PER_EXAMPLE
+
+    site, store = pair
+    floor = 1024 * ((4 + 10 * 2) * STORE_MIN_BYTES_PER_EXAMPLE + 50 * 8)  # TINY's k, intervals, m
+    need = _size(store)
+    assert floor < need
+    disk = small_disk(need + (floor + need) // 2)
+    shutil.copytree(store, disk / "store")
+    before = digests(site, disk / "store")
+    code = main(["build", *TINY, "--out", str(site), "--store", str(disk / "store")])
+    err = capsys.readouterr().err
+    assert_one_line_error(code, err, "No space left on device", "free some space")
+    assert "cannot write the checkpoint" in err or "untouched" in err, err
+    assert digests(site, disk / "store") == before
+    assert not [p for p in disk.rglob("*") if ".tmp-" in p.name]
+
+
+def test_an_export_onto_a_full_disk_is_one_line(store, small_disk, capsys):
+    disk = small_disk(32 * 1024)
+    code = main(["export", "--store", str(store), "--out", str(disk / "np")])
+    assert_one_line_error(code, capsys.readouterr().err, "cannot write the export",
+                          "No space left on device", "free some space")
+    assert list(disk.iterdir()) == []
+
+
 # ---------------------------------------------------------------------------------------------
 # two runs on the same folders
 
