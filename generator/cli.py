@@ -188,13 +188,15 @@ def main(argv: list[str] | None = None, exiting: bool = False) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(message)s" if args.verbose else "%(message)s")
     from generator.errors import UserError
-    from generator.files.signals import Interrupted, signals_raise
+    from generator.files.signals import Interrupted, exit_quietly_on_signal, signals_raise
 
     outputs = _outputs(args)
     before = {name: _identity(path) for name, path in outputs.items()}
     try:
         with signals_raise():
             code = run(args, sys.argv[1:] if argv is None else argv)
+            if exiting:  # no gap: from here a signal ends the process with this code
+                exit_quietly_on_signal(code)
     except UserError as err:
         print(f"feature-browser: error: {err}", file=sys.stderr)
         return 2
@@ -211,8 +213,6 @@ def main(argv: list[str] | None = None, exiting: bool = False) -> int:
             return 0
         print(f"feature-browser: stopped by {name}{_stopped(args, outputs)}", file=sys.stderr)
         return 128 + (stop.signum if isinstance(stop, Interrupted) else 2)
-    if exiting:
-        _quiet_from_now_on(code)
     return code
 
 
@@ -236,24 +236,6 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
-
-
-def _quiet_from_now_on(code: int) -> None:
-    """The command is complete: a SIGTERM / SIGINT while the interpreter shuts down (torch's
-    teardown takes seconds) ends the process with the command's own exit code, not 143."""
-    import os
-    import signal
-
-    def finish(signum: int, frame: Any) -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-    try:
-        signal.signal(signal.SIGTERM, finish)
-        signal.signal(signal.SIGINT, finish)
-    except ValueError:  # not the main thread: leave the embedding application's handlers
-        pass
 
 
 def _stopped(args: argparse.Namespace, outputs: dict[str, Path]) -> str:

@@ -111,6 +111,29 @@ def deferred_signals() -> Iterator[None]:
         raise Interrupted(pending[0], after_commit=True)
 
 
+_finish: Any = None
+"""once the command is done and the process about to end: the handler that ends it at once."""
+
+
+def exit_quietly_on_signal(code: int) -> None:
+    """The command is complete and the process is about to end: from now on, SIGTERM / SIGINT
+    (during the interpreter's shutdown, which takes seconds with torch loaded) end it at once
+    with the command's exit code `code`, not 143."""
+    global _finish
+
+    def finish(signum: int, frame: FrameType | None) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    _finish = finish
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, finish)
+    except ValueError:  # not the main thread: the embedding application's handlers stay
+        _finish = None
+
+
 @contextmanager
 def signals_raise() -> Iterator[None]:
     """Within the block, SIGTERM and SIGINT raise Interrupted in this process. Processes forked
@@ -158,6 +181,6 @@ def signals_raise() -> Iterator[None]:
     finally:
         _armed = False
         for sig, old in previous.items():
-            signal.signal(sig, old)
+            signal.signal(sig, _finish or old)
         sys.unraisablehook = default_hook
         _received, _raised = None, False

@@ -50,7 +50,7 @@ def _last_line(path: Path) -> str:
 
 
 def check_devices(device: str, nproc: int) -> None:
-    """One GPU per process, or one CPU core: refuse more processes than that before starting
+    """One GPU per process, or on CPU at most two processes a core: refuse more before starting
     any."""
     import torch
 
@@ -58,10 +58,11 @@ def check_devices(device: str, nproc: int) -> None:
 
     if device == "cpu" or not torch.cuda.is_available():
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        if nproc > (cores or 1):
+        cores = cores or 1
+        if nproc > 2 * cores:  # a few more processes than cores still make progress
             raise UserError(f"--nproc {nproc} on {cores} CPU core{'s' if cores != 1 else ''}: "
                             "the processes would only wait for each other; pass --nproc "
-                            f"{cores} or fewer")
+                            f"{cores} (at most {2 * cores})")
         return
     count = torch.cuda.device_count()
     if nproc > count:

@@ -94,13 +94,15 @@ def test_committed_metrics_and_size():
 
 
 def test_retraining_replaces_the_artifacts_and_nothing_else():
-    """The default output of `demo-train` is replaced whole, so it must hold the trained
-    artifacts alone: the package's code and the demo's prompts live beside it (retraining once
-    deleted generator/demo/__init__.py and train.py with it)."""
+    """The embedded demo's folder is replaced whole when retrained into, so it must hold the
+    trained artifacts alone: the package's code and the demo's prompts live beside it (retraining
+    once deleted generator/demo/__init__.py and train.py with it). By default `demo-train` writes
+    into the current folder, not into the installed package."""
     assert sorted(p.name for p in DEMO_DIR.iterdir()) == ["metrics.json", "model", "sae"]
     assert DEMO_MODEL_DIR.parent == DEMO_SAE_DIR.parent == DEMO_DIR
     assert DEMO_PROMPTS.parent != DEMO_DIR and DEMO_PROMPTS.is_file()
-    assert train_demo.__defaults__ is not None and train_demo.__defaults__[0] == DEMO_DIR
+    assert train_demo.__defaults__ is not None
+    assert train_demo.__defaults__[0] == Path("demo-artifacts")
 
 
 def test_training_script_end_to_end_tiny(tmp_path: Path):
@@ -123,7 +125,9 @@ def test_training_script_end_to_end_tiny(tmp_path: Path):
 
 def test_failed_training_leaves_previous_output(tmp_path: Path):
     out = tmp_path / "demo"
-    out.mkdir()
+    for name in ("model", "sae"):  # a previous demo-train output, with a file of the user's
+        (out / name).mkdir(parents=True)
+    (out / "metrics.json").write_text("{}")
     (out / "marker").write_text("previous")
     broken = DemoSpec(**{**TINY.__dict__, "hook_layer": 3})  # no such layer: the SAE stage fails
     with pytest.raises(KeyError):

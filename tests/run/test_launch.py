@@ -130,7 +130,7 @@ def test_a_process_that_raises_stops_the_job(previous):
     assert result.returncode == 2, result.stderr[-2000:]
     last = [line for line in result.stderr.splitlines() if line.strip()][-1]
     assert last.startswith("feature-browser: error: process 1 of 2 failed"), last
-    assert "rank-1-of-2.pt cannot be read" in last
+    assert "rank-1-of-2.pt is damaged (checksum mismatch)" in last
     assert (previous / "site" / "index.html").is_file()
     assert not [p for p in previous.iterdir() if ".tmp-" in p.name]
 
