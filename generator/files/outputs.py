@@ -93,8 +93,8 @@ def check_output_folder(flag: str, path: Path, what: str, ours: bool) -> None:
     `ours` (a previous output of this tool, which may be replaced); `what` names the output."""
     cwd = Path.cwd().resolve()
     if path == cwd or path in cwd.parents:
-        raise UserError(f"{flag} {path} is the current folder or one of its parents, which a build "
-                        f"would replace; pass a new folder, e.g. {flag} {what}")
+        raise UserError(f"{flag} {path} is the current folder or one of its parents, which would "
+                        f"be replaced; pass a new folder, e.g. {flag} {what}")
     if path.is_symlink() and not path.exists():
         raise UserError(f"{flag} {path} is a broken symbolic link; remove it or choose another "
                         "folder")
