@@ -13,14 +13,22 @@ import numpy as np
 import torch
 
 BOS = 0
-SAE_KINDS = ("standard", "topk", "jumprelu", "gated")
+SAE_KINDS = ("standard", "topk", "jumprelu", "gated", "matching_pursuit")
 HOOKS = {
     "blocks.1.hook_resid_pre": 16,
     "blocks.0.hook_attn_out": 16,
     "blocks.1.hook_mlp_out": 16,
     "blocks.0.mlp.hook_post": 32,
     "blocks.1.attn.hook_z": 16,
+    "blocks.1.hook_mlp_in": 16,
+    "hook_embed": 16,
 }
+TRANSCODER_KINDS = ("transcoder", "skip_transcoder", "jumprelu_transcoder",
+                    "jumprelu_skip_transcoder")
+TRANSCODER_HOOKS = [("blocks.1.ln2.hook_normalized", "blocks.1.hook_mlp_out"),
+                    ("blocks.0.hook_mlp_in", "blocks.0.hook_mlp_out"),
+                    ("blocks.0.hook_resid_mid", "blocks.1.hook_attn_out")]
+"""(read, write) pairs: the registry's two transcoder inputs, and one writing a later block."""
 
 
 def tiny_model(seed: int = 0):
@@ -41,7 +49,9 @@ def tiny_sae(kind: str, hook: str, d_sae: int = 24, seed: int = 0):
     classes = {"standard": (sae_lens.StandardSAE, sae_lens.StandardSAEConfig, {}),
                "topk": (sae_lens.TopKSAE, sae_lens.TopKSAEConfig, {"k": 4}),
                "jumprelu": (sae_lens.JumpReLUSAE, sae_lens.JumpReLUSAEConfig, {}),
-               "gated": (sae_lens.GatedSAE, sae_lens.GatedSAEConfig, {})}
+               "gated": (sae_lens.GatedSAE, sae_lens.GatedSAEConfig, {}),
+               "matching_pursuit": (sae_lens.MatchingPursuitSAE, sae_lens.MatchingPursuitSAEConfig,
+                                    {"residual_threshold": 0.5, "max_iterations": 4})}
     sae_cls, cfg_cls, extra = classes[kind]
     cfg = cfg_cls(d_in=HOOKS[hook], d_sae=d_sae,
                   reshape_activations="hook_z" if hook.endswith("hook_z") else "none", **extra)
@@ -55,6 +65,46 @@ def tiny_sae(kind: str, hook: str, d_sae: int = 24, seed: int = 0):
                 p.fill_(0.05)
     sae.eval()
     return sae
+
+
+def tiny_transcoder(kind: str, read: str, write: str, d_sae: int = 24, seed: int = 0):
+    """A random sae_lens transcoder of architecture `kind` on the tiny model, reading hook `read`
+    and writing `write` (random biases, a small JumpReLU threshold and skip matrix, so that
+    every term of its output is exercised)."""
+    import sae_lens
+
+    torch.manual_seed(seed)
+    classes = {"transcoder": (sae_lens.Transcoder, sae_lens.TranscoderConfig),
+               "skip_transcoder": (sae_lens.SkipTranscoder, sae_lens.SkipTranscoderConfig),
+               "jumprelu_transcoder": (sae_lens.JumpReLUTranscoder,
+                                       sae_lens.JumpReLUTranscoderConfig),
+               "jumprelu_skip_transcoder": (sae_lens.JumpReLUSkipTranscoder,
+                                            sae_lens.JumpReLUSkipTranscoderConfig)}
+    sae_cls, cfg_cls = classes[kind]
+    cfg = cfg_cls(d_in=16, d_out=16, d_sae=d_sae, apply_b_dec_to_input=False)
+    cfg.metadata.hook_name = read
+    cfg.metadata.hook_name_out = write
+    sae = sae_cls(cfg)
+    with torch.no_grad():
+        for name, p in sae.named_parameters():
+            if name.startswith("b_"):
+                p.normal_(0, 0.3)
+            if name == "threshold":
+                p.fill_(0.05)
+            if name == "W_skip":
+                p.normal_(0, 0.1)
+    sae.eval()
+    return sae
+
+
+def cached(model, tokens, hooks):
+    """A plain TransformerLens run_with_cache of `hooks` (a name or a list), as a user would
+    write it: hook_mlp_in is only called once the model is told to (set_use_hook_mlp_in)."""
+    names = [hooks] if isinstance(hooks, str) else list(hooks)
+    if any(name.endswith(".hook_mlp_in") for name in names):
+        model.set_use_hook_mlp_in(True)
+    with torch.no_grad():
+        return model.run_with_cache(tokens, names_filter=names)[1]
 
 
 def tiny_tokens(n_seqs: int = 10, ctx: int = 12, seed: int = 0) -> np.ndarray:

@@ -1,6 +1,11 @@
 """Activations stage: run the model up to the SAE's hook, encode with the SAE, and re-run the model
 from the hook's block to the logits with one latent's decoder contribution removed (ablation).
 
+A transcoder reads one hook and writes another (generator/inputs/sites.py): it encodes at
+`site.name`, and its decoder rows are removed (ablation) or its output spliced in (quality) at
+`site.writes`. The re-runs start at the block of the hook read, which is never after the one
+written; the embeddings' hook (layer -1) re-runs the whole model from the tokens.
+
 All tensors stay on the model's device; callers move only small results to the host.
 """
 
@@ -14,7 +19,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from generator.errors import UserError
-from generator.inputs.models import HookSite
+from generator.inputs.sites import HookSite
 
 
 class HookedSAE:
@@ -25,7 +30,9 @@ class HookedSAE:
         self.sae = sae
         self.site = site
         self.device = next(model.parameters()).device
-        self._resid_name = f"blocks.{site.layer}.hook_resid_pre"
+        if any(name.endswith(".hook_mlp_in") for name in (site.name, site.writes)):
+            model.set_use_hook_mlp_in(True)  # TransformerLens only calls that hook when asked
+        self._resid_name = f"blocks.{max(site.layer, 0)}.hook_resid_pre"
 
     @property
     def d_sae(self) -> int:
@@ -37,21 +44,33 @@ class HookedSAE:
     ) -> tuple[Float[Tensor, "batch seq d_model"], Tensor]:
         """(residual stream entering the hook's block, hook activation), running no further than
         that block."""
+        resid, read, _ = self._run(tokens, (self.site.name,))
+        return resid, read
+
+    @torch.inference_mode()
+    def run_to_hooks(self, tokens: Int[Tensor, "batch seq"]) -> tuple[Tensor, Tensor, Tensor]:
+        """(what the re-runs start from, the activation read, the activation at the hook written:
+        the same for an SAE), running no further than the block written."""
+        return self._run(tokens, (self.site.name, self.site.writes))
+
+    def _run(self, tokens: Tensor, names: tuple[str, ...]) -> tuple[Tensor, Tensor, Tensor]:
         cache: dict[str, Tensor] = {}
 
         def keep(value: Tensor, hook: Any) -> None:
             cache[hook.name] = value
 
-        names = {self._resid_name, self.site.name}
-        stop = self.site.layer if self.site.name == self._resid_name else self.site.layer + 1
-        if stop == self.site.layer:
+        start = tokens if self.site.layer < 0 else None  # the embeddings: re-run from the tokens
+        wanted = set(names) | ({self._resid_name} if start is None else set())
+        if wanted == {self._resid_name}:
             # The residual at the block's input is exactly what the model returns when stopped
             # there, so no block needs to run.
-            resid = self.model(tokens, stop_at_layer=stop)
-            return resid, resid
+            resid = self.model(tokens, stop_at_layer=self.site.layer)
+            return resid, resid, resid
+        stop = max(self.site.layer, self.site.write_layer if len(names) > 1 else -1) + 1
         self.model.run_with_hooks(tokens, stop_at_layer=stop,
-                                  fwd_hooks=[(name, keep) for name in names])
-        return cache[self._resid_name], cache[self.site.name]
+                                  fwd_hooks=[(name, keep) for name in wanted])
+        return (cache[self._resid_name] if start is None else start, cache[names[0]],
+                cache[names[-1]])
 
     @torch.inference_mode()
     def encode(self, hook_acts: Tensor) -> Float[Tensor, "batch seq d_sae"]:
@@ -81,21 +100,33 @@ class HookedSAE:
             return cols[:0], cols[:0], torch.zeros(0, device=cols.device)
         return torch.cat(pos_l), torch.cat(lat_l), torch.cat(val_l)
 
-    def decoder_rows(self, latents: Int[Tensor, " n"]) -> Float[Tensor, "n d_in"]:
-        """Each latent's decoder direction in the hook's own space (what a=1 adds to h)."""
+    def decoder_rows(self, latents: Int[Tensor, " n"]) -> Float[Tensor, "n d_out"]:
+        """Each latent's decoder direction in the space of the hook written (what a=1 adds)."""
         return self.sae.W_dec[latents].to(torch.float32)
+
+    @torch.inference_mode()
+    def reconstruct(self, read: Tensor, acts: Tensor) -> Float[Tensor, "n d_out"]:
+        """The SAE's whole output for activations `read` at `site.name` whose latents are
+        `acts`, flattened to [n, d_out] float32: decode(acts), plus a skip transcoder's skip term
+        x @ W_skip.T (as sae_lens' forward)."""
+        out = self.sae.decode(acts)
+        w_skip = getattr(self.sae, "W_skip", None)
+        if w_skip is not None:
+            out = out + read @ w_skip.T.to(read.device)
+        return out.reshape(len(read), -1).float()
 
     @torch.inference_mode()
     def losses(
         self,
-        resid: Float[Tensor, "batch seq d_model"],
+        resid: Float[Tensor, "batch seq d_model"] | Int[Tensor, "batch seq"],
         tokens: Int[Tensor, "batch seq"],
-        delta: Float[Tensor, "batch seq d_in"] | None = None,
+        delta: Float[Tensor, "batch seq d_out"] | None = None,
         needed: Bool[Tensor, "batch seq_minus_1"] | None = None,
         block: int = 2048,
     ) -> Float[Tensor, "batch seq_minus_1"]:
-        """Next-token loss per position, running from the hook's block to the logits, with `delta`
-        subtracted from the hook activation (None: the clean run). With `needed`, the unembedding
+        """Next-token loss per position, running from the block of the hook read to the logits
+        (`resid`: that block's input, from run_to_hook), with `delta` subtracted from the
+        activation of the hook written (None: the clean run). With `needed`, the unembedding
         (the costliest part for a small model with a large vocabulary) runs only where needed is
         True, in blocks of `block` positions, and other positions hold NaN."""
         hooks = []
@@ -103,12 +134,12 @@ class HookedSAE:
             def ablate(value: Tensor, hook: Any) -> Tensor:
                 return value - delta.reshape(value.shape).to(value.dtype)
 
-            hooks.append((self.site.name, ablate))
+            hooks.append((self.site.writes, ablate))
+        start = self.site.layer if self.site.layer >= 0 else None
         if needed is None:
-            logits = self.model.run_with_hooks(resid, start_at_layer=self.site.layer,
-                                               fwd_hooks=hooks)
+            logits = self.model.run_with_hooks(resid, start_at_layer=start, fwd_hooks=hooks)
             return _next_token_loss(logits, tokens)
-        final = self.model.run_with_hooks(resid, start_at_layer=self.site.layer,
+        final = self.model.run_with_hooks(resid, start_at_layer=start,
                                           stop_at_layer=self.model.cfg.n_layers, fwd_hooks=hooks)
         rows, cols = torch.nonzero(needed, as_tuple=True)
         picked, target = final[rows, cols], tokens[rows, cols + 1].long()
@@ -134,10 +165,10 @@ def _next_token_loss(
 def residual_directions(model: Any, sae: Any, site: HookSite) -> Float[Tensor, "d_sae d_model"]:
     """d_i: each latent's output direction in the residual stream (docs/STATISTICS.md, logit effects)."""
     w_dec = sae.W_dec.detach().to(torch.float32)
-    block = model.blocks[site.layer]
-    if site.kind == "mlp_hidden":
+    block = model.blocks[max(site.write_layer, 0)]
+    if site.write_kind == "mlp_hidden":
         return w_dec @ block.mlp.W_out.detach().float()
-    if site.kind == "z":
+    if site.write_kind == "z":
         w_o = block.attn.W_O.detach().float()  # [n_heads, d_head, d_model]
         return w_dec @ w_o.reshape(-1, w_o.shape[-1])
     return w_dec

@@ -110,7 +110,7 @@ def _one_prompt(hooked: HookedSAE, toks: np.ndarray, bos_id: int, encode_rows: i
             after = positions[None, :] >= first[:, None]
             delta = acts[:, :, None] * hooked.decoder_rows(ids[lo:hi])[:, None, :]
             copies = hi - lo
-            ablated = hooked.losses(resid.expand(copies, -1, -1), tokens.expand(copies, -1),
+            ablated = hooked.losses(resid.expand(copies, *resid.shape[1:]), tokens.expand(copies, -1),
                                     delta, needed=after & target_ok)
             diff = torch.where(after, ablated - clean[None], 0.0)
             diff = torch.where(target_ok, diff, float("nan"))

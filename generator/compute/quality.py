@@ -81,8 +81,9 @@ def sae_figures(hooked: HookedSAE, tokens: Int[np.ndarray, "n_seqs ctx"], bos_id
     min(n_seqs, len(tokens)) sequences, B = min(batch_size, budget / (24 x ctx x d_in)) sequences
     at a time (a figure that depends only on the inputs, so the bytes do too).
 
-    Explained variance is 1 - Σ‖x - x̂‖² / Σ‖x - x̄‖² over the included positions' hook
-    activations x (flattened to d_in), x̂ = decode(encode(x)) the SAE's reconstruction and x̄ the
+    Explained variance is 1 - Σ‖x - x̂‖² / Σ‖x - x̄‖² over the included positions' activations x
+    at the hook the SAE writes (flattened; for an SAE the hook it reads), x̂ the SAE's output
+    for what it read there (decode(encode(·)), plus a skip transcoder's skip term) and x̄ the
     mean of x; sums in float64. The losses re-run the model from the hook's block (as the
     ablation does) with x - x̂ (spliced) or x (zero-ablated) subtracted at the non-BOS positions,
     and average over the predictions whose target is not BOS.
@@ -106,9 +107,9 @@ def sae_figures(hooked: HookedSAE, tokens: Int[np.ndarray, "n_seqs ctx"], bos_id
         for lo in range(0, n, max(1, batch_size)):
             toks = torch.from_numpy(tokens[lo:min(n, lo + batch_size)]).to(device, torch.long)
             mask = toks != bos_id
-            resid, hook_acts = hooked.run_to_hook(toks)
-            native = hook_acts[mask]  # [positions, *the hook's shape], as the SAE reads it
-            x = native.reshape(len(native), -1).float()
+            resid, read, written = hooked.run_to_hooks(toks)
+            native = read[mask]  # [positions, *the hook's shape], as the SAE reads it
+            x = written[mask].reshape(len(native), -1).float()  # what its output stands for
             step = max(1, encode_rows)
             recon = (torch.cat([_reconstruct(hooked, native[a:a + step])
                                 for a in range(0, len(x), step)]) if len(x) else x)
@@ -134,6 +135,5 @@ def sae_figures(hooked: HookedSAE, tokens: Int[np.ndarray, "n_seqs ctx"], bos_id
 
 
 def _reconstruct(hooked: HookedSAE, x: Any) -> Any:
-    """x̂ = decode(encode(x)) of a chunk of positions, flattened to [n, d_in] float32."""
-    acts = hooked.encode(x)
-    return hooked.sae.decode(acts).reshape(len(x), -1).float()
+    """x̂ of a chunk of positions, flattened to [n, d_out] float32."""
+    return hooked.reconstruct(x, hooked.encode(x))

@@ -8,8 +8,6 @@ width != hook width.
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,40 +15,6 @@ from generator.errors import UserError
 from generator.inputs.paths import check_input_path
 
 log = logging.getLogger(__name__)
-
-_BLOCK_HOOK = re.compile(r"^blocks\.(\d+)\.(.+)$")
-
-
-@dataclass(frozen=True)
-class HookSite:
-    """Where the SAE reads the model, and how its decoder maps back into the residual stream."""
-
-    name: str
-    """full hook name, e.g. blocks.1.hook_resid_pre."""
-    layer: int
-    """block index the hook is in."""
-    kind: str
-    """resid | attn_out | mlp_out | mlp_hidden | z."""
-
-    @property
-    def logit_direction(self) -> str:
-        return {"mlp_hidden": "W_dec @ W_out", "z": "W_dec @ W_O"}.get(self.kind, "W_dec")
-
-
-def parse_hook(name: str) -> HookSite:
-    match = _BLOCK_HOOK.match(name)
-    if not match:
-        raise UserError(f"hook '{name}' is not inside a transformer block; use an SAE on a "
-                        "blocks.N.* hook (resid, attn_out, mlp_out, mlp.hook_post, attn.hook_z)")
-    layer, rest = int(match.group(1)), match.group(2)
-    kinds = {"hook_resid_pre": "resid", "hook_resid_mid": "resid", "hook_resid_post": "resid",
-             "hook_attn_out": "attn_out", "hook_mlp_out": "mlp_out", "mlp.hook_post": "mlp_hidden",
-             "attn.hook_z": "z"}
-    if rest not in kinds:
-        raise UserError(f"hook '{name}' is not supported; supported: "
-                        f"{', '.join('blocks.N.' + k for k in kinds)}")
-    return HookSite(name=name, layer=layer, kind=kinds[rest])
-
 
 def looks_like_path(spec: str) -> bool:
     return spec.startswith(("/", ".", "~")) or spec.endswith((".json", ".safetensors"))
@@ -271,29 +235,6 @@ def load_sae(spec: str | None, device: str) -> Any:
     sae = hf.load_named_sae(spec, device)
     check_sae_finite(sae)
     return sae
-
-
-def sae_hook_name(sae: Any) -> str:
-    hook = sae.cfg.metadata.get("hook_name") if sae.cfg.metadata else None
-    if not hook:
-        raise UserError("the SAE's cfg.json names no hook (metadata.hook_name); add it there")
-    return str(hook)
-
-
-def check_compatible(model: Any, sae: Any, site: HookSite) -> None:
-    """Fail fast, before any real work, if the SAE cannot read this model at this hook."""
-    if site.name not in model.hook_dict:
-        raise UserError(f"the model has no hook '{site.name}' (it has {model.cfg.n_layers} "
-                        "layers); pick an SAE trained on this model")
-    widths = {"resid": model.cfg.d_model, "attn_out": model.cfg.d_model,
-              "mlp_out": model.cfg.d_model, "mlp_hidden": model.cfg.d_mlp,
-              "z": model.cfg.n_heads * model.cfg.d_head}
-    if sae.cfg.d_in != widths[site.kind]:
-        raise UserError(f"SAE d_in {sae.cfg.d_in} != width {widths[site.kind]} of hook "
-                        f"'{site.name}'; the SAE was trained on another model or hook")
-    if sae.cfg.normalize_activations not in ("none", "expected_average_only_in"):
-        raise UserError(f"SAE activation normalization '{sae.cfg.normalize_activations}' is not "
-                        "supported for ablation; fold it into the weights first")
 
 
 def pick_device(requested: str) -> str:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from generator.compute.statistics import Pass1State, Pass2State
     from generator.compute.summaries import LogitEffects
     from generator.inputs.corpus import Corpus
-    from generator.inputs.models import HookSite
+    from generator.inputs.sites import HookSite
 
 log = logging.getLogger(__name__)
 N_NEIGHBOURS = 5
@@ -93,17 +93,11 @@ class Inputs(NamedTuple):
 def load_inputs(cfg: BuildConfig, device: str) -> Inputs:
     """Model, SAE and hook site, checked against each other (no forward pass yet)."""
     from generator.errors import UserError
-    from generator.inputs.models import (
-        check_compatible,
-        load_model,
-        load_sae,
-        model_options,
-        parse_hook,
-        sae_hook_name,
-    )
+    from generator.inputs.models import load_model, load_sae, model_options
+    from generator.inputs.sites import check_compatible, sae_site
 
     sae = load_sae(cfg.sae, device)
-    site = parse_hook(sae_hook_name(sae))
+    site = sae_site(sae)
     model = load_model(cfg.model, device, model_options(sae))
     try:
         check_compatible(model, sae, site)
@@ -158,9 +152,11 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
         return None
 
     summary = times.run("summaries", summarise, cfg, model, sae, site, p1, p2)
+    # a transcoder's encoder and decoder live in different spaces: their cosine means nothing
     enc_dec, figures = times.run("quality", lambda: (
-        encoder_decoder_cosine(sae), sae_figures(hooked, corpus.tokens, corpus.bos_id,
-                                                 engine.batch_size, engine.encode_rows)))
+        None if site.is_transcoder else encoder_decoder_cosine(sae),
+        sae_figures(hooked, corpus.tokens, corpus.bos_id, engine.batch_size,
+                    engine.encode_rows)))
     prompts = times.run("prompts", run_prompts, cfg, hooked, encode, corpus.bos_id)
     kept = np.unique(shown.examples.seq)
     view = times.run("corpus view", compute_corpus_view, hooked, corpus.tokens[kept],
@@ -213,7 +209,8 @@ def summarise(cfg: BuildConfig, model: HookedTransformer, sae: SAE, site: HookSi
 
 def assemble(cfg: BuildConfig, model: HookedTransformer, sae: SAE, site: HookSite, d_sae: int,
              corpus: Corpus, kept: np.ndarray, p1: Pass1State, p2: Pass2State, shown: ExampleSet,
-             summary: Summaries, coords: np.ndarray, enc_dec: np.ndarray, figures: SaeFigures,
+             summary: Summaries, coords: np.ndarray, enc_dec: np.ndarray | None,
+             figures: SaeFigures,
              prompts: Prompts | None, view: CorpusView | None) -> StoreData:
     """The store's content from every stage's result; `kept`: the sequences the shown examples
     point to (ascending), the store's sequences."""
@@ -240,7 +237,7 @@ def assemble(cfg: BuildConfig, model: HookedTransformer, sae: SAE, site: HookSit
     )
     meta = StoreMeta(
         model=cfg.model or "demo code model (embedded)", sae=cfg.sae or "demo SAE (embedded)",
-        sae_architecture=str(sae.cfg.architecture()), hook=site.name,
+        sae_architecture=str(sae.cfg.architecture()), hook=site.name, hook_out=site.out_name,
         d_model=int(model.cfg.d_model), d_sae=d_sae, d_vocab=int(model.cfg.d_vocab),
         corpus=corpus.description, n_seqs=len(corpus.tokens), ctx=cfg.ctx, n_tokens=n_tokens,
         settings=cfg.settings(), versions=versions(), logit_direction=site.logit_direction,

@@ -79,7 +79,7 @@ def site_info(data: StoreData, showing: Showing = DEFAULT_SHOWING,
         shown = shown_mask(data, showing)
     return SiteInfo(
         name="feature-browser", model=meta.model, sae=meta.sae,
-        architecture=meta.sae_architecture, hook=meta.hook, corpus=meta.corpus,
+        architecture=meta.sae_architecture, hook=meta.hook_label, corpus=meta.corpus,
         n_tokens=count(meta.n_tokens), n_seqs=count(meta.n_seqs), ctx=meta.ctx,
         created=meta.created, d_sae=meta.d_sae, ln_folded=meta.ln_folded,
         logit_direction=meta.logit_direction, has_ablation=meta.has_ablation,
@@ -193,7 +193,7 @@ class PageBuilder:
         name = f"Latent {i}"
         summary = self.summary(i, explanation)
         title = f"{name}: {clip(summary, 70)}" if summary else name
-        description = (f"{name} of {self.data.meta.sae} ({self.data.meta.hook}), density "
+        description = (f"{name} of {self.data.meta.sae} ({self.data.meta.hook_label}), density "
                        f"{percent(self.lat.n_active[i] / max(1, self.data.meta.n_tokens))}. "
                        f"{summary}")
         return title, clip(description, 200)
@@ -233,7 +233,7 @@ class PageBuilder:
             tokens = [(self.text.token(int(t)), signed(float(v)))
                       for t, v in zip(lat.logit_pos_ids[i], lat.logit_pos_vals[i], strict=True)]
         return Card(
-            id=i, label=self.summary(i, page.explanation), context=f"{meta.sae} · {meta.hook}",
+            id=i, label=self.summary(i, page.explanation), context=f"{meta.sae} · {meta.hook_label}",
             stats=(f"density {page.density} · max {page.max} · {page.n_active} active "
                    f"position{'' if lat.n_active[i] == 1 else 's'}"),
             hist=hist, alphas=alphas, hist_labels=("0", page.max), tokens_title=title,
@@ -386,7 +386,7 @@ class PageBuilder:
         rows = [self.table_row(i) for i in range(min(per_page, lat.d_sae))]
         return IndexPage(
             title=f"Feature browser: {meta.sae} on {meta.model}",
-            description=(f"{lat.d_sae:,} latents of {meta.sae} ({meta.hook}) on {meta.model}, "
+            description=(f"{lat.d_sae:,} latents of {meta.sae} ({meta.hook_label}) on {meta.model}, "
                          f"analysed over {meta.n_tokens:,} tokens of {meta.corpus}."),
             l0=sig(meta.l0), dead=count(dead), alive=count(lat.d_sae - dead),
             density_chart=density_chart(lat.n_active / max(1, meta.n_tokens)), rows=rows,

@@ -246,7 +246,7 @@ class PromptPages:
         return PromptPage(
             n=num, title=title,
             description=clip(f"What fires on each token of {view.noun} {num}, for {meta.sae} "
-                              f"({meta.hook}) on {meta.model}: {display_text(text)}", 200),
+                              f"({meta.hook_label}) on {meta.model}: {display_text(text)}", 200),
             text_html=display_html(text), tokens_html=self.tokens_html(tokens),
             n_tokens=len(tokens), truncated=bool(p.truncated[n]), rows=rows,
             n_active=int(self.n_latents[n]) if self.n_latents is not None else len(latents),
@@ -311,7 +311,7 @@ class PromptPages:
         return PromptIndex(
             title=f"{noun.capitalize()}s: {meta.sae} on {meta.model}",
             description=(f"What fires on each token of {count(len(p))} {noun}s, for {meta.sae} "
-                         f"({meta.hook}) on {meta.model}."),
+                         f"({meta.hook_label}) on {meta.model}."),
             prompts=entries, total=len(p), page=page, n_pages=n_pages,
             prev=list_path(self.view.folder, page - 1) if page > 1 else None,
             next=list_path(self.view.folder, page + 1) if page < n_pages else None)

@@ -88,10 +88,18 @@ class StoreMeta:
     """...and with the hook activation zeroed there."""
     loss_recovered: float | None = None
     """(ce_loss_zero - ce_loss_spliced) / (ce_loss_zero - ce_loss_clean) (None: undefined)."""
+    hook_out: str | None = None
+    """a transcoder's output hook, where its latents write (None: an SAE writes where it reads).
+    Ablation, logit effects, explained variance and the spliced loss are at this hook."""
     files: dict[str, str] | None = None
     """sha256 (hex) of every other file of the store, by name, so that `render`, `export` and a
     resumed build refuse a damaged store (None: written before checksums were kept)."""
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def hook_label(self) -> str:
+        """The hook in words for pages: the hook, or "reads X → writes Y" for a transcoder."""
+        return f"reads {self.hook} → writes {self.hook_out}" if self.hook_out else self.hook
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers import CASES
+from tests.helpers import CASES, cached
 from tests.reference import reference_corpus_view
 
 
@@ -30,7 +30,7 @@ def brute_force(model, sae, hook: str, tokens: np.ndarray) -> tuple[np.ndarray, 
     with torch.no_grad():
         for row in tokens:
             t = torch.from_numpy(row[None]).long()
-            _, cache = model.run_with_cache(t, names_filter=hook)
+            cache = cached(model, t, hook)
             a = sae.encode(cache[hook][0]).float()
             a[torch.from_numpy(row == BOS)] = 0
             acts.append(a.numpy())
@@ -44,7 +44,7 @@ def compute(model, kind: str, hook: str, tokens: np.ndarray, batch_size: int = 4
             encode_rows: int = 1024):
     from generator.compute.activations import HookedSAE
     from generator.compute.corpusview import compute_corpus_view
-    from generator.inputs.models import parse_hook
+    from generator.inputs.sites import parse_hook
     from tests.helpers import BOS, tiny_sae
 
     sae = tiny_sae(kind, hook)

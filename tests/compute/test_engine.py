@@ -10,8 +10,8 @@ import torch
 from generator.compute.activations import HookedSAE
 from generator.compute.engine import Engine, EngineSettings
 from generator.compute.summaries import coact_neighbours, token_latents, top_tokens
-from generator.inputs.models import check_compatible, parse_hook
-from tests.helpers import BOS, HOOKS, SAE_KINDS, tiny_model, tiny_sae, tiny_tokens
+from generator.inputs.sites import check_compatible, parse_hook
+from tests.helpers import BOS, HOOKS, SAE_KINDS, cached, tiny_model, tiny_sae, tiny_tokens
 from tests.reference import (
     reference_jaccard,
     reference_latent,
@@ -27,7 +27,7 @@ def dense_acts(model, sae, hook: str, tokens: np.ndarray, bos: bool = False) -> 
     """Every activation, from a plain full forward pass with run_with_cache (zero at BOS
     positions unless `bos`)."""
     with torch.no_grad():
-        _, cache = model.run_with_cache(torch.from_numpy(tokens).long(), names_filter=hook)
+        cache = cached(model, torch.from_numpy(tokens).long(), hook)
         acts = sae.encode(cache[hook]).float().numpy()
     return acts if bos else acts * (tokens != BOS)[..., None]
 

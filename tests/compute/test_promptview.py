@@ -12,7 +12,7 @@ import pytest
 
 from generator.store.io import read_store, write_store
 from tests.fake_store import make_store
-from tests.helpers import CASES
+from tests.helpers import CASES, cached
 
 
 def tiny_prompts() -> list[np.ndarray]:
@@ -36,7 +36,7 @@ def brute_force(model, sae, hook: str, toks: np.ndarray):
 
     t = torch.from_numpy(toks[None]).long()
     with torch.no_grad():
-        _, cache = model.run_with_cache(t, names_filter=hook)
+        cache = cached(model, t, hook)
         acts = sae.encode(cache[hook][0]).float()
         acts[torch.from_numpy(toks == BOS)] = 0
         clean = model(t, return_type="loss", loss_per_token=True)[0]
@@ -63,7 +63,7 @@ def model():
 def compute(model, kind, hook, **kw):
     from generator.compute.activations import HookedSAE
     from generator.compute.promptview import compute_prompts
-    from generator.inputs.models import parse_hook
+    from generator.inputs.sites import parse_hook
     from tests.helpers import BOS, tiny_sae
 
     sae = tiny_sae(kind, hook)
@@ -117,7 +117,7 @@ def test_prompt_numbers_equal_the_engines_on_the_same_tokens(model, kind, hook):
     from generator.compute.activations import HookedSAE
     from generator.compute.engine import Engine, EngineSettings
     from generator.compute.promptview import compute_prompts
-    from generator.inputs.models import parse_hook
+    from generator.inputs.sites import parse_hook
     from tests.helpers import BOS, tiny_sae, tiny_tokens
 
     sae = tiny_sae(kind, hook)

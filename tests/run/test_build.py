@@ -226,3 +226,50 @@ def test_corpus_formats(fmt, tmp_path):
     data = read_store(tmp_path / "store")
     assert data.meta.n_seqs == 6 and data.meta.corpus == str(spec)
     assert np.all(data.seq_tokens[:, 0] == 0)
+
+
+def test_a_transcoder_builds_reads_one_hook_and_writes_another(tmp_path):
+    """A sae_lens JumpReLU skip transcoder saved with save_model on the demo model, reading the
+    MLP's normalized input and writing its output (Gemma Scope's layout): the store records both
+    hooks, the pages say so, and the per-token Δloss is the ablation at the output hook."""
+    import sae_lens
+    import torch
+
+    from generator.demo import DEMO_MODEL_DIR
+    from generator.inputs.model_folder import load_model_dir
+
+    torch.manual_seed(0)
+    read, write = "blocks.1.ln2.hook_normalized", "blocks.1.hook_mlp_out"
+    cfg = sae_lens.JumpReLUSkipTranscoderConfig(d_in=128, d_out=128, d_sae=64,
+                                                apply_b_dec_to_input=False)
+    cfg.metadata.hook_name, cfg.metadata.hook_name_out = read, write
+    sae = sae_lens.JumpReLUSkipTranscoder(cfg)
+    with torch.no_grad():
+        sae.b_enc.normal_(0, 0.3)
+        sae.threshold.fill_(0.05)
+        sae.W_skip.normal_(0, 0.02)
+    sae.save_model(str(tmp_path / "tc"))
+    site, store = tmp_path / "site", tmp_path / "store"
+    assert main(["build", *SMALL, "--sae", str(tmp_path / "tc"), "--out", str(site), "--store",
+                 str(store)]) == 0
+    data = read_store(store)
+    assert (data.meta.hook, data.meta.hook_out) == (read, write)
+    assert data.meta.sae_architecture == "jumprelu_skip_transcoder"
+    assert data.latents.enc_dec_cos is None  # two spaces: no cosine
+    label = f"reads {read} → writes {write}"
+    assert label in (site / "index.html").read_text()
+    latent = int(data.examples.latent[0])
+    assert label in (site / "features" / f"{latent}.html").read_text()
+    # the first example's Δloss, recomputed with plain TransformerLens hooks at the output hook
+    model = load_model_dir(DEMO_MODEL_DIR)
+    row, seq = 0, int(data.examples.seq[0])
+    tokens = torch.tensor(data.seq_tokens[list(data.seq_ids).index(seq)][None]).long()
+    acts = torch.tensor(data.examples.acts[row])
+    delta = acts[:, None] * sae.W_dec[latent].detach()[None, :]
+    with torch.no_grad():
+        clean = model(tokens, return_type="loss", loss_per_token=True)[0]
+        ablated = model.run_with_hooks(tokens, return_type="loss", loss_per_token=True,
+                                       fwd_hooks=[(write, lambda v, hook: v - delta)])[0]
+    ok = (tokens[0, 1:] != data.meta.bos_id).numpy()
+    np.testing.assert_allclose(data.examples.dloss[row, :-1][ok], (ablated - clean).numpy()[ok],
+                               rtol=1e-4, atol=1e-5)
