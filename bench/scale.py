@@ -5,8 +5,9 @@
     python bench/scale.py --n-seqs 32              # fewer sequences, to try the script
 
 Configurations (random weights are fine for time and memory; nothing is downloaded):
-- demo-16k / demo-65k / demo-131k: the embedded demo model (2 layers, d_model 128, d_vocab 4,096)
-  and its corpus, with a random sae_lens TopK SAE (k = 64) of 16,384 / 65,536 / 131,072 latents on
+- demo-16k / demo-65k / demo-131k / demo-262k: the embedded demo model (2 layers, d_model 128,
+  d_vocab 4,096) and its corpus, with a random sae_lens TopK SAE (k = 64) of 16,384 / 65,536 /
+  131,072 / 262,144 latents on
   blocks.1.hook_resid_pre, 256 sequences x 128 tokens, ablation off.
 - gpt2-24k: a GPT-2-small-shaped random model (12 layers, d_model 768, d_vocab 50,257; see
   bench/gpu_reference.py) with a random standard SAE of 24,576 latents on blocks.8.hook_resid_pre
@@ -43,6 +44,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "demo-16k": {"model": "demo", "d_sae": 16_384, "n_seqs": 256},
     "demo-65k": {"model": "demo", "d_sae": 65_536, "n_seqs": 256},
     "demo-131k": {"model": "demo", "d_sae": 131_072, "n_seqs": 256},
+    "demo-262k": {"model": "demo", "d_sae": 262_144, "n_seqs": 256},
     "gpt2-24k": {"model": "gpt2", "d_sae": 24_576, "n_seqs": 64},
 }
 TOPK = 64

@@ -32,6 +32,10 @@ class HookedSAE:
         self.device = next(model.parameters()).device
         if any(name.endswith(".hook_mlp_in") for name in (site.name, site.writes)):
             model.set_use_hook_mlp_in(True)  # TransformerLens only calls that hook when asked
+        if site.kind == "z" and not getattr(sae, "hook_z_reshaping_mode", False):
+            # hook_z is [..., n_heads, d_head]; an SAE whose cfg says reshape_activations "none"
+            # (Gemma Scope 2's converter writes that) reads it flattened, as d_in = n_heads x d_head
+            sae.turn_on_forward_pass_hook_z_reshaping()
         self._resid_name = f"blocks.{max(site.layer, 0)}.hook_resid_pre"
 
     @property

@@ -128,8 +128,43 @@ def load_named_sae(spec: str, device: str) -> Any:
     if release not in get_pretrained_saes_directory() and sae_id.count("/") >= 1:
         owner_repo, sae_id = sae_id.split("/", 1)
         release = f"{release}/{owner_repo}"
-    return from_hub_or_cache("SAE", spec, "--sae",
-                             lambda: SAE.from_pretrained(release, sae_id, device=device))
+
+    def load() -> Any:
+        with _shapes_from_cache_when_offline():
+            return SAE.from_pretrained(release, sae_id, device=device)
+
+    return from_hub_or_cache("SAE", spec, "--sae", load)
+
+
+@contextmanager
+def _shapes_from_cache_when_offline() -> Iterator[None]:
+    """sae_lens' Gemma Scope 2 converter reads a weights file's tensor shapes with HTTP range
+    requests, even when the file is in the local cache: offline, that fails. Offline, the shapes
+    are read from the cached file's safetensors header instead (the same bytes the range
+    requests would fetch)."""
+    import huggingface_hub.constants
+    from sae_lens.loading import pretrained_sae_loaders as loaders
+
+    if not huggingface_hub.constants.HF_HUB_OFFLINE:
+        yield
+        return
+    online = loaders.get_safetensors_tensor_shapes
+    loaders.get_safetensors_tensor_shapes = _cached_tensor_shapes
+    try:
+        yield
+    finally:
+        loaders.get_safetensors_tensor_shapes = online
+
+
+def _cached_tensor_shapes(repo_id: str, filename: str) -> dict[str, list[int]]:
+    """Tensor name -> shape from the header of a safetensors file in the local cache."""
+    from huggingface_hub import hf_hub_download
+
+    path = hf_hub_download(repo_id, filename, local_files_only=True)
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+    return {name: list(info["shape"]) for name, info in header.items() if name != "__metadata__"}
 
 
 def is_checkpoint(config: dict[str, Any]) -> bool:

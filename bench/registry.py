@@ -1,0 +1,198 @@
+"""sae_lens' pretrained registry, offline: one row per converter x architecture x hook kind, with
+how many of the registry's SAEs it covers and whether a release of that kind loads through sae_lens'
+own converter, builds on the demo model (the site checks pass) and equals the brute-force reference.
+
+    python bench/registry.py
+
+Each tried row writes miniature files in the release's own layout into a synthetic Hugging Face
+cache (tests/hubcache.py; sized for the demo model: d_in 128, layers 0-1), switches the hub client
+offline, loads `release/id` with generator.inputs.hf.load_named_sae (SAE.from_pretrained and the
+converter), checks its site against the demo model, and compares the engine's pass-1 statistics
+with brute force. Rows not tried say why. The last line is the share of the registry's SAEs whose
+row passed. Takes about a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import tempfile
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+Files = Callable[[str, Path], dict[str, bytes]]
+"""(path of the SAE in its repository, scratch folder) -> the repository's files."""
+
+
+@dataclass
+class Row:
+    converter: str
+    kind: str
+    matches: Callable[[str, str, str], bool]
+    """(release, sae id, path) -> whether the SAE is of this row."""
+    files: Files | None = None
+    pick: Callable[[str, str], bool] = lambda sae_id, path: True
+    """which SAE of the row to try (the demo model has layers 0 and 1 only)."""
+    why_not: str = ""
+    count: int = 0
+    result: str = ""
+
+
+def _gemma3(kind: str, affine: bool = False) -> Row:
+    from tests.hubcache import gemma_3_files
+
+    def matches(release: str, sae_id: str, path: str) -> bool:
+        head = path.split("/")[0].removesuffix("_all")
+        return head == kind and sae_id.endswith("_affine") == affine
+
+    return Row("gemma_3", kind + (" (affine skip)" if affine else ""), matches,
+               lambda path, tmp: gemma_3_files(path, 128, 48, tmp, affine=affine),
+               pick=lambda sae_id, path: bool(re.search(r"layer_[01]_", path)))
+
+
+def _dictionary_learning(dict_class: str, names: tuple[str, ...]) -> Row:
+    from tests.hubcache import dictionary_learning_files
+
+    return Row("dictionary_learning_1", dict_class,
+               lambda release, sae_id, path: any(n in (release + path).lower() for n in names),
+               lambda path, tmp: dictionary_learning_files(path, dict_class, 128, 40, 1, tmp))
+
+
+def _sae_lens_format(path: str, tmp: Path) -> dict[str, bytes]:
+    from tests.hubcache import sae_lens_files
+
+    cfg = {"architecture": "standard", "d_in": 128, "d_sae": 40, "dtype": "float32",
+           "device": "cpu", "model_name": "demo", "hook_name": "blocks.1.hook_resid_pre",
+           "hook_head_index": None, "prepend_bos": True, "dataset_path": "x",
+           "context_size": 128, "normalize_activations": "none", "apply_b_dec_to_input": True}
+    return sae_lens_files(path, cfg, tmp)
+
+
+NOT_TRIED = {
+    "gemma_2": "the converter hard-codes Gemma 2's widths (d_in 2304/3584/4608, d_sae from the "
+               "folder name), so a file for it is full size and cannot meet the demo model; needs "
+               "the Gemma 2 family (issue 17)",
+    "qwen_scope": "not tried yet (Qwen 3 family: issue 17)",
+    "mwhanna_transcoder": "not tried yet; reads blocks.N.mlp.hook_in, a TransformerBridge name "
+                          "HookedTransformer lacks (issue 17)",
+    "llama_scope": "not tried yet (Llama family: issue 17)",
+    "llama_scope_r1_distill": "not tried yet (Llama family: issue 17)",
+    "gemma_2_transcoder": "not tried yet (Gemma 2 family: issue 17)",
+    "mntss_clt_layer_transcoder": "not tried yet (per-layer CLT files)",
+    "connor_rob_hook_z": "not tried yet (GPT-2 hook_z, per-head layout)",
+    "temporal": "refused on purpose: a temporal SAE's codes depend on the preceding sequence",
+    "goodfire": "not tried yet (Llama 3.3 70B)",
+    "deepseek_r1": "not tried yet (DeepSeek R1 distill)",
+}
+
+
+def rows() -> list[Row]:
+    dl = _dictionary_learning
+    return [
+        _gemma3("resid_post"), _gemma3("mlp_out"), _gemma3("attn_out"),
+        _gemma3("transcoder"), _gemma3("transcoder", affine=True),
+        Row("none", "sae_lens format (cfg.json)", lambda r, s, p: True, _sae_lens_format),
+        dl("AutoEncoderTopK", ("topk",)), dl("AutoEncoder", ("vanilla", "standard", "panneal")),
+        dl("GatedAutoEncoder", ("gated",)),
+        dl("BatchTopKSAE", ("matryoshka", "batch_top_k", "batchtopk")),
+        Row("dictionary_learning_1", "class read from config.json (andyrdt)",
+            lambda r, s, p: "andyrdt" in r, why_not="its class is only in its config.json: "
+            "covered if it is one of the four above"),
+    ] + [Row(conv, "", lambda r, s, p: True, why_not=why) for conv, why in NOT_TRIED.items()]
+
+
+def classify(table: list[Row]) -> dict[int, tuple[str, str]]:
+    """Count the registry's SAEs per row (the first row of their converter that matches); the
+    SAE each tried row will load, by row index."""
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    picked: dict[int, tuple[str, str]] = {}
+    unmatched: Counter[str] = Counter()
+    for release, info in get_pretrained_saes_directory().items():
+        conv = info.conversion_func or "none"
+        for sae_id, path in info.saes_map.items():
+            n = next((n for n, row in enumerate(table) if row.converter == conv
+                      and row.matches(release, sae_id, path)), None)
+            if n is None:
+                unmatched[conv] += 1
+                continue
+            table[n].count += 1
+            if n not in picked and table[n].files and table[n].pick(sae_id, path):
+                picked[n] = (release, sae_id)
+    for conv, count in unmatched.items():
+        table.append(Row(conv, "(no row)", lambda r, s, p: True, count=count,
+                         why_not="no row describes these"))
+    return picked
+
+
+def attempt(row: Row, release: str, sae_id: str, model: object) -> str:
+    """loads / builds / equals reference, as far as it gets."""
+    import huggingface_hub.constants
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    from generator.errors import UserError
+    from generator.inputs.hf import load_named_sae
+    from generator.inputs.sites import check_compatible, sae_site
+    from tests.hubcache import exact_on_demo, write_repo
+
+    assert row.files is not None
+    info = get_pretrained_saes_directory()[release]
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "hub"
+        write_repo(cache, info.repo_id, row.files(info.saes_map[sae_id], Path(tmp) / "s"))
+        huggingface_hub.constants.HF_HUB_CACHE = str(cache)
+        huggingface_hub.constants.HF_HUB_OFFLINE = True
+        try:
+            sae = load_named_sae(f"{release}/{sae_id}", "cpu")
+        except UserError as err:
+            return f"does not load: {err}"
+        try:
+            site = sae_site(sae)
+            check_compatible(model, sae, site)
+        except UserError as err:
+            return f"loads; refused: {err}"
+        try:
+            exact_on_demo(model, sae, site)
+        except AssertionError:
+            return "loads, builds; NOT equal: " + traceback.format_exc().splitlines()[-1]
+        label = f"{sae.cfg.architecture()}: {site.name}" + (f" → {site.out_name}"
+                                                             if site.out_name else "")
+        return f"loads, builds, equals ({label})"
+
+
+def main() -> int:
+    import os
+
+    logging.basicConfig(level=logging.WARNING)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from generator.demo import DEMO_MODEL_DIR
+    from generator.inputs.model_folder import load_model_dir
+
+    model = load_model_dir(DEMO_MODEL_DIR)
+    table = rows()
+    picked = classify(table)
+    total = sum(row.count for row in table)
+    covered = 0
+    print("| converter | kind | SAEs | result |")
+    print("|---|---|---|---|")
+    for n, row in enumerate(table):
+        if n in picked:
+            row.result = f"`{'/'.join(picked[n])}`: " + attempt(row, *picked[n], model)
+            covered += row.count if "equals" in row.result else 0
+        else:
+            row.result = row.why_not or "no SAE of this row fits the demo model"
+        print(f"| {row.converter} | {row.kind} | {row.count:,} | {row.result} |")
+    print(f"\ncovered: {covered:,} of {total:,} SAEs ({covered / total:.1%}) load through their "
+          "converter offline, build and equal the reference")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

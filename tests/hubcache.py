@@ -1,0 +1,130 @@
+"""A synthetic Hugging Face hub cache: miniature files in a release's own layout, so that
+`--sae release/id` goes through sae_lens' `SAE.from_pretrained` and the release's converter
+exactly as it would online, with the hub client in offline mode (no network here).
+
+The cache layout is huggingface_hub's: `models--OWNER--NAME/refs/main` holds a commit id, and
+`models--OWNER--NAME/snapshots/COMMIT/PATH` the files. Used by tests/inputs/test_registry.py and
+bench/registry.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from generator.compute.activations import HookedSAE
+from generator.compute.engine import Engine, EngineSettings
+from tests.helpers import cached
+from tests.reference import reference_latent
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def write_repo(cache: Path, repo_id: str, files: dict[str, bytes]) -> None:
+    """Put `files` (path in the repository -> bytes) into the cache as `repo_id`'s main."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+    for path, content in files.items():
+        target = repo / "snapshots" / COMMIT / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+
+
+def safetensors_bytes(tensors: dict[str, torch.Tensor], scratch: Path) -> bytes:
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(scratch))
+    return scratch.read_bytes()
+
+
+def gemma_3_files(folder: str, d_in: int, d_sae: int, scratch: Path, seed: int = 0,
+                  affine: bool = False) -> dict[str, bytes]:
+    """A Gemma Scope 2 folder (`resid_post_all/layer_1_width_16k_l0_big`, `transcoder_all/...`):
+    config.json and params.safetensors with w_enc [d_in, d_sae], w_dec [d_sae, d_in], b_enc,
+    b_dec, threshold (and affine_skip_connection [d_in, d_in] for an affine transcoder), random
+    but with a small threshold so that latents fire."""
+    gen = torch.Generator().manual_seed(seed)
+    w_dec = torch.randn(d_sae, d_in, generator=gen)
+    w_dec /= w_dec.norm(dim=1, keepdim=True)
+    tensors = {"w_enc": w_dec.T.clone(), "w_dec": w_dec,
+               "b_enc": torch.randn(d_sae, generator=gen) * 0.3,
+               "b_dec": torch.randn(d_in, generator=gen) * 0.1,
+               "threshold": torch.full((d_sae,), 0.05)}
+    if affine:
+        tensors["affine_skip_connection"] = torch.randn(d_in, d_in, generator=gen) * 0.02
+    config = {"architecture": "jump_relu", "model_name": "gemma-3-270m-pt",
+              "affine_connection": affine}
+    return {f"{folder}/config.json": json.dumps(config).encode(),
+            f"{folder}/params.safetensors": safetensors_bytes(tensors, scratch / folder / "p")}
+
+
+def sae_lens_files(folder: str, cfg: dict, scratch: Path, seed: int = 0) -> dict[str, bytes]:
+    """A release in sae_lens' own format (conversion_func none): cfg.json and
+    sae_weights.safetensors, a standard SAE of cfg's d_in x d_sae."""
+    gen = torch.Generator().manual_seed(seed)
+    d_in, d_sae = cfg["d_in"], cfg["d_sae"]
+    w_dec = torch.randn(d_sae, d_in, generator=gen)
+    w_dec /= w_dec.norm(dim=1, keepdim=True)
+    tensors = {"W_enc": w_dec.T.clone(), "W_dec": w_dec,
+               "b_enc": torch.randn(d_sae, generator=gen) * 0.3,
+               "b_dec": torch.zeros(d_in)}
+    return {f"{folder}/cfg.json": json.dumps(cfg).encode(),
+            f"{folder}/sae_weights.safetensors": safetensors_bytes(tensors, scratch / folder / "w")}
+
+
+DICT_CLASSES = ("AutoEncoder", "AutoEncoderTopK", "GatedAutoEncoder", "BatchTopKSAE")
+"""dictionary_learning's classes in the registry's releases (sae_bench's vanilla, topk, gated,
+matryoshka / batch-top-k sweeps)."""
+
+
+def dictionary_learning_files(folder: str, dict_class: str, d_in: int, d_sae: int, layer: int,
+                              scratch: Path, seed: int = 0) -> dict[str, bytes]:
+    """A dictionary_learning trainer folder (conversion_func dictionary_learning_1): config.json
+    (trainer: layer, dict_class, activation_dim, dict_size, lm_name, k; buffer: ctx_len) and ae.pt
+    with that class's state-dict keys."""
+    gen = torch.Generator().manual_seed(seed)
+    dec = torch.randn(d_in, d_sae, generator=gen)
+    dec /= dec.norm(dim=0, keepdim=True)
+    state: dict[str, torch.Tensor] = {"encoder.weight": dec.T.clone(), "decoder.weight": dec}
+    if dict_class == "GatedAutoEncoder":
+        state |= {"decoder_bias": torch.zeros(d_in), "r_mag": torch.randn(d_sae, generator=gen) * 0.1,
+                  "gate_bias": torch.randn(d_sae, generator=gen) * 0.3,
+                  "mag_bias": torch.randn(d_sae, generator=gen) * 0.3}
+    else:
+        state |= {"encoder.bias": torch.randn(d_sae, generator=gen) * 0.3}
+        state["bias" if dict_class == "AutoEncoder" else "b_dec"] = torch.zeros(d_in)
+    if dict_class in ("AutoEncoderTopK", "BatchTopKSAE"):
+        state |= {"k": torch.tensor(8), "threshold": torch.tensor(0.05)}
+    trainer = {"layer": layer, "dict_class": dict_class, "activation_dim": d_in,
+               "dict_size": d_sae, "lm_name": "demo", "k": 8}
+    scratch.mkdir(parents=True, exist_ok=True)
+    torch.save(state, scratch / "ae.pt")
+    return {f"{folder}/config.json": json.dumps({"trainer": trainer,
+                                                 "buffer": {"ctx_len": 128}}).encode(),
+            f"{folder}/ae.pt": (scratch / "ae.pt").read_bytes()}
+
+
+def exact_on_demo(model, sae, site) -> None:
+    """The engine's pass-1 statistics (count, max, top sequences) of every 7th latent equal brute
+    force over a few random sequences of the demo model (AssertionError otherwise)."""
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, 4096, size=(6, 24)).astype(np.int32)
+    tokens[:, 0] = model.tokenizer.bos_token_id
+    bos = int(model.tokenizer.bos_token_id)
+    hooked = HookedSAE(model, sae, site)  # (which turns on sae_lens' hook_z reshaping if needed)
+    cache = cached(model, torch.from_numpy(tokens).long(), site.name)
+    with torch.no_grad():
+        dense = sae.encode(cache[site.name]).float().numpy() * (tokens != bos)[..., None]
+    assert (dense > 0).any()
+    engine = Engine(hooked, tokens, bos,
+                    EngineSettings(k=3, n_bins=5, n_intervals=2, m=1, batch_size=4, quiet=True))
+    p1 = engine.pass1(np.arange(len(tokens)))
+    for i in range(0, sae.cfg.d_sae, 7):
+        ref = reference_latent(dense, tokens != bos, i, 3, 5, 2, 1, 0)
+        assert int(p1.n_active[i]) == ref.n_active
+        assert abs(float(p1.max_act[i]) - ref.max_act) <= 1e-5 * max(1.0, abs(ref.max_act))
+        assert [int(s) for s in p1.top_seqs[i] if s != -1] == ref.top_seqs

@@ -1,0 +1,146 @@
+"""Registry releases through sae_lens' own loaders and converters, offline: a synthetic Hugging
+Face cache (tests/hubcache.py) holds miniature files in each release's layout, sized for the demo
+model, and `--sae release/id` must load, land on the right hooks, and give the engine's exact
+numbers on the demo model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from generator.inputs.hf import load_named_sae
+from generator.inputs.sites import check_compatible, sae_site
+from tests.hubcache import (
+    dictionary_learning_files,
+    exact_on_demo,
+    gemma_3_files,
+    sae_lens_files,
+    write_repo,
+)
+
+GEMMA_3 = [  # (release, id, folder, architecture, read, write)
+    ("gemma-scope-2-270m-pt-res-all", "layer_1_width_16k_l0_big", "resid_post_all",
+     "jumprelu", "blocks.1.hook_resid_post", None),
+    ("gemma-scope-2-270m-pt-mlp-all", "layer_1_width_16k_l0_small", "mlp_out_all",
+     "jumprelu", "blocks.1.hook_mlp_out", None),
+    ("gemma-scope-2-270m-pt-att-all", "layer_0_width_16k_l0_big", "attn_out_all",
+     "jumprelu", "blocks.0.attn.hook_z", None),
+    ("gemma-scope-2-270m-pt-transcoders-all", "layer_1_width_16k_l0_big", "transcoder_all",
+     "jumprelu_transcoder", "blocks.1.hook_mlp_in", "blocks.1.hook_mlp_out"),
+    ("gemma-scope-2-270m-pt-transcoders-all", "layer_1_width_16k_l0_big_affine", "transcoder_all",
+     "jumprelu_skip_transcoder", "blocks.1.hook_mlp_in", "blocks.1.hook_mlp_out"),
+]
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty synthetic cache, with the hub client pointed at it and offline."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache
+
+
+@pytest.fixture(scope="module")
+def demo():
+    from generator.demo import DEMO_MODEL_DIR
+    from generator.inputs.model_folder import load_model_dir
+
+    return load_model_dir(DEMO_MODEL_DIR)
+
+
+@pytest.mark.parametrize(("release", "sae_id", "folder", "arch", "read", "write"), GEMMA_3)
+def test_gemma_scope_2_releases_load_offline_through_their_converter(
+        hub, tmp_path, demo, release, sae_id, folder, arch, read, write):
+    """sae_lens' gemma_3 converter (63% of the registry's SAEs): d_in and d_sae come from the
+    weights file's header, which it fetches with HTTP range requests; offline, from the cache."""
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    info = get_pretrained_saes_directory()[release]
+    path = info.saes_map[sae_id]
+    assert path == f"{folder}/{sae_id}"
+    write_repo(hub, info.repo_id, gemma_3_files(path, 128, 48, tmp_path / "scratch",
+                                                affine=sae_id.endswith("affine")))
+    sae = load_named_sae(f"{release}/{sae_id}", "cpu")
+    site = sae_site(sae)
+    assert (str(sae.cfg.architecture()), site.name, site.out_name) == (arch, read, write)
+    check_compatible(demo, sae, site)
+    exact_on_demo(demo, sae, site)
+
+
+def test_a_release_in_sae_lens_own_format_loads_offline(hub, tmp_path, demo):
+    """conversion_func none: cfg.json + sae_weights.safetensors as sae_lens saves them."""
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    release = "gpt2-small-res-jb"
+    info = get_pretrained_saes_directory()[release]
+    sae_id = "blocks.1.hook_resid_pre"
+    cfg = {"architecture": "standard", "d_in": 128, "d_sae": 40, "dtype": "float32",
+           "device": "cpu", "model_name": "gpt2-small", "hook_name": sae_id,
+           "hook_head_index": None, "prepend_bos": True, "dataset_path": "x",
+           "context_size": 128, "normalize_activations": "none",
+           "apply_b_dec_to_input": True}
+    write_repo(hub, info.repo_id, sae_lens_files(info.saes_map[sae_id], cfg, tmp_path / "s"))
+    sae = load_named_sae(f"{release}/{sae_id}", "cpu")
+    site = sae_site(sae)
+    assert site.name == sae_id and not site.is_transcoder
+    check_compatible(demo, sae, site)
+    exact_on_demo(demo, sae, site)
+
+
+@pytest.mark.parametrize(("dict_class", "arch"), [
+    ("AutoEncoder", "standard"), ("AutoEncoderTopK", "topk"), ("GatedAutoEncoder", "gated"),
+    ("BatchTopKSAE", "jumprelu")])
+def test_dictionary_learning_releases_load_offline_through_their_converter(
+        hub, tmp_path, demo, dict_class, arch):
+    """conversion_func dictionary_learning_1 (sae_bench's sweeps): config.json + ae.pt."""
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    release = "sae_bench_pythia70m_sweep_topk_ctx128_0730"
+    info = get_pretrained_saes_directory()[release]
+    sae_id, path = next(iter(info.saes_map.items()))
+    write_repo(hub, info.repo_id, dictionary_learning_files(path, dict_class, 128, 40, 1,
+                                                            tmp_path / "scratch"))
+    sae = load_named_sae(f"{release}/{sae_id}", "cpu")
+    site = sae_site(sae)
+    assert (str(sae.cfg.architecture()), site.name) == (arch, "blocks.1.hook_resid_post")
+    check_compatible(demo, sae, site)
+    exact_on_demo(demo, sae, site)
+
+
+def test_a_release_missing_from_the_cache_is_one_line(hub):
+    from generator.errors import UserError
+
+    with pytest.raises(UserError, match="is not in the local Hugging Face cache"):
+        load_named_sae("gemma-scope-2-270m-pt-res-all/layer_1_width_16k_l0_big", "cpu")
+
+
+@pytest.mark.slow  # a real build through the CLI
+def test_build_with_a_gemma_scope_2_transcoder_by_name_offline(tmp_path):
+    """What a user offline types, with the release in their cache: `--sae release/id`."""
+    import os
+    import subprocess
+    import sys
+
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    release, sae_id = "gemma-scope-2-270m-pt-transcoders-all", "layer_1_width_16k_l0_big_affine"
+    info = get_pretrained_saes_directory()[release]
+    cache = tmp_path / "hub"
+    write_repo(cache, info.repo_id, gemma_3_files(info.saes_map[sae_id], 128, 48,
+                                                  tmp_path / "scratch", affine=True))
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "generator.cli", "build", "--sae",
+                           f"{release}/{sae_id}", "--n-seqs", "16", "--ctx", "32", "--quiet",
+                           "--out", str(tmp_path / "site"), "--store", str(tmp_path / "store")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"SAE {release}/{sae_id} loaded from the local Hugging Face cache" in done.stderr
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert "reads blocks.1.hook_mlp_in → writes blocks.1.hook_mlp_out" in index
+    assert "jumprelu_skip_transcoder" in index
