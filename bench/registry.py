@@ -65,6 +65,14 @@ def _dictionary_learning(dict_class: str, names: tuple[str, ...]) -> Row:
                lambda path, tmp: dictionary_learning_files(path, dict_class, 128, 40, 1, tmp))
 
 
+def _llama_scope(sublayer: str, hook: str) -> Row:
+    from tests.hubcache import llama_scope_files
+
+    return Row("llama_scope", f"{hook} (lx{sublayer})",
+               lambda release, sae_id, path: f"_lx{sublayer}_" in release,
+               lambda path, tmp: llama_scope_files(path, 128, 40, f"blocks.1.{hook}", tmp))
+
+
 def _sae_lens_format(path: str, tmp: Path) -> dict[str, bytes]:
     from tests.hubcache import sae_lens_files
 
@@ -79,10 +87,10 @@ NOT_TRIED = {
     "gemma_2": "the converter hard-codes Gemma 2's widths (d_in 2304/3584/4608, d_sae from the "
                "folder name), so a file for it is full size and cannot meet the demo model; needs "
                "the Gemma 2 family (issue 17)",
-    "qwen_scope": "not tried yet (Qwen 3 family: issue 17)",
+    "qwen_scope": "the converter hard-codes Qwen 3's widths (d_in by model, d_sae from the repo "
+                  "name), so a file for it is full size; needs the Qwen 3 family (issue 17)",
     "mwhanna_transcoder": "not tried yet; reads blocks.N.mlp.hook_in, a TransformerBridge name "
                           "HookedTransformer lacks (issue 17)",
-    "llama_scope": "not tried yet (Llama family: issue 17)",
     "llama_scope_r1_distill": "not tried yet (Llama family: issue 17)",
     "gemma_2_transcoder": "not tried yet (Gemma 2 family: issue 17)",
     "mntss_clt_layer_transcoder": "not tried yet (per-layer CLT files)",
@@ -102,6 +110,8 @@ def rows() -> list[Row]:
         dl("AutoEncoderTopK", ("topk",)), dl("AutoEncoder", ("vanilla", "standard", "panneal")),
         dl("GatedAutoEncoder", ("gated",)),
         dl("BatchTopKSAE", ("matryoshka", "batch_top_k", "batchtopk")),
+        _llama_scope("r", "hook_resid_post"), _llama_scope("a", "hook_attn_out"),
+        _llama_scope("m", "hook_mlp_out"),
         Row("dictionary_learning_1", "class read from config.json (andyrdt)",
             lambda r, s, p: "andyrdt" in r, why_not="its class is only in its config.json: "
             "covered if it is one of the four above"),

@@ -128,3 +128,22 @@ def exact_on_demo(model, sae, site) -> None:
         assert int(p1.n_active[i]) == ref.n_active
         assert abs(float(p1.max_act[i]) - ref.max_act) <= 1e-5 * max(1.0, abs(ref.max_act))
         assert [int(s) for s in p1.top_seqs[i] if s != -1] == ref.top_seqs
+
+
+def llama_scope_files(folder: str, d_in: int, d_sae: int, hook: str, scratch: Path,
+                      seed: int = 0) -> dict[str, bytes]:
+    """A Llama Scope folder (conversion_func llama_scope): hyperparams.json (d_model, d_sae,
+    hook_point_in, a scalar jump_relu_threshold, the dataset's average activation norm) and
+    checkpoints/final.safetensors with encoder / decoder weight and bias."""
+    gen = torch.Generator().manual_seed(seed)
+    dec = torch.randn(d_in, d_sae, generator=gen)
+    dec /= dec.norm(dim=0, keepdim=True)
+    tensors = {"encoder.weight": dec.T.clone(), "decoder.weight": dec,
+               "encoder.bias": torch.randn(d_sae, generator=gen) * 0.3,
+               "decoder.bias": torch.zeros(d_in)}
+    hyper = {"d_model": d_in, "d_sae": d_sae, "hook_point_in": hook, "hook_point_out": hook,
+             "jump_relu_threshold": 0.05, "dataset_average_activation_norm": {"in": d_in ** 0.5,
+                                                                              "out": d_in ** 0.5}}
+    return {f"{folder}/hyperparams.json": json.dumps(hyper).encode(),
+            f"{folder}/checkpoints/final.safetensors": safetensors_bytes(tensors,
+                                                                         scratch / folder / "w")}

@@ -15,6 +15,7 @@ from tests.hubcache import (
     dictionary_learning_files,
     exact_on_demo,
     gemma_3_files,
+    llama_scope_files,
     sae_lens_files,
     write_repo,
 )
@@ -109,6 +110,23 @@ def test_dictionary_learning_releases_load_offline_through_their_converter(
     sae = load_named_sae(f"{release}/{sae_id}", "cpu")
     site = sae_site(sae)
     assert (str(sae.cfg.architecture()), site.name) == (arch, "blocks.1.hook_resid_post")
+    check_compatible(demo, sae, site)
+    exact_on_demo(demo, sae, site)
+
+
+def test_a_llama_scope_release_loads_offline_through_its_converter(hub, tmp_path, demo):
+    """conversion_func llama_scope: hyperparams.json + checkpoints/final.safetensors, bfloat16
+    weights and a scalar threshold rescaled by the activation norm."""
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    release = "llama_scope_lxr_8x"
+    info = get_pretrained_saes_directory()[release]
+    sae_id, path = next(iter(info.saes_map.items()))
+    write_repo(hub, info.repo_id, llama_scope_files(path, 128, 40, "blocks.1.hook_resid_post",
+                                                    tmp_path / "scratch"))
+    sae = load_named_sae(f"{release}/{sae_id}", "cpu")
+    site = sae_site(sae)
+    assert (str(sae.cfg.architecture()), site.name) == ("jumprelu", "blocks.1.hook_resid_post")
     check_compatible(demo, sae, site)
     exact_on_demo(demo, sae, site)
 
