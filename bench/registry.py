@@ -73,6 +73,12 @@ def _llama_scope(sublayer: str, hook: str) -> Row:
                lambda path, tmp: llama_scope_files(path, 128, 40, f"blocks.1.{hook}", tmp))
 
 
+def _llama_scope_r1(path: str, tmp: Path) -> dict[str, bytes]:
+    from tests.hubcache import llama_scope_r1_files
+
+    return llama_scope_r1_files(path, 128, 1, "blocks.1.hook_resid_post", tmp)
+
+
 def _sae_lens_format(path: str, tmp: Path) -> dict[str, bytes]:
     from tests.hubcache import sae_lens_files
 
@@ -91,9 +97,10 @@ NOT_TRIED = {
                   "name), so a file for it is full size; needs the Qwen 3 family (issue 17)",
     "mwhanna_transcoder": "not tried yet; reads blocks.N.mlp.hook_in, a TransformerBridge name "
                           "HookedTransformer lacks (issue 17)",
-    "llama_scope_r1_distill": "not tried yet (Llama family: issue 17)",
     "gemma_2_transcoder": "not tried yet (Gemma 2 family: issue 17)",
-    "mntss_clt_layer_transcoder": "not tried yet (per-layer CLT files)",
+    "mntss_clt_layer_transcoder": "refused on purpose: the converter sums a latent's decoders to "
+                                  "every later layer into one, so its ablation would not be the "
+                                  "CLT's",
     "connor_rob_hook_z": "not tried yet (GPT-2 hook_z, per-head layout)",
     "temporal": "refused on purpose: a temporal SAE's codes depend on the preceding sequence",
     "goodfire": "not tried yet (Llama 3.3 70B)",
@@ -112,6 +119,7 @@ def rows() -> list[Row]:
         dl("BatchTopKSAE", ("matryoshka", "batch_top_k", "batchtopk")),
         _llama_scope("r", "hook_resid_post"), _llama_scope("a", "hook_attn_out"),
         _llama_scope("m", "hook_mlp_out"),
+        Row("llama_scope_r1_distill", "resid", lambda r, s, p: True, _llama_scope_r1),
         Row("dictionary_learning_1", "class read from config.json (andyrdt)",
             lambda r, s, p: "andyrdt" in r, why_not="its class is only in its config.json: "
             "covered if it is one of the four above"),

@@ -147,3 +147,21 @@ def llama_scope_files(folder: str, d_in: int, d_sae: int, hook: str, scratch: Pa
     return {f"{folder}/hyperparams.json": json.dumps(hyper).encode(),
             f"{folder}/checkpoints/final.safetensors": safetensors_bytes(tensors,
                                                                          scratch / folder / "w")}
+
+
+def llama_scope_r1_files(folder: str, d_in: int, expansion: int, hook: str, scratch: Path,
+                         seed: int = 0) -> dict[str, bytes]:
+    """A Llama Scope R1-distill folder (conversion_func llama_scope_r1_distill): config.json
+    (d_model, expansion_factor, hook_point_in) and sae_weights.safetensors with encoder / decoder
+    weight and bias and a log JumpReLU threshold."""
+    gen = torch.Generator().manual_seed(seed)
+    d_sae = d_in * expansion
+    dec = torch.randn(d_in, d_sae, generator=gen)
+    dec /= dec.norm(dim=0, keepdim=True)
+    tensors = {"encoder.weight": dec.T.clone(), "decoder.weight": dec,
+               "encoder.bias": torch.randn(d_sae, generator=gen) * 0.3,
+               "decoder.bias": torch.zeros(d_in),
+               "log_jumprelu_threshold": torch.full((d_sae,), 0.05).log()}
+    config = {"d_model": d_in, "expansion_factor": expansion, "hook_point_in": hook}
+    return {f"{folder}/config.json": json.dumps(config).encode(),
+            f"{folder}/sae_weights.safetensors": safetensors_bytes(tensors, scratch / folder / "w")}

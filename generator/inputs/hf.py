@@ -118,6 +118,15 @@ def load_named_model(name: str, device: str, options: dict[str, Any]) -> Any:
     return from_hub_or_cache("model", name, "--model", load)
 
 
+REFUSED_CONVERTERS = {
+    "mntss_clt_layer_transcoder":
+        "sae_lens loads one layer of this cross-layer transcoder with its decoders to every later "
+        "layer summed into one, written at this layer; its ablation, logit effects and explained "
+        "variance would not be the CLT's, so it is not built (a CLT needs its per-layer decoders)",
+}
+"""sae_lens converters whose output would run as another kind of SAE, by name: why each is refused."""
+
+
 def load_named_sae(spec: str, device: str) -> Any:
     """A sae_lens SAE as 'release/id' (a release of sae_lens' directory, or a hub repo
     'owner/repo/folder'), from the hub or the cache."""
@@ -125,9 +134,13 @@ def load_named_sae(spec: str, device: str) -> Any:
     from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
     release, sae_id = spec.split("/", 1)
-    if release not in get_pretrained_saes_directory() and sae_id.count("/") >= 1:
+    directory = get_pretrained_saes_directory()
+    if release not in directory and sae_id.count("/") >= 1:
         owner_repo, sae_id = sae_id.split("/", 1)
         release = f"{release}/{owner_repo}"
+    converter = directory[release].conversion_func if release in directory else None
+    if converter in REFUSED_CONVERTERS:
+        raise UserError(f"--sae {spec}: {REFUSED_CONVERTERS[converter]}")
 
     def load() -> Any:
         with _shapes_from_cache_when_offline():

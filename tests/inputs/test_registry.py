@@ -16,6 +16,7 @@ from tests.hubcache import (
     exact_on_demo,
     gemma_3_files,
     llama_scope_files,
+    llama_scope_r1_files,
     sae_lens_files,
     write_repo,
 )
@@ -129,6 +130,36 @@ def test_a_llama_scope_release_loads_offline_through_its_converter(hub, tmp_path
     assert (str(sae.cfg.architecture()), site.name) == ("jumprelu", "blocks.1.hook_resid_post")
     check_compatible(demo, sae, site)
     exact_on_demo(demo, sae, site)
+
+
+def test_a_llama_scope_r1_distill_release_loads_offline_through_its_converter(hub, tmp_path, demo):
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    release = next(r for r, i in get_pretrained_saes_directory().items()
+                   if i.conversion_func == "llama_scope_r1_distill")
+    info = get_pretrained_saes_directory()[release]
+    sae_id, path = next(iter(info.saes_map.items()))
+    write_repo(hub, info.repo_id, llama_scope_r1_files(path, 128, 1, "blocks.1.hook_resid_post",
+                                                       tmp_path / "scratch"))
+    sae = load_named_sae(f"{release}/{sae_id}", "cpu")
+    site = sae_site(sae)
+    assert (str(sae.cfg.architecture()), site.name) == ("jumprelu", "blocks.1.hook_resid_post")
+    check_compatible(demo, sae, site)
+    exact_on_demo(demo, sae, site)
+
+
+def test_a_cross_layer_transcoder_layer_is_refused_before_loading(hub):
+    """sae_lens' CLT converter sums a latent's decoders to every later layer into one: built as a
+    transcoder, its ablation would not be the CLT's. Refused by name, nothing downloaded."""
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    from generator.errors import UserError
+
+    release = next(r for r, i in get_pretrained_saes_directory().items()
+                   if i.conversion_func == "mntss_clt_layer_transcoder")
+    sae_id = next(iter(get_pretrained_saes_directory()[release].saes_map))
+    with pytest.raises(UserError, match="cross-layer transcoder.*decoders to every later layer"):
+        load_named_sae(f"{release}/{sae_id}", "cpu")
 
 
 def test_a_release_missing_from_the_cache_is_one_line(hub):
