@@ -72,3 +72,33 @@ def test_knn_graph_puts_each_latent_first() -> None:
     knn, dist = knn_graph(ids, sims)
     assert knn.tolist() == [[0, 1, 2], [1, 0, 2], [2, 1, 0]]
     assert np.allclose(dist, [[0, 0.1, 0.9], [0, 0.1, 1.5], [0, 0.7, 0.9]])
+
+
+@pytest.mark.slow  # two fresh processes
+def test_umaps_compiled_kernels_are_reused_by_the_next_process(tmp_path):
+    """umap-learn's numba kernels are compiled without cache=True; the map turns caching on, so
+    a second build loads them from disk instead of compiling them again (same coordinates)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, torch, umap.layouts, umap.umap_, umap.utils\n"
+        "from numba.core.registry import CPUDispatcher\n"
+        "from generator.compute.latent_map import latent_map, N_NEIGHBOURS\n"
+        "from generator.compute.summaries import cosine_neighbours\n"
+        "w = np.random.default_rng(0).standard_normal((300, 16)).astype(np.float32)\n"
+        "ids, sims = cosine_neighbours(torch.from_numpy(w), N_NEIGHBOURS - 1)\n"
+        "xy = latent_map(w, ids, sims, 0)\n"
+        "kernels = [k for m in (umap.layouts, umap.umap_, umap.utils) for k in vars(m).values()\n"
+        "           if isinstance(k, CPUDispatcher)]\n"
+        "print(sum(sum(k.stats.cache_hits.values()) for k in kernels), xy.tobytes().hex()[:32])\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           env=env, timeout=300) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    (hits_first, xy_first), (hits_second, xy_second) = (r.stdout.split() for r in runs)
+    assert xy_first == xy_second
+    assert int(hits_second) > int(hits_first)
+    assert int(hits_second) > 0
