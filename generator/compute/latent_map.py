@@ -20,7 +20,8 @@ of the store.)
 
 Cost on a 2-core CPU (`bench/latent_map.py`, random decoder rows of width 768, the exact
 neighbours given): UMAP runs on one thread, and its first call JIT-compiles its numba kernels
-(about 8 s; now once per machine, cached on disk by cache_umap_kernels, 1.2 s after that). CPU seconds of the whole call, JIT included, and UMAP's own peak memory:
+(about 8 s; now once per machine, cached on disk by cache_umap_kernels, 1.2 s after that). CPU
+seconds of the whole call, JIT included, and UMAP's own peak memory:
 
     d_sae        UMAP (CPU s)   without the JIT   memory
     1,024 (demo)      ~10              1.5
