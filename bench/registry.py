@@ -79,6 +79,12 @@ def _llama_scope_r1(path: str, tmp: Path) -> dict[str, bytes]:
     return llama_scope_r1_files(path, 128, 1, "blocks.1.hook_resid_post", tmp)
 
 
+def _connor_rob_hook_z(path: str, tmp: Path) -> dict[str, bytes]:
+    from tests.hubcache import connor_rob_hook_z_files
+
+    return connor_rob_hook_z_files(path, 128, 40, "blocks.1.attn.hook_z", tmp)
+
+
 def _sae_lens_format(path: str, tmp: Path) -> dict[str, bytes]:
     from tests.hubcache import sae_lens_files
 
@@ -101,7 +107,6 @@ NOT_TRIED = {
     "mntss_clt_layer_transcoder": "refused on purpose: the converter sums a latent's decoders to "
                                   "every later layer into one, so its ablation would not be the "
                                   "CLT's",
-    "connor_rob_hook_z": "not tried yet (GPT-2 hook_z, per-head layout)",
     "temporal": "refused on purpose: a temporal SAE's codes depend on the preceding sequence",
     "goodfire": "not tried yet (Llama 3.3 70B)",
     "deepseek_r1": "not tried yet (DeepSeek R1 distill)",
@@ -120,6 +125,7 @@ def rows() -> list[Row]:
         _llama_scope("r", "hook_resid_post"), _llama_scope("a", "hook_attn_out"),
         _llama_scope("m", "hook_mlp_out"),
         Row("llama_scope_r1_distill", "resid", lambda r, s, p: True, _llama_scope_r1),
+        Row("connor_rob_hook_z", "attn.hook_z", lambda r, s, p: True, _connor_rob_hook_z),
         Row("dictionary_learning_1", "class read from config.json (andyrdt)",
             lambda r, s, p: "andyrdt" in r, why_not="its class is only in its config.json: "
             "covered if it is one of the four above"),

@@ -165,3 +165,19 @@ def llama_scope_r1_files(folder: str, d_in: int, expansion: int, hook: str, scra
     config = {"d_model": d_in, "expansion_factor": expansion, "hook_point_in": hook}
     return {f"{folder}/config.json": json.dumps(config).encode(),
             f"{folder}/sae_weights.safetensors": safetensors_bytes(tensors, scratch / folder / "w")}
+
+
+def connor_rob_hook_z_files(filename: str, d_in: int, d_sae: int, hook: str, scratch: Path,
+                            seed: int = 0) -> dict[str, bytes]:
+    """An attention-output SAE of conversion_func connor_rob_hook_z: `NAME_cfg.json` (act_size,
+    dict_size, act_name) beside `NAME.pt`, a torch state dict in sae_lens' own names."""
+    gen = torch.Generator().manual_seed(seed)
+    w_dec = torch.randn(d_sae, d_in, generator=gen)
+    w_dec /= w_dec.norm(dim=1, keepdim=True)
+    state = {"W_enc": w_dec.T.clone(), "W_dec": w_dec,
+             "b_enc": torch.randn(d_sae, generator=gen) * 0.3, "b_dec": torch.zeros(d_in)}
+    scratch.mkdir(parents=True, exist_ok=True)
+    torch.save(state, scratch / "w.pt")
+    config = {"act_size": d_in, "dict_size": d_sae, "act_name": hook}
+    return {filename.split(".pt")[0] + "_cfg.json": json.dumps(config).encode(),
+            filename: (scratch / "w.pt").read_bytes()}

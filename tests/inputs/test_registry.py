@@ -12,6 +12,7 @@ import pytest
 from generator.inputs.hf import load_named_sae
 from generator.inputs.sites import check_compatible, sae_site
 from tests.hubcache import (
+    connor_rob_hook_z_files,
     dictionary_learning_files,
     exact_on_demo,
     gemma_3_files,
@@ -144,6 +145,23 @@ def test_a_llama_scope_r1_distill_release_loads_offline_through_its_converter(hu
     sae = load_named_sae(f"{release}/{sae_id}", "cpu")
     site = sae_site(sae)
     assert (str(sae.cfg.architecture()), site.name) == ("jumprelu", "blocks.1.hook_resid_post")
+    check_compatible(demo, sae, site)
+    exact_on_demo(demo, sae, site)
+
+
+def test_an_attention_sae_of_connor_rob_hook_z_loads_offline(hub, tmp_path, demo):
+    """conversion_func connor_rob_hook_z: a hook_z SAE read flattened over the heads."""
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    release = "gpt2-small-hook-z-kk"
+    info = get_pretrained_saes_directory()[release]
+    sae_id, path = next(iter(info.saes_map.items()))
+    write_repo(hub, info.repo_id, connor_rob_hook_z_files(path, 128, 40, "blocks.1.attn.hook_z",
+                                                          tmp_path / "scratch"))
+    sae = load_named_sae(f"{release}/{sae_id}", "cpu")
+    site = sae_site(sae)
+    assert (str(sae.cfg.architecture()), site.name, site.kind) == (
+        "standard", "blocks.1.attn.hook_z", "z")
     check_compatible(demo, sae, site)
     exact_on_demo(demo, sae, site)
 
