@@ -107,15 +107,15 @@ def _render(args: argparse.Namespace) -> Any:
     check_apart(args.out, args.store, "the next build")
     data = times.run("read store", read_store, args.store)
     expl = load_explanations(args.explanations) if args.explanations else None
-    check_space({"--out": (args.out, data.latents.d_sae * SITE_MIN_BYTES_PER_LATENT)})
+    need = data.latents.d_sae * SITE_MIN_BYTES_PER_LATENT
+    check_space({"--out": (args.out, need)})
     try:
         times.run("render", render_site, data, args.out, explanations=expl, quiet=args.quiet,
                   compact=args.compact, site_url=site_url, corpus_view=args.corpus_view)
     except OSError as err:
         if not is_disk_full(err):
             raise
-        raise disk_full_error(err, {"--out": _resolved(args.out)},
-                              data.latents.d_sae * SITE_MIN_BYTES_PER_LATENT,
+        raise disk_full_error(err, {"--out": _resolved(args.out)}, need,
                               "the previous site is untouched") from None
     return times
 
@@ -167,18 +167,6 @@ def _launch(cfg: BuildConfig, argv: list[str]) -> int:
     out, store = check_outputs(cfg.out, cfg.store)
     with locked({"--store": store, "--out": out}):
         return launch(without_nproc(argv), cfg.nproc, {LOCKS_HELD: "1"})
-
-
-def _resume_hint(args: argparse.Namespace) -> str:
-    """For a stopped build with a checkpoint (a Slurm time limit, say): how to go on."""
-    if args.command != "build":
-        return ""
-    from generator.compute.checkpoint import folder_for
-
-    folder = folder_for(Path(args.store).expanduser().resolve())
-    if not folder.is_dir():
-        return ""
-    return f"; the same command resumes from the checkpoint in {folder}"
 
 
 def main(argv: list[str] | None = None, exiting: bool = False) -> int:
@@ -244,8 +232,12 @@ def _stopped(args: argparse.Namespace, outputs: dict[str, Path]) -> str:
         return ""
     names = list(outputs)
     kept = (f"the previous {' and '.join(names)} {'are' if len(names) > 1 else 'is'} untouched")
-    hint = _resume_hint(args) if args.command == "build" else ""
-    return f"; temporary folders removed, {kept}{hint}"
+    hint = ""
+    if args.command == "build":  # a build stopped by a Slurm time limit, say: how to go on
+        from generator.compute.checkpoint import resume_hint
+
+        hint = resume_hint(_resolved(args.store))
+    return f"; temporary folders removed, {kept}{'; ' + hint if hint else ''}"
 
 
 if __name__ == "__main__":

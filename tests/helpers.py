@@ -56,21 +56,27 @@ def tiny_sae(kind: str, hook: str, d_sae: int = 24, seed: int = 0):
     cfg = cfg_cls(d_in=HOOKS[hook], d_sae=d_sae,
                   reshape_activations="hook_z" if hook.endswith("hook_z") else "none", **extra)
     cfg.metadata.hook_name = hook
-    sae = sae_cls(cfg)
+    return _randomised(sae_cls(cfg))
+
+
+def _randomised(sae):
+    """`sae` with random biases, a small JumpReLU threshold and (a skip transcoder's) a small
+    random skip matrix, so that latents fire and every term of its output is exercised."""
     with torch.no_grad():
         for name, p in sae.named_parameters():
             if name.startswith("b_"):
                 p.normal_(0, 0.3)
             if name == "threshold":
                 p.fill_(0.05)
+            if name == "W_skip":
+                p.normal_(0, 0.1)
     sae.eval()
     return sae
 
 
 def tiny_transcoder(kind: str, read: str, write: str, d_sae: int = 24, seed: int = 0):
     """A random sae_lens transcoder of architecture `kind` on the tiny model, reading hook `read`
-    and writing `write` (random biases, a small JumpReLU threshold and skip matrix, so that
-    every term of its output is exercised)."""
+    and writing `write` (see _randomised)."""
     import sae_lens
 
     torch.manual_seed(seed)
@@ -84,17 +90,7 @@ def tiny_transcoder(kind: str, read: str, write: str, d_sae: int = 24, seed: int
     cfg = cfg_cls(d_in=16, d_out=16, d_sae=d_sae, apply_b_dec_to_input=False)
     cfg.metadata.hook_name = read
     cfg.metadata.hook_name_out = write
-    sae = sae_cls(cfg)
-    with torch.no_grad():
-        for name, p in sae.named_parameters():
-            if name.startswith("b_"):
-                p.normal_(0, 0.3)
-            if name == "threshold":
-                p.fill_(0.05)
-            if name == "W_skip":
-                p.normal_(0, 0.1)
-    sae.eval()
-    return sae
+    return _randomised(sae_cls(cfg))
 
 
 def cached(model, tokens, hooks):

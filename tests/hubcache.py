@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from generator.compute.activations import HookedSAE
 from generator.compute.engine import Engine, EngineSettings
 from tests.helpers import cached
-from tests.reference import reference_latent
+from tests.reference import assert_latent_matches, reference_latent
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -124,10 +124,7 @@ def exact_on_demo(model, sae, site) -> None:
                     EngineSettings(k=3, n_bins=5, n_intervals=2, m=1, batch_size=4, quiet=True))
     p1 = engine.pass1(np.arange(len(tokens)))
     for i in range(0, sae.cfg.d_sae, 7):
-        ref = reference_latent(dense, tokens != bos, i, 3, 5, 2, 1, 0)
-        assert int(p1.n_active[i]) == ref.n_active
-        assert abs(float(p1.max_act[i]) - ref.max_act) <= 1e-5 * max(1.0, abs(ref.max_act))
-        assert [int(s) for s in p1.top_seqs[i] if s != -1] == ref.top_seqs
+        assert_latent_matches(p1, None, i, reference_latent(dense, tokens != bos, i, 3, 5, 2, 1, 0))
 
 
 def llama_scope_files(folder: str, d_in: int, d_sae: int, hook: str, scratch: Path,

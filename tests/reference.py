@@ -163,3 +163,15 @@ def reference_corpus_view(acts: np.ndarray, loss: np.ndarray, top: int, k: int):
         s_row=np.array(table["row"], np.int32), s_latent=np.array(table["latent"], np.int32),
         s_n_active=np.array(table["n"], np.int32), s_max_act=np.array(table["max"], np.float32),
         s_sum_act=np.array(table["sum"], np.float64))
+
+
+def assert_latent_matches(p1, p2, i: int, ref: RefLatent) -> None:
+    """The engine's pass-1 statistics of latent i (count, max, top sequences), and its pass-2
+    histogram when `p2` is given, equal the reference's."""
+    import pytest
+
+    assert int(p1.n_active[i]) == ref.n_active
+    assert float(p1.max_act[i]) == pytest.approx(ref.max_act, rel=1e-5)
+    assert [int(s) for s in p1.top_seqs[i] if s != -1] == ref.top_seqs
+    if p2 is not None:
+        assert p2.hist[i].tolist() == ref.hist

@@ -49,6 +49,12 @@ def folder_for(store: Path) -> Path:
     return store.parent / f".{store.name}.checkpoint"
 
 
+def resume_hint(store: Path) -> str:
+    """How a stopped build goes on from its checkpoint, in words ("" when it has none)."""
+    folder = folder_for(store)
+    return f"the same command resumes from the checkpoint in {folder}" if folder.is_dir() else ""
+
+
 def fingerprint(parts: dict[str, Any]) -> str:
     """A digest of everything that changes the numbers (inputs, settings, process count)."""
     text = repr(sorted((k, repr(v)) for k, v in parts.items()))

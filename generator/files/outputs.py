@@ -121,11 +121,17 @@ def check_outputs(out: Path, store: Path) -> tuple[Path, Path]:
     return out_r, store_r
 
 
+def _existing(path: Path) -> Path:
+    """`path` resolved, or its nearest existing parent."""
+    path = Path(path).expanduser().resolve()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
 def check_writable(flag: str, path: Path) -> None:
     """Refuse `path` in one line when its nearest existing parent cannot be written to."""
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
+    parent = _existing(path.parent)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {path}: cannot write in {parent} (permission denied); choose "
                         f"a folder you can write to for {flag}")
@@ -148,13 +154,6 @@ def check_apart(out: Path, store: Path, replacer: str) -> None:
 
 def is_disk_full(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
-def _existing(path: Path) -> Path:
-    path = Path(path).expanduser().resolve()
-    while not path.exists():
-        path = path.parent
-    return path
 
 
 def check_space(needs: dict[str, tuple[Path, int]]) -> None:

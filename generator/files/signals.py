@@ -27,10 +27,9 @@ class Interrupted(BaseException):
     """SIGTERM or SIGINT arrived. A BaseException, like KeyboardInterrupt, so that no library's
     `except Exception` swallows it on its way to the clean-up."""
 
-    def __init__(self, signum: int, after_commit: bool = False):
+    def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
-        self.after_commit = after_commit
 
     @property
     def name(self) -> str:
@@ -108,7 +107,7 @@ def deferred_signals() -> Iterator[None]:
     finally:
         pending, _deferred = _deferred, outer
     if pending and outer is None:
-        raise Interrupted(pending[0], after_commit=True)
+        raise Interrupted(pending[0])
 
 
 _finish: Any = None

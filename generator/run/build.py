@@ -46,7 +46,7 @@ def build(cfg: BuildConfig) -> StageTimes:
 
 def _build_main(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | None,
                 ranks: Ranks, out: Path, store: Path) -> StageTimes:
-    from generator.compute.checkpoint import folder_for, remove
+    from generator.compute.checkpoint import remove, resume_hint
     from generator.config import check_site_url
     from generator.files.outputs import SITE, STORE, StagedOutputs, disk_full_error, is_disk_full
     from generator.files.signals import guard_forks
@@ -69,9 +69,8 @@ def _build_main(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str
         if not is_disk_full(err):
             raise
         need = sum(output_bytes(cfg, d_sae).values()) if d_sae else None
-        kept = "the previous site and store are untouched"
-        if folder_for(store).is_dir():
-            kept += f"; then the same command resumes from the checkpoint in {folder_for(store)}"
+        hint = resume_hint(store)
+        kept = "the previous site and store are untouched" + (f"; then {hint}" if hint else "")
         raise disk_full_error(err, {"--store": store, "--out": out}, need, kept) from None
     return times
 

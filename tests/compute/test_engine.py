@@ -13,6 +13,7 @@ from generator.compute.summaries import coact_neighbours, token_latents, top_tok
 from generator.inputs.sites import check_compatible, parse_hook
 from tests.helpers import BOS, HOOKS, SAE_KINDS, cached, tiny_model, tiny_sae, tiny_tokens
 from tests.reference import (
+    assert_latent_matches,
     reference_jaccard,
     reference_latent,
     reference_position_totals,
@@ -106,10 +107,7 @@ def test_engine_exact_for_every_sae_and_hook(model, kind, hook):
         p2 = engine.pass2(p1.max_act)
         for i in range(sae.cfg.d_sae):
             ref = reference_latent(dense, tokens != BOS, i, K, N_BINS, N_INT, M, SEED)
-            assert int(p1.n_active[i]) == ref.n_active
-            assert float(p1.max_act[i]) == pytest.approx(ref.max_act, rel=1e-5)
-            assert [int(s) for s in p1.top_seqs[i] if s != -1] == ref.top_seqs
-            assert p2.hist[i].tolist() == ref.hist
+            assert_latent_matches(p1, p2, i, ref)
             assert p2.interval_counts[i].tolist() == ref.interval_counts
             assert float(p1.bos_act[i]) == pytest.approx(totals[i][0], rel=1e-5, abs=1e-6)
             assert float(p1.first_act[i]) == pytest.approx(totals[i][1], rel=1e-5, abs=1e-6)

@@ -23,7 +23,7 @@ from tests.helpers import (
     tiny_tokens,
     tiny_transcoder,
 )
-from tests.reference import reference_latent
+from tests.reference import assert_latent_matches, reference_latent
 
 K, N_BINS, N_INT, M, SEED = 3, 6, 3, 2, 5
 
@@ -77,11 +77,8 @@ def test_transcoder_statistics_and_ablation_equal_brute_force(model, kind, read,
     p1 = engine.pass1(np.arange(len(tokens)))
     p2 = engine.pass2(p1.max_act)
     for i in range(sae.cfg.d_sae):
-        ref = reference_latent(acts, tokens != BOS, i, K, N_BINS, N_INT, M, SEED)
-        assert int(p1.n_active[i]) == ref.n_active
-        assert float(p1.max_act[i]) == pytest.approx(ref.max_act, rel=1e-5)
-        assert [int(s) for s in p1.top_seqs[i] if s != -1] == ref.top_seqs
-        assert p2.hist[i].tolist() == ref.hist
+        assert_latent_matches(p1, p2, i, reference_latent(acts, tokens != BOS, i, K, N_BINS,
+                                                          N_INT, M, SEED))
     ex = engine.examples(p1, p2).examples
     assert ex.dloss is not None and len(ex.seq) > 5
     for row in range(len(ex.seq)):

@@ -57,20 +57,37 @@ def demo():
     return load_model_dir(DEMO_MODEL_DIR)
 
 
+def through_converter(hub: Path, release: str, files, sae_id: str | None = None):
+    """Write `files(path)` (path: the SAE's place in its repository) into the synthetic cache as
+    the release's repository, then load `release/sae_id` (its first SAE when None) through
+    sae_lens' loader and converter; the SAE and its site."""
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    info = get_pretrained_saes_directory()[release]
+    sae_id = sae_id or next(iter(info.saes_map))
+    write_repo(hub, info.repo_id, files(info.saes_map[sae_id]))
+    sae = load_named_sae(f"{release}/{sae_id}", "cpu")
+    return sae, sae_site(sae)
+
+
+def first_release_of(converter: str) -> str:
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    return next(r for r, i in get_pretrained_saes_directory().items()
+                if i.conversion_func == converter)
+
+
 @pytest.mark.parametrize(("release", "sae_id", "folder", "arch", "read", "write"), GEMMA_3)
 def test_gemma_scope_2_releases_load_offline_through_their_converter(
         hub, tmp_path, demo, release, sae_id, folder, arch, read, write):
     """sae_lens' gemma_3 converter (63% of the registry's SAEs): d_in and d_sae come from the
     weights file's header, which it fetches with HTTP range requests; offline, from the cache."""
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
-    info = get_pretrained_saes_directory()[release]
-    path = info.saes_map[sae_id]
-    assert path == f"{folder}/{sae_id}"
-    write_repo(hub, info.repo_id, gemma_3_files(path, 128, 48, tmp_path / "scratch",
-                                                affine=sae_id.endswith("affine")))
-    sae = load_named_sae(f"{release}/{sae_id}", "cpu")
-    site = sae_site(sae)
+    def files(path: str) -> dict[str, bytes]:
+        assert path == f"{folder}/{sae_id}"
+        return gemma_3_files(path, 128, 48, tmp_path / "scratch", affine=sae_id.endswith("affine"))
+
+    sae, site = through_converter(hub, release, files, sae_id)
     assert (str(sae.cfg.architecture()), site.name, site.out_name) == (arch, read, write)
     check_compatible(demo, sae, site)
     exact_on_demo(demo, sae, site)
@@ -78,19 +95,14 @@ def test_gemma_scope_2_releases_load_offline_through_their_converter(
 
 def test_a_release_in_sae_lens_own_format_loads_offline(hub, tmp_path, demo):
     """conversion_func none: cfg.json + sae_weights.safetensors as sae_lens saves them."""
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-    release = "gpt2-small-res-jb"
-    info = get_pretrained_saes_directory()[release]
     sae_id = "blocks.1.hook_resid_pre"
     cfg = {"architecture": "standard", "d_in": 128, "d_sae": 40, "dtype": "float32",
            "device": "cpu", "model_name": "gpt2-small", "hook_name": sae_id,
            "hook_head_index": None, "prepend_bos": True, "dataset_path": "x",
            "context_size": 128, "normalize_activations": "none",
            "apply_b_dec_to_input": True}
-    write_repo(hub, info.repo_id, sae_lens_files(info.saes_map[sae_id], cfg, tmp_path / "s"))
-    sae = load_named_sae(f"{release}/{sae_id}", "cpu")
-    site = sae_site(sae)
+    sae, site = through_converter(hub, "gpt2-small-res-jb",
+                                  lambda path: sae_lens_files(path, cfg, tmp_path / "s"), sae_id)
     assert site.name == sae_id and not site.is_transcoder
     check_compatible(demo, sae, site)
     exact_on_demo(demo, sae, site)
@@ -102,48 +114,26 @@ def test_a_release_in_sae_lens_own_format_loads_offline(hub, tmp_path, demo):
 def test_dictionary_learning_releases_load_offline_through_their_converter(
         hub, tmp_path, demo, dict_class, arch):
     """conversion_func dictionary_learning_1 (sae_bench's sweeps): config.json + ae.pt."""
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-    release = "sae_bench_pythia70m_sweep_topk_ctx128_0730"
-    info = get_pretrained_saes_directory()[release]
-    sae_id, path = next(iter(info.saes_map.items()))
-    write_repo(hub, info.repo_id, dictionary_learning_files(path, dict_class, 128, 40, 1,
-                                                            tmp_path / "scratch"))
-    sae = load_named_sae(f"{release}/{sae_id}", "cpu")
-    site = sae_site(sae)
+    sae, site = through_converter(
+        hub, "sae_bench_pythia70m_sweep_topk_ctx128_0730",
+        lambda path: dictionary_learning_files(path, dict_class, 128, 40, 1, tmp_path / "s"))
     assert (str(sae.cfg.architecture()), site.name) == (arch, "blocks.1.hook_resid_post")
     check_compatible(demo, sae, site)
     exact_on_demo(demo, sae, site)
 
 
-def test_a_llama_scope_release_loads_offline_through_its_converter(hub, tmp_path, demo):
-    """conversion_func llama_scope: hyperparams.json + checkpoints/final.safetensors, bfloat16
-    weights and a scalar threshold rescaled by the activation norm."""
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-    release = "llama_scope_lxr_8x"
-    info = get_pretrained_saes_directory()[release]
-    sae_id, path = next(iter(info.saes_map.items()))
-    write_repo(hub, info.repo_id, llama_scope_files(path, 128, 40, "blocks.1.hook_resid_post",
-                                                    tmp_path / "scratch"))
-    sae = load_named_sae(f"{release}/{sae_id}", "cpu")
-    site = sae_site(sae)
-    assert (str(sae.cfg.architecture()), site.name) == ("jumprelu", "blocks.1.hook_resid_post")
-    check_compatible(demo, sae, site)
-    exact_on_demo(demo, sae, site)
-
-
-def test_a_llama_scope_r1_distill_release_loads_offline_through_its_converter(hub, tmp_path, demo):
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-    release = next(r for r, i in get_pretrained_saes_directory().items()
-                   if i.conversion_func == "llama_scope_r1_distill")
-    info = get_pretrained_saes_directory()[release]
-    sae_id, path = next(iter(info.saes_map.items()))
-    write_repo(hub, info.repo_id, llama_scope_r1_files(path, 128, 1, "blocks.1.hook_resid_post",
-                                                       tmp_path / "scratch"))
-    sae = load_named_sae(f"{release}/{sae_id}", "cpu")
-    site = sae_site(sae)
+@pytest.mark.parametrize(("converter", "files"), [
+    # hyperparams.json + checkpoints/final.safetensors, bfloat16 weights, a scalar threshold
+    # rescaled by the activation norm
+    ("llama_scope", lambda path, tmp: llama_scope_files(path, 128, 40,
+                                                         "blocks.1.hook_resid_post", tmp)),
+    # config.json (d_model, expansion_factor) + sae_weights.safetensors, a log threshold
+    ("llama_scope_r1_distill", lambda path, tmp: llama_scope_r1_files(
+        path, 128, 1, "blocks.1.hook_resid_post", tmp))])
+def test_llama_scope_releases_load_offline_through_their_converter(hub, tmp_path, demo,
+                                                                   converter, files):
+    sae, site = through_converter(hub, first_release_of(converter),
+                                  lambda path: files(path, tmp_path / "scratch"))
     assert (str(sae.cfg.architecture()), site.name) == ("jumprelu", "blocks.1.hook_resid_post")
     check_compatible(demo, sae, site)
     exact_on_demo(demo, sae, site)
@@ -151,15 +141,10 @@ def test_a_llama_scope_r1_distill_release_loads_offline_through_its_converter(hu
 
 def test_an_attention_sae_of_connor_rob_hook_z_loads_offline(hub, tmp_path, demo):
     """conversion_func connor_rob_hook_z: a hook_z SAE read flattened over the heads."""
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-    release = "gpt2-small-hook-z-kk"
-    info = get_pretrained_saes_directory()[release]
-    sae_id, path = next(iter(info.saes_map.items()))
-    write_repo(hub, info.repo_id, connor_rob_hook_z_files(path, 128, 40, "blocks.1.attn.hook_z",
-                                                          tmp_path / "scratch"))
-    sae = load_named_sae(f"{release}/{sae_id}", "cpu")
-    site = sae_site(sae)
+    sae, site = through_converter(
+        hub, "gpt2-small-hook-z-kk",
+        lambda path: connor_rob_hook_z_files(path, 128, 40, "blocks.1.attn.hook_z",
+                                             tmp_path / "scratch"))
     assert (str(sae.cfg.architecture()), site.name, site.kind) == (
         "standard", "blocks.1.attn.hook_z", "z")
     check_compatible(demo, sae, site)
@@ -173,8 +158,7 @@ def test_a_cross_layer_transcoder_layer_is_refused_before_loading(hub):
 
     from generator.errors import UserError
 
-    release = next(r for r, i in get_pretrained_saes_directory().items()
-                   if i.conversion_func == "mntss_clt_layer_transcoder")
+    release = first_release_of("mntss_clt_layer_transcoder")
     sae_id = next(iter(get_pretrained_saes_directory()[release].saes_map))
     with pytest.raises(UserError, match="cross-layer transcoder.*decoders to every later layer"):
         load_named_sae(f"{release}/{sae_id}", "cpu")
