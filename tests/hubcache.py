@@ -3,7 +3,8 @@
 exactly as it would online, with the hub client in offline mode (no network here).
 
 The cache layout is huggingface_hub's: `models--OWNER--NAME/refs/main` holds a commit id, and
-`models--OWNER--NAME/snapshots/COMMIT/PATH` the files. Used by tests/inputs/test_registry.py and
+`models--OWNER--NAME/snapshots/COMMIT/PATH` the files. Used by tests/inputs/test_registry.py,
+tests/inputs/test_hf.py and
 bench/registry.py.
 """
 

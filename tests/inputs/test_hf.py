@@ -16,6 +16,7 @@ import torch
 
 from generator.errors import UserError
 from generator.inputs.models import load_model
+from tests.hubcache import write_repo
 
 CHARS = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ.,:;()=+-_'\"\n0123456789"
 SPECIAL = "<|endoftext|>"
@@ -67,16 +68,8 @@ def save_sae(folder: Path, hook: str = "blocks.0.hook_resid_pre", d_in: int = 32
 
 
 def fake_cache(hf_home: Path, repo_id: str, files: dict[str, Path]) -> None:
-    """A Hugging Face hub cache entry, as huggingface_hub lays it out: refs/main names a commit,
-    snapshots/<commit>/ holds the files."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / "main").write_text(commit)
-    for name, source in files.items():
-        target = repo / "snapshots" / commit / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(source.read_bytes())
+    """A Hugging Face hub cache entry under `hf_home`, copying `files` (name -> source)."""
+    write_repo(hf_home / "hub", repo_id, {name: src.read_bytes() for name, src in files.items()})
 
 
 def corpus_file(tmp_path: Path) -> Path:
