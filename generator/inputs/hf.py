@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from generator.errors import UserError
+from generator.inputs import families
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,8 @@ configs for such models use 2048. --ctx is checked against it."""
 
 PROCESSING = {"fold_ln": True, "center_writing_weights": True, "center_unembed": True,
               "fold_value_biases": True, "refactor_factored_attn_matrices": False}
-"""HookedTransformer.from_pretrained's weight processing defaults, applied to checkpoint folders
-too, so that a folder and the same model by name give the same activations."""
+"""HookedTransformer.from_pretrained's weight processing defaults: what an SAE whose config names
+some of these flags saw for the flags it does not name (see `processing`)."""
 
 
 def _offline_flag() -> bool:
@@ -109,13 +110,35 @@ def from_hub_or_cache(what: str, name: str, flag: str, load: Callable[[], T]) ->
 
 
 def load_named_model(name: str, device: str, options: dict[str, Any]) -> Any:
-    """A TransformerLens model by name (or alias), from the hub or the cache."""
+    """A model by hub name or TransformerLens alias, from the hub or the cache: its snapshot
+    (config, tokenizer, safetensors weights) is loaded as a checkpoint folder, so that the
+    checkpoint's own config decides the shapes (TransformerLens' tables by name would not fit a
+    fine-tune or a miniature) and every family loads the same way."""
     def load() -> Any:
-        from transformer_lens import HookedTransformer
-
-        return HookedTransformer.from_pretrained(name, device=device, **options)
+        return load_checkpoint(snapshot(name), device, options, name=name)
 
     return from_hub_or_cache("model", name, "--model", load)
+
+
+MODEL_FILES = ["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.tiktoken"]
+"""What a model's snapshot needs (configs, tokenizer, weights); not the .bin / .pth / .gguf
+copies of the same weights that many repositories carry too."""
+
+
+def snapshot(name: str) -> Path:
+    """The local folder of a model's hub repository (TransformerLens aliases such as
+    'gpt2-small' or 'gemma-2-2b' name their repository), downloaded when online."""
+    from huggingface_hub import snapshot_download
+    from transformer_lens.loading_from_pretrained import get_official_model_name
+
+    try:
+        repo = get_official_model_name(name)
+    except ValueError:  # not in TransformerLens' list: a hub repository name
+        repo = name
+    folder = Path(snapshot_download(repo, allow_patterns=MODEL_FILES))
+    if not any(folder.glob("*.safetensors")):  # older repositories: PyTorch weights only
+        folder = Path(snapshot_download(repo, allow_patterns=[*MODEL_FILES, "*.bin"]))
+    return folder
 
 
 REFUSED_CONVERTERS = {
@@ -221,13 +244,22 @@ def _quiet_loading() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _processing(cfg: Any, options: dict[str, Any]) -> dict[str, bool]:
-    """from_pretrained's processing flags with the SAE's overrides, less what the architecture
-    cannot take (as from_pretrained decides it)."""
+def processing(options: dict[str, Any]) -> dict[str, bool]:
+    """The weight processing the SAE's activations came from. When its config names any
+    processing flag (sae_lens' `model_from_pretrained_kwargs`), sae_lens loaded the model with
+    `from_pretrained(**kwargs)`: its defaults with those flags over them. When it names none, the
+    model's own activations as `transformers` computes them: no processing at all."""
+    if not any(key in options for key in PROCESSING):
+        return dict.fromkeys(PROCESSING, False)
+    return {key: bool(options.get(key, default)) for key, default in PROCESSING.items()}
+
+
+def _allowed(cfg: Any, flags: dict[str, bool]) -> dict[str, bool]:
+    """The flags less what the architecture cannot take (as from_pretrained decides it)."""
     from transformer_lens.utilities.activation_functions import softcap_enabled
     from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
-    flags = {k: bool(options.get(k, v)) for k, v in PROCESSING.items()}
+    flags = dict(flags)
     if cfg.positional_embedding_type == "shortformer":
         flags.update(fold_ln=False, center_writing_weights=False, center_unembed=False)
     if cfg.original_architecture in POST_NORM_ARCHITECTURES:
@@ -237,15 +269,25 @@ def _processing(cfg: Any, options: dict[str, Any]) -> dict[str, bool]:
     return flags
 
 
-def load_checkpoint(path: Path, device: str, options: dict[str, Any]) -> Any:
+def describe_processing(flags: dict[str, bool]) -> str:
+    """The index's line: which processing the activations went through."""
+    on = [key for key, value in sorted(flags.items()) if value]
+    return "weights processed: " + ", ".join(on) if on else "raw model activations"
+
+
+def load_checkpoint(path: Path, device: str, options: dict[str, Any],
+                    name: str | None = None) -> Any:
     """A HookedTransformer from a transformers checkpoint folder, entirely offline.
     Memory: the model twice on the host while converting (the transformers copy is freed after)."""
     import torch
     from transformer_lens import HookedTransformer
-    from transformer_lens import loading_from_pretrained as loading
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     fix = f"check that {path} holds a complete model.save_pretrained() / tokenizer.save_pretrained()"
+    arch = _architecture(path)
+    if arch in families.UNSUPPORTED:
+        raise UserError(f"the {arch} checkpoint in {path} cannot be run exactly: "
+                        f"{families.UNSUPPORTED[arch]}; use another model family")
     try:
         with _quiet_loading():
             hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
@@ -254,25 +296,64 @@ def load_checkpoint(path: Path, device: str, options: dict[str, Any]) -> Any:
         raise UserError(f"transformers cannot load the checkpoint in {path} "
                         f"({_first_line(err)}); {fix}") from None
     arch = (hf_model.config.architectures or [type(hf_model).__name__])[0]
-    fold_ln = bool(options.get("fold_ln", PROCESSING["fold_ln"]))
+    flags = processing(options)
     try:
         with _config_alias(path) as alias, _quiet_loading():
-            cfg = loading.get_pretrained_model_config(
-                alias, hf_cfg=hf_model.config.to_dict(), fold_ln=fold_ln, device=device,
-                dtype=torch.float32)
+            cfg = _hooked_config(arch, alias, hf_model, flags["fold_ln"], device)
             if cfg.n_ctx > CHECKPOINT_N_CTX and cfg.positional_embedding_type == "rotary":
                 log.info("model context capped at %d positions (the config says %d)",
                          CHECKPOINT_N_CTX, cfg.n_ctx)
                 cfg.n_ctx = CHECKPOINT_N_CTX
-            state = loading.get_pretrained_state_dict(alias, cfg, hf_model, dtype=torch.float32)
+            state = _hooked_weights(arch, alias, cfg, hf_model)
     except Exception as err:  # an architecture TransformerLens has no converter for
         raise UserError(f"TransformerLens cannot convert the {arch} checkpoint in {path} "
                         f"({_first_line(err)}); use an architecture TransformerLens "
                         "supports") from None
     del hf_model
-    cfg.model_name = path.resolve().name
-    model = HookedTransformer(cfg, tokenizer, move_to_device=False)
-    model.load_and_process_state_dict(state, **_processing(cfg, options))
+    cfg.model_name = name or path.resolve().name
+    model: Any = HookedTransformer(cfg, tokenizer, move_to_device=False)
+    model.load_and_process_state_dict(state, **_allowed(cfg, flags))
     model.move_model_modules_to_device()
-    log.info("model %s (%s) loaded from the checkpoint folder %s", cfg.model_name, arch, path)
+    model.weight_processing = _allowed(cfg, flags)  # what the store and the index record
+    log.info("model %s (%s, %s) loaded from %s", cfg.model_name, arch,
+             describe_processing(_allowed(cfg, flags)), path)
     return model.eval()
+
+
+def _architecture(path: Path) -> str:
+    """The checkpoint's class name as config.json states it (read before any weights load)."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return ""
+    names = config.get("architectures") or [""]
+    return str(names[0])
+
+
+def _hooked_config(arch: str, alias: str, hf_model: Any, fold_ln: bool, device: str) -> Any:
+    """TransformerLens' config for the checkpoint: its own converter's, or for the families it
+    knows only by hub name (generator/inputs/families.py) the mapping of the folder's config."""
+    import torch
+    from transformer_lens import HookedTransformerConfig
+    from transformer_lens import loading_from_pretrained as loading
+
+    if arch not in families.CONFIGS:
+        return loading.get_pretrained_model_config(
+            alias, hf_cfg=hf_model.config.to_dict(), fold_ln=fold_ln, device=device,
+            dtype=torch.float32)
+    fields = families.CONFIGS[arch](hf_model.config)
+    if fold_ln:
+        fields["normalization_type"] = "RMSPre"
+    return HookedTransformerConfig.from_dict({
+        **fields, "original_architecture": arch, "model_name": "checkpoint",
+        "init_weights": False, "device": device, "dtype": torch.float32, "n_devices": 1})
+
+
+def _hooked_weights(arch: str, alias: str, cfg: Any, hf_model: Any) -> dict[str, Any]:
+    import torch
+    from transformer_lens import loading_from_pretrained as loading
+
+    if arch in families.QWEN3_MOE:
+        return families.qwen3_moe_weights(hf_model, cfg)
+    return loading.get_pretrained_state_dict(alias, cfg, hf_model, dtype=torch.float32)
+

@@ -53,6 +53,14 @@ def load_model(spec: str | None, device: str, options: dict[str, Any] | None = N
     return hf.load_named_model(spec, device, options)
 
 
+def weight_processing(model: Any) -> dict[str, bool]:
+    """The processing flags the model's weights went through: set by hf.load_checkpoint; a
+    model folder (the demo's format) or a model built in memory is used as it is: none."""
+    from generator.inputs.hf import PROCESSING
+
+    return dict(getattr(model, "weight_processing", None) or dict.fromkeys(PROCESSING, False))
+
+
 def model_options(sae: Any) -> dict[str, Any]:
     """How the SAE's model was loaded (sae_lens' model_from_pretrained_kwargs), e.g. without
     centring the writing weights: the activations the SAE reads depend on it."""

@@ -215,7 +215,7 @@ def assemble(cfg: BuildConfig, model: HookedTransformer, sae: SAE, site: HookSit
     """The store's content from every stage's result; `kept`: the sequences the shown examples
     point to (ascending), the store's sequences."""
     from generator.inputs.corpus import vocab_bytes
-    from generator.inputs.models import ln_folded
+    from generator.inputs.models import ln_folded, weight_processing
 
     n_tokens = p1.n_tokens
     toks, coact = summary.toks, summary.coact
@@ -238,6 +238,7 @@ def assemble(cfg: BuildConfig, model: HookedTransformer, sae: SAE, site: HookSit
     meta = StoreMeta(
         model=cfg.model or "demo code model (embedded)", sae=cfg.sae or "demo SAE (embedded)",
         sae_architecture=str(sae.cfg.architecture()), hook=site.name, hook_out=site.out_name,
+        weight_processing=weight_processing(model),
         d_model=int(model.cfg.d_model), d_sae=d_sae, d_vocab=int(model.cfg.d_vocab),
         corpus=corpus.description, n_seqs=len(corpus.tokens), ctx=cfg.ctx, n_tokens=n_tokens,
         settings=cfg.settings(), versions=versions(), logit_direction=site.logit_direction,

@@ -236,6 +236,8 @@ class SiteInfo:
     """m: interval samples the build drew per interval (0 when unknown)."""
     settings: list[tuple[str, str]]
     versions: list[tuple[str, str]]
+    processing: str = "not recorded"
+    """the activations' weight processing in words (StoreMeta.processing_label)."""
     has_map: bool = False
     """whether the store has a latent map (the index draws it, latent pages show their spot)."""
     n_prompts: int = 0

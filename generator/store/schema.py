@@ -91,6 +91,10 @@ class StoreMeta:
     hook_out: str | None = None
     """a transcoder's output hook, where its latents write (None: an SAE writes where it reads).
     Ablation, logit effects, explained variance and the spliced loss are at this hook."""
+    weight_processing: dict[str, bool] | None = None
+    """TransformerLens' weight processing flags the model was loaded with (fold_ln,
+    center_writing_weights, ...): all False means the model's own activations; None: not
+    recorded (a store from before they were)."""
     files: dict[str, str] | None = None
     """sha256 (hex) of every other file of the store, by name, so that `render`, `export` and a
     resumed build refuse a damaged store (None: written before checksums were kept)."""
@@ -100,6 +104,15 @@ class StoreMeta:
     def hook_label(self) -> str:
         """The hook in words for pages: the hook, or "reads X → writes Y" for a transcoder."""
         return f"reads {self.hook} → writes {self.hook_out}" if self.hook_out else self.hook
+
+    @property
+    def processing_label(self) -> str:
+        """The processing in words for the index: "raw model activations" or
+        "weights processed: fold_ln, ..."."""
+        if self.weight_processing is None:
+            return "not recorded"
+        on = [key for key, value in sorted(self.weight_processing.items()) if value]
+        return "weights processed: " + ", ".join(on) if on else "raw model activations"
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)

@@ -16,42 +16,10 @@ import torch
 
 from generator.errors import UserError
 from generator.inputs.models import load_model
+from tests.checkpoints import save_checkpoint
 from tests.hubcache import write_repo
 
-CHARS = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ.,:;()=+-_'\"\n0123456789"
-SPECIAL = "<|endoftext|>"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def save_tokenizer(folder: Path) -> None:
-    """A character-level fast tokenizer (id 0 = BOS/EOS/unk), saved as transformers does."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {SPECIAL: 0, **{c: i + 1 for i, c in enumerate(CHARS)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token=SPECIAL))
-    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=SPECIAL, eos_token=SPECIAL,
-                            unk_token=SPECIAL).save_pretrained(folder)
-
-
-def save_checkpoint(folder: Path, arch: str, seed: int = 0) -> Path:
-    """model.save_pretrained + tokenizer.save_pretrained of a tiny random model."""
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    vocab = len(CHARS) + 1
-    if arch == "gpt2":
-        model = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=vocab,
-                                           n_positions=64, bos_token_id=0, eos_token_id=0))
-    else:
-        model = LlamaForCausalLM(LlamaConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, vocab_size=vocab, max_position_embeddings=64,
-            bos_token_id=0, eos_token_id=0))
-    model.save_pretrained(folder)
-    save_tokenizer(folder)
-    return folder
 
 
 def save_sae(folder: Path, hook: str = "blocks.0.hook_resid_pre", d_in: int = 32) -> Path:

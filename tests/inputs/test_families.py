@@ -1,0 +1,175 @@
+"""Every model family of sae_lens' registry, as tiny random `transformers` checkpoints: what the
+engine reads at the SAE's hook, and what its ablation does, equal `transformers`' own forward pass
+(hidden states, and a run with the layer's output edited by a PyTorch hook); the weight processing
+the SAE's config names is applied, and none when it names none."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.checkpoints import FAMILIES, VOCAB, hidden_states, save_checkpoint
+
+HOOK = "blocks.0.hook_resid_post"
+TOKENS = torch.tensor([[0, 5, 9, 3, 27, 1, 14, 2, 8, 8, 30, 12, 40, 41, 3, 7],
+                       [0, 44, 12, 9, 9, 3, 61, 22, 5, 17, 2, 33, 38, 1, 0, 6]])
+
+
+def topk_sae(d_in: int = 32, options: dict | None = None):
+    """A random sae_lens TopK SAE on HOOK (the kind the issue was found with)."""
+    import sae_lens
+
+    torch.manual_seed(3)
+    cfg = sae_lens.TopKSAEConfig(d_in=d_in, d_sae=40, k=6)
+    cfg.metadata.hook_name = HOOK
+    if options is not None:
+        cfg.metadata.model_from_pretrained_kwargs = options
+    sae = sae_lens.TopKSAE(cfg)
+    with torch.no_grad():
+        sae.b_enc.normal_(0, 0.3)
+    return sae.eval()
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("families")
+    return {arch: save_checkpoint(root / arch, arch) for arch in FAMILIES}
+
+
+def hooked(folder: Path, sae):
+    from generator.compute.activations import HookedSAE
+    from generator.inputs.models import load_model, model_options
+    from generator.inputs.sites import check_compatible, sae_site
+
+    model = load_model(str(folder), "cpu", model_options(sae))
+    site = sae_site(sae)
+    check_compatible(model, sae, site)
+    return HookedSAE(model, sae, site)
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_the_hook_reads_what_transformers_computes(folders, arch):
+    sae = topk_sae()
+    engine = hooked(folders[arch], sae)
+    _, read = engine.run_to_hook(TOKENS)
+    theirs = hidden_states(folders[arch], TOKENS)[1]  # the residual stream after layer 0
+    assert rel(read, theirs) < 1e-5
+    with torch.no_grad():
+        torch.testing.assert_close(engine.encode(read), sae.encode(theirs), atol=1e-4, rtol=1e-4)
+    assert engine.model.weight_processing == dict.fromkeys(engine.model.weight_processing, False)
+
+
+def _decoder_layers(model) -> torch.nn.ModuleList:
+    """The language model's list of decoder layers, whatever the family calls it."""
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and name.endswith(("layers", ".h")) \
+                and "vision" not in name and len(module) == 2:
+            return module
+    raise AssertionError("no decoder layers found")
+
+
+def _edited_loss(folder: Path, delta: torch.Tensor) -> torch.Tensor:
+    """transformers' next-token loss with `delta` subtracted from layer 0's output."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+
+    def edit(module, args, output):
+        if isinstance(output, tuple):
+            return (output[0] - delta, *output[1:])
+        return output - delta
+
+    delta = delta.clone()  # out of inference mode: transformers' run is a plain no_grad one
+    handle = _decoder_layers(model)[0].register_forward_hook(edit)
+    try:
+        with torch.no_grad():
+            logits = model(TOKENS).logits
+    finally:
+        handle.remove()
+    return F.cross_entropy(logits[:, :-1].transpose(1, 2), TOKENS[:, 1:], reduction="none")
+
+
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_ablation_equals_transformers_with_the_layer_output_edited(folders, arch):
+    sae = topk_sae()
+    engine = hooked(folders[arch], sae)
+    resid, read = engine.run_to_hook(TOKENS)
+    acts = engine.encode(read)
+    latent = int(acts.sum((0, 1)).argmax())  # the latent most active on these tokens
+    with torch.inference_mode():
+        delta = acts[..., latent, None] * engine.decoder_rows(torch.tensor([latent]))[0]
+    ours = engine.losses(resid, TOKENS, delta)
+    theirs = _edited_loss(folders[arch], delta)
+    torch.testing.assert_close(ours, theirs, atol=2e-4, rtol=1e-4)
+    assert (ours - engine.losses(resid, TOKENS)).abs().max() > 1e-3  # the edit changed something
+
+
+def test_processing_flags_named_by_the_sae_are_applied_and_none_otherwise(folders):
+    """GPT-NeoX (Pythia) with center_writing_weights: the residual stream loses its mean over
+    d_model; without flags, it is transformers' own (the issue: 100% off before)."""
+    theirs = hidden_states(folders["gpt_neox"], TOKENS)[1]
+    raw = hooked(folders["gpt_neox"], topk_sae())
+    centred = hooked(folders["gpt_neox"], topk_sae(options={"center_writing_weights": True}))
+    _, read_raw = raw.run_to_hook(TOKENS)
+    _, read_centred = centred.run_to_hook(TOKENS)
+    assert rel(read_raw, theirs) < 1e-5
+    assert rel(read_centred, theirs - theirs.mean(-1, keepdim=True)) < 1e-5
+    assert rel(read_centred, theirs) > 0.01
+    assert centred.model.weight_processing["center_writing_weights"] is True
+    assert centred.model.weight_processing["fold_ln"] is True  # from_pretrained's default
+    off = hooked(folders["gpt_neox"], topk_sae(options={"fold_ln": False}))
+    assert off.model.weight_processing["center_writing_weights"] is True
+    assert off.model.weight_processing["fold_ln"] is False
+
+
+def test_a_family_that_cannot_run_exactly_is_refused_in_one_line(tmp_path):
+    from generator.errors import UserError
+    from generator.inputs.models import load_model
+
+    folder = save_checkpoint(tmp_path / "llama", "llama")
+    config = json.loads((folder / "config.json").read_text())
+    config["architectures"] = ["Qwen3_5ForCausalLM"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match="Gated DeltaNet") as err:
+        load_model(str(folder), "cpu")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_a_build_stores_what_transformers_computes(folders, arch, tmp_path):
+    """The whole build on each family: every stored example's activations equal the SAE's
+    encode of transformers' hidden states, and the index says which activations they are."""
+    from generator.cli import main
+    from generator.store.io import read_store
+
+    sae = topk_sae()
+    sae.save_model(tmp_path / "sae")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("def add(a, b):\n    return a + b\n\nThe quick brown fox.\n" * 30)
+    code = main(["build", "--quiet", "--model", str(folders[arch]), "--sae",
+                 str(tmp_path / "sae"), "--corpus", str(corpus), "--n-seqs", "6", "--ctx", "16",
+                 "--out", str(tmp_path / "site"), "--store", str(tmp_path / "store")])
+    assert code == 0
+    data = read_store(tmp_path / "store")
+    assert data.meta.weight_processing == dict.fromkeys(data.meta.weight_processing, False)
+    assert "raw model activations" in (tmp_path / "site" / "index.html").read_text()
+    tokens = torch.tensor(data.seq_tokens, dtype=torch.long)
+    assert int(tokens.max()) < VOCAB
+    with torch.no_grad():
+        theirs = sae.encode(hidden_states(folders[arch], tokens)[1])
+    row = {int(s): i for i, s in enumerate(data.seq_ids)}
+    ex = data.examples
+    assert len(ex.latent) >= 40  # every latent shows examples
+    for j in range(len(ex.latent)):
+        want = theirs[row[int(ex.seq[j])], :, int(ex.latent[j])]
+        got = torch.tensor(ex.acts[j], dtype=torch.float32)
+        keep = tokens[row[int(ex.seq[j])]] != data.meta.bos_id  # BOS positions are excluded
+        torch.testing.assert_close(got[keep], want[keep], atol=2e-4, rtol=1e-3)
