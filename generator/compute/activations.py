@@ -48,14 +48,14 @@ class HookedSAE:
     ) -> tuple[Float[Tensor, "batch seq d_model"], Tensor]:
         """(residual stream entering the hook's block, hook activation), running no further than
         that block."""
-        resid, read, _ = self._run(tokens, (self.site.name,))
+        resid, read, _ = self._run(tokens, (self.site.reads,))
         return resid, read
 
     @torch.inference_mode()
     def run_to_hooks(self, tokens: Int[Tensor, "batch seq"]) -> tuple[Tensor, Tensor, Tensor]:
         """(what the re-runs start from, the activation read, the activation at the hook written:
         the same for an SAE), running no further than the block written."""
-        return self._run(tokens, (self.site.name, self.site.writes))
+        return self._run(tokens, (self.site.reads, self.site.writes))
 
     def _run(self, tokens: Tensor, names: tuple[str, ...]) -> tuple[Tensor, Tensor, Tensor]:
         cache: dict[str, Tensor] = {}
@@ -73,8 +73,12 @@ class HookedSAE:
         stop = max(self.site.layer, self.site.write_layer if len(names) > 1 else -1) + 1
         self.model.run_with_hooks(tokens, stop_at_layer=stop,
                                   fwd_hooks=[(name, keep) for name in wanted])
-        return (cache[self._resid_name] if start is None else start, cache[names[0]],
-                cache[names[-1]])
+        read = cache[names[0]]
+        if self.site.kind == "mlp_input":  # the norm's output: its normalized input x its weight
+            ln2 = self.model.blocks[self.site.layer].ln2
+            read = read * ln2.w + (ln2.b if hasattr(ln2, "b") else 0)
+        return (cache[self._resid_name] if start is None else start, read,
+                cache[names[-1]] if len(names) > 1 else read)
 
     @torch.inference_mode()
     def encode(self, hook_acts: Tensor) -> Float[Tensor, "batch seq d_sae"]:

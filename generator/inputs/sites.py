@@ -45,6 +45,11 @@ WRITES = {"resid", "attn_out", "mlp_out", "mlp_hidden", "z"}
 """kinds a latent may write: each has a way into the residual stream (`residual_directions`).
 A normalized hook has none (LayerNorm is not linear), so an SAE there can only be a transcoder's
 input."""
+HF_MLP_INPUT = re.compile(r"^model\.layers\.(\d+)\.pre_feedforward_layernorm\.output$")
+"""sae_lens' `hf_hook_name` of Gemma Scope 2's transcoders: the MLP's input after its RMSNorm
+(weight included), as transformers computes it. sae_lens names that `blocks.N.hook_mlp_in`, which
+in HookedTransformer is the residual stream before the norm, so the engine reads the norm's output
+instead (`HookSite.tap`, kind "mlp_input")."""
 EMBED = "hook_embed"
 """the token embeddings, before block 0: read and written at "layer" -1."""
 
@@ -59,11 +64,19 @@ class HookSite:
     layer: int
     """the block that hook is in (-1: hook_embed, before block 0)."""
     kind: str
-    """resid | attn_out | mlp_out | mlp_hidden | z | normalized."""
+    """resid | attn_out | mlp_out | mlp_hidden | z | normalized | mlp_input."""
     out_name: str | None = None
     """a transcoder's output hook, where W_dec[i] is added (None: an SAE writes at `name`)."""
     out_layer: int | None = None
     out_kind: str | None = None
+    tap: str | None = None
+    """the hook captured when it is not `name` itself: for kind "mlp_input" (the MLP's input as
+    transformers computes it), `blocks.N.ln2.hook_normalized`, multiplied by ln2's weight."""
+
+    @property
+    def reads(self) -> str:
+        """The hook the engine captures for the SAE's input."""
+        return self.tap or self.name
 
     @property
     def writes(self) -> str:
@@ -141,7 +154,23 @@ def sae_site(sae: Any) -> HookSite:
     if arch not in TRANSCODER_ARCHITECTURES and out and out != hook:
         raise UserError(f"the SAE is a {arch} (it writes where it reads) but its cfg.json names "
                         f"an output hook '{out}'; save it as a transcoder")
-    return parse_hook(str(hook), str(out) if out else None)
+    site = parse_hook(str(hook), str(out) if out else None)
+    return _from_hf_hook(site, meta.get("hf_hook_name"))
+
+
+def _from_hf_hook(site: HookSite, hf_hook: Any) -> HookSite:
+    """The site as sae_lens' `hf_hook_name` says the SAE's activations were recorded, where that
+    differs from what its TransformerLens hook name means (HF_MLP_INPUT)."""
+    match = HF_MLP_INPUT.match(str(hf_hook or ""))
+    if not match:
+        return site
+    layer = int(match.group(1))
+    if site.name != f"blocks.{layer}.hook_mlp_in":
+        raise UserError(f"the SAE's cfg.json names hook '{site.name}' but was recorded at "
+                        f"'{hf_hook}' (metadata.hf_hook_name); make the two agree")
+    return HookSite(name=site.name, layer=layer, kind="mlp_input", out_name=site.out_name,
+                    out_layer=site.out_layer, out_kind=site.out_kind,
+                    tap=f"blocks.{layer}.ln2.hook_normalized")
 
 
 def _width(model: Any, kind: str) -> int:
@@ -151,10 +180,14 @@ def _width(model: Any, kind: str) -> int:
 
 def check_compatible(model: Any, sae: Any, site: HookSite) -> None:
     """Fail fast, before any real work, if the SAE cannot read this model at this site."""
-    for name, layer in ((site.name, site.layer), (site.writes, site.write_layer)):
+    for name, layer in ((site.reads, site.layer), (site.writes, site.write_layer)):
         if name not in model.hook_dict or layer >= model.cfg.n_layers:
             raise UserError(f"the model has no hook '{name}' (it has {model.cfg.n_layers} "
                             "layers); pick an SAE trained on this model")
+    if site.kind == "mlp_input" and not hasattr(model.blocks[site.layer].ln2, "w"):
+        raise UserError(f"the SAE reads the MLP's input after its norm at layer {site.layer}, but "
+                        "the norm's weight was folded away (fold_ln); its config must not ask "
+                        "for fold_ln")
     if sae.cfg.d_in != _width(model, site.kind):
         raise UserError(f"SAE d_in {sae.cfg.d_in} != width {_width(model, site.kind)} of hook "
                         f"'{site.name}'; the SAE was trained on another model or hook")

@@ -173,3 +173,76 @@ def test_a_build_stores_what_transformers_computes(folders, arch, tmp_path):
         got = torch.tensor(ex.acts[j], dtype=torch.float32)
         keep = tokens[row[int(ex.seq[j])]] != data.meta.bos_id  # BOS positions are excluded
         torch.testing.assert_close(got[keep], want[keep], atol=2e-4, rtol=1e-3)
+
+
+def gemma_scope_2_transcoder():
+    """A random JumpReLU skip transcoder configured as sae_lens' Gemma Scope 2 converter
+    configures the real ones: hook_mlp_in -> hook_mlp_out, recorded at the pre-MLP norm's output."""
+    import sae_lens
+
+    from tests.helpers import _randomised
+
+    torch.manual_seed(5)
+    cfg = sae_lens.JumpReLUSkipTranscoderConfig(d_in=32, d_out=32, d_sae=40,
+                                               apply_b_dec_to_input=False)
+    cfg.metadata.hook_name = "blocks.0.hook_mlp_in"
+    cfg.metadata.hook_name_out = "blocks.0.hook_mlp_out"
+    cfg.metadata.hf_hook_name = "model.layers.0.pre_feedforward_layernorm.output"
+    cfg.metadata.hf_hook_name_out = "model.layers.0.post_feedforward_layernorm.output"
+    return _randomised(sae_lens.JumpReLUSkipTranscoder(cfg))
+
+
+def _hf_run(folder: Path, module: str, edit=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """transformers' run: (the output of `module` in layer 0, next-token losses), with `edit`
+    applied to that output when given."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    seen = {}
+
+    def hook(mod, args, output):
+        seen["out"] = output.clone()
+        return None if edit is None else edit(output)
+
+    handle = getattr(_decoder_layers(model)[0], module).register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            logits = model(TOKENS).logits
+    finally:
+        handle.remove()
+    loss = F.cross_entropy(logits[:, :-1].transpose(1, 2), TOKENS[:, 1:], reduction="none")
+    return seen["out"], loss
+
+
+@pytest.mark.parametrize("arch", ["gemma3", "gemma3_multimodal"])
+def test_gemma_scope_2_transcoders_read_the_mlp_input_transformers_computes(folders, arch):
+    """sae_lens calls their input hook_mlp_in (in HookedTransformer: before the norm); their
+    config's hf_hook_name says the norm's output, and that is what the engine reads; the ablation
+    edits the post-MLP norm's output, as sae_lens' hook_mlp_out there is."""
+    sae = gemma_scope_2_transcoder()
+    engine = hooked(folders[arch], sae)
+    assert engine.site.reads == "blocks.0.ln2.hook_normalized"
+    resid, read, _ = engine.run_to_hooks(TOKENS)
+    theirs, clean = _hf_run(folders[arch], "pre_feedforward_layernorm")
+    assert rel(read, theirs) < 1e-5
+    resid_mid = hidden_states(folders[arch], TOKENS)[0]  # not what it reads: the norm matters
+    assert rel(read, resid_mid) > 0.1
+    acts = engine.encode(read)
+    latent = int(acts.sum((0, 1)).argmax())
+    with torch.inference_mode():
+        delta = acts[..., latent, None] * engine.decoder_rows(torch.tensor([latent]))[0]
+    ours = engine.losses(resid, TOKENS, delta)
+    _, edited = _hf_run(folders[arch], "post_feedforward_layernorm",
+                        edit=lambda out: out - delta.clone())
+    torch.testing.assert_close(ours, edited, atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(engine.losses(resid, TOKENS), clean, atol=2e-4, rtol=1e-4)
+    assert (edited - clean).abs().max() > 1e-3
+
+
+def test_a_folded_norm_cannot_give_the_mlp_input(folders):
+    from generator.errors import UserError
+
+    sae = gemma_scope_2_transcoder()
+    sae.cfg.metadata.model_from_pretrained_kwargs = {"fold_ln": True}
+    with pytest.raises(UserError, match="fold_ln"):
+        hooked(folders["gemma3"], sae)
