@@ -246,3 +246,63 @@ def test_a_folded_norm_cannot_give_the_mlp_input(folders):
     sae.cfg.metadata.model_from_pretrained_kwargs = {"fold_ln": True}
     with pytest.raises(UserError, match="fold_ln"):
         hooked(folders["gemma3"], sae)
+
+
+REGISTRY_NAMES = {
+    "gpt2": "gpt2-small", "llama": "meta-llama/Llama-3.1-8B", "gpt_neox": "pythia-70m-deduped",
+    "mistral": "mistral-7b", "qwen3": "qwen3-0.6b", "gemma2": "gemma-2-2b",
+    "gemma3": "google/gemma-3-1b-pt", "gemma3_multimodal": "google/gemma-3-4b-pt",
+    "qwen3_moe": "Qwen/Qwen3-30B-A3B-Base", "gpt_oss": "openai/gpt-oss-20b"}
+"""Each family by the model name its SAEs give in sae_lens' registry (TransformerLens aliases
+included: 'gpt2-small', 'gemma-2-2b', 'pythia-70m-deduped' name other repositories)."""
+
+BY_NAME = """
+import json, sys, torch
+from transformers import AutoModelForCausalLM
+from generator.inputs.hf import snapshot
+from generator.inputs.models import load_model
+tokens = torch.tensor(json.loads(sys.argv[1]))
+out = {}
+for name in json.loads(sys.argv[2]):
+    model = load_model(name, "cpu")
+    _, cache = model.run_with_cache(tokens, names_filter="blocks.0.hook_resid_post")
+    ours = cache["blocks.0.hook_resid_post"]
+    ref = AutoModelForCausalLM.from_pretrained(snapshot(name), dtype=torch.float32).eval()
+    with torch.no_grad():
+        theirs = ref(tokens, output_hidden_states=True).hidden_states[1]
+    out[name] = [model.cfg.model_name, float((ours - theirs).norm() / theirs.norm())]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_every_family_loads_by_its_registry_name_from_the_cache(folders, tmp_path):
+    """Offline, from a Hugging Face cache holding the tiny checkpoints under the real repository
+    names: the snapshot's own config decides the shapes (TransformerLens' table for
+    'gemma-2-2b' would build a 2B model), and the activations are transformers' own."""
+    import subprocess
+    import sys
+
+    from tests.hubcache import write_repo
+    from transformer_lens.loading_from_pretrained import get_official_model_name
+
+    for arch, name in REGISTRY_NAMES.items():
+        try:
+            repo = get_official_model_name(name)
+        except ValueError:
+            repo = name
+        write_repo(tmp_path / "hf" / "hub", repo,
+                   {p.name: p.read_bytes() for p in folders[arch].iterdir()})
+    env = {k: v for k, v in __import__("os").environ.items()
+           if not k.startswith(("HF_", "TRANSFORMERS_", "HUGGINGFACE_"))}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1",
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    result = subprocess.run(
+        [sys.executable, "-c", BY_NAME, json.dumps(TOKENS.tolist()),
+         json.dumps(list(REGISTRY_NAMES.values()))],
+        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(loaded) == set(REGISTRY_NAMES.values())
+    for name, (model_name, error) in loaded.items():
+        assert model_name == name and error < 1e-5, (name, error)
