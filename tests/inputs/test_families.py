@@ -283,8 +283,9 @@ def test_every_family_loads_by_its_registry_name_from_the_cache(folders, tmp_pat
     import subprocess
     import sys
 
-    from tests.hubcache import write_repo
     from transformer_lens.loading_from_pretrained import get_official_model_name
+
+    from tests.hubcache import write_repo
 
     for arch, name in REGISTRY_NAMES.items():
         try:
