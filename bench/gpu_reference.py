@@ -3,6 +3,7 @@
     python bench/gpu_reference.py                      # full size: needs a GPU (an H100: minutes)
     python bench/gpu_reference.py --scale 1/1024       # the same code path on CPU in ~2 minutes
     python bench/gpu_reference.py --shape gemma2-2b --scale 1/16 --no-ablation   # Gemma-2-2B shape
+    python bench/gpu_reference.py --shape gemma3-4b        # Gemma 3 4B; also qwen3-30b-a3b (MoE)
 
 The workload: a GPT-2-small-shaped TransformerLens model with random weights (12 layers, d_model
 768, 12 heads of 64, d_mlp 3072, d_vocab 50257, n_ctx 1024, gelu_new, LayerNorm; nothing is
@@ -59,10 +60,34 @@ GEMMA2_2B_CONFIG: dict[str, Any] = {
     "positional_embedding_type": "rotary", "rotary_dim": 256, "default_prepend_bos": True,
     "seed": 0,
 }
+GEMMA3_4B_CONFIG: dict[str, Any] = {
+    # Gemma 3 4B's language model, as generator/inputs/families.py maps its config.json
+    "model_name": "gemma-3-4b-shaped-random", "n_layers": 34, "d_model": 2560, "n_heads": 8,
+    "d_head": 256, "n_key_value_heads": 4, "d_mlp": 10240, "gated_mlp": True, "n_ctx": 1024,
+    "d_vocab": 262208, "act_fn": "gelu_pytorch_tanh", "normalization_type": "RMS",
+    "final_rms": True, "use_normalization_before_and_after": True, "use_qk_norm": True,
+    "positional_embedding_type": "rotary", "rotary_dim": 256, "rotary_base": 1_000_000,
+    "rotary_base_local": 10_000, "rotary_scaling_factor": 8.0, "use_local_attn": True,
+    "window_size": 1024, "attn_types": (["local"] * 5 + ["global"]) * 5 + ["local"] * 4,
+    "default_prepend_bos": True, "seed": 0,
+}
+QWEN3_30B_A3B_8L_CONFIG: dict[str, Any] = {
+    # Qwen 3 30B-A3B's layers (128 experts of d_mlp 768, 8 per token), 8 of its 48: the whole
+    # model is 61 GB in bfloat16 and the model folder loads in float32, so 8 layers (10 GB) fit
+    # one 80 GB GPU beside the build; per-layer figures scale to 48.
+    "model_name": "qwen3-30b-a3b-8-layers-random", "n_layers": 8, "d_model": 2048, "n_heads": 32,
+    "d_head": 128, "n_key_value_heads": 4, "d_mlp": 768, "gated_mlp": True, "n_ctx": 1024,
+    "d_vocab": 151936, "act_fn": "silu", "normalization_type": "RMS", "final_rms": True,
+    "use_qk_norm": True, "positional_embedding_type": "rotary", "rotary_dim": 128,
+    "rotary_base": 1_000_000, "num_experts": 128, "experts_per_token": 8,
+    "norm_topk_prob": True, "default_prepend_bos": False, "seed": 0,
+}
 # --shape: model config, hook layer (mid-stack), full-size latent count
 SHAPES: dict[str, tuple[dict[str, Any], int, int]] = {
     "gpt2-small": (dict(MODEL_CONFIG), HOOK_LAYER, FULL),
     "gemma2-2b": (GEMMA2_2B_CONFIG, 12, 65_536),
+    "gemma3-4b": (GEMMA3_4B_CONFIG, 17, 65_536),
+    "qwen3-30b-a3b": (QWEN3_30B_A3B_8L_CONFIG, 4, 32_768),
 }
 # H100 SXM peak dense tensor throughput (NVIDIA datasheet; the H200 has the same compute).
 H100_PEAK = {"bf16": 989.4e12, "tf32": 494.7e12}
@@ -150,8 +175,10 @@ def flops_per_position(n_layers: int, ctx: int, c: dict[str, Any] = MODEL_CONFIG
     d, inner = c["d_model"], c["n_heads"] * c["d_head"]
     kv = c.get("n_key_value_heads") or c["n_heads"]  # grouped-query attention: fewer K, V heads
     mlp_mats = 3 if c.get("gated_mlp") else 2
-    per_layer = (2 * 2 * d * inner + 2 * 2 * d * kv * c["d_head"] + 2 * mlp_mats * d * c["d_mlp"]
-                 + 2 * 2 * inner * (ctx + 1) / 2)
+    experts = c.get("experts_per_token") or 1  # an MoE block runs that many experts' MLPs
+    router = 2 * d * (c.get("num_experts") or 0)
+    per_layer = (2 * 2 * d * inner + 2 * 2 * d * kv * c["d_head"]
+                 + experts * 2 * mlp_mats * d * c["d_mlp"] + router + 2 * 2 * inner * (ctx + 1) / 2)
     return n_layers * per_layer
 
 
@@ -224,8 +251,10 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n".join(__doc__.splitlines()[1:]))
     p.add_argument("--shape", choices=sorted(SHAPES), default="gpt2-small",
-                   help="model shape: GPT-2 small (24,576 latents on blocks.8) or Gemma-2-2B "
-                        "(d_model 2,304, d_vocab 256,000, 65,536 latents on blocks.12)")
+                   help="model shape: GPT-2 small (24,576 latents on blocks.8), Gemma-2-2B "
+                        "(d_model 2,304, d_vocab 256,000, 65,536 latents on blocks.12), Gemma 3 "
+                        "4B (65,536 on blocks.17) or 8 of Qwen 3 30B-A3B's MoE layers (32,768 "
+                        "on blocks.4)")
     p.add_argument("--scale", type=Fraction, default=Fraction(1),
                    help="fraction of the 24,576 sequences and of the shape's latents, e.g. 1/64")
     p.add_argument("--device", default="auto", help="torch device (default: cuda if available)")
