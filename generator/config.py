@@ -46,6 +46,21 @@ class BuildConfig:
     store: Path = _opt("folder for the data store (parquet + json)", default=Path("store"))
     n_seqs: int = _opt("number of sequences to analyse", default=2048)
     ctx: int = _opt("tokens per sequence, BOS included", default=128)
+    one_doc_per_seq: bool = _opt(
+        "each sequence is BOS + the first ctx-1 tokens of one document, padded with BOS "
+        "(excluded everywhere), instead of documents concatenated with BOS between them and cut "
+        "into sequences (default: concatenated: every token is used, as sae_lens trains)",
+        default=False,
+    )
+    max_norm_multiple: float = _opt(
+        "exclude from every statistic the positions whose activation norm at the SAE's hook is "
+        "over this multiple of the median of their sequence (attention sinks: Gemma's, Qwen's "
+        "first tokens); 0 keeps every non-BOS position",
+        default=10.0,
+    )
+    """An ordinary token's norm lies within a few times the median; a sink's is tens to hundreds
+    of times it. Excluded positions count nowhere (density, examples, ablation, quality), like
+    BOS; the index says how many there were (StoreMeta.n_high_norm)."""
     batch_size: int = _opt("sequences per forward pass (0 = choose from free memory)", default=0)
     device: str = _opt("torch device: auto, cpu, cuda, cuda:1, ...", default="auto")
     k: int = _opt("top examples per latent", default=20)
@@ -105,7 +120,7 @@ class BuildConfig:
         negative batch size would loop forever, a zero bin count divide by zero hours later)."""
         minimum = {"n_seqs": 1, "ctx": 2, "batch_size": 0, "k": 1, "n_bins": 1, "n_intervals": 1,
                    "m": 1, "seed": 0, "n_logits": 1, "logit_bins": 1, "nproc": 1,
-                   "checkpoint_minutes": 0}
+                   "checkpoint_minutes": 0, "max_norm_multiple": 0}
         helps = {f.name: f.metadata["help"] for f in fields(self)}
         for name, low in minimum.items():
             value = getattr(self, name)
@@ -117,6 +132,10 @@ class BuildConfig:
                 raise UserError(f"{flag} {value} is more than this tool shows or can hold "
                                 f"({helps[name]}: at most {MAXIMUM[name]:,}, {WHY_MAXIMUM[name]}); "
                                 f"pass {flag} {MAXIMUM[name]} or less")
+        if 0 < self.max_norm_multiple <= 1:
+            raise UserError(f"--max-norm-multiple {self.max_norm_multiple} would exclude at "
+                            "least half of every sequence's positions; pass 0 (off) or a multiple "
+                            "over 1 (default 10)")
         if self.n_intervals * self.m > MAXIMUM["k"]:
             raise UserError(f"--n-intervals {self.n_intervals} x --m {self.m} = "
                             f"{self.n_intervals * self.m:,} interval samples per latent, more than "
@@ -145,7 +164,7 @@ class BuildConfig:
     def settings(self) -> dict[str, Any]:
         """The statistics settings recorded in the store (everything that changes the numbers)."""
         keys = ("n_seqs", "ctx", "k", "n_bins", "n_intervals", "m", "seed", "n_logits",
-                "logit_bins", "ablation")
+                "logit_bins", "ablation", "one_doc_per_seq", "max_norm_multiple")
         return {key: getattr(self, key) for key in keys}
 
 

@@ -175,3 +175,17 @@ def assert_latent_matches(p1, p2, i: int, ref: RefLatent) -> None:
     assert [int(s) for s in p1.top_seqs[i] if s != -1] == ref.top_seqs
     if p2 is not None:
         assert p2.hist[i].tolist() == ref.hist
+
+
+def reference_norm_mask(hook_acts: np.ndarray, tokens: np.ndarray, bos: int,
+                        multiple: float) -> np.ndarray:
+    """docs/STATISTICS.md, "Which positions count": not BOS, and the activation norm at the hook
+    at most `multiple` x the lower median of the sequence's non-BOS norms (float64 here)."""
+    norms = np.linalg.norm(hook_acts.reshape(*tokens.shape, -1).astype(np.float64), axis=-1)
+    mask = tokens != bos
+    out = mask.copy()
+    for s in range(len(tokens)):
+        values = sorted(norms[s][mask[s]].tolist())
+        if values:
+            out[s] &= norms[s] <= multiple * values[(len(values) - 1) // 2]
+    return out

@@ -25,10 +25,13 @@ from generator.inputs.sites import HookSite
 class HookedSAE:
     """A model and an SAE on one of its hooks, with the few operations the statistics need."""
 
-    def __init__(self, model: Any, sae: Any, site: HookSite):
+    def __init__(self, model: Any, sae: Any, site: HookSite, max_norm_multiple: float = 0.0):
         self.model = model
         self.sae = sae
         self.site = site
+        self.max_norm_multiple = max_norm_multiple
+        """> 0: positions whose activation norm at the hook read is over this multiple of their
+        sequence's median are excluded from every statistic (`included`)."""
         self.device = next(model.parameters()).device
         if any(name.endswith(".hook_mlp_in") for name in (site.name, site.writes)):
             model.set_use_hook_mlp_in(True)  # TransformerLens only calls that hook when asked
@@ -79,6 +82,22 @@ class HookedSAE:
             read = read * ln2.w + (ln2.b if hasattr(ln2, "b") else 0)
         return (cache[self._resid_name] if start is None else start, read,
                 cache[names[-1]] if len(names) > 1 else read)
+
+    @torch.inference_mode()
+    def included(self, tokens: Int[Tensor, "batch seq"], read: Tensor,
+                 bos_id: int) -> Bool[Tensor, "batch seq"]:
+        """The positions every statistic counts: not BOS (nor padding, which is BOS), and, with
+        `max_norm_multiple` k > 0, whose activation norm ‖x‖ at the hook read is at most k times
+        the median norm over the sequence's non-BOS positions (the lower median; per sequence, so
+        that a position's fate does not depend on how the sequences were batched). Real models
+        put huge norms on a few positions (Gemma's attention sinks, Qwen's first tokens), whose
+        activations would otherwise win every latent's top examples."""
+        mask = tokens != bos_id
+        if self.max_norm_multiple <= 0:
+            return mask
+        norms = read.reshape(*tokens.shape, -1).float().norm(dim=-1)
+        median = torch.where(mask, norms, float("nan")).nanmedian(dim=1).values
+        return mask & ~(norms > self.max_norm_multiple * median[:, None])
 
     @torch.inference_mode()
     def encode(self, hook_acts: Tensor) -> Float[Tensor, "batch seq d_sae"]:

@@ -59,8 +59,8 @@ def compute_corpus_view(hooked: HookedSAE, tokens: Int[np.ndarray, "n_kept ctx"]
     with torch.inference_mode():
         for lo in range(0, len(tokens), step):
             toks = torch.from_numpy(tokens[lo:lo + step]).to(hooked.device, torch.long)
-            mask = toks != bos_id
             resid, hook_acts = hooked.run_to_hook(toks)
+            mask = hooked.included(toks, hook_acts, bos_id)
             clean = hooked.losses(resid, toks, needed=mask[:, 1:])
             nan = torch.full((len(toks), 1), float("nan"), device=clean.device)
             losses.append(torch.cat([clean, nan], 1).float().cpu().numpy())

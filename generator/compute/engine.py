@@ -174,22 +174,23 @@ class Engine:
             for part in (seqs[: self.batch_size], seqs[self.batch_size:]):
                 self._with_oom_retry(step, part)
 
-    def _device_tokens(self, seqs: np.ndarray) -> tuple[Tensor, Tensor]:
-        tokens = torch.from_numpy(self.tokens[seqs]).to(self.device, torch.long)
-        return tokens, tokens != self.bos_id
+    def _device_tokens(self, seqs: np.ndarray) -> Tensor:
+        return torch.from_numpy(self.tokens[seqs]).to(self.device, torch.long)
 
     def _sparse(self, batch: np.ndarray, bos: bool = False) -> SparseBatch:
         """The batch's active entries, ordered by position then latent (see _encode_sparse)."""
-        tokens, mask = self._device_tokens(batch)
+        tokens = self._device_tokens(batch)
         _, hook_acts = self.hooked.run_to_hook(tokens)
+        mask = self.hooked.included(tokens, hook_acts, self.bos_id)
         return self._encode_sparse(batch, tokens, mask, hook_acts, bos=bos)
 
     def _encode_sparse(self, batch: np.ndarray, tokens: Tensor, mask: Tensor,
                        hook_acts: Tensor, bos: bool = False) -> SparseBatch:
-        """The SAE encodes the included (non-BOS) positions, `encode_rows` at a time, so no
-        [batch, ctx, d_sae] array is ever held; with `bos` (pass 1), also the excluded BOS
+        """The SAE encodes the included positions (`mask`: HookedSAE.included), `encode_rows` at
+        a time, so no [batch, ctx, d_sae] array is ever held; with `bos` (pass 1), also the BOS
         positions (one per sequence plus document separators), whose active entries feed only
-        the BOS totals, and each entry says whether it is at a first position. Memory:
+        the BOS totals, and each entry says whether it is at a first position (right after a
+        BOS). Memory:
         encode_rows x d_sae x 16 bytes + 36 bytes per active entry."""
         rows, cols = torch.nonzero(mask, as_tuple=True)
         idx, latent, value = self._encode_at(hook_acts, rows, cols)
@@ -198,9 +199,11 @@ class Engine:
                           len(rows))
         if not bos:
             return out
-        _, bos_latent, bos_value = self._encode_at(hook_acts, *torch.nonzero(~mask, as_tuple=True))
-        return replace(out, first=first_positions(mask)[out.row, out.col], bos_latent=bos_latent,
-                       bos_value=bos_value)
+        not_bos = tokens != self.bos_id
+        _, bos_latent, bos_value = self._encode_at(hook_acts,
+                                                   *torch.nonzero(~not_bos, as_tuple=True))
+        return replace(out, first=first_positions(not_bos)[out.row, out.col],
+                       bos_latent=bos_latent, bos_value=bos_value)
 
     def _encode_at(self, hook_acts: Tensor, rows: Tensor,
                    cols: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -376,8 +379,9 @@ class Engine:
         cached = self._cache.get(index)
         resid = tokens = mask = None
         if cached is None or dloss_out is not None:
-            tokens, mask = self._device_tokens(batch)
+            tokens = self._device_tokens(batch)
             resid, hook_acts = self.hooked.run_to_hook(tokens)
+            mask = self.hooked.included(tokens, hook_acts, self.bos_id)
             if cached is None:
                 cached = [self._encode_sparse(batch, tokens, mask, hook_acts).compact()]
         _fill_from_cache(cached, pairs[lo:hi], d, acts_out[lo:hi])

@@ -89,8 +89,8 @@ def _one_prompt(hooked: HookedSAE, toks: np.ndarray, bos_id: int, encode_rows: i
     length = len(toks)
     with torch.inference_mode():
         tokens = torch.from_numpy(toks).to(device, torch.long)[None]
-        mask = tokens[0] != bos_id
         resid, hook_acts = hooked.run_to_hook(tokens)
+        mask = hooked.included(tokens, hook_acts, bos_id)[0]
         pos, latent, value = hooked.active_entries(hook_acts[0], mask,
                                                    encode_rows or _encode_rows(hooked))
         target_ok = mask[1:][None]

@@ -106,8 +106,8 @@ def sae_figures(hooked: HookedSAE, tokens: Int[np.ndarray, "n_seqs ctx"], bos_id
     with torch.inference_mode():
         for lo in range(0, n, max(1, batch_size)):
             toks = torch.from_numpy(tokens[lo:min(n, lo + batch_size)]).to(device, torch.long)
-            mask = toks != bos_id
             resid, read, written = hooked.run_to_hooks(toks)
+            mask = hooked.included(toks, read, bos_id)
             native = read[mask]  # [positions, *the hook's shape], as the SAE reads it
             x = written[mask].reshape(len(native), -1).float()  # what its output stands for
             step = max(1, encode_rows)

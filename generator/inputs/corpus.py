@@ -378,10 +378,71 @@ def chunk_documents(
     return np.concatenate([bos, body_tokens], axis=1), n_docs
 
 
+def document_sequences(
+    docs: Iterable[str | list[int] | Piece],
+    encode: Encode,
+    bos_id: int,
+    ctx: int,
+    n_seqs: int,
+    batch_docs: int = 64,
+) -> tuple[Int[np.ndarray, "n ctx"], int]:
+    """One document per sequence: BOS, then the document's first ctx-1 tokens, then BOS as
+    padding (BOS positions are excluded from every statistic, so padding counts nowhere; the
+    model never sees it before a real token, attention being causal). Empty documents are
+    skipped. Returns (tokens, documents read); stops once `n_seqs` sequences are made. Memory:
+    the sequences, plus one batch of `batch_docs` documents' tokens."""
+    if ctx < 2:
+        raise UserError(f"--ctx {ctx} is too short; use at least 2 (BOS + one token)")
+    body = ctx - 1
+    rows: list[list[int]] = []
+    n_docs = 0
+    pending: list[str] = []
+    current: list[int] = []  # a long document read in pieces: its first tokens so far
+
+    def add(ids: list[int]) -> None:
+        if ids and len(rows) < n_seqs:
+            rows.append([int(t) for t in ids[:body]])
+
+    def flush() -> None:  # documents keep their order: pending texts go before anything else
+        for ids in encode(pending) if pending else []:
+            add(ids)
+        pending.clear()
+
+    for doc in docs:
+        if not isinstance(doc, str):
+            flush()
+        if isinstance(doc, Piece):
+            if doc.text and len(current) < body:
+                current.extend(encode([doc.text])[0])
+            if doc.last:
+                n_docs += 1
+                add(current)
+                current = []
+        elif isinstance(doc, str):
+            n_docs += 1
+            pending.append(doc)
+            if len(pending) >= batch_docs:
+                flush()
+        else:
+            n_docs += 1
+            add(list(doc))
+        if len(rows) >= n_seqs:
+            break
+    flush()
+    if not rows:
+        raise UserError("corpus holds no document with text in it; pass a corpus with text")
+    tokens = np.full((len(rows), ctx), bos_id, dtype=np.int32)
+    for i, ids in enumerate(rows):
+        tokens[i, 1:1 + len(ids)] = ids
+    return tokens, n_docs
+
+
 def load_corpus(spec: str | None, encode: Encode, bos_id: int, ctx: int, n_seqs: int,
-                seed: int, d_vocab: int | None = None, text_field: str | None = None) -> Corpus:
+                seed: int, d_vocab: int | None = None, text_field: str | None = None,
+                one_doc_per_seq: bool = False) -> Corpus:
     docs, description = resolve_documents(spec, seed, text_field)
-    tokens, n_docs = chunk_documents(docs, encode, bos_id, ctx, n_seqs)
+    cut = document_sequences if one_doc_per_seq else chunk_documents
+    tokens, n_docs = cut(docs, encode, bos_id, ctx, n_seqs)
     if d_vocab is not None and tokens.size and (tokens.min() < 0 or tokens.max() >= d_vocab):
         # only pre-tokenized corpora can get here: their ids were made by some other tokenizer
         bad = int(tokens.max()) if tokens.max() >= d_vocab else int(tokens.min())

@@ -256,5 +256,14 @@ def pick_device(requested: str) -> str:
     return requested
 
 
+def separator_id(tokenizer: Any) -> int | None:
+    """The token that starts every sequence and separates documents: BOS, or where the tokenizer
+    has none (Qwen's), EOS, which is what such models saw between documents in training."""
+    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return int(token_id)
+    return None
+
+
 def ln_folded(model: Any) -> bool:
     return model.cfg.normalization_type in ("LNPre", "RMSPre")

@@ -125,7 +125,7 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
     from generator.compute.latent_map import latent_map
     from generator.compute.quality import encoder_decoder_cosine, sae_figures
     from generator.inputs.corpus import load_corpus
-    from generator.inputs.models import pick_device
+    from generator.inputs.models import pick_device, separator_id
 
     ranks = ranks or Ranks(device=pick_device(cfg.device))
     device = ranks.device
@@ -138,10 +138,10 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
     def encode(texts: list[str]) -> list[list[int]]:
         return tok(texts, add_special_tokens=False)["input_ids"]
 
-    corpus = times.run("corpus", load_corpus, cfg.corpus, encode, tok.bos_token_id, cfg.ctx,
+    corpus = times.run("corpus", load_corpus, cfg.corpus, encode, separator_id(tok), cfg.ctx,
                        cfg.n_seqs, cfg.seed, d_vocab=int(model.cfg.d_vocab),
-                       text_field=cfg.text_field)
-    hooked = HookedSAE(model, sae, site)
+                       text_field=cfg.text_field, one_doc_per_seq=cfg.one_doc_per_seq)
+    hooked = HookedSAE(model, sae, site, max_norm_multiple=cfg.max_norm_multiple)
     settings = EngineSettings(k=cfg.k, n_bins=cfg.n_bins, n_intervals=cfg.n_intervals, m=cfg.m,
                               seed=cfg.seed, batch_size=cfg.batch_size, ablation=cfg.ablation,
                               quiet=cfg.quiet)
@@ -245,6 +245,7 @@ def assemble(cfg: BuildConfig, model: HookedTransformer, sae: SAE, site: HookSit
         ln_folded=ln_folded(model), created=build_date(),
         l0=float(p1.n_active.sum()) / max(n_tokens, 1), has_ablation=cfg.ablation,
         bos_id=corpus.bos_id,
+        n_high_norm=int((corpus.tokens != corpus.bos_id).sum()) - n_tokens,
         coact_method=coact_method(p1), **figures.meta_fields(),
     )
     return StoreData(meta=meta, latents=latents, examples=shown.examples, seq_ids=kept,
@@ -338,10 +339,12 @@ def check_settings(cfg: BuildConfig, model: HookedTransformer, sae: SAE,
     from generator.errors import UserError
     from generator.files.outputs import check_space
     from generator.inputs.explanations import check_explanations
+    from generator.inputs.models import separator_id
 
     tok = model.tokenizer
-    if tok is None or tok.bos_token_id is None:
-        raise UserError("the model has no tokenizer with a BOS token; save one with the model")
+    if tok is None or separator_id(tok) is None:
+        raise UserError("the model's tokenizer has neither a BOS nor an EOS token to separate "
+                        "documents; save a tokenizer that has one with the model")
     n_ctx = int(model.cfg.n_ctx)
     if cfg.ctx > n_ctx:
         raise UserError(f"--ctx {cfg.ctx} is longer than the model's context of {n_ctx} tokens; "

@@ -80,7 +80,7 @@ def site_info(data: StoreData, showing: Showing = DEFAULT_SHOWING,
     return SiteInfo(
         name="feature-browser", model=meta.model, sae=meta.sae,
         architecture=meta.sae_architecture, hook=meta.hook_label, corpus=meta.corpus,
-        processing=meta.processing_label,
+        processing=meta.processing_label, positions=meta.positions_label,
         n_tokens=count(meta.n_tokens), n_seqs=count(meta.n_seqs), ctx=meta.ctx,
         created=meta.created, d_sae=meta.d_sae, ln_folded=meta.ln_folded,
         logit_direction=meta.logit_direction, has_ablation=meta.has_ablation,

@@ -238,6 +238,8 @@ class SiteInfo:
     versions: list[tuple[str, str]]
     processing: str = "not recorded"
     """the activations' weight processing in words (StoreMeta.processing_label)."""
+    positions: str = ""
+    """how sequences were made and which positions count (StoreMeta.positions_label)."""
     has_map: bool = False
     """whether the store has a latent map (the index draws it, latent pages show their spot)."""
     n_prompts: int = 0

@@ -95,6 +95,9 @@ class StoreMeta:
     """TransformerLens' weight processing flags the model was loaded with (fold_ln,
     center_writing_weights, ...): all False means the model's own activations; None: not
     recorded (a store from before they were)."""
+    n_high_norm: int = 0
+    """non-BOS positions excluded for an activation norm over settings' max_norm_multiple times
+    their sequence's median (HookedSAE.included); they count nowhere, like BOS."""
     files: dict[str, str] | None = None
     """sha256 (hex) of every other file of the store, by name, so that `render`, `export` and a
     resumed build refuse a damaged store (None: written before checksums were kept)."""
@@ -113,6 +116,18 @@ class StoreMeta:
             return "not recorded"
         on = [key for key, value in sorted(self.weight_processing.items()) if value]
         return "weights processed: " + ", ".join(on) if on else "raw model activations"
+
+    @property
+    def positions_label(self) -> str:
+        """How sequences were made and which positions count, in words for the index."""
+        per_doc = self.settings.get("one_doc_per_seq", False)
+        text = ("one document per sequence (its first tokens; padding excluded)" if per_doc else
+                "documents concatenated, BOS between them, cut into sequences")
+        multiple = float(self.settings.get("max_norm_multiple", 0) or 0)
+        if multiple > 0:
+            text += (f"; positions with an activation norm over {multiple:g}× their sequence's "
+                     f"median excluded: {self.n_high_norm:,}")
+        return text
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)

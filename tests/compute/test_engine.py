@@ -209,3 +209,41 @@ def test_out_of_memory_halves_the_batch_and_counts_once(model, monkeypatch, capl
     torch.testing.assert_close(p1.top_seqs, clean.top_seqs)
     assert top_tokens(p1, 4)[0].tolist() == top_tokens(clean, 4)[0].tolist()
     assert coact_neighbours(p1, 3)[0].tolist() == coact_neighbours(clean, 3)[0].tolist()
+
+
+@pytest.mark.parametrize("hook", ["blocks.1.hook_resid_pre", "blocks.1.attn.hook_z"])
+def test_positions_over_the_norm_multiple_count_nowhere(model, hook):
+    """--max-norm-multiple: positions whose activation norm exceeds the multiple of their
+    sequence's median are excluded like BOS, from the statistics, the examples and the ablation;
+    the BOS totals stay BOS's. A low multiple (1.15) excludes a good share on the tiny model."""
+    from tests.reference import reference_norm_mask
+
+    sae = tiny_sae("topk", hook)
+    site = parse_hook(hook)
+    tokens = tiny_tokens()
+    with torch.no_grad():
+        x = cached(model, torch.from_numpy(tokens).long(), hook)[hook].numpy()
+    mask = reference_norm_mask(x, tokens, BOS, 1.15)
+    n_out = int(((tokens != BOS) & ~mask).sum())
+    assert 0 < n_out < (tokens != BOS).sum() / 2, n_out
+    dense = dense_acts(model, sae, hook, tokens) * mask[..., None]
+    everywhere = dense_acts(model, sae, hook, tokens, bos=True)
+    for batch in (1, 10):
+        engine = Engine(HookedSAE(model, sae, site, max_norm_multiple=1.15), tokens, BOS,
+                        EngineSettings(k=K, n_bins=N_BINS, n_intervals=N_INT, m=M, seed=SEED,
+                                       batch_size=batch, quiet=True, cache_bytes=0))
+        p1 = engine.pass1(np.arange(len(tokens)))
+        p2 = engine.pass2(p1.max_act)
+        assert p1.n_tokens == int(mask.sum())
+        for i in range(sae.cfg.d_sae):
+            assert_latent_matches(p1, p2, i, reference_latent(dense, mask, i, K, N_BINS, N_INT,
+                                                              M, SEED))
+            bos_total = reference_position_totals(everywhere, tokens != BOS, i)[0]
+            assert float(p1.bos_act[i]) == pytest.approx(bos_total, rel=1e-5, abs=1e-6)
+    ex = engine.examples(p1, p2).examples
+    assert len(ex.seq) > 0
+    for row in range(len(ex.seq)):
+        s, i = int(ex.seq[row]), int(ex.latent[row])
+        np.testing.assert_allclose(ex.acts[row], dense[s, :, i], rtol=1e-5, atol=1e-6)
+        assert np.isnan(ex.dloss[row, :-1][~mask[s, 1:]]).all()  # excluded targets: no Δloss
+        assert not np.isnan(ex.dloss[row, :-1][mask[s, 1:]]).any()

@@ -147,11 +147,12 @@ def test_encoder_decoder_cosine(kind):
     assert encoder_decoder_cosine(sae)[3] == 0.0 and len(set(np.round(want, 4))) > 5
 
 
-def brute_force_figures(model, sae, hook: str, tokens: np.ndarray) -> dict:
-    """The whole model from the tokens, hook activations replaced at non-BOS positions by the
-    SAE's reconstruction (dense, every position at once) or by zero."""
+def brute_force_figures(model, sae, hook: str, tokens: np.ndarray,
+                        included: np.ndarray | None = None) -> dict:
+    """The whole model from the tokens, hook activations replaced at non-BOS positions (or those
+    `included`) by the SAE's reconstruction (dense, every position at once) or by zero."""
     toks = torch.from_numpy(tokens).long()
-    mask = toks != BOS
+    mask = toks != BOS if included is None else torch.from_numpy(included)
     x = hook_acts(model, hook, tokens)
     recon = sae.decode(sae.encode(x)).detach()
 
@@ -227,3 +228,21 @@ def test_an_sae_equal_to_its_input_recovers_everything(model):
     assert got.explained_variance == pytest.approx(1.0, abs=1e-6)
     assert got.ce_spliced == pytest.approx(got.ce_clean, abs=1e-5)
     assert got.loss_recovered == pytest.approx(1.0, abs=1e-4)
+
+
+def test_sae_figures_leave_out_the_high_norm_positions(model):
+    """With --max-norm-multiple, the SAE-level figures are over the included positions only:
+    explained variance over them, the splice and the zeroing at them, losses of predicting them."""
+    from tests.reference import reference_norm_mask
+
+    tokens = tiny_tokens(n_seqs=12)
+    sae = tiny_sae("topk", HOOK)
+    mask = reference_norm_mask(hook_acts(model, HOOK, tokens).numpy(), tokens, BOS, 1.15)
+    assert 0 < int(((tokens != BOS) & ~mask).sum())
+    ref = brute_force_figures(model, sae, HOOK, tokens, included=mask)
+    got = sae_figures(HookedSAE(model, sae, parse_hook(HOOK), max_norm_multiple=1.15), tokens,
+                      BOS, 5, 7, n_seqs=12)
+    assert (got.n_positions, got.n_predictions) == (ref["n_pos"], ref["n_pred"])
+    assert got.explained_variance == pytest.approx(ref["ev"], rel=1e-5)
+    assert got.ce_spliced == pytest.approx(ref["spliced"], rel=1e-5)
+    assert got.ce_zero == pytest.approx(ref["zero"], rel=1e-5)

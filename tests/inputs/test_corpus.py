@@ -202,3 +202,24 @@ def test_hub_dataset_is_streamed_only_as_far_as_needed(monkeypatch):
     docs, _ = resolve_documents("someone/corpus", 0)
     with pytest.raises(UserError, match="hub cannot be reached"):
         next(iter(docs))
+
+
+def test_one_document_per_sequence():
+    """--one-doc-per-seq: BOS, the document's first ctx-1 tokens, BOS padding; empty documents
+    skipped; a long document read in pieces gives one sequence; reading stops at n_seqs."""
+    from generator.inputs.corpus import Piece, document_sequences
+
+    docs = ["abcdefgh", "", "xy", [7, 8, 9], Piece("long text ", False), Piece("more", True), "z"]
+    tokens, n_docs = document_sequences(iter(docs), fake_encode, BOS, ctx=5, n_seqs=100,
+                                        batch_docs=2)
+    enc = fake_encode
+    want = [[BOS, *enc(["abcd"])[0]], [BOS, *enc(["xy"])[0], BOS, BOS], [BOS, 7, 8, 9, BOS],
+            [BOS, *enc(["long"])[0]], [BOS, *enc(["z"])[0], BOS, BOS, BOS]]
+    assert tokens.dtype == np.int32
+    assert tokens.tolist() == want
+    assert n_docs == 6  # the empty one read, the two pieces one document
+    first_two, read = document_sequences(iter(docs), fake_encode, BOS, ctx=5, n_seqs=2,
+                                         batch_docs=1)
+    assert first_two.tolist() == want[:2] and read == 3
+    with pytest.raises(UserError, match="no document with text"):
+        document_sequences(iter(["", ""]), fake_encode, BOS, ctx=5, n_seqs=3)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -143,36 +144,84 @@ def test_a_family_that_cannot_run_exactly_is_refused_in_one_line(tmp_path):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("arch", FAMILIES)
-def test_a_build_stores_what_transformers_computes(folders, arch, tmp_path):
-    """The whole build on each family: every stored example's activations equal the SAE's
-    encode of transformers' hidden states, and the index says which activations they are."""
+def build(folder: Path, sae, tmp_path: Path, corpus: Path, *extra: str) -> Path:
     from generator.cli import main
+
+    sae.save_model(tmp_path / "sae")
+    code = main(["build", "--quiet", "--model", str(folder), "--sae", str(tmp_path / "sae"),
+                 "--corpus", str(corpus), "--n-seqs", "6", "--ctx", "16",
+                 "--out", str(tmp_path / "site"), "--store", str(tmp_path / "store"), *extra])
+    assert code == 0
+    return tmp_path / "store"
+
+
+def assert_store_matches_transformers(store: Path, folder: Path, sae) -> Any:
+    """Every stored example's activations equal the SAE's encode of transformers' hidden states
+    at the included positions; returns the store."""
     from generator.store.io import read_store
 
-    sae = topk_sae()
-    sae.save_model(tmp_path / "sae")
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("def add(a, b):\n    return a + b\n\nThe quick brown fox.\n" * 30)
-    code = main(["build", "--quiet", "--model", str(folders[arch]), "--sae",
-                 str(tmp_path / "sae"), "--corpus", str(corpus), "--n-seqs", "6", "--ctx", "16",
-                 "--out", str(tmp_path / "site"), "--store", str(tmp_path / "store")])
-    assert code == 0
-    data = read_store(tmp_path / "store")
-    assert data.meta.weight_processing == dict.fromkeys(data.meta.weight_processing, False)
-    assert "raw model activations" in (tmp_path / "site" / "index.html").read_text()
+    data = read_store(store)
     tokens = torch.tensor(data.seq_tokens, dtype=torch.long)
     assert int(tokens.max()) < VOCAB
     with torch.no_grad():
-        theirs = sae.encode(hidden_states(folders[arch], tokens)[1])
+        theirs = sae.encode(hidden_states(folder, tokens)[1])
     row = {int(s): i for i, s in enumerate(data.seq_ids)}
     ex = data.examples
     assert len(ex.latent) >= 40  # every latent shows examples
     for j in range(len(ex.latent)):
         want = theirs[row[int(ex.seq[j])], :, int(ex.latent[j])]
         got = torch.tensor(ex.acts[j], dtype=torch.float32)
-        keep = tokens[row[int(ex.seq[j])]] != data.meta.bos_id  # BOS positions are excluded
+        keep = got != 0  # excluded positions (BOS, high norm) hold 0
+        assert (tokens[row[int(ex.seq[j])]][keep] != data.meta.bos_id).all()
         torch.testing.assert_close(got[keep], want[keep], atol=2e-4, rtol=1e-3)
+    return data
+
+
+def corpus_text(tmp_path: Path) -> Path:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("def add(a, b):\n    return a + b\n\nThe quick brown fox.\n" * 30)
+    return corpus
+
+
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_a_build_stores_what_transformers_computes(folders, arch, tmp_path):
+    """The whole build on each family: every stored example's activations equal the SAE's
+    encode of transformers' hidden states, and the index says which activations they are."""
+    sae = topk_sae()
+    data = assert_store_matches_transformers(
+        build(folders[arch], sae, tmp_path, corpus_text(tmp_path)), folders[arch], sae)
+    assert data.meta.weight_processing == dict.fromkeys(data.meta.weight_processing, False)
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert "raw model activations" in index
+    assert "documents concatenated" in index
+
+
+def test_qwen_without_bos_one_document_per_sequence(tmp_path):
+    """Qwen's tokenizer has no BOS: EOS (<|endoftext|>) starts every sequence and separates
+    documents, as in its pre-training. With --one-doc-per-seq, each sequence is one document,
+    padded; the index says so and how many high-norm positions were left out."""
+    from transformers import AutoTokenizer
+
+    folder = save_checkpoint(tmp_path / "qwen3", "qwen3")
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.bos_token = None
+    tok.save_pretrained(folder)
+    assert AutoTokenizer.from_pretrained(folder).bos_token_id is None
+    corpus = tmp_path / "docs.jsonl"
+    lines = [{"text": "short one"}, {"text": "a much longer document than sixteen tokens"},
+             {"text": "The quick brown fox."}] * 4
+    corpus.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    sae = topk_sae()
+    store = build(folder, sae, tmp_path, corpus, "--one-doc-per-seq")
+    data = assert_store_matches_transformers(store, folder, sae)
+    assert data.meta.bos_id == 0 and data.meta.settings["one_doc_per_seq"] is True
+    first = data.seq_tokens[0].tolist()
+    assert first[0] == 0 and first[10:] == [0] * 6  # "short one": 9 tokens, then padding
+    # six sequences: documents of 9, 15 (cut), 15 (cut) tokens, twice; padding counts nowhere
+    assert data.meta.n_tokens + data.meta.n_high_norm == 2 * (9 + 15 + 15)
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert "one document per sequence" in index
+    assert f"median excluded: {data.meta.n_high_norm:,}" in index
 
 
 def gemma_scope_2_transcoder():
