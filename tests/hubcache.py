@@ -11,6 +11,7 @@ bench/registry.py.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -58,9 +59,24 @@ def gemma_3_files(folder: str, d_in: int, d_sae: int, scratch: Path, seed: int =
     if affine:
         tensors["affine_skip_connection"] = torch.randn(d_in, d_in, generator=gen) * 0.02
     config = {"architecture": "jump_relu", "model_name": "gemma-3-270m-pt",
-              "affine_connection": affine}
+              "affine_connection": affine, **_gemma_3_hf_hooks(folder)}
     return {f"{folder}/config.json": json.dumps(config).encode(),
             f"{folder}/params.safetensors": safetensors_bytes(tensors, scratch / folder / "p")}
+
+
+def _gemma_3_hf_hooks(folder: str) -> dict[str, str]:
+    """The transformers module outputs a Gemma Scope 2 folder was recorded at, as its config.json
+    names them (`hf_hook_point_in` / `_out`)."""
+    layer = int(re.search(r"layer_(\d+)", folder).group(1))  # type: ignore[union-attr]
+    at = f"model.layers.{layer}"
+    if "transcoder" in folder:
+        return {"hf_hook_point_in": f"{at}.pre_feedforward_layernorm.output",
+                "hf_hook_point_out": f"{at}.post_feedforward_layernorm.output"}
+    if "attn_out" in folder:
+        return {"hf_hook_point_in": f"{at}.self_attn.o_proj.input"}
+    if "mlp_out" in folder:
+        return {"hf_hook_point_in": f"{at}.post_feedforward_layernorm.output"}
+    return {"hf_hook_point_in": f"{at}.output"}
 
 
 def sae_lens_files(folder: str, cfg: dict, scratch: Path, seed: int = 0) -> dict[str, bytes]:
@@ -119,7 +135,10 @@ def exact_on_demo(model, sae, site) -> None:
     hooked = HookedSAE(model, sae, site)  # (which turns on sae_lens' hook_z reshaping if needed)
     cache = cached(model, torch.from_numpy(tokens).long(), site.name)
     with torch.no_grad():
-        dense = sae.encode(cache[site.name]).float().numpy() * (tokens != bos)[..., None]
+        read = cache[site.name]
+        if site.kind == "mlp_input":  # recorded at the pre-MLP norm's output: the norm applied
+            read = model.blocks[site.layer].ln2(read)
+        dense = sae.encode(read).float().numpy() * (tokens != bos)[..., None]
     assert (dense > 0).any()
     engine = Engine(hooked, tokens, bos,
                     EngineSettings(k=3, n_bins=5, n_intervals=2, m=1, batch_size=4, quiet=True))

@@ -89,6 +89,9 @@ def test_gemma_scope_2_releases_load_offline_through_their_converter(
 
     sae, site = through_converter(hub, release, files, sae_id)
     assert (str(sae.cfg.architecture()), site.name, site.out_name) == (arch, read, write)
+    # a transcoder was recorded at the pre-MLP norm's output (its hf_hook_name): read there
+    tapped = read.replace("hook_mlp_in", "ln2.hook_normalized") if write else read
+    assert site.reads == tapped
     check_compatible(demo, sae, site)
     exact_on_demo(demo, sae, site)
 
