@@ -41,6 +41,10 @@ class Row:
     pick: Callable[[str, str], bool] = lambda sae_id, path: True
     """which SAE of the row to try (the demo model has layers 0 and 1 only)."""
     why_not: str = ""
+    release_ok: Callable[[str], bool] = lambda release: True
+    """which releases the row's tried SAE may come from (a converter that fixes widths by model)."""
+    model: str = "demo"
+    """the model the row's SAE is tried on: the demo's, or a family's miniature (MODELS)."""
     count: int = 0
     result: str = ""
 
@@ -95,15 +99,48 @@ def _sae_lens_format(path: str, tmp: Path) -> dict[str, bytes]:
     return sae_lens_files(path, cfg, tmp)
 
 
+def _width(path: str) -> int:
+    return {"width_4k": 4096, "width_16k": 16384}[re.search(r"width_\d+k", path).group(0)]  # type: ignore[union-attr]
+
+
+def _gemma2(kind: str, d_in: int) -> Row:
+    """Gemma Scope on Gemma 2: the converter fixes d_in by model size and d_sae by folder name, so
+    the files are full width (made sparse to compress) and the model is a 2-layer Gemma 2 with
+    Gemma 2 2B's widths."""
+    from tests.hubcache import gemma_2_files
+
+    def matches(release: str, sae_id: str, path: str) -> bool:
+        if kind == "embedding":
+            return path.startswith("embedding/")
+        return f"-{kind}" in release and not path.startswith("embedding/")
+
+    def pick(sae_id: str, path: str) -> bool:
+        small = "width_4k" in path if kind == "embedding" else "width_16k" in path
+        return small and bool(re.match(r"(layer_[01]/|embedding/)", path))
+
+    return Row("gemma_2", kind, matches, lambda path, tmp: gemma_2_files(path, d_in, _width(path)),
+               pick=pick, model="gemma-2-2b", release_ok=lambda release: "-2b-" in release)
+
+
+def _gemma_2_files(path: str, d_in: int, d_sae: int) -> dict[str, bytes]:
+    from tests.hubcache import gemma_2_files
+
+    return gemma_2_files(path, d_in, d_sae)
+
+
+def _mwhanna(path: str, tmp: Path) -> dict[str, bytes]:
+    from tests.hubcache import mwhanna_files
+
+    return mwhanna_files(1, 128, 40, tmp)
+
+
+def _qwen_scope(path: str, tmp: Path) -> dict[str, bytes]:
+    from tests.hubcache import qwen_scope_files
+
+    return qwen_scope_files(path, 2048, 32768, tmp)
+
+
 NOT_TRIED = {
-    "gemma_2": "the converter hard-codes Gemma 2's widths (d_in 2304/3584/4608, d_sae from the "
-               "folder name), so a file for it is full size and cannot meet the demo model; needs "
-               "the Gemma 2 family (issue 17)",
-    "qwen_scope": "the converter hard-codes Qwen 3's widths (d_in by model, d_sae from the repo "
-                  "name), so a file for it is full size; needs the Qwen 3 family (issue 17)",
-    "mwhanna_transcoder": "not tried yet; reads blocks.N.mlp.hook_in, a TransformerBridge name "
-                          "HookedTransformer lacks (issue 17)",
-    "gemma_2_transcoder": "not tried yet (Gemma 2 family: issue 17)",
     "mntss_clt_layer_transcoder": "refused on purpose: the converter sums a latent's decoders to "
                                   "every later layer into one, so its ablation would not be the "
                                   "CLT's",
@@ -126,6 +163,18 @@ def rows() -> list[Row]:
         _llama_scope("m", "hook_mlp_out"),
         Row("llama_scope_r1_distill", "resid", lambda r, s, p: True, _llama_scope_r1),
         Row("connor_rob_hook_z", "attn.hook_z", lambda r, s, p: True, _connor_rob_hook_z),
+        _gemma2("res", 2304), _gemma2("embedding", 2304), _gemma2("mlp", 2304),
+        _gemma2("att", 2048),
+        Row("gemma_2_transcoder", "ln2.hook_normalized -> hook_mlp_out", lambda r, s, p: True,
+            lambda path, tmp: _gemma_2_files(path, 2304, _width(path)),
+            pick=lambda sae_id, path: path.startswith("layer_0/width_16k"), model="gemma-2-2b"),
+        Row("mwhanna_transcoder", "mlp.hook_in -> hook_mlp_out", lambda r, s, p: True,
+            _mwhanna, pick=lambda sae_id, path: path == "layer_1.safetensors"),
+        Row("qwen_scope", "resid (Qwen 3, Qwen 3 MoE)", lambda r, s, p: "qwen-scope-3-" in r,
+            _qwen_scope, pick=lambda sae_id, path: path == "layer0.sae.pt", model="qwen3-1.7b",
+            release_ok=lambda release: release.startswith("qwen-scope-3-1.7b")),
+        Row("qwen_scope", "resid (Qwen 3.5)", lambda r, s, p: "qwen-scope-3.5-" in r,
+            why_not="refused: Qwen 3.5's Gated DeltaNet layers have no TransformerLens component"),
         Row("dictionary_learning_1", "class read from config.json (andyrdt)",
             lambda r, s, p: "andyrdt" in r, why_not="its class is only in its config.json: "
             "covered if it is one of the four above"),
@@ -148,12 +197,36 @@ def classify(table: list[Row]) -> dict[int, tuple[str, str]]:
                 unmatched[conv] += 1
                 continue
             table[n].count += 1
-            if n not in picked and table[n].files and table[n].pick(sae_id, path):
+            if n not in picked and table[n].files and table[n].pick(sae_id, path) \
+                    and table[n].release_ok(release):
                 picked[n] = (release, sae_id)
     for conv, count in unmatched.items():
         table.append(Row(conv, "(no row)", lambda r, s, p: True, count=count,
                          why_not="no row describes these"))
     return picked
+
+
+MODELS = {"gemma-2-2b": ("gemma2", "GEMMA_2_2B_WIDTHS"), "qwen3-1.7b": ("qwen3", "QWEN3_1_7B_WIDTHS")}
+"""family miniatures at the widths a converter fixes: (family, widths in tests/checkpoints.py)."""
+
+
+def load_row_model(name: str, scratch: Path, loaded: dict[str, object]) -> object:
+    """The model a row is tried on, made once."""
+    if name not in loaded:
+        if name == "demo":
+            from generator.demo import DEMO_MODEL_DIR
+            from generator.inputs.model_folder import load_model_dir
+
+            loaded[name] = load_model_dir(DEMO_MODEL_DIR)
+        else:
+            import tests.checkpoints as checkpoints
+            from generator.inputs.models import load_model
+
+            family, widths = MODELS[name]
+            folder = checkpoints.save_checkpoint(scratch / name, family,
+                                                 **getattr(checkpoints, widths))
+            loaded[name] = load_model(str(folder), "cpu")
+    return loaded[name]
 
 
 def attempt(row: Row, release: str, sae_id: str, model: object) -> str:
@@ -164,7 +237,7 @@ def attempt(row: Row, release: str, sae_id: str, model: object) -> str:
     from generator.errors import UserError
     from generator.inputs.hf import load_named_sae
     from generator.inputs.sites import check_compatible, sae_site
-    from tests.hubcache import exact_on_demo, write_repo
+    from tests.hubcache import exact_on, write_repo
 
     assert row.files is not None
     info = get_pretrained_saes_directory()[release]
@@ -183,7 +256,7 @@ def attempt(row: Row, release: str, sae_id: str, model: object) -> str:
         except UserError as err:
             return f"loads; refused: {err}"
         try:
-            exact_on_demo(model, sae, site)
+            exact_on(model, sae, site)
         except AssertionError:
             return "loads, builds; NOT equal: " + traceback.format_exc().splitlines()[-1]
         label = f"{sae.cfg.architecture()}: {site.name}" + (f" → {site.out_name}"
@@ -196,10 +269,8 @@ def main() -> int:
 
     logging.basicConfig(level=logging.WARNING)
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from generator.demo import DEMO_MODEL_DIR
-    from generator.inputs.model_folder import load_model_dir
-
-    model = load_model_dir(DEMO_MODEL_DIR)
+    scratch = tempfile.TemporaryDirectory(prefix="fb-registry-")
+    loaded: dict[str, object] = {}
     table = rows()
     picked = classify(table)
     total = sum(row.count for row in table)
@@ -208,6 +279,7 @@ def main() -> int:
     print("|---|---|---|---|")
     for n, row in enumerate(table):
         if n in picked:
+            model = load_row_model(row.model, Path(scratch.name), loaded)
             row.result = f"`{'/'.join(picked[n])}`: " + attempt(row, *picked[n], model)
             covered += row.count if "equals" in row.result else 0
         else:

@@ -18,6 +18,13 @@ CHARS = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ.,:;()=+-_'\"\n012
 SPECIAL = "<|endoftext|>"
 VOCAB = len(CHARS) + 1
 
+GEMMA_2_2B_WIDTHS = {"hidden_size": 2304, "num_attention_heads": 8, "head_dim": 256,
+                     "num_key_value_heads": 4}
+"""Gemma 2 2B's widths (the residual stream and the attention's 8 x 256), which Gemma Scope's
+converter hard-codes; everything else stays tiny."""
+QWEN3_1_7B_WIDTHS = {"hidden_size": 2048}
+"""Qwen 3 1.7B's residual width, which Qwen Scope's converter hard-codes."""
+
 FAMILIES = ("gpt2", "llama", "gpt_neox", "mistral", "qwen3", "gemma2", "gemma3",
             "gemma3_multimodal", "qwen3_moe", "gpt_oss")
 """Every family a registry SAE sits on (sae_lens 6.54's pretrained_saes.yaml), in miniature."""
@@ -41,8 +48,8 @@ def _common(hidden: int = 32) -> dict[str, Any]:
             "max_position_embeddings": 64}
 
 
-def _gemma_text(gemma3: bool) -> dict[str, Any]:
-    return {**_common(), "intermediate_size": 64, "num_key_value_heads": 2, "head_dim": 16,
+def _gemma_text(gemma3: bool, **sizes: Any) -> dict[str, Any]:
+    return {**_common(), "intermediate_size": 64, "num_key_value_heads": 2, "head_dim": 16, **sizes,
             "sliding_window": 4, "query_pre_attn_scalar": 12,
             "layer_types": ["sliding_attention", "full_attention"],
             **({"rope_parameters": {
@@ -51,8 +58,9 @@ def _gemma_text(gemma3: bool) -> dict[str, Any]:
                if gemma3 else {"attn_logit_softcapping": 2.0, "final_logit_softcapping": 3.0})}
 
 
-def make_model(arch: str) -> Any:
-    """A tiny random model of the family `arch` (one of FAMILIES)."""
+def make_model(arch: str, **sizes: Any) -> Any:
+    """A tiny random model of the family `arch` (one of FAMILIES); `sizes` override config fields
+    of the Gemma and Qwen 3 families (a registry SAE's converter fixes hidden_size, say)."""
     import transformers as tf
 
     common = _common()
@@ -70,8 +78,9 @@ def make_model(arch: str) -> Any:
         return tf.GPTNeoXForCausalLM(tf.GPTNeoXConfig(**common, intermediate_size=128,
                                                       rotary_pct=0.25))
     if arch == "qwen3":
-        return tf.Qwen3ForCausalLM(tf.Qwen3Config(**common, intermediate_size=64,
-                                                  num_key_value_heads=2, head_dim=8))
+        return tf.Qwen3ForCausalLM(tf.Qwen3Config(**{**common, "intermediate_size": 64,
+                                                     "num_key_value_heads": 2, "head_dim": 8,
+                                                     **sizes}))
     if arch == "qwen3_moe":
         return tf.Qwen3MoeForCausalLM(tf.Qwen3MoeConfig(
             **common, intermediate_size=64, moe_intermediate_size=16, num_experts=4,
@@ -82,9 +91,9 @@ def make_model(arch: str) -> Any:
             num_key_value_heads=2, head_dim=8, sliding_window=4,
             layer_types=["sliding_attention", "full_attention"]))
     if arch == "gemma2":
-        return tf.Gemma2ForCausalLM(tf.Gemma2Config(**_gemma_text(False)))
+        return tf.Gemma2ForCausalLM(tf.Gemma2Config(**_gemma_text(False, **sizes)))
     if arch == "gemma3":
-        return tf.Gemma3ForCausalLM(tf.Gemma3TextConfig(**_gemma_text(True)))
+        return tf.Gemma3ForCausalLM(tf.Gemma3TextConfig(**_gemma_text(True, **sizes)))
     if arch == "gemma3_multimodal":
         vision = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
                   "num_attention_heads": 2, "image_size": 28, "patch_size": 14}
@@ -94,10 +103,10 @@ def make_model(arch: str) -> Any:
     raise ValueError(f"unknown family {arch}")
 
 
-def save_checkpoint(folder: Path, arch: str, seed: int = 0) -> Path:
+def save_checkpoint(folder: Path, arch: str, seed: int = 0, **sizes: Any) -> Path:
     """model.save_pretrained + tokenizer.save_pretrained of a tiny random model."""
     torch.manual_seed(seed)
-    model = make_model(arch)
+    model = make_model(arch, **sizes)
     with torch.no_grad():  # weights large enough for norms, soft-caps and routing to matter
         for name, param in model.named_parameters():
             if param.dim() >= 2:

@@ -125,23 +125,27 @@ def dictionary_learning_files(folder: str, dict_class: str, d_in: int, d_sae: in
             f"{folder}/ae.pt": (scratch / "ae.pt").read_bytes()}
 
 
-def exact_on_demo(model, sae, site) -> None:
+def exact_on(model, sae, site) -> None:
     """The engine's pass-1 statistics (count, max, top sequences) of every 7th latent equal brute
-    force over a few random sequences of the demo model (AssertionError otherwise)."""
+    force over a few random sequences of `model` (the demo's, or a family's miniature)
+    (AssertionError otherwise)."""
     rng = np.random.default_rng(0)
-    tokens = rng.integers(1, 4096, size=(6, 24)).astype(np.int32)
+    tokens = rng.integers(1, int(model.cfg.d_vocab), size=(6, 24)).astype(np.int32)
     tokens[:, 0] = model.tokenizer.bos_token_id
     bos = int(model.tokenizer.bos_token_id)
     hooked = HookedSAE(model, sae, site)  # (which turns on sae_lens' hook_z reshaping if needed)
-    cache = cached(model, torch.from_numpy(tokens).long(), site.name)
+    mlp_input = site.kind == "mlp_input"  # the MLP's input: the norm applied to resid_mid
+    name = f"blocks.{site.layer}.hook_resid_mid" if mlp_input else site.name
+    cache = cached(model, torch.from_numpy(tokens).long(), name)
     with torch.no_grad():
-        read = cache[site.name]
-        if site.kind == "mlp_input":  # recorded at the pre-MLP norm's output: the norm applied
+        read = cache[name]
+        if mlp_input:
             read = model.blocks[site.layer].ln2(read)
         dense = sae.encode(read).float().numpy() * (tokens != bos)[..., None]
     assert (dense > 0).any()
     engine = Engine(hooked, tokens, bos,
-                    EngineSettings(k=3, n_bins=5, n_intervals=2, m=1, batch_size=4, quiet=True))
+                    EngineSettings(k=3, n_bins=5, n_intervals=2, m=1, batch_size=4, quiet=True,
+                                   coact=False))  # pass 1's counts are what is compared
     p1 = engine.pass1(np.arange(len(tokens)))
     for i in range(0, sae.cfg.d_sae, 7):
         assert_latent_matches(p1, None, i, reference_latent(dense, tokens != bos, i, 3, 5, 2, 1, 0))
@@ -198,3 +202,64 @@ def connor_rob_hook_z_files(filename: str, d_in: int, d_sae: int, hook: str, scr
     config = {"act_size": d_in, "dict_size": d_sae, "act_name": hook}
     return {filename.split(".pt")[0] + "_cfg.json": json.dumps(config).encode(),
             filename: (scratch / "w.pt").read_bytes()}
+
+
+def _sparse_directions(d_sae: int, d_in: int, seed: int, per_latent: int = 8) -> np.ndarray:
+    """[d_sae, d_in] unit rows with `per_latent` non-zero entries each: the full widths the
+    converters hard-code, in files that compress to a few MB."""
+    rng = np.random.default_rng(seed)
+    rows = np.zeros((d_sae, d_in), dtype=np.float32)
+    cols = rng.integers(0, d_in, size=(d_sae, per_latent))
+    rows[np.arange(d_sae)[:, None], cols] = rng.standard_normal((d_sae, per_latent))
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows
+
+
+def gemma_2_files(folder: str, d_in: int, d_sae: int, seed: int = 0) -> dict[str, bytes]:
+    """A Gemma Scope folder (conversion_func gemma_2: `layer_0/width_16k/average_l0_105`,
+    `embedding/width_4k/...`): params.npz with w_enc [d_in, d_sae], w_dec [d_sae, d_in], b_enc,
+    b_dec, threshold, at the converter's fixed widths."""
+    import io
+
+    rng = np.random.default_rng(seed + 1)
+    w_dec = _sparse_directions(d_sae, d_in, seed)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, w_enc=w_dec.T.copy(), w_dec=w_dec,
+                        b_enc=(rng.standard_normal(d_sae) * 0.3).astype(np.float32),
+                        b_dec=np.zeros(d_in, np.float32),
+                        threshold=np.full(d_sae, 0.05, np.float32))
+    return {f"{folder}/params.npz": buf.getvalue()}
+
+
+def qwen_scope_files(filename: str, d_in: int, d_sae: int, scratch: Path,
+                     seed: int = 0) -> dict[str, bytes]:
+    """A Qwen Scope checkpoint (conversion_func qwen_scope: `layer0.sae.pt`): a torch.save'd dict
+    with W_enc [d_sae, d_in], W_dec [d_in, d_sae], b_enc, b_dec, at the converter's fixed widths
+    (hundreds of MB: torch.save does not compress)."""
+    rng = np.random.default_rng(seed + 1)
+    w_dec = torch.from_numpy(_sparse_directions(d_sae, d_in, seed))
+    path = scratch / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"W_enc": w_dec.clone(), "W_dec": w_dec.T.contiguous(),
+                "b_enc": torch.from_numpy((rng.standard_normal(d_sae) * 0.3).astype(np.float32)),
+                "b_dec": torch.zeros(d_in)}, path)
+    data = path.read_bytes()
+    path.unlink()
+    return {filename: data}
+
+
+def mwhanna_files(layer: int, d_model: int, d_sae: int, scratch: Path,
+                  seed: int = 0) -> dict[str, bytes]:
+    """A mwhanna transcoder repository (conversion_func mwhanna_transcoder): wandb-config.yaml
+    (d_model, d_feature, batch_size), config.yaml (model_name) and layer_N.safetensors with
+    W_enc [d_sae, d_model] (the converter transposes it), W_dec [d_sae, d_model], b_enc, b_dec."""
+    gen = torch.Generator().manual_seed(seed)
+    w_dec = torch.randn(d_sae, d_model, generator=gen)
+    w_dec /= w_dec.norm(dim=1, keepdim=True)
+    tensors = {"W_enc": w_dec.clone(), "W_dec": w_dec.flip(0).contiguous(),
+               "b_enc": torch.randn(d_sae, generator=gen) * 0.3 - 0.2,
+               "b_dec": torch.randn(d_model, generator=gen) * 0.1}
+    wandb = (f"d_model:\n  value: {d_model}\nd_feature:\n  value: {d_sae}\n"
+             "batch_size:\n  value: 128\n")
+    return {"wandb-config.yaml": wandb.encode(), "config.yaml": b"model_name: Qwen/Qwen3-0.6B\n",
+            f"layer_{layer}.safetensors": safetensors_bytes(tensors, scratch / f"l{layer}")}

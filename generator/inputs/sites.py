@@ -39,8 +39,12 @@ _BLOCK_HOOK = re.compile(r"^blocks\.(\d+)\.(.+)$")
 READS = {"hook_resid_pre": "resid", "hook_resid_mid": "resid", "hook_resid_post": "resid",
          "hook_mlp_in": "resid", "hook_attn_out": "attn_out", "hook_mlp_out": "mlp_out",
          "mlp.hook_post": "mlp_hidden", "attn.hook_z": "z",
-         "ln1.hook_normalized": "normalized", "ln2.hook_normalized": "normalized"}
-"""block hooks an SAE or a transcoder may read, by kind (the part after `blocks.N.`)."""
+         "ln1.hook_normalized": "normalized", "ln2.hook_normalized": "normalized",
+         "mlp.hook_in": "mlp_input"}
+"""block hooks an SAE or a transcoder may read, by kind (the part after `blocks.N.`).
+`mlp.hook_in` is TransformerLens 3's bridge name for the MLP's input (after its norm), which
+mwhanna's transcoders read; in a HookedTransformer it is taken as `ln2.hook_normalized` times the
+norm's weight (kind "mlp_input", HookSite.tap)."""
 WRITES = {"resid", "attn_out", "mlp_out", "mlp_hidden", "z"}
 """kinds a latent may write: each has a way into the residual stream (`residual_directions`).
 A normalized hook has none (LayerNorm is not linear), so an SAE there can only be a transcoder's
@@ -114,6 +118,7 @@ def parse_hook(name: str, out_name: str | None = None) -> HookSite:
     """The site of an SAE reading `name`, or of a transcoder reading `name` and writing
     `out_name`; refused in one line when a hook is unknown or cannot be written through."""
     layer, kind = _kind(name, "hook")
+    tap = f"blocks.{layer}.ln2.hook_normalized" if kind == "mlp_input" else None
     if out_name is None or out_name == name:
         if kind not in WRITES:
             raise UserError(f"an SAE on '{name}' writes back into a normalized space, which has "
@@ -127,7 +132,7 @@ def parse_hook(name: str, out_name: str | None = None) -> HookSite:
         raise UserError(f"the transcoder writes '{out_name}', before the hook it reads "
                         f"('{name}'); check metadata.hook_name_out in its cfg.json")
     return HookSite(name=name, layer=layer, kind=kind, out_name=out_name, out_layer=out_layer,
-                    out_kind=out_kind)
+                    out_kind=out_kind, tap=tap)
 
 
 def sae_site(sae: Any) -> HookSite:

@@ -356,3 +356,35 @@ def test_every_family_loads_by_its_registry_name_from_the_cache(folders, tmp_pat
     assert set(loaded) == set(REGISTRY_NAMES.values())
     for name, (model_name, error) in loaded.items():
         assert model_name == name and error < 1e-5, (name, error)
+
+
+def test_a_qwen_3_transcoder_on_the_bridge_name_mlp_hook_in(folders):
+    """mwhanna's transcoders read `blocks.N.mlp.hook_in` (the MLP's input, after its norm, in
+    TransformerLens 3's bridge): equal to what transformers' MLP receives, and the ablation at
+    hook_mlp_out equal to editing the MLP's output."""
+    import sae_lens
+    from transformers import AutoModelForCausalLM
+
+    from tests.helpers import _randomised
+
+    torch.manual_seed(6)
+    cfg = sae_lens.TranscoderConfig(d_in=32, d_out=32, d_sae=40, apply_b_dec_to_input=False)
+    cfg.metadata.hook_name = "blocks.0.mlp.hook_in"
+    cfg.metadata.hook_name_out = "blocks.0.hook_mlp_out"
+    cfg.metadata.model_from_pretrained_kwargs = {"fold_ln": False}
+    engine = hooked(folders["qwen3"], _randomised(sae_lens.Transcoder(cfg)))
+    resid, read, _ = engine.run_to_hooks(TOKENS)
+    model = AutoModelForCausalLM.from_pretrained(folders["qwen3"], dtype=torch.float32).eval()
+    seen = {}
+    handle = _decoder_layers(model)[0].mlp.register_forward_pre_hook(
+        lambda mod, args: seen.setdefault("in", args[0].clone()))
+    with torch.no_grad():
+        model(TOKENS)
+    handle.remove()
+    assert rel(read, seen["in"]) < 1e-5
+    acts = engine.encode(read)
+    latent = int(acts.sum((0, 1)).argmax())
+    with torch.inference_mode():
+        delta = acts[..., latent, None] * engine.decoder_rows(torch.tensor([latent]))[0]
+    _, edited = _hf_run(folders["qwen3"], "mlp", edit=lambda out: out - delta.clone())
+    torch.testing.assert_close(engine.losses(resid, TOKENS, delta), edited, atol=2e-4, rtol=1e-4)

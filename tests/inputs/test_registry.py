@@ -14,10 +14,12 @@ from generator.inputs.sites import check_compatible, sae_site
 from tests.hubcache import (
     connor_rob_hook_z_files,
     dictionary_learning_files,
-    exact_on_demo,
+    exact_on,
+    gemma_2_files,
     gemma_3_files,
     llama_scope_files,
     llama_scope_r1_files,
+    mwhanna_files,
     sae_lens_files,
     write_repo,
 )
@@ -33,6 +35,19 @@ GEMMA_3 = [  # (release, id, folder, architecture, read, write)
      "jumprelu_transcoder", "blocks.1.hook_mlp_in", "blocks.1.hook_mlp_out"),
     ("gemma-scope-2-270m-pt-transcoders-all", "layer_1_width_16k_l0_big_affine", "transcoder_all",
      "jumprelu_skip_transcoder", "blocks.1.hook_mlp_in", "blocks.1.hook_mlp_out"),
+]
+
+
+GEMMA_2 = [  # (release, id, hook, d_in): Gemma Scope on Gemma 2 2B, at its fixed widths
+    ("gemma-scope-2b-pt-res", "embedding/width_4k/average_l0_6", "hook_embed", 2304),
+    ("gemma-scope-2b-pt-res-canonical", "layer_0/width_16k/canonical",
+     "blocks.0.hook_resid_post", 2304),
+    ("gemma-scope-2b-pt-mlp-canonical", "layer_1/width_16k/canonical", "blocks.1.hook_mlp_out",
+     2304),
+    ("gemma-scope-2b-pt-att-canonical", "layer_0/width_16k/canonical", "blocks.0.attn.hook_z",
+     2048),
+    ("gemma-scope-2b-pt-transcoders", "layer_0/width_16k/average_l0_76",
+     "blocks.0.ln2.hook_normalized", 2304),  # the gemma_2_transcoder converter, same layout
 ]
 
 
@@ -93,7 +108,7 @@ def test_gemma_scope_2_releases_load_offline_through_their_converter(
     tapped = read.replace("hook_mlp_in", "ln2.hook_normalized") if write else read
     assert site.reads == tapped
     check_compatible(demo, sae, site)
-    exact_on_demo(demo, sae, site)
+    exact_on(demo, sae, site)
 
 
 def test_a_release_in_sae_lens_own_format_loads_offline(hub, tmp_path, demo):
@@ -108,7 +123,7 @@ def test_a_release_in_sae_lens_own_format_loads_offline(hub, tmp_path, demo):
                                   lambda path: sae_lens_files(path, cfg, tmp_path / "s"), sae_id)
     assert site.name == sae_id and not site.is_transcoder
     check_compatible(demo, sae, site)
-    exact_on_demo(demo, sae, site)
+    exact_on(demo, sae, site)
 
 
 @pytest.mark.parametrize(("dict_class", "arch"), [
@@ -122,7 +137,7 @@ def test_dictionary_learning_releases_load_offline_through_their_converter(
         lambda path: dictionary_learning_files(path, dict_class, 128, 40, 1, tmp_path / "s"))
     assert (str(sae.cfg.architecture()), site.name) == (arch, "blocks.1.hook_resid_post")
     check_compatible(demo, sae, site)
-    exact_on_demo(demo, sae, site)
+    exact_on(demo, sae, site)
 
 
 @pytest.mark.parametrize(("converter", "files"), [
@@ -139,7 +154,7 @@ def test_llama_scope_releases_load_offline_through_their_converter(hub, tmp_path
                                   lambda path: files(path, tmp_path / "scratch"))
     assert (str(sae.cfg.architecture()), site.name) == ("jumprelu", "blocks.1.hook_resid_post")
     check_compatible(demo, sae, site)
-    exact_on_demo(demo, sae, site)
+    exact_on(demo, sae, site)
 
 
 def test_an_attention_sae_of_connor_rob_hook_z_loads_offline(hub, tmp_path, demo):
@@ -151,7 +166,7 @@ def test_an_attention_sae_of_connor_rob_hook_z_loads_offline(hub, tmp_path, demo
     assert (str(sae.cfg.architecture()), site.name, site.kind) == (
         "standard", "blocks.1.attn.hook_z", "z")
     check_compatible(demo, sae, site)
-    exact_on_demo(demo, sae, site)
+    exact_on(demo, sae, site)
 
 
 def test_a_cross_layer_transcoder_layer_is_refused_before_loading(hub):
@@ -198,3 +213,47 @@ def test_build_with_a_gemma_scope_2_transcoder_by_name_offline(tmp_path):
     index = (tmp_path / "site" / "index.html").read_text()
     assert "reads blocks.1.hook_mlp_in → writes blocks.1.hook_mlp_out" in index
     assert "jumprelu_skip_transcoder" in index
+
+
+@pytest.fixture(scope="module")
+def gemma_2_2b(tmp_path_factory):
+    """A 2-layer Gemma 2 with Gemma 2 2B's widths (d_model 2,304, 8 heads of 256), the rest tiny:
+    the gemma_2 converter hard-codes those widths."""
+    from generator.inputs.models import load_model
+    from tests.checkpoints import GEMMA_2_2B_WIDTHS, save_checkpoint
+
+    folder = save_checkpoint(tmp_path_factory.mktemp("gemma2") / "gemma-2-2b", "gemma2",
+                             **GEMMA_2_2B_WIDTHS)
+    return load_model(str(folder), "cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("release", "sae_id", "hook", "d_in"), GEMMA_2)
+def test_gemma_scope_releases_load_offline_through_their_converter(hub, gemma_2_2b, release,
+                                                                   sae_id, hook, d_in):
+    """sae_lens' gemma_2 converter (2,833 of the registry's SAEs): widths fixed by release name,
+    params.npz; on a Gemma 2 model of those widths, exact."""
+    def files(path: str) -> dict[str, bytes]:
+        return gemma_2_files(path, d_in, 4096 if "width_4k" in path else 16384)
+
+    sae, site = through_converter(hub, release, files, sae_id)
+    assert site.name == hook and int(sae.cfg.d_in) == d_in
+    check_compatible(gemma_2_2b, sae, site)
+    exact_on(gemma_2_2b, sae, site)
+
+
+def test_a_mwhanna_transcoder_reads_the_mlp_input(hub, tmp_path, demo):
+    """mwhanna's Qwen 3 transcoders (208 in the registry): widths from their wandb config, input
+    `blocks.N.mlp.hook_in` (TransformerLens 3's bridge name for the MLP's input after its norm),
+    read here as the norm's output; weights unfolded (their config asks fold_ln False)."""
+    release = "mwhanna-qwen3-0.6b-transcoders-lowl0"
+
+    def files(path: str) -> dict[str, bytes]:
+        assert path == "layer_1.safetensors"
+        return mwhanna_files(1, 128, 40, tmp_path / "scratch")
+
+    sae, site = through_converter(hub, release, files, "layer_1")
+    assert (site.name, site.reads, site.writes) == (
+        "blocks.1.mlp.hook_in", "blocks.1.ln2.hook_normalized", "blocks.1.hook_mlp_out")
+    check_compatible(demo, sae, site)
+    exact_on(demo, sae, site)
