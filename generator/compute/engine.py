@@ -241,17 +241,11 @@ class Engine:
         if state.coact is not None:  # fold at least every quarter budget, so the check can fire
             state.coact.min_fold = min(state.coact.min_fold, state.coact_max_pairs // 4)
         # a probe: the SAE's L0, measured on the first global batch (rank 0), sizes the batches
-        # (a --batch-size too, which would otherwise hold a dense SAE's L0² pairs per position)
-        first = min(4, len(seqs)) if self.s.coact else 0
+        first = min(4, len(seqs)) if self.s.coact and not self.s.batch_size else 0
         if first:
             if self.ranks.main:
                 probe = self._sparse(seqs[:first])
-                fits = self._pair_batch(probe)
-                if self.s.batch_size and fits < self.batch_size:
-                    log.warning("--batch-size %d lowered to %d: the SAE's co-active pairs at "
-                                "that size would not fit the memory budget", self.batch_size,
-                                fits)
-                self.batch_size = min(self.batch_size, fits)
+                self.batch_size = min(self.batch_size, self._pair_batch(probe))
             self.batch_size = int(self.ranks.broadcast_(
                 torch.tensor([self.batch_size], device=self.ranks.device)))
         self.grid = (first, self.batch_size)
