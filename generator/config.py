@@ -63,6 +63,12 @@ class BuildConfig:
     BOS; the index says how many there were (StoreMeta.n_high_norm)."""
     batch_size: int = _opt("sequences per forward pass (0 = choose from free memory)", default=0)
     device: str = _opt("torch device: auto, cpu, cuda, cuda:1, ...", default="auto")
+    dtype: str = _opt(
+        "the model's weights and activations: float32 (exact), or bfloat16 / float16 (half the "
+        "memory: Gemma 3 27B or Qwen 3 30B-A3B on one 80 GB GPU; numbers then differ at that "
+        "precision). The SAE keeps its own dtype",
+        default="float32",
+    )
     k: int = _opt("top examples per latent", default=20)
     n_bins: int = _opt("activation histogram bins", default=50)
     n_intervals: int = _opt("interval-sample intervals", default=10)
@@ -132,6 +138,9 @@ class BuildConfig:
                 raise UserError(f"{flag} {value} is more than this tool shows or can hold "
                                 f"({helps[name]}: at most {MAXIMUM[name]:,}, {WHY_MAXIMUM[name]}); "
                                 f"pass {flag} {MAXIMUM[name]} or less")
+        if self.dtype not in DTYPES:
+            raise UserError(f"--dtype {self.dtype} is not one of {', '.join(DTYPES)}; pass "
+                            "--dtype float32 (the default) or bfloat16")
         if 0 < self.max_norm_multiple <= 1:
             raise UserError(f"--max-norm-multiple {self.max_norm_multiple} would exclude at "
                             "least half of every sequence's positions; pass 0 (off) or a multiple "
@@ -164,9 +173,12 @@ class BuildConfig:
     def settings(self) -> dict[str, Any]:
         """The statistics settings recorded in the store (everything that changes the numbers)."""
         keys = ("n_seqs", "ctx", "k", "n_bins", "n_intervals", "m", "seed", "n_logits",
-                "logit_bins", "ablation", "one_doc_per_seq", "max_norm_multiple")
+                "logit_bins", "ablation", "one_doc_per_seq", "max_norm_multiple", "dtype")
         return {key: getattr(self, key) for key in keys}
 
+
+DTYPES = ("float32", "bfloat16", "float16")
+"""--dtype's choices: the model's weights and activations."""
 
 MAXIMUM = {"k": 1_000, "n_bins": 1_000, "logit_bins": 1_000, "n_logits": 1_000,
            "n_intervals": 1_000, "m": 1_000, "ctx": 1_048_576, "nproc": 1_024,

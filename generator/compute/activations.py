@@ -101,7 +101,7 @@ class HookedSAE:
 
     @torch.inference_mode()
     def encode(self, hook_acts: Tensor) -> Float[Tensor, "batch seq d_sae"]:
-        acts = self.sae.encode(hook_acts)
+        acts = self.sae.encode(hook_acts.to(self.sae.W_dec.dtype))  # --dtype: the SAE keeps its
         # one reduction instead of an elementwise isfinite pass: NaN and inf propagate into the sum
         if not torch.isfinite(acts.sum(dtype=torch.float32)):
             raise UserError("the SAE produced NaN/inf activations; check the SAE weights and "
@@ -139,7 +139,7 @@ class HookedSAE:
         out = self.sae.decode(acts)
         w_skip = getattr(self.sae, "W_skip", None)
         if w_skip is not None:
-            out = out + read @ w_skip.T.to(read.device)
+            out = out + read.to(w_skip.dtype) @ w_skip.T.to(read.device)
         return out.reshape(len(read), -1).float()
 
     @torch.inference_mode()

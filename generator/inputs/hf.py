@@ -109,13 +109,14 @@ def from_hub_or_cache(what: str, name: str, flag: str, load: Callable[[], T]) ->
     return value
 
 
-def load_named_model(name: str, device: str, options: dict[str, Any]) -> Any:
+def load_named_model(name: str, device: str, options: dict[str, Any],
+                     dtype: str = "float32") -> Any:
     """A model by hub name or TransformerLens alias, from the hub or the cache: its snapshot
     (config, tokenizer, safetensors weights) is loaded as a checkpoint folder, so that the
     checkpoint's own config decides the shapes (TransformerLens' tables by name would not fit a
     fine-tune or a miniature) and every family loads the same way."""
     def load() -> Any:
-        return load_checkpoint(snapshot(name), device, options, name=name)
+        return load_checkpoint(snapshot(name), device, options, name=name, dtype=dtype)
 
     return from_hub_or_cache("model", name, "--model", load)
 
@@ -276,9 +277,10 @@ def describe_processing(flags: dict[str, bool]) -> str:
 
 
 def load_checkpoint(path: Path, device: str, options: dict[str, Any],
-                    name: str | None = None) -> Any:
-    """A HookedTransformer from a transformers checkpoint folder, entirely offline.
-    Memory: the model twice on the host while converting (the transformers copy is freed after)."""
+                    name: str | None = None, dtype: str = "float32") -> Any:
+    """A HookedTransformer from a transformers checkpoint folder, entirely offline, its weights in
+    `dtype`. Memory: the model twice on the host while converting (the transformers copy is
+    freed after): 2 x parameters x 4 bytes in float32, x 2 bytes in bfloat16."""
     import torch
     from transformer_lens import HookedTransformer
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -290,7 +292,7 @@ def load_checkpoint(path: Path, device: str, options: dict[str, Any],
                         f"{families.UNSUPPORTED[arch]}; use another model family")
     try:
         with _quiet_loading():
-            hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+            hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
             tokenizer = AutoTokenizer.from_pretrained(str(path))
     except Exception as err:
         raise UserError(f"transformers cannot load the checkpoint in {path} "
@@ -299,7 +301,8 @@ def load_checkpoint(path: Path, device: str, options: dict[str, Any],
     flags = processing(options)
     try:
         with _config_alias(path) as alias, _quiet_loading():
-            cfg = _hooked_config(arch, alias, hf_model, flags["fold_ln"], device)
+            cfg = _hooked_config(arch, alias, hf_model, flags["fold_ln"], device,
+                                 getattr(torch, dtype))
             if cfg.n_ctx > CHECKPOINT_N_CTX and cfg.positional_embedding_type == "rotary":
                 log.info("model context capped at %d positions (the config says %d)",
                          CHECKPOINT_N_CTX, cfg.n_ctx)
@@ -313,6 +316,8 @@ def load_checkpoint(path: Path, device: str, options: dict[str, Any],
     cfg.model_name = name or path.resolve().name
     model: Any = HookedTransformer(cfg, tokenizer, move_to_device=False)
     model.load_and_process_state_dict(state, **_allowed(cfg, flags))
+    if cfg.dtype != torch.float32:  # modules TransformerLens builds without cfg.dtype (MoE's)
+        model = model.to(cfg.dtype)
     model.move_model_modules_to_device()
     model.weight_processing = _allowed(cfg, flags)  # what the store and the index record
     log.info("model %s (%s, %s) loaded from %s", cfg.model_name, arch,
@@ -330,30 +335,29 @@ def _architecture(path: Path) -> str:
     return str(names[0])
 
 
-def _hooked_config(arch: str, alias: str, hf_model: Any, fold_ln: bool, device: str) -> Any:
+def _hooked_config(arch: str, alias: str, hf_model: Any, fold_ln: bool, device: str,
+                   dtype: Any) -> Any:
     """TransformerLens' config for the checkpoint: its own converter's, or for the families it
     knows only by hub name (generator/inputs/families.py) the mapping of the folder's config."""
-    import torch
     from transformer_lens import HookedTransformerConfig
     from transformer_lens import loading_from_pretrained as loading
 
     if arch not in families.CONFIGS:
         return loading.get_pretrained_model_config(
             alias, hf_cfg=hf_model.config.to_dict(), fold_ln=fold_ln, device=device,
-            dtype=torch.float32)
+            dtype=dtype)
     fields = families.CONFIGS[arch](hf_model.config)
     if fold_ln:
         fields["normalization_type"] = "RMSPre"
     return HookedTransformerConfig.from_dict({
         **fields, "original_architecture": arch, "model_name": "checkpoint",
-        "init_weights": False, "device": device, "dtype": torch.float32, "n_devices": 1})
+        "init_weights": False, "device": device, "dtype": dtype, "n_devices": 1})
 
 
 def _hooked_weights(arch: str, alias: str, cfg: Any, hf_model: Any) -> dict[str, Any]:
-    import torch
     from transformer_lens import loading_from_pretrained as loading
 
     if arch in families.QWEN3_MOE:
         return families.qwen3_moe_weights(hf_model, cfg)
-    return loading.get_pretrained_state_dict(alias, cfg, hf_model, dtype=torch.float32)
+    return loading.get_pretrained_state_dict(alias, cfg, hf_model, dtype=cfg.dtype)
 

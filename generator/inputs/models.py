@@ -20,17 +20,19 @@ def looks_like_path(spec: str) -> bool:
     return spec.startswith(("/", ".", "~")) or spec.endswith((".json", ".safetensors"))
 
 
-def load_model(spec: str | None, device: str, options: dict[str, Any] | None = None) -> Any:
+def load_model(spec: str | None, device: str, options: dict[str, Any] | None = None,
+               dtype: str = "float32") -> Any:
     """A HookedTransformer from the embedded demo (spec None), a model folder (feature-browser's
     own format, or a transformers checkpoint), or a TransformerLens name (hub or local cache).
-    `options`: the SAE's model_from_pretrained_kwargs (weight processing it was trained with)."""
+    `options`: the SAE's model_from_pretrained_kwargs (weight processing it was trained with);
+    `dtype`: the weights' (--dtype)."""
     from generator.demo import DEMO_MODEL_DIR
     from generator.inputs import hf
     from generator.inputs.model_folder import load_model_dir
 
     options = options or {}
     if spec is None:
-        return load_model_dir(DEMO_MODEL_DIR, device=device)
+        return _cast(load_model_dir(DEMO_MODEL_DIR, device=device), dtype)
     path = Path(spec).expanduser()
     check_input_path("--model", path, "pass a model folder or a TransformerLens name")
     if path.is_file():
@@ -46,11 +48,21 @@ def load_model(spec: str | None, device: str, options: dict[str, Any] | None = N
                             "save the model again with save_pretrained")
         _check_tokenizer_files(path)
         if hf.is_checkpoint(config):
-            return hf.load_checkpoint(path, device, options)
-        return _load_model_dir(path, device)
+            return hf.load_checkpoint(path, device, options, dtype=dtype)
+        return _cast(_load_model_dir(path, device), dtype)
     if looks_like_path(spec):
         raise UserError(f"model directory {spec} does not exist; check the --model path")
-    return hf.load_named_model(spec, device, options)
+    return hf.load_named_model(spec, device, options, dtype)
+
+
+def _cast(model: Any, dtype: str) -> Any:
+    """A model folder (float32 when loaded) in --dtype; TransformerLens reads cfg.dtype too."""
+    import torch
+
+    if dtype == "float32":
+        return model
+    model.cfg.dtype = getattr(torch, dtype)
+    return model.to(model.cfg.dtype)
 
 
 def weight_processing(model: Any) -> dict[str, bool]:

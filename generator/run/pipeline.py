@@ -98,7 +98,7 @@ def load_inputs(cfg: BuildConfig, device: str) -> Inputs:
 
     sae = load_sae(cfg.sae, device)
     site = sae_site(sae)
-    model = load_model(cfg.model, device, model_options(sae))
+    model = load_model(cfg.model, device, model_options(sae), dtype=cfg.dtype)
     try:
         check_compatible(model, sae, site)
     except UserError as err:

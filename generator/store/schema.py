@@ -115,7 +115,9 @@ class StoreMeta:
         if self.weight_processing is None:
             return "not recorded"
         on = [key for key, value in sorted(self.weight_processing.items()) if value]
-        return "weights processed: " + ", ".join(on) if on else "raw model activations"
+        text = "weights processed: " + ", ".join(on) if on else "raw model activations"
+        dtype = self.settings.get("dtype", "float32")
+        return text if dtype == "float32" else f"{text}, in {dtype}"
 
     @property
     def positions_label(self) -> str:

@@ -388,3 +388,40 @@ def test_a_qwen_3_transcoder_on_the_bridge_name_mlp_hook_in(folders):
         delta = acts[..., latent, None] * engine.decoder_rows(torch.tensor([latent]))[0]
     _, edited = _hf_run(folders["qwen3"], "mlp", edit=lambda out: out - delta.clone())
     torch.testing.assert_close(engine.losses(resid, TOKENS, delta), edited, atol=2e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["gemma3", "qwen3_moe", "gpt2"])
+def test_bfloat16_for_models_that_do_not_fit_in_float32(folders, arch, tmp_path):
+    """--dtype bfloat16 (Gemma 3 27B, Qwen 3 30B-A3B on one 80 GB GPU): the model's weights and
+    activations in bfloat16, the SAE in its own float32. What the hook reads is transformers'
+    float32 hidden state to bfloat16's precision; a whole build runs, and the store and the index
+    say which precision."""
+    from generator.inputs.models import load_model
+    from generator.inputs.sites import sae_site
+    from generator.store.io import read_store
+
+    sae = topk_sae()
+    model = load_model(str(folders[arch]), "cpu", dtype="bfloat16")
+    assert next(model.parameters()).dtype == torch.bfloat16
+    from generator.compute.activations import HookedSAE
+
+    engine = HookedSAE(model, sae, sae_site(sae))
+    _, read = engine.run_to_hook(TOKENS)
+    theirs = hidden_states(folders[arch], TOKENS)[1]
+    assert read.dtype == torch.bfloat16 and rel(read.float(), theirs) < 3e-2
+    assert engine.encode(read).dtype == torch.float32
+    store = build(folders[arch], sae, tmp_path, corpus_text(tmp_path), "--dtype", "bfloat16")
+    assert read_store(store).meta.settings["dtype"] == "bfloat16"
+    assert "raw model activations, in bfloat16" in (tmp_path / "site" / "index.html").read_text()
+
+
+def test_the_demo_model_folder_in_bfloat16_and_a_bad_dtype(tmp_path):
+    from generator.config import BuildConfig
+    from generator.errors import UserError
+    from generator.inputs.models import load_model
+
+    model = load_model(None, "cpu", dtype="bfloat16")
+    assert next(model.parameters()).dtype == torch.bfloat16
+    assert model(torch.tensor([[0, 5, 9, 3]])).dtype == torch.bfloat16
+    with pytest.raises(UserError, match="--dtype int8 is not one of float32, bfloat16, float16"):
+        BuildConfig(dtype="int8").validate()
