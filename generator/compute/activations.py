@@ -33,7 +33,7 @@ class HookedSAE:
         """> 0: positions whose activation norm at the hook read is over this multiple of their
         sequence's median are excluded from every statistic (`included`)."""
         self.device = next(model.parameters()).device
-        if any(name.endswith(".hook_mlp_in") for name in (site.name, site.writes)):
+        if any(name.endswith(".hook_mlp_in") for name in (site.reads, site.writes)):
             model.set_use_hook_mlp_in(True)  # TransformerLens only calls that hook when asked
         if site.kind == "z" and not getattr(sae, "hook_z_reshaping_mode", False):
             # hook_z is [..., n_heads, d_head]; an SAE whose cfg says reshape_activations "none"

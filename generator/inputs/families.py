@@ -26,19 +26,10 @@ import torch
 
 GEMMA = ("Gemma2ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration")
 QWEN3_MOE = ("Qwen3MoeForCausalLM",)
-MAPPED = GEMMA + QWEN3_MOE
-"""Architectures (transformers class names) mapped here rather than by TransformerLens."""
-
-UNSUPPORTED = {
-    "Qwen3_5ForCausalLM": "its Gated DeltaNet (linear-attention) layers have no TransformerLens "
-                          "component",
-    "Qwen3_5ForConditionalGeneration": "its Gated DeltaNet (linear-attention) layers have no "
-                                       "TransformerLens component",
-    "Qwen3_5MoeForCausalLM": "its Gated DeltaNet (linear-attention) layers have no "
-                             "TransformerLens component",
-    "Qwen3_5MoeForConditionalGeneration": "its Gated DeltaNet (linear-attention) layers have no "
-                                          "TransformerLens component",
-}
+_DELTANET = "its Gated DeltaNet (linear-attention) layers have no TransformerLens component"
+UNSUPPORTED = dict.fromkeys(("Qwen3_5ForCausalLM", "Qwen3_5ForConditionalGeneration",
+                             "Qwen3_5MoeForCausalLM", "Qwen3_5MoeForConditionalGeneration"),
+                            _DELTANET)
 """Families in sae_lens' registry that cannot be run exactly yet, and why (said in one line)."""
 
 

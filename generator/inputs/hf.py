@@ -315,13 +315,14 @@ def load_checkpoint(path: Path, device: str, options: dict[str, Any],
     del hf_model
     cfg.model_name = name or path.resolve().name
     model: Any = HookedTransformer(cfg, tokenizer, move_to_device=False)
-    model.load_and_process_state_dict(state, **_allowed(cfg, flags))
+    applied = _allowed(cfg, flags)
+    model.load_and_process_state_dict(state, **applied)
     if cfg.dtype != torch.float32:  # modules TransformerLens builds without cfg.dtype (MoE's)
         model = model.to(cfg.dtype)
     model.move_model_modules_to_device()
-    model.weight_processing = _allowed(cfg, flags)  # what the store and the index record
+    model.weight_processing = applied  # what the store and the index record
     log.info("model %s (%s, %s) loaded from %s", cfg.model_name, arch,
-             describe_processing(_allowed(cfg, flags)), path)
+             describe_processing(applied), path)
     return model.eval()
 
 

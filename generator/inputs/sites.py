@@ -20,7 +20,7 @@ Anything else is refused by name.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from generator.errors import UserError
@@ -44,7 +44,7 @@ READS = {"hook_resid_pre": "resid", "hook_resid_mid": "resid", "hook_resid_post"
 """block hooks an SAE or a transcoder may read, by kind (the part after `blocks.N.`).
 `mlp.hook_in` is TransformerLens 3's bridge name for the MLP's input (after its norm), which
 mwhanna's transcoders read; in a HookedTransformer it is taken as `ln2.hook_normalized` times the
-norm's weight (kind "mlp_input", HookSite.tap)."""
+norm's weight (kind "mlp_input", HookSite.reads)."""
 WRITES = {"resid", "attn_out", "mlp_out", "mlp_hidden", "z"}
 """kinds a latent may write: each has a way into the residual stream (`residual_directions`).
 A normalized hook has none (LayerNorm is not linear), so an SAE there can only be a transcoder's
@@ -53,7 +53,7 @@ HF_MLP_INPUT = re.compile(r"^model\.layers\.(\d+)\.pre_feedforward_layernorm\.ou
 """sae_lens' `hf_hook_name` of Gemma Scope 2's transcoders: the MLP's input after its RMSNorm
 (weight included), as transformers computes it. sae_lens names that `blocks.N.hook_mlp_in`, which
 in HookedTransformer is the residual stream before the norm, so the engine reads the norm's output
-instead (`HookSite.tap`, kind "mlp_input")."""
+instead (kind "mlp_input", HookSite.reads)."""
 EMBED = "hook_embed"
 """the token embeddings, before block 0: read and written at "layer" -1."""
 
@@ -73,14 +73,12 @@ class HookSite:
     """a transcoder's output hook, where W_dec[i] is added (None: an SAE writes at `name`)."""
     out_layer: int | None = None
     out_kind: str | None = None
-    tap: str | None = None
-    """the hook captured when it is not `name` itself: for kind "mlp_input" (the MLP's input as
-    transformers computes it), `blocks.N.ln2.hook_normalized`, multiplied by ln2's weight."""
-
     @property
     def reads(self) -> str:
-        """The hook the engine captures for the SAE's input."""
-        return self.tap or self.name
+        """The hook the engine captures for the SAE's input: `name`, except for kind "mlp_input"
+        (the MLP's input as transformers computes it), where it is `blocks.N.ln2.hook_normalized`,
+        multiplied by ln2's weight (HookedSAE._run)."""
+        return f"blocks.{self.layer}.ln2.hook_normalized" if self.kind == "mlp_input" else self.name
 
     @property
     def writes(self) -> str:
@@ -118,7 +116,6 @@ def parse_hook(name: str, out_name: str | None = None) -> HookSite:
     """The site of an SAE reading `name`, or of a transcoder reading `name` and writing
     `out_name`; refused in one line when a hook is unknown or cannot be written through."""
     layer, kind = _kind(name, "hook")
-    tap = f"blocks.{layer}.ln2.hook_normalized" if kind == "mlp_input" else None
     if out_name is None or out_name == name:
         if kind not in WRITES:
             raise UserError(f"an SAE on '{name}' writes back into a normalized space, which has "
@@ -132,7 +129,7 @@ def parse_hook(name: str, out_name: str | None = None) -> HookSite:
         raise UserError(f"the transcoder writes '{out_name}', before the hook it reads "
                         f"('{name}'); check metadata.hook_name_out in its cfg.json")
     return HookSite(name=name, layer=layer, kind=kind, out_name=out_name, out_layer=out_layer,
-                    out_kind=out_kind, tap=tap)
+                    out_kind=out_kind)
 
 
 def sae_site(sae: Any) -> HookSite:
@@ -173,9 +170,7 @@ def _from_hf_hook(site: HookSite, hf_hook: Any) -> HookSite:
     if site.name != f"blocks.{layer}.hook_mlp_in":
         raise UserError(f"the SAE's cfg.json names hook '{site.name}' but was recorded at "
                         f"'{hf_hook}' (metadata.hf_hook_name); make the two agree")
-    return HookSite(name=site.name, layer=layer, kind="mlp_input", out_name=site.out_name,
-                    out_layer=site.out_layer, out_kind=site.out_kind,
-                    tap=f"blocks.{layer}.ln2.hook_normalized")
+    return replace(site, kind="mlp_input")
 
 
 def _width(model: Any, kind: str) -> int:
