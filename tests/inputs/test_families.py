@@ -77,25 +77,30 @@ def _decoder_layers(model) -> torch.nn.ModuleList:
     raise AssertionError("no decoder layers found")
 
 
-def _edited_loss(folder: Path, delta: torch.Tensor) -> torch.Tensor:
-    """transformers' next-token loss with `delta` subtracted from layer 0's output."""
+def _hf_run(folder: Path, module: str | None, edit=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """transformers' run: (the output of `module` in layer 0, or of layer 0 itself when None;
+    next-token losses), with `edit` applied to that output when given."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    seen = {}
 
-    def edit(module, args, output):
-        if isinstance(output, tuple):
-            return (output[0] - delta, *output[1:])
-        return output - delta
+    def hook(mod, args, output):
+        first = output[0] if isinstance(output, tuple) else output
+        seen["out"] = first.clone()
+        if edit is None:
+            return None
+        return (edit(first), *output[1:]) if isinstance(output, tuple) else edit(first)
 
-    delta = delta.clone()  # out of inference mode: transformers' run is a plain no_grad one
-    handle = _decoder_layers(model)[0].register_forward_hook(edit)
+    layer = _decoder_layers(model)[0]
+    handle = (layer if module is None else getattr(layer, module)).register_forward_hook(hook)
     try:
         with torch.no_grad():
             logits = model(TOKENS).logits
     finally:
         handle.remove()
-    return F.cross_entropy(logits[:, :-1].transpose(1, 2), TOKENS[:, 1:], reduction="none")
+    loss = F.cross_entropy(logits[:, :-1].transpose(1, 2), TOKENS[:, 1:], reduction="none")
+    return seen["out"], loss
 
 
 @pytest.mark.parametrize("arch", FAMILIES)
@@ -108,7 +113,7 @@ def test_ablation_equals_transformers_with_the_layer_output_edited(folders, arch
     with torch.inference_mode():
         delta = acts[..., latent, None] * engine.decoder_rows(torch.tensor([latent]))[0]
     ours = engine.losses(resid, TOKENS, delta)
-    theirs = _edited_loss(folders[arch], delta)
+    _, theirs = _hf_run(folders[arch], None, edit=lambda out: out - delta.clone())
     torch.testing.assert_close(ours, theirs, atol=2e-4, rtol=1e-4)
     assert (ours - engine.losses(resid, TOKENS)).abs().max() > 1e-3  # the edit changed something
 
@@ -239,28 +244,6 @@ def gemma_scope_2_transcoder():
     cfg.metadata.hf_hook_name = "model.layers.0.pre_feedforward_layernorm.output"
     cfg.metadata.hf_hook_name_out = "model.layers.0.post_feedforward_layernorm.output"
     return _randomised(sae_lens.JumpReLUSkipTranscoder(cfg))
-
-
-def _hf_run(folder: Path, module: str, edit=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """transformers' run: (the output of `module` in layer 0, next-token losses), with `edit`
-    applied to that output when given."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    seen = {}
-
-    def hook(mod, args, output):
-        seen["out"] = output.clone()
-        return None if edit is None else edit(output)
-
-    handle = getattr(_decoder_layers(model)[0], module).register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            logits = model(TOKENS).logits
-    finally:
-        handle.remove()
-    loss = F.cross_entropy(logits[:, :-1].transpose(1, 2), TOKENS[:, 1:], reduction="none")
-    return seen["out"], loss
 
 
 @pytest.mark.parametrize("arch", ["gemma3", "gemma3_multimodal"])
