@@ -111,6 +111,10 @@ class PageBuilder:
         """per vocabulary id: its bytes are not whole UTF-8 characters (displays merge it)."""
         self._seq_cache: dict[int, list[Display]] = {}
         self._html_cache: dict[tuple[int, str], str] = {}
+        self._cells: dict[int, TokenCell] = {}
+        self._labels: dict[int, str] = {}
+        """a token's cell and a latent's short label, made once: a corpus page names ~200
+        latents and shows their top tokens, so without them a render remade each ~100 times."""
         self.shown = shown_mask(data, showing)
         """True for the example rows that pages show."""
         self.map = SiteMap.of(data)
@@ -250,9 +254,13 @@ class PageBuilder:
                 for t in self.lat.top_token_ids[i][:n] if t >= 0]
 
     def cell(self, token_id: int) -> TokenCell:
-        display = self.text.token(int(token_id))
-        return TokenCell(html=Markup(token_html(display, breaks=False)),
-                         text=display_text(display))
+        token_id = int(token_id)
+        cell = self._cells.get(token_id)
+        if cell is None:
+            display = self.text.token(token_id)
+            cell = self._cells[token_id] = TokenCell(html=Markup(token_html(display, breaks=False)),
+                                                     text=display_text(display))
+        return cell
 
     def logit_rows(self, ids: np.ndarray, vals: np.ndarray) -> list[LogitRow]:
         return [LogitRow(self.cell(t), signed(float(v))) for t, v in zip(ids, vals, strict=True)]
@@ -283,9 +291,11 @@ class PageBuilder:
                 for j, v in zip(ids[i], vals[i], strict=True) if 0 <= j < self.lat.d_sae]
 
     def short_label(self, i: int) -> str:
-        if i in self.explanations:
-            return clip(self.explanations[i], 40)
-        return " ".join(self.top_token_labels(i, 3))
+        label = self._labels.get(i)
+        if label is None:
+            label = self._labels[i] = (clip(self.explanations[i], 40) if i in self.explanations
+                                       else " ".join(self.top_token_labels(i, 3)))
+        return label
 
     # -- examples -------------------------------------------------------------------------
 
