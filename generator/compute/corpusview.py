@@ -2,9 +2,12 @@
 
 Every sequence the store keeps (StoreData.seq_ids: those some example points to) is computed;
 the site gives a page `corpus/<seq>.html`, like a prompt page (generator/site/views.py), to
-each one that a shown example points to. The activations are the SAE's
-own `encode` of the hook activation at every non-BOS position, as in the statistics. For each
-sequence the store keeps (generator.store.schema.CorpusView):
+each one that a shown example points to. The activations are pass 1's: the active entries the
+statistics counted (Engine.entries_of: pass 1's cache, or its batch re-run), so the SAE is not
+run again and the page shows the bits the statistics saw. The clean loss needs the model after
+the hook, which the passes never run (they stop at the hook's block): the kept sequences run it
+here, from the hook's block. For each sequence the store keeps
+(generator.store.schema.CorpusView):
 
     n_latents   how many latents are active anywhere on it
     loss        the clean loss of predicting token t+1 at each position (NaN at the last
@@ -22,38 +25,77 @@ cost one forward pass per (sequence, active latent), about 590 per demo sequence
 takes it from the examples' ablation, which used the same definition, for the latents whose
 page shows the sequence.
 
+The tables are computed for all kept sequences at once with array operations (sorts over the
+entries, no loop over sequences).
+
 Memory (one batch of B sequences of ctx positions, B the engine's batch size): the model's
-activations up to the hook and after it for the clean loss (as pass 1 and the ablation), the
-SAE's dense output for R positions at a time (R x d_sae x 16 bytes, R = Engine.encode_rows),
-and one sequence's active entries (<= ctx x L0_max x 16 bytes). Output on the host: 16 bytes per
-kept entry (<= ctx x (CORPUS_TOP + 2 CORPUS_LIST) per sequence) + 24 per table row + 4 x ctx.
-The render holds the same, plus a float32 Δloss per entry and a float64 total per table row.
+activations up to the hook and after it for the clean loss (as pass 1 and the ablation); on the
+host, every kept sequence's active entries, E = n_kept x ctx x L0 (6.3 M on the demo), at ~60
+bytes each while the tables are made (the entries, their sort orders and group ids). Output on
+the host: 16 bytes per kept entry (<= ctx x (CORPUS_TOP + 2 CORPUS_LIST) per sequence) + 24 per
+table row + 4 x ctx. The render holds the same, plus a float32 Δloss per entry and a float64 total
+per table row.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
-from jaxtyping import Int
+from jaxtyping import Float, Int
 
 from generator.store.schema import CORPUS_LIST, CORPUS_TOP, CorpusView
 
 if TYPE_CHECKING:
     from generator.compute.activations import HookedSAE
+    from generator.compute.statistics import SparseBatch
 
 log = logging.getLogger(__name__)
 
 
-def compute_corpus_view(hooked: HookedSAE, tokens: Int[np.ndarray, "n_kept ctx"], bos_id: int,
-                        batch_size: int, encode_rows: int, quiet: bool = True) -> CorpusView:
-    """The corpus view of the kept sequences `tokens` (module docstring)."""
+Entries = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""(row in kept, position, latent, activation) of active entries, one array each."""
+
+CHUNK_ENTRIES = 1 << 22
+"""active entries whose tables are made at once (whole sequences; ~60 bytes each meanwhile)."""
+
+
+def compute_corpus_view(hooked: HookedSAE, tokens: Int[np.ndarray, "n_kept ctx"],
+                        kept: Int[np.ndarray, " n_kept"], entries: Iterable[SparseBatch],
+                        bos_id: int, batch_size: int, quiet: bool = True) -> CorpusView:
+    """The corpus view of the kept sequences `kept` (ascending global indices; `tokens` their
+    rows), from `entries`, pass 1's active entries of batches that cover them in sequence order
+    (Engine.entries_of; module docstring)."""
+    loss = _clean_losses(hooked, tokens, bos_id, batch_size, quiet)
+    ctx = tokens.shape[1] if tokens.ndim == 2 else 0
+    parts = [_tables(*chunk, len(kept)) for chunk in _kept_entries(entries, kept, ctx)]
+
+    def cat(name: str, dtype: type) -> np.ndarray:
+        return (np.concatenate([p[name] for p in parts]).astype(dtype) if parts
+                else np.zeros(0, dtype))
+
+    out = CorpusView(
+        loss=loss, n_latents=sum((p["n_latents"] for p in parts),
+                                 np.zeros(len(kept), np.int64)).astype(np.int32),
+        row=cat("row", np.int32), pos=cat("pos", np.int32), latent=cat("latent", np.int32),
+        act=cat("act", np.float32), s_row=cat("s_row", np.int32),
+        s_latent=cat("s_latent", np.int32), s_n_active=cat("s_n_active", np.int32),
+        s_max_act=cat("s_max_act", np.float32), s_sum_act=cat("s_sum_act", np.float64))
+    log.info("corpus view: %d sequences, %d entries, %d table rows", len(kept), len(out.row),
+             len(out.s_row))
+    return out
+
+
+def _clean_losses(hooked: HookedSAE, tokens: Int[np.ndarray, "n ctx"], bos_id: int,
+                  batch_size: int, quiet: bool) -> Float[np.ndarray, "n ctx"]:
+    """The clean next-token loss at each position (NaN at the last position and where the target
+    is excluded), B sequences at a time."""
     import torch
     from tqdm.auto import tqdm
 
-    parts: list[dict[str, np.ndarray]] = []
-    losses, n_latents = [], []
+    losses = []
     step = max(1, batch_size)
     bar = tqdm(total=len(tokens), desc="corpus view", unit="seq", disable=quiet)
     with torch.inference_mode():
@@ -64,58 +106,71 @@ def compute_corpus_view(hooked: HookedSAE, tokens: Int[np.ndarray, "n_kept ctx"]
             clean = hooked.losses(resid, toks, needed=mask[:, 1:])
             nan = torch.full((len(toks), 1), float("nan"), device=clean.device)
             losses.append(torch.cat([clean, nan], 1).float().cpu().numpy())
-            for j in range(len(toks)):
-                part, count = _one_sequence(hooked, hook_acts[j], mask[j], max(1, encode_rows))
-                part["row"] = np.full(len(part["pos"]), lo + j, dtype=np.int32)
-                part["s_row"] = np.full(len(part["s_latent"]), lo + j, dtype=np.int32)
-                parts.append(part)
-                n_latents.append(count)
             bar.update(len(toks))
     bar.close()
-
-    def cat(name: str, dtype: Any) -> np.ndarray:
-        return (np.concatenate([p[name] for p in parts]).astype(dtype) if parts
-                else np.zeros(0, dtype))
-
     ctx = tokens.shape[1] if tokens.ndim == 2 else 0
-    out = CorpusView(
-        loss=np.concatenate(losses) if losses else np.zeros((0, ctx), np.float32),
-        n_latents=np.asarray(n_latents, dtype=np.int32),
-        row=cat("row", np.int32), pos=cat("pos", np.int32), latent=cat("latent", np.int32),
-        act=cat("act", np.float32), s_row=cat("s_row", np.int32),
-        s_latent=cat("s_latent", np.int32), s_n_active=cat("s_n_active", np.int32),
-        s_max_act=cat("s_max_act", np.float32), s_sum_act=cat("s_sum_act", np.float64))
-    log.info("corpus view: %d sequences, %d entries, %d table rows", len(tokens), len(out.row),
-             len(out.s_row))
-    return out
+    return np.concatenate(losses) if losses else np.zeros((0, ctx), np.float32)
 
 
-def _one_sequence(hooked: HookedSAE, hook_acts: Any, mask: Any,
-                  rows: int) -> tuple[dict[str, np.ndarray], int]:
-    """One sequence's kept entries and table (module docstring), and its active-latent count."""
-    entries = hooked.active_entries(hook_acts, mask, rows)
-    pos, latent = (x.cpu().numpy().astype(np.int32) for x in entries[:2])
-    act = entries[2].cpu().numpy().astype(np.float32)
-    ids, which = np.unique(latent, return_inverse=True)
-    n_active = np.bincount(which, minlength=len(ids))
-    max_act = np.zeros(len(ids), dtype=np.float32)
+def _kept_entries(entries: Iterable[SparseBatch], kept: Int[np.ndarray, " n_kept"],
+                  ctx: int) -> Iterator[Entries]:
+    """(row in `kept`, position, latent, activation) of the kept sequences' entries, ordered by
+    row, position, latent, in chunks of whole sequences of about CHUNK_ENTRIES entries."""
+    parts: list[Entries] = []
+    size = 0
+    for sparse in entries:
+        seq = sparse.seq_ids.numpy()[sparse.row.numpy()]
+        at = np.minimum(np.searchsorted(kept, seq), max(len(kept) - 1, 0))
+        hit = kept[at] == seq if len(kept) else np.zeros(len(seq), bool)
+        parts.append((at[hit].astype(np.int64), sparse.col.numpy()[hit].astype(np.int64),
+                      sparse.latent.numpy()[hit].astype(np.int64),
+                      sparse.value.numpy()[hit].astype(np.float32)))
+        size += int(hit.sum())
+        if size >= CHUNK_ENTRIES:  # a batch holds whole sequences: the chunk ends on one
+            yield _in_order(parts, ctx)
+            parts, size = [], 0
+    if parts:
+        yield _in_order(parts, ctx)
+
+
+def _in_order(parts: list[Entries], ctx: int) -> Entries:
+    row, pos, latent, act = (np.concatenate(x) for x in zip(*parts, strict=True))
+    key = (row * max(ctx, 1) + pos) * (int(latent.max(initial=0)) + 1) + latent
+    if len(key) > 1 and not (np.diff(key) > 0).all():  # batches come in order: rarely sorted here
+        order = np.argsort(key, kind="stable")
+        row, pos, latent, act = row[order], pos[order], latent[order], act[order]
+    return row, pos, latent, act
+
+
+def _tables(row: np.ndarray, pos: np.ndarray, latent: np.ndarray, act: np.ndarray,
+            n_kept: int) -> dict[str, np.ndarray]:
+    """The tables and kept entries (module docstring) of the sequences whose active entries these
+    are (sorted by row, position, latent), in CorpusView's fields."""
+    d = int(latent.max(initial=0)) + 1
+    groups, which = np.unique(row * d + latent, return_inverse=True)  # (row, latent), sorted
+    g_row, g_latent = groups // d, groups % d
+    n_active = np.bincount(which, minlength=len(groups))
+    # entries in order, so each group's float64 total adds its positions in order, as before
+    sum_act = np.bincount(which, weights=act.astype(np.float64), minlength=len(groups))
+    max_act = np.zeros(len(groups), dtype=np.float32)
     np.maximum.at(max_act, which, act)
-    sum_act = np.bincount(which, weights=act.astype(np.float64), minlength=len(ids))
-    table = np.zeros(len(ids), dtype=bool)
-    for key in (max_act, sum_act):  # ids are sorted, so a stable sort breaks ties to the lower id
-        table[np.argsort(-key.astype(np.float64), kind="stable")[:CORPUS_LIST]] = True
-    order = np.lexsort((latent, -act.astype(np.float64), pos))
-    rank = np.zeros(len(pos), dtype=np.int64)
-    if len(order):
-        sorted_pos = pos[order]
-        first = np.searchsorted(sorted_pos, sorted_pos)  # first entry of each position
-        rank[order] = np.arange(len(order)) - first
+    table = np.zeros(len(groups), dtype=bool)
+    for key in (max_act.astype(np.float64), sum_act):  # ties to the lower id: stable on latent
+        order = np.lexsort((-key, g_row))
+        table[order[_rank_in_runs(g_row[order]) < CORPUS_LIST]] = True
+    # per position, its CORPUS_TOP most active latents (ties to the lower id: entries come by
+    # latent within a position, and the sort is stable)
+    position = row * (int(pos.max(initial=0)) + 1) + pos
+    order = np.lexsort((-act.astype(np.float64), position))
+    rank = np.empty(len(act), dtype=np.int64)
+    rank[order] = _rank_in_runs(position[order])
     keep = (rank < CORPUS_TOP) | table[which]
-    keep_order = np.lexsort((latent[keep], pos[keep]))
-    part: dict[str, np.ndarray] = {
-        "pos": pos[keep][keep_order], "latent": latent[keep][keep_order],
-        "act": act[keep][keep_order], "s_latent": ids[table].astype(np.int32),
-        "s_n_active": n_active[table].astype(np.int32), "s_max_act": max_act[table],
-        "s_sum_act": sum_act[table],
-    }
-    return part, len(ids)
+    return {"n_latents": np.bincount(g_row, minlength=n_kept), "row": row[keep],
+            "pos": pos[keep], "latent": latent[keep], "act": act[keep], "s_row": g_row[table],
+            "s_latent": g_latent[table], "s_n_active": n_active[table],
+            "s_max_act": max_act[table], "s_sum_act": sum_act[table]}
+
+
+def _rank_in_runs(sorted_keys: np.ndarray) -> np.ndarray:
+    """Each element's place within its run of equal keys (`sorted_keys` sorted)."""
+    return np.arange(len(sorted_keys)) - np.searchsorted(sorted_keys, sorted_keys)

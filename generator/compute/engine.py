@@ -81,6 +81,10 @@ class Engine:
         """this rank's batches of the global grid (set by pass 1, reused by pass 2 and examples)."""
         self._cache: dict[int, list[SparseBatch]] = {}
         """pass 1's activation triplets of plan batch i, on the host, while within budget."""
+        self.batches: list[np.ndarray] = []
+        """every rank's batches: the global grid (the plan is this rank's block of it)."""
+        self._block = range(0)
+        """the plan's indices in the global grid."""
         self.grid: tuple[int, int] = (0, 0)
         """(first batch size, batch size) the plan was cut with: saved, so a resume cuts it again."""
         self.checkpoint: Checkpoint | None = None
@@ -142,8 +146,9 @@ class Engine:
         this rank keeps its contiguous block of them."""
         cuts = [0, first] if first else [0]
         cuts += list(range(cuts[-1] + self.batch_size, len(seqs), self.batch_size)) + [len(seqs)]
-        batches = [seqs[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
-        return [batches[i] for i in self.ranks.block(len(batches))]
+        self.batches = [seqs[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+        self._block = self.ranks.block(len(self.batches))
+        return [self.batches[i] for i in self._block]
 
     def _progress(self, desc: str) -> Iterator[tuple[int, np.ndarray]]:
         """(plan index, batch) over this rank's plan, with a progress bar in sequences."""
@@ -314,6 +319,20 @@ class Engine:
             self.batches_run += 1
             self._tick("pass2", i + 1, lambda: {"p2_partial": state.state_dict()})
         return state
+
+    def entries_of(self, seqs: Int[np.ndarray, " n"]) -> Iterator[SparseBatch]:
+        """The active entries of the (ascending) sequences `seqs` as pass 1 computed them, batch
+        by batch in sequence order, compacted: from pass 1's cache where it kept the batch, else
+        the global batch re-run whole (its bits do not depend on which process asks). Entries of
+        other sequences in those batches are left in: the caller selects."""
+        for g, batch in enumerate(self.batches):
+            lo, hi = np.searchsorted(seqs, [batch[0], batch[-1] + 1])
+            if hi == lo:
+                continue
+            cached = self._cache.get(g - self._block.start) if g in self._block else None
+            if cached is None:
+                cached = [self._sparse(part).compact() for part in self._parts(batch)]
+            yield from cached
 
     # ------------------------------------------------------------------ examples
 

@@ -159,8 +159,8 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
                     engine.encode_rows)))
     prompts = times.run("prompts", run_prompts, cfg, hooked, encode, corpus.bos_id)
     kept = np.unique(shown.examples.seq)
-    view = times.run("corpus view", compute_corpus_view, hooked, corpus.tokens[kept],
-                     corpus.bos_id, engine.batch_size, engine.encode_rows,
+    view = times.run("corpus view", compute_corpus_view, hooked, corpus.tokens[kept], kept,
+                     engine.entries_of(kept), corpus.bos_id, engine.batch_size,
                      quiet=cfg.quiet) if cfg.corpus_view and not cfg.compact else None
     threads = torch.get_num_threads()
     coords = times.run("map", latent_map, sae.W_dec.detach().float().cpu().numpy(),

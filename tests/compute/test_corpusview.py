@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from generator.store.schema import CORPUS_LIST, CORPUS_TOP
 from tests.helpers import CASES, cached
 from tests.reference import reference_corpus_view
 
@@ -41,15 +42,23 @@ def brute_force(model, sae, hook: str, tokens: np.ndarray) -> tuple[np.ndarray, 
 
 
 def compute(model, kind: str, hook: str, tokens: np.ndarray, batch_size: int = 4,
-            encode_rows: int = 1024):
+            encode_rows: int = 1024, kept: np.ndarray | None = None, cache_bytes: int = 2 << 30):
+    """The corpus view of `kept` (default: every sequence) after a real pass 1 over `tokens`:
+    its entries from pass 1's cache, or with cache_bytes=0 from its batches re-run."""
     from generator.compute.activations import HookedSAE
     from generator.compute.corpusview import compute_corpus_view
+    from generator.compute.engine import Engine, EngineSettings
     from generator.inputs.sites import parse_hook
     from tests.helpers import BOS, tiny_sae
 
     sae = tiny_sae(kind, hook)
     hooked = HookedSAE(model, sae, parse_hook(hook))
-    return sae, hooked, compute_corpus_view(hooked, tokens, BOS, batch_size, encode_rows)
+    engine = Engine(hooked, tokens, BOS, EngineSettings(
+        batch_size=batch_size, encode_rows=encode_rows, cache_bytes=cache_bytes, quiet=True))
+    engine.pass1(np.arange(len(tokens)))
+    kept = np.arange(len(tokens)) if kept is None else kept
+    return sae, hooked, compute_corpus_view(hooked, tokens[kept], kept, engine.entries_of(kept),
+                                            BOS, batch_size)
 
 
 def assert_views_equal(got, want, exact_floats: bool = False) -> None:
@@ -82,37 +91,59 @@ def test_corpus_view_equals_brute_force(model, kind, hook, monkeypatch):
 
 
 def test_corpus_view_does_not_depend_on_batching(model):
+    """Pass 1's cache (batches of 4) or its batches re-run (no cache, batches of 3, 5 positions
+    encoded at a time), and the tables made in chunks of a few sequences: the same view."""
+    from generator.compute import corpusview
     from tests.helpers import tiny_tokens
 
     tokens = tiny_tokens()
     _, _, a = compute(model, "standard", "blocks.1.hook_resid_pre", tokens)
-    _, _, b = compute(model, "standard", "blocks.1.hook_resid_pre", tokens, batch_size=3,
-                      encode_rows=5)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(corpusview, "CHUNK_ENTRIES", 50)
+        _, _, b = compute(model, "standard", "blocks.1.hook_resid_pre", tokens, batch_size=3,
+                          encode_rows=5, cache_bytes=0)
     assert_views_equal(a, b)
+
+
+def test_corpus_view_of_some_sequences(model):
+    """Kept sequences that are not every sequence (the store keeps those examples point to): the
+    view has their rows only, each equal to the brute force of that sequence."""
+    from tests.helpers import tiny_tokens
+
+    tokens = tiny_tokens()
+    kept = np.arange(1, len(tokens), 2)
+    sae, _, got = compute(model, "standard", "blocks.1.hook_resid_pre", tokens, batch_size=3,
+                          kept=kept)
+    acts, loss = brute_force(model, sae, "blocks.1.hook_resid_pre", tokens[kept])
+    assert_views_equal(got, reference_corpus_view(acts, loss, top=CORPUS_TOP, k=CORPUS_LIST))
+    assert len(got.n_latents) == len(kept) and got.row.max() == len(kept) - 1
 
 
 @pytest.mark.parametrize("kind, hook", CASES[:2])
 def test_corpus_view_equals_the_engines_examples(model, kind, hook):
     """On the kept sequences of a real engine run: every table latent's activations are its
     example's at every position, and every kept entry of an example latent is its example's."""
+    from generator.compute.activations import HookedSAE
+    from generator.compute.corpusview import compute_corpus_view
     from generator.compute.engine import Engine, EngineSettings
-    from tests.helpers import BOS, tiny_tokens
+    from generator.inputs.sites import parse_hook
+    from tests.helpers import BOS, tiny_sae, tiny_tokens
 
     tokens = tiny_tokens()
-    sae, hooked, _ = compute(model, kind, hook, tokens[:1])
+    hooked = HookedSAE(model, tiny_sae(kind, hook), parse_hook(hook))
     engine = Engine(hooked, tokens, BOS, EngineSettings(k=3, m=2, batch_size=4, quiet=True))
     p1 = engine.pass1(np.arange(len(tokens)))
     ex = engine.examples(p1, engine.pass2(p1.max_act)).examples
     kept = np.unique(ex.seq)
-    _, _, view = compute(model, kind, hook, tokens[kept])
+    view = compute_corpus_view(hooked, tokens[kept], kept, engine.entries_of(kept), BOS, 4)
     checked = 0
     for j in range(len(ex.seq)):
         r, i = int(np.searchsorted(kept, ex.seq[j])), int(ex.latent[j])
         e = (view.row == r) & (view.latent == i)
-        np.testing.assert_allclose(view.act[e], ex.acts[j][view.pos[e]], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(view.act[e], ex.acts[j][view.pos[e]])  # the same bits
         if i in view.s_latent[view.s_row == r]:
             acts = np.zeros(tokens.shape[1], np.float32)
             acts[view.pos[e]] = view.act[e]
-            np.testing.assert_allclose(acts, ex.acts[j], rtol=1e-5, atol=1e-6)
+            np.testing.assert_array_equal(acts, ex.acts[j])
             checked += 1
     assert checked > 10
