@@ -147,30 +147,44 @@ def _tables(row: np.ndarray, pos: np.ndarray, latent: np.ndarray, act: np.ndarra
     """The tables and kept entries (module docstring) of the sequences whose active entries these
     are (sorted by row, position, latent), in CorpusView's fields."""
     d = int(latent.max(initial=0)) + 1
-    groups, which = np.unique(row * d + latent, return_inverse=True)  # (row, latent), sorted
+    key = row * d + latent
+    by_group = np.argsort(key, kind="stable")  # (row, latent) groups, each in position order
+    sorted_key = key[by_group]
+    new_group = np.concatenate(([True], sorted_key[1:] != sorted_key[:-1]))[:len(key)]
+    starts = np.flatnonzero(new_group)
+    groups = sorted_key[starts]
+    which = np.empty(len(key), dtype=np.int64)  # each entry's group
+    which[by_group] = np.cumsum(new_group) - 1
     g_row, g_latent = groups // d, groups % d
-    n_active = np.bincount(which, minlength=len(groups))
+    n_active = np.diff(np.append(starts, len(key)))
     # entries in order, so each group's float64 total adds its positions in order, as before
     sum_act = np.bincount(which, weights=act.astype(np.float64), minlength=len(groups))
-    max_act = np.zeros(len(groups), dtype=np.float32)
-    np.maximum.at(max_act, which, act)
+    max_act = np.maximum.reduceat(act[by_group], starts) if len(key) else act[:0]
     table = np.zeros(len(groups), dtype=bool)
-    for key in (max_act.astype(np.float64), sum_act):  # ties to the lower id: stable on latent
-        order = np.lexsort((-key, g_row))
-        table[order[_rank_in_runs(g_row[order]) < CORPUS_LIST]] = True
-    # per position, its CORPUS_TOP most active latents (ties to the lower id: entries come by
-    # latent within a position, and the sort is stable)
+    for score in (max_act, sum_act):  # groups come by latent within a row: ties to the lower id
+        table |= _rank_in_runs(g_row, score) < CORPUS_LIST
+    # per position, its CORPUS_TOP most active latents (entries come by latent within a position)
     position = row * (int(pos.max(initial=0)) + 1) + pos
-    order = np.lexsort((-act.astype(np.float64), position))
-    rank = np.empty(len(act), dtype=np.int64)
-    rank[order] = _rank_in_runs(position[order])
-    keep = (rank < CORPUS_TOP) | table[which]
+    keep = (_rank_in_runs(position, act) < CORPUS_TOP) | table[which]
     return {"n_latents": np.bincount(g_row, minlength=n_kept), "row": row[keep],
             "pos": pos[keep], "latent": latent[keep], "act": act[keep], "s_row": g_row[table],
             "s_latent": g_latent[table], "s_n_active": n_active[table],
             "s_max_act": max_act[table], "s_sum_act": sum_act[table]}
 
 
-def _rank_in_runs(sorted_keys: np.ndarray) -> np.ndarray:
-    """Each element's place within its run of equal keys (`sorted_keys` sorted)."""
-    return np.arange(len(sorted_keys)) - np.searchsorted(sorted_keys, sorted_keys)
+def _rank_in_runs(run: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Each element's rank by descending `value` within its run of equal `run` keys (runs are
+    contiguous), ties to the earlier element. Runs of one length are ranked together as the
+    rows of a matrix (a TopK SAE's positions all have k entries), so the sorts are short rows,
+    not one sort of every element."""
+    new_run = np.concatenate(([True], run[1:] != run[:-1]))[:len(run)]
+    starts = np.flatnonzero(new_run)
+    lengths = np.diff(np.append(starts, len(run)))
+    rank = np.empty(len(run), dtype=np.int64)
+    for n in np.unique(lengths).tolist():
+        at = starts[lengths == n][:, None] + np.arange(n)
+        order = np.argsort(-value[at], axis=1, kind="stable")
+        ranks = np.empty_like(order)
+        np.put_along_axis(ranks, order, np.arange(n)[None, :], axis=1)
+        rank[at] = ranks
+    return rank

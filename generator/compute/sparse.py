@@ -168,12 +168,17 @@ def _coalesce_host(keys: Tensor, sums: Tensor | None, counts: Tensor,
                    runs: bool) -> tuple[Tensor, Tensor | None, Tensor]:
     """coalesce on the host with numpy, whose vectorised sorts are several times faster than
     torch's CPU sort (which dominates the statistics' cost on CPU). Only keys are sorted when
-    nothing rides along (every count 1, no sums)."""
+    nothing rides along (every count 1, no sums); such keys dense in their range are counted."""
     k = keys.numpy()
     if len(k) == 0:
         return keys, sums, counts
     c = counts.numpy()
     bare = sums is None and bool((c == 1).all())
+    if bare and k.min() >= 0 and k.max() < 2 * len(k):
+        # dense keys (a small SAE's co-active pairs): counting beats sorting, O(n + range)
+        total = np.bincount(k, minlength=int(k.max()) + 1)
+        present = np.flatnonzero(total)
+        return torch.from_numpy(present), None, torch.from_numpy(total[present])
     # numpy's stable sort is a merge sort that finds existing runs: near-linear for a fold
     order = None if bare else np.argsort(k, kind="stable" if runs else "quicksort")
     k = np.sort(k) if order is None else k[order]
@@ -194,33 +199,36 @@ def _coalesce_host(keys: Tensor, sums: Tensor | None, counts: Tensor,
 def coactive_pairs(position: Int[Tensor, " nnz"], latent: Int[Tensor, " nnz"], d: int,
                    max_pairs: int = 1 << 22) -> Iterator[Int[Tensor, " pairs"]]:
     """Every unordered pair of latents active at the same position, as keys i * d + j (i < j),
-    in chunks of about `max_pairs` keys. Entries must be grouped by position (as the engine
-    produces them). Work: sum over positions of L(L-1)/2, L the position's active count.
-    Memory: ~32 bytes per pair of one chunk."""
+    in chunks of about `max_pairs` keys (in no particular order). Entries must be grouped by
+    position (as the engine produces them). Work: sum over positions of L(L-1)/2, L the
+    position's active count. Memory: ~24 bytes per pair of one chunk.
+
+    Positions with the same count L are taken together: their latents form an [n, L] matrix
+    whose pairs are one fixed triangle of column pairs, so the expansion is two gathers (a
+    TopK SAE has one L; a ReLU SAE a few hundred), not a per-entry repeat."""
     if len(position) == 0:
         return
     dev = position.device
     _, per_pos = torch.unique_consecutive(position, return_counts=True)
     starts = torch.cumsum(per_pos, 0) - per_pos
-    rank = torch.arange(len(position), device=dev) - torch.repeat_interleave(starts, per_pos)
-    n_after = torch.repeat_interleave(per_pos, per_pos) - 1 - rank  # partners later in the group
-    ends = torch.cumsum(n_after, 0)
-    # chunk boundaries on entries, so that one chunk expands to about max_pairs pairs
-    marks = torch.arange(1, int(ends[-1]) // max_pairs + 1, device=dev) * max_pairs
-    cuts = torch.searchsorted(ends, marks)
-    bounds = [0, *sorted(set((cuts + 1).tolist())), len(position)]
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        if hi <= lo:
+    parts: list[Tensor] = []
+    size = 0
+    for n_active in torch.unique(per_pos).tolist():
+        if n_active < 2:
             continue
-        na = n_after[lo:hi]
-        total = int(na.sum())
-        if total == 0:
-            continue
-        first = torch.repeat_interleave(torch.arange(lo, hi, device=dev), na)
-        offset = torch.cumsum(na, 0) - na
-        within = torch.arange(total, device=dev) - torch.repeat_interleave(offset, na)
-        a, b = latent[first], latent[first + 1 + within]
-        yield torch.minimum(a, b) * d + torch.maximum(a, b)
+        first = starts[per_pos == n_active]
+        left, right = torch.triu_indices(n_active, n_active, 1, device=dev)
+        step = max(1, max_pairs // len(left))
+        for lo in range(0, len(first), step):
+            # sorted rows: the left column of each pair holds the smaller latent
+            rows = latent[first[lo:lo + step, None] + torch.arange(n_active, device=dev)].sort(1).values
+            parts.append((rows[:, left] * d + rows[:, right]).reshape(-1))
+            size += len(parts[-1])
+            if size >= max_pairs:
+                yield torch.cat(parts)
+                parts, size = [], 0
+    if parts:
+        yield torch.cat(parts)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 
 import numpy as np
 import pytest
 import torch
 
-from generator.compute.sparse import SparseSums, best_per_group, coactive_pairs, top_per_group, top_rows
+from generator.compute.sparse import (
+    SparseSums,
+    best_per_group,
+    coactive_pairs,
+    coalesce,
+    top_per_group,
+    top_rows,
+)
 
 
 @pytest.mark.parametrize("n,slack", [(1, 0), (3, 0), (3, 2), (5, 8), (12, 8)])
@@ -62,6 +70,17 @@ def test_sparse_sums_equal_a_dict_for_any_batching_and_merge(min_fold, fold_slic
         assert not st.pending
 
 
+@pytest.mark.parametrize("high", [50, 1 << 40])
+def test_coalesce_of_bare_keys_counts_them(high):
+    """Keys dense in their range (counted) and sparse ones (sorted) give the same totals."""
+    keys = np.random.default_rng(3).integers(0, high, size=200)
+    got_keys, sums, counts = coalesce(torch.from_numpy(keys), None, torch.ones(200, dtype=torch.int64))
+    want = collections.Counter(keys.tolist())
+    assert sums is None
+    assert got_keys.tolist() == sorted(want)
+    assert counts.tolist() == [want[k] for k in sorted(want)]
+
+
 @pytest.mark.parametrize("chunk", [1, 3, 1 << 22])
 def test_coactive_pairs_are_every_pair_at_every_position(chunk):
     rng = np.random.default_rng(2)
@@ -70,6 +89,9 @@ def test_coactive_pairs_are_every_pair_at_every_position(chunk):
     active[5] = True  # a position where every latent fires
     active[6] = False  # and one where none does
     position, latent = np.nonzero(active)
+    for p in range(30):  # latents in any order within a position
+        at = position == p
+        latent[at] = rng.permutation(latent[at])
     got = torch.cat([k for k in coactive_pairs(torch.from_numpy(position), torch.from_numpy(latent), d,
                                                max_pairs=chunk)]).tolist()
     want = [i * d + j for p in range(30) for i in range(d) for j in range(i + 1, d)
