@@ -205,13 +205,12 @@ class PromptPages:
         act, dloss = p.act[lo:hi], p.dloss[lo:hi]
         # per position, its PROMPT_TOP latents by activation (ties to the lower id)
         order = np.lexsort((latent, -act.astype(np.float64), pos))
+        first = np.searchsorted(pos[order], pos[order])  # each sorted entry's position's first
         per_pos: list[list[list[Any]]] = [[] for _ in range(len(tokens))]
-        for e in order.tolist():
-            slot = per_pos[int(pos[e])]
-            if len(slot) < view.top:
-                dl = finite3(float(dloss[e]))
-                slot.append([int(latent[e]), round3(float(act[e])),
-                             *([dl] if dl is not None or view.dloss_all else [])])
+        for e in order[np.arange(len(order)) - first < view.top].tolist():
+            dl = finite3(float(dloss[e]))
+            per_pos[int(pos[e])].append([int(latent[e]), round3(float(act[e])),
+                                         *([dl] if dl is not None or view.dloss_all else [])])
         # the table: the union of each order's top k, in order of max activation
         s_lo = self._summary[n]
         latents, ranks = self.ranks(n)
