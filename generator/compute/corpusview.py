@@ -5,8 +5,9 @@ the site gives a page `corpus/<seq>.html`, like a prompt page (generator/site/vi
 each one that a shown example points to. The activations are pass 1's: the active entries the
 statistics counted (Engine.entries_of: pass 1's cache, or its batch re-run), so the SAE is not
 run again and the page shows the bits the statistics saw. The clean loss needs the model after
-the hook, which the passes never run (they stop at the hook's block): the kept sequences run it
-here, from the hook's block. For each sequence the store keeps
+the hook: pass 1 runs it for every sequence when the corpus view is on
+(EngineSettings.clean_loss, which says why every sequence), so no sequence is run twice and this
+stage runs no model. For each sequence the store keeps
 (generator.store.schema.CorpusView):
 
     n_latents   how many latents are active anywhere on it
@@ -28,10 +29,10 @@ page shows the sequence.
 The tables are computed for all kept sequences at once with array operations (sorts over the
 entries, no loop over sequences).
 
-Memory (one batch of B sequences of ctx positions, B the engine's batch size): the model's
-activations up to the hook and after it for the clean loss (as pass 1 and the ablation); on the
-host, every kept sequence's active entries, E = n_kept x ctx x L0 (6.3 M on the demo), at ~60
-bytes each while the tables are made (the entries, their sort orders and group ids). Output on
+Memory: on the host, one chunk of kept sequences' active entries (<= CHUNK_ENTRIES + one
+batch's; all of the demo's E = n_kept x ctx x L0 = 6.3 M) at ~60 bytes each while the tables are
+made (the entries, their sort orders and group ids), and a batch re-run where pass 1's cache
+did not keep it (Engine.entries_of: the memory of one pass-1 batch). Output on
 the host: 16 bytes per kept entry (<= ctx x (CORPUS_TOP + 2 CORPUS_LIST) per sequence) + 24 per
 table row + 4 x ctx. The render holds the same, plus a float32 Δloss per entry and a float64 total
 per table row.
@@ -49,7 +50,6 @@ from jaxtyping import Float, Int
 from generator.store.schema import CORPUS_LIST, CORPUS_TOP, CorpusView
 
 if TYPE_CHECKING:
-    from generator.compute.activations import HookedSAE
     from generator.compute.statistics import SparseBatch
 
 log = logging.getLogger(__name__)
@@ -62,15 +62,13 @@ CHUNK_ENTRIES = 1 << 22
 """active entries whose tables are made at once (whole sequences; ~60 bytes each meanwhile)."""
 
 
-def compute_corpus_view(hooked: HookedSAE, tokens: Int[np.ndarray, "n_kept ctx"],
-                        kept: Int[np.ndarray, " n_kept"], entries: Iterable[SparseBatch],
-                        bos_id: int, batch_size: int, quiet: bool = True) -> CorpusView:
-    """The corpus view of the kept sequences `kept` (ascending global indices; `tokens` their
-    rows), from `entries`, pass 1's active entries of batches that cover them in sequence order
-    (Engine.entries_of; module docstring)."""
-    loss = _clean_losses(hooked, tokens, bos_id, batch_size, quiet)
-    ctx = tokens.shape[1] if tokens.ndim == 2 else 0
-    parts = [_tables(*chunk, len(kept)) for chunk in _kept_entries(entries, kept, ctx)]
+def compute_corpus_view(kept: Int[np.ndarray, " n_kept"], ctx: int,
+                        entries: Iterable[SparseBatch]) -> CorpusView:
+    """The corpus view of the kept sequences `kept` (ascending global indices), from `entries`:
+    pass 1's active entries and clean losses of batches that cover them, in sequence order
+    (Engine.entries_of with EngineSettings.clean_loss; module docstring)."""
+    loss = np.full((len(kept), ctx), np.nan, dtype=np.float32)
+    parts = [_tables(*chunk, len(kept)) for chunk in _kept_entries(entries, kept, ctx, loss)]
 
     def cat(name: str, dtype: type) -> np.ndarray:
         return (np.concatenate([p[name] for p in parts]).astype(dtype) if parts
@@ -88,40 +86,21 @@ def compute_corpus_view(hooked: HookedSAE, tokens: Int[np.ndarray, "n_kept ctx"]
     return out
 
 
-def _clean_losses(hooked: HookedSAE, tokens: Int[np.ndarray, "n ctx"], bos_id: int,
-                  batch_size: int, quiet: bool) -> Float[np.ndarray, "n ctx"]:
-    """The clean next-token loss at each position (NaN at the last position and where the target
-    is excluded), B sequences at a time."""
-    import torch
-    from tqdm.auto import tqdm
-
-    losses = []
-    step = max(1, batch_size)
-    bar = tqdm(total=len(tokens), desc="corpus view", unit="seq", disable=quiet)
-    with torch.inference_mode():
-        for lo in range(0, len(tokens), step):
-            toks = torch.from_numpy(tokens[lo:lo + step]).to(hooked.device, torch.long)
-            resid, hook_acts = hooked.run_to_hook(toks)
-            mask = hooked.included(toks, hook_acts, bos_id)
-            clean = hooked.losses(resid, toks, needed=mask[:, 1:])
-            nan = torch.full((len(toks), 1), float("nan"), device=clean.device)
-            losses.append(torch.cat([clean, nan], 1).float().cpu().numpy())
-            bar.update(len(toks))
-    bar.close()
-    ctx = tokens.shape[1] if tokens.ndim == 2 else 0
-    return np.concatenate(losses) if losses else np.zeros((0, ctx), np.float32)
-
-
 def _kept_entries(entries: Iterable[SparseBatch], kept: Int[np.ndarray, " n_kept"],
-                  ctx: int) -> Iterator[Entries]:
+                  ctx: int, loss: Float[np.ndarray, "n_kept ctx"]) -> Iterator[Entries]:
     """(row in `kept`, position, latent, activation) of the kept sequences' entries, ordered by
-    row, position, latent, in chunks of whole sequences of about CHUNK_ENTRIES entries."""
+    row, position, latent, in chunks of whole sequences of about CHUNK_ENTRIES entries; each
+    kept sequence's losses are copied into `loss` on the way."""
     parts: list[Entries] = []
     size = 0
     for sparse in entries:
-        seq = sparse.seq_ids.numpy()[sparse.row.numpy()]
-        at = np.minimum(np.searchsorted(kept, seq), max(len(kept) - 1, 0))
-        hit = kept[at] == seq if len(kept) else np.zeros(len(seq), bool)
+        if sparse.loss is None:
+            raise ValueError("the corpus view needs pass 1's losses (EngineSettings.clean_loss)")
+        seq_ids = sparse.seq_ids.numpy()
+        at_seq = np.minimum(np.searchsorted(kept, seq_ids), max(len(kept) - 1, 0))
+        hit_seq = kept[at_seq] == seq_ids if len(kept) else np.zeros(len(seq_ids), bool)
+        loss[at_seq[hit_seq]] = sparse.loss.numpy()[hit_seq]
+        at, hit = at_seq[sparse.row.numpy()], hit_seq[sparse.row.numpy()]
         parts.append((at[hit].astype(np.int64), sparse.col.numpy()[hit].astype(np.int64),
                       sparse.latent.numpy()[hit].astype(np.int64),
                       sparse.value.numpy()[hit].astype(np.float32)))

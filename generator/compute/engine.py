@@ -56,6 +56,12 @@ class EngineSettings:
     coact_keep: int = 64
     encode_rows: int = 0
     """positions the SAE encodes at once; 0 = from the memory budget (see Engine.encode_rows)."""
+    clean_loss: bool = False
+    """pass 1 also runs the model past the hook for each position's clean next-token loss (the
+    corpus view's): kept with the batch's entries (SparseBatch.loss), so entries_of gives both
+    and no sequence is run twice. The corpus view keeps every sequence that one of the
+    d_sae x (k + samples) shown examples points to, which is nearly the whole corpus (all of
+    the demo's), so computing it for every sequence costs less than a second run to the hook."""
 
 
 @dataclass(frozen=True)
@@ -182,12 +188,19 @@ class Engine:
     def _device_tokens(self, seqs: np.ndarray) -> Tensor:
         return torch.from_numpy(self.tokens[seqs]).to(self.device, torch.long)
 
-    def _sparse(self, batch: np.ndarray, bos: bool = False) -> SparseBatch:
-        """The batch's active entries, ordered by position then latent (see _encode_sparse)."""
+    def _sparse(self, batch: np.ndarray, bos: bool = False, loss: bool = False) -> SparseBatch:
+        """The batch's active entries, ordered by position then latent (see _encode_sparse);
+        with `loss`, also each position's clean loss (SparseBatch.loss), from the hook's block
+        on: the model after the hook's activations for the batch, and one block of logits."""
         tokens = self._device_tokens(batch)
-        _, hook_acts = self.hooked.run_to_hook(tokens)
+        resid, hook_acts = self.hooked.run_to_hook(tokens)
         mask = self.hooked.included(tokens, hook_acts, self.bos_id)
-        return self._encode_sparse(batch, tokens, mask, hook_acts, bos=bos)
+        out = self._encode_sparse(batch, tokens, mask, hook_acts, bos=bos)
+        if not loss:
+            return out
+        clean = self.hooked.losses(resid, tokens, needed=mask[:, 1:])
+        last = torch.full((len(tokens), 1), float("nan"), device=clean.device)
+        return replace(out, loss=torch.cat([clean, last], 1).float())
 
     def _encode_sparse(self, batch: np.ndarray, tokens: Tensor, mask: Tensor,
                        hook_acts: Tensor, bos: bool = False) -> SparseBatch:
@@ -230,8 +243,9 @@ class Engine:
     def pass1(self, seqs: np.ndarray) -> Pass1State:
         """This rank's share of pass 1 (combine the ranks' states with
         distributed.combine_pass1). Keeps each batch's triplets on the host while they fit the
-        cache budget, for pass 2 and the examples. Memory: Pass1State's formula + the cache
-        (<= cache_bytes, 18 bytes per active entry) + one batch (see _encode_sparse)."""
+        cache budget, for pass 2, the examples and the corpus view. Memory: Pass1State's
+        formula + the cache (<= cache_bytes, 18 bytes per active entry, + 4 per position with
+        clean_loss) + one batch (see _encode_sparse; with clean_loss, _sparse's)."""
         saved = self.checkpoint.resumes("pass1") if self.checkpoint else None
         if saved is not None:
             return self._pass1_from(seqs, Pass1State.from_state_dict(saved["p1"], self.device),
@@ -267,7 +281,7 @@ class Engine:
 
         def step(batch: np.ndarray) -> None:
             nonlocal cached_bytes
-            sparse = self._sparse(batch, bos=True)
+            sparse = self._sparse(batch, bos=True, loss=self.s.clean_loss)
             state.update(sparse)
             cached_bytes += sparse.compact_nbytes
             if cached_bytes <= self.s.cache_bytes:
@@ -321,17 +335,19 @@ class Engine:
         return state
 
     def entries_of(self, seqs: Int[np.ndarray, " n"]) -> Iterator[SparseBatch]:
-        """The active entries of the (ascending) sequences `seqs` as pass 1 computed them, batch
-        by batch in sequence order, compacted: from pass 1's cache where it kept the batch, else
-        the global batch re-run whole (its bits do not depend on which process asks). Entries of
-        other sequences in those batches are left in: the caller selects."""
+        """The active entries (and, with clean_loss, the losses) of the (ascending) sequences
+        `seqs` as pass 1 computed them, batch by batch in sequence order, compacted: from pass
+        1's cache where it kept the batch, else the global batch re-run whole (its bits do not
+        depend on which process asks). Entries of other sequences in those batches are left in:
+        the caller selects."""
         for g, batch in enumerate(self.batches):
             lo, hi = np.searchsorted(seqs, [batch[0], batch[-1] + 1])
             if hi == lo:
                 continue
             cached = self._cache.get(g - self._block.start) if g in self._block else None
             if cached is None:
-                cached = [self._sparse(part).compact() for part in self._parts(batch)]
+                cached = [self._sparse(part, loss=self.s.clean_loss).compact()
+                          for part in self._parts(batch)]
             yield from cached
 
     # ------------------------------------------------------------------ examples

@@ -138,6 +138,9 @@ class SparseBatch:
     bos_value: Float[Tensor, " nb"] | None = None
     """the active entries at the excluded (BOS) positions, for pass 1's BOS totals only; None
     when those positions were not encoded (and once compacted)."""
+    loss: Float[Tensor, "batch seq"] | None = None
+    """the clean next-token loss at each position (NaN at the last and at excluded targets),
+    when the engine was asked for it (the corpus view's); kept when compacted."""
 
     @classmethod
     def from_dense(cls, acts: Float[Tensor, "batch seq d_sae"], mask: Bool[Tensor, "batch seq"],
@@ -167,11 +170,13 @@ class SparseBatch:
         return replace(self, first=None, bos_latent=None, bos_value=None,
                        row=self.row.to("cpu", torch.int32), col=self.col.to("cpu", torch.int16),
                        latent=self.latent.to("cpu", torch.int32), value=self.value.cpu(),
-                       token=self.token.to("cpu", torch.int32), seq_ids=self.seq_ids.cpu())
+                       token=self.token.to("cpu", torch.int32), seq_ids=self.seq_ids.cpu(),
+                       loss=None if self.loss is None else self.loss.cpu())
 
     @property
     def compact_nbytes(self) -> int:
-        return 18 * len(self.value) + 8 * len(self.seq_ids)
+        return (18 * len(self.value) + 8 * len(self.seq_ids)
+                + (0 if self.loss is None else 4 * self.loss.numel()))
 
     def widen(self, device: torch.device | str) -> SparseBatch:
         """Back from `compact`: int64 indices on `device`."""

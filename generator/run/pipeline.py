@@ -144,7 +144,7 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
     hooked = HookedSAE(model, sae, site, max_norm_multiple=cfg.max_norm_multiple)
     settings = EngineSettings(k=cfg.k, n_bins=cfg.n_bins, n_intervals=cfg.n_intervals, m=cfg.m,
                               seed=cfg.seed, batch_size=cfg.batch_size, ablation=cfg.ablation,
-                              quiet=cfg.quiet)
+                              quiet=cfg.quiet, clean_loss=cfg.corpus_view and not cfg.compact)
     engine = Engine(hooked, corpus.tokens, corpus.bos_id, settings, ranks)
     engine.checkpoint = open_checkpoint(cfg, ranks, corpus.tokens, hooked.d_sae, site.name)
     p1, p2, shown = run_engine(engine, np.arange(len(corpus.tokens)), ranks, times)
@@ -159,9 +159,8 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
                     engine.encode_rows)))
     prompts = times.run("prompts", run_prompts, cfg, hooked, encode, corpus.bos_id)
     kept = np.unique(shown.examples.seq)
-    view = times.run("corpus view", compute_corpus_view, hooked, corpus.tokens[kept], kept,
-                     engine.entries_of(kept), corpus.bos_id, engine.batch_size,
-                     quiet=cfg.quiet) if cfg.corpus_view and not cfg.compact else None
+    view = times.run("corpus view", compute_corpus_view, kept, corpus.tokens.shape[1],
+                     engine.entries_of(kept)) if settings.clean_loss else None
     threads = torch.get_num_threads()
     coords = times.run("map", latent_map, sae.W_dec.detach().float().cpu().numpy(),
                        *summary.cos, cfg.seed)

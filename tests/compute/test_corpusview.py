@@ -54,11 +54,11 @@ def compute(model, kind: str, hook: str, tokens: np.ndarray, batch_size: int = 4
     sae = tiny_sae(kind, hook)
     hooked = HookedSAE(model, sae, parse_hook(hook))
     engine = Engine(hooked, tokens, BOS, EngineSettings(
-        batch_size=batch_size, encode_rows=encode_rows, cache_bytes=cache_bytes, quiet=True))
+        batch_size=batch_size, encode_rows=encode_rows, cache_bytes=cache_bytes, quiet=True,
+        clean_loss=True))
     engine.pass1(np.arange(len(tokens)))
     kept = np.arange(len(tokens)) if kept is None else kept
-    return sae, hooked, compute_corpus_view(hooked, tokens[kept], kept, engine.entries_of(kept),
-                                            BOS, batch_size)
+    return sae, hooked, compute_corpus_view(kept, tokens.shape[1], engine.entries_of(kept))
 
 
 def assert_views_equal(got, want, exact_floats: bool = False) -> None:
@@ -131,11 +131,12 @@ def test_corpus_view_equals_the_engines_examples(model, kind, hook):
 
     tokens = tiny_tokens()
     hooked = HookedSAE(model, tiny_sae(kind, hook), parse_hook(hook))
-    engine = Engine(hooked, tokens, BOS, EngineSettings(k=3, m=2, batch_size=4, quiet=True))
+    engine = Engine(hooked, tokens, BOS, EngineSettings(k=3, m=2, batch_size=4, quiet=True,
+                                                        clean_loss=True))
     p1 = engine.pass1(np.arange(len(tokens)))
     ex = engine.examples(p1, engine.pass2(p1.max_act)).examples
     kept = np.unique(ex.seq)
-    view = compute_corpus_view(hooked, tokens[kept], kept, engine.entries_of(kept), BOS, 4)
+    view = compute_corpus_view(kept, tokens.shape[1], engine.entries_of(kept))
     checked = 0
     for j in range(len(ex.seq)):
         r, i = int(np.searchsorted(kept, ex.seq[j])), int(ex.latent[j])
