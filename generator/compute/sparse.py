@@ -201,15 +201,24 @@ def coactive_pairs(position: Int[Tensor, " nnz"], latent: Int[Tensor, " nnz"], d
     """Every unordered pair of latents active at the same position, as keys i * d + j (i < j),
     in chunks of about `max_pairs` keys (in no particular order). Entries must be grouped by
     position (as the engine produces them). Work: sum over positions of L(L-1)/2, L the
-    position's active count. Memory: ~24 bytes per pair of one chunk.
+    position's active count. Memory: ~32 bytes per pair of one chunk.
 
-    Positions with the same count L are taken together: their latents form an [n, L] matrix
-    whose pairs are one fixed triangle of column pairs, so the expansion is two gathers (a
-    TopK SAE has one L; a ReLU SAE a few hundred), not a per-entry repeat."""
+    On a CPU, positions with the same count L are taken together (_pairs_by_count); on a GPU,
+    whose kernels would wait on a Python loop over the counts, every entry is expanded at once
+    (_pairs_by_entry)."""
     if len(position) == 0:
         return
-    dev = position.device
     _, per_pos = torch.unique_consecutive(position, return_counts=True)
+    by = _pairs_by_count if position.device.type == "cpu" else _pairs_by_entry
+    yield from by(per_pos, latent, d, max_pairs)
+
+
+def _pairs_by_count(per_pos: Int[Tensor, " positions"], latent: Int[Tensor, " nnz"], d: int,
+                    max_pairs: int) -> Iterator[Int[Tensor, " pairs"]]:
+    """The positions with L active latents form an [n, L] matrix whose pairs are one fixed
+    triangle of column pairs: two gathers (a TopK SAE has one L, a ReLU SAE a few hundred), 2.6x
+    faster on a CPU than the per-entry repeats of _pairs_by_entry on a TopK batch."""
+    dev = latent.device
     starts = torch.cumsum(per_pos, 0) - per_pos
     parts: list[Tensor] = []
     size = 0
@@ -229,6 +238,31 @@ def coactive_pairs(position: Int[Tensor, " nnz"], latent: Int[Tensor, " nnz"], d
                 parts, size = [], 0
     if parts:
         yield torch.cat(parts)
+
+
+def _pairs_by_entry(per_pos: Int[Tensor, " positions"], latent: Int[Tensor, " nnz"], d: int,
+                    max_pairs: int) -> Iterator[Int[Tensor, " pairs"]]:
+    """Each entry paired with the later entries of its position, by repeats over the entries:
+    no loop but over chunks of max_pairs."""
+    dev = latent.device
+    starts = torch.cumsum(per_pos, 0) - per_pos
+    rank = torch.arange(len(latent), device=dev) - torch.repeat_interleave(starts, per_pos)
+    n_after = torch.repeat_interleave(per_pos, per_pos) - 1 - rank  # partners later in the group
+    ends = torch.cumsum(n_after, 0)
+    # chunk boundaries on entries, so that one chunk expands to about max_pairs pairs
+    marks = torch.arange(1, int(ends[-1]) // max_pairs + 1, device=dev) * max_pairs
+    cuts = torch.searchsorted(ends, marks)
+    bounds = [0, *sorted(set((cuts + 1).tolist())), len(latent)]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        na = n_after[lo:hi]
+        total = int(na.sum()) if hi > lo else 0
+        if total == 0:
+            continue
+        first = torch.repeat_interleave(torch.arange(lo, hi, device=dev), na)
+        offset = torch.cumsum(na, 0) - na
+        within = torch.arange(total, device=dev) - torch.repeat_interleave(offset, na)
+        a, b = latent[first], latent[first + 1 + within]
+        yield torch.minimum(a, b) * d + torch.maximum(a, b)
 
 
 # ----------------------------------------------------------------------------------------------

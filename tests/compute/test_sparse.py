@@ -81,8 +81,12 @@ def test_coalesce_of_bare_keys_counts_them(high):
     assert counts.tolist() == [want[k] for k in sorted(want)]
 
 
+@pytest.mark.parametrize("by", ["_pairs_by_count", "_pairs_by_entry"])
 @pytest.mark.parametrize("chunk", [1, 3, 1 << 22])
-def test_coactive_pairs_are_every_pair_at_every_position(chunk):
+def test_coactive_pairs_are_every_pair_at_every_position(chunk, by):
+    """Both expansions (the CPU's by active count, the GPU's by entry) give every pair once."""
+    from generator.compute import sparse
+
     rng = np.random.default_rng(2)
     d = 9
     active = rng.random((30, d)) < 0.4
@@ -92,14 +96,15 @@ def test_coactive_pairs_are_every_pair_at_every_position(chunk):
     for p in range(30):  # latents in any order within a position
         at = position == p
         latent[at] = rng.permutation(latent[at])
-    got = torch.cat([k for k in coactive_pairs(torch.from_numpy(position), torch.from_numpy(latent), d,
-                                               max_pairs=chunk)]).tolist()
+    _, per_pos = torch.unique_consecutive(torch.from_numpy(position), return_counts=True)
+    chunks = list(getattr(sparse, by)(per_pos, torch.from_numpy(latent), d, chunk))
     want = [i * d + j for p in range(30) for i in range(d) for j in range(i + 1, d)
             if active[p, i] and active[p, j]]
-    assert sorted(got) == sorted(want)
-    if chunk < (1 << 22):
-        assert len(list(coactive_pairs(torch.from_numpy(position), torch.from_numpy(latent), d,
-                                       max_pairs=chunk))) > 1
+    assert sorted(torch.cat(chunks).tolist()) == sorted(want)
+    assert len(chunks) > 1 if chunk < (1 << 22) else len(chunks) == 1
+    if by == "_pairs_by_count":  # what coactive_pairs runs on a CPU
+        got = coactive_pairs(torch.from_numpy(position), torch.from_numpy(latent), d, chunk)
+        assert sorted(torch.cat(list(got)).tolist()) == sorted(want)
 
 
 @pytest.mark.parametrize("n", [1, 3, 6])
