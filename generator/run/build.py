@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from generator.config import BuildConfig
-from generator.run.heap import retained_heap
 from generator.run.pipeline import StageTimes, compute, output_bytes
 from generator.store.io import write_store
 
@@ -38,8 +37,7 @@ def build(cfg: BuildConfig) -> StageTimes:
         ranks = start(pick_device(cfg.device))
         try:
             if not ranks.main:  # its share of the compute; rank 0 writes the store and the site
-                with retained_heap():
-                    compute(cfg, times, explanations, ranks)
+                compute(cfg, times, explanations, ranks)
                 return times
             return _build_main(cfg, times, explanations, ranks, out, store)
         finally:
@@ -57,8 +55,7 @@ def _build_main(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str
     d_sae = None
     try:
         with StagedOutputs({store: STORE, out: SITE}) as staged:
-            with retained_heap():
-                data = compute(cfg, times, explanations, ranks)
+            data = compute(cfg, times, explanations, ranks)
             assert data is not None
             d_sae = data.latents.d_sae
             times.run("store", write_store, data, staged.path(store))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from generator.config import BuildConfig
+from generator.run.heap import retained_heap
 from generator.store.schema import CorpusView, LatentTable, Prompts, StoreData, StoreMeta, TokenLatents
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ def load_inputs(cfg: BuildConfig, device: str) -> Inputs:
     return Inputs(model, sae, site)
 
 
+@retained_heap()
 def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | None = None,
             ranks: Ranks | None = None) -> StoreData | None:
     """All compute stages; returns the store's content (on rank 0; None on the other ranks,

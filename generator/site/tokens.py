@@ -235,6 +235,7 @@ def line_breaks(display: Display) -> int:
     return sum(segment.count(NEWLINE_MARK) for segment in display[1::2])
 
 
+@lru_cache(maxsize=1 << 16)
 def token_html(display: Display, classes: str = "", breaks: bool = True,
                bare: bool = False) -> str:
     """One token element of a context line: `<i class=..>display</i>` then its line breaks
@@ -242,7 +243,7 @@ def token_html(display: Display, classes: str = "", breaks: bool = True,
     without classes is written as bare escaped text (no element).
 
     Classes are simple identifiers chosen by the renderer (never corpus text), so they are written
-    unquoted when single.
+    unquoted when single. Cached: a view's pages repeat the same tokens thousands of times.
     """
     tail = "<br>" * (line_breaks(display) if breaks else 0)
     if bare and not classes:

@@ -54,7 +54,6 @@ from generator.site.charts import count, finite3, round3, sig
 from generator.site.codec import script_json
 from generator.site.contexts import BOS_HTML, Showing
 from generator.site.tokens import (
-    Display,
     decode_sequence,
     display_html,
     display_parts,
@@ -181,8 +180,6 @@ class PromptPages:
         self._summary = np.searchsorted(p.s_prompt, np.arange(n + 1))
         self.bos_id = data.meta.bos_id
         self._shown = shown_on
-        self._token_html: dict[Display, str] = {}
-        """each display's element, made once (a view's pages repeat the same tokens)."""
 
     def ranks(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """(latents, their ranks [m, orders]) of prompt n's summary rows, by each of the view's
@@ -288,17 +285,8 @@ class PromptPages:
     def tokens_html(self, tokens: np.ndarray) -> Markup:
         """One element per position: the BOS marker, or the token's escaped display."""
         displays = self.text.sequence(tokens.tolist())
-        cache = self._token_html
-        html = []
-        for t, d in zip(tokens.tolist(), displays, strict=True):
-            if t == self.bos_id:
-                html.append(BOS_HTML)
-                continue
-            element = cache.get(d)
-            if element is None:
-                element = cache[d] = token_html(d)
-            html.append(element)
-        return Markup("".join(html))
+        return Markup("".join(BOS_HTML if t == self.bos_id else token_html(d)
+                              for t, d in zip(tokens.tolist(), displays, strict=True)))
 
     @property
     def list_pages(self) -> int:
