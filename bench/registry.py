@@ -3,6 +3,7 @@ how many of the registry's SAEs it covers and whether a release of that kind loa
 own converter, builds on the demo model (the site checks pass) and equals the brute-force reference.
 
     python bench/registry.py
+    python bench/registry.py --only goodfire deepseek_r1   # the rows of these converters
 
 Each tried row writes miniature files in the release's own layout into a synthetic Hugging Face
 cache (tests/hubcache.py; sized for the demo model: d_in 128, layers 0-1), switches the hub client
@@ -140,13 +141,17 @@ def _qwen_scope(path: str, tmp: Path) -> dict[str, bytes]:
     return qwen_scope_files(path, 2048, 32768, tmp)
 
 
+def _linear_pair(enc: str, dec: str) -> Files:
+    from tests.hubcache import linear_pair_files
+
+    return lambda path, tmp: linear_pair_files(path, (enc, dec), 4096, 65536, tmp)
+
+
 NOT_TRIED = {
     "mntss_clt_layer_transcoder": "refused on purpose: the converter sums a latent's decoders to "
                                   "every later layer into one, so its ablation would not be the "
                                   "CLT's",
     "temporal": "refused on purpose: a temporal SAE's codes depend on the preceding sequence",
-    "goodfire": "not tried yet (Llama 3.3 70B)",
-    "deepseek_r1": "not tried yet (DeepSeek R1 distill)",
 }
 
 
@@ -173,6 +178,14 @@ def rows() -> list[Row]:
         Row("qwen_scope", "resid (Qwen 3, Qwen 3 MoE)", lambda r, s, p: "qwen-scope-3-" in r,
             _qwen_scope, pick=lambda sae_id, path: path == "layer0.sae.pt", model="qwen3-1.7b",
             release_ok=lambda release: release.startswith("qwen-scope-3-1.7b")),
+        Row("goodfire", "resid (Llama 3.1 8B)", lambda r, s, p: "8b" in r,
+            _linear_pair("encoder_linear", "decoder_linear"), model="llama-8b-l19"),
+        Row("goodfire", "resid (Llama 3.3 70B)", lambda r, s, p: "70b" in r,
+            why_not="not tried: its converter fixes d_in 8,192 at layer 50, and a miniature "
+            "reaching layer 50 at that width holds 6.8 B parameters (the 8B row above is the same "
+            "converter and code path)"),
+        Row("deepseek_r1", "resid (DeepSeek R1 distill Llama 8B)", lambda r, s, p: True,
+            _linear_pair("encoder", "decoder"), model="llama-8b-l19"),
         Row("qwen_scope", "resid (Qwen 3.5)", lambda r, s, p: "qwen-scope-3.5-" in r,
             why_not="refused: Qwen 3.5's Gated DeltaNet layers have no TransformerLens component"),
         Row("dictionary_learning_1", "class read from config.json (andyrdt)",
@@ -206,7 +219,8 @@ def classify(table: list[Row]) -> dict[int, tuple[str, str]]:
     return picked
 
 
-MODELS = {"gemma-2-2b": ("gemma2", "GEMMA_2_2B_WIDTHS"), "qwen3-1.7b": ("qwen3", "QWEN3_1_7B_WIDTHS")}
+MODELS = {"gemma-2-2b": ("gemma2", "GEMMA_2_2B_WIDTHS"), "qwen3-1.7b": ("qwen3", "QWEN3_1_7B_WIDTHS"),
+          "llama-8b-l19": ("llama", "LLAMA_8B_LAYER_19")}
 """family miniatures at the widths a converter fixes: (family, widths in tests/checkpoints.py)."""
 
 
@@ -265,8 +279,13 @@ def attempt(row: Row, release: str, sae_id: str, model: object) -> str:
 
 
 def main() -> int:
+    import argparse
     import os
 
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", default=None, metavar="CONVERTER",
+                        help="try only the rows of these converters (the others are counted)")
+    only = parser.parse_args().only
     logging.basicConfig(level=logging.WARNING)
     os.environ["HF_HUB_OFFLINE"] = "1"
     scratch = tempfile.TemporaryDirectory(prefix="fb-registry-")
@@ -278,10 +297,12 @@ def main() -> int:
     print("| converter | kind | SAEs | result |")
     print("|---|---|---|---|")
     for n, row in enumerate(table):
-        if n in picked:
+        if n in picked and (only is None or row.converter in only):
             model = load_row_model(row.model, Path(scratch.name), loaded)
             row.result = f"`{'/'.join(picked[n])}`: " + attempt(row, *picked[n], model)
             covered += row.count if "equals" in row.result else 0
+        elif n in picked:
+            row.result = "not tried in this run (--only)"
         else:
             row.result = row.why_not or "no SAE of this row fits the demo model"
         print(f"| {row.converter} | {row.kind} | {row.count:,} | {row.result} |")

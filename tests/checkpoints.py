@@ -24,6 +24,11 @@ GEMMA_2_2B_WIDTHS = {"hidden_size": 2304, "num_attention_heads": 8, "head_dim": 
 converter hard-codes; everything else stays tiny."""
 QWEN3_1_7B_WIDTHS = {"hidden_size": 2048}
 """Qwen 3 1.7B's residual width, which Qwen Scope's converter hard-codes."""
+LLAMA_8B_LAYER_19 = {"hidden_size": 4096, "num_hidden_layers": 20, "num_attention_heads": 32,
+                     "num_key_value_heads": 1, "intermediate_size": 16}
+"""Llama 3.1 8B's residual width and heads (32 x 128) with the 20 layers that reach layer 19,
+which the Goodfire and DeepSeek R1 converters hard-code; one key/value head and a 16-wide MLP keep
+it to 0.7 B parameters."""
 
 FAMILIES = ("gpt2", "llama", "gpt_neox", "mistral", "qwen3", "gemma2", "gemma3",
             "gemma3_multimodal", "qwen3_moe", "gpt_oss")
@@ -60,7 +65,7 @@ def _gemma_text(gemma3: bool, **sizes: Any) -> dict[str, Any]:
 
 def make_model(arch: str, **sizes: Any) -> Any:
     """A tiny random model of the family `arch` (one of FAMILIES); `sizes` override config fields
-    of the Gemma and Qwen 3 families (a registry SAE's converter fixes hidden_size, say)."""
+    of the Llama, Gemma and Qwen 3 families (a registry SAE's converter fixes hidden_size, say)."""
     import transformers as tf
 
     common = _common()
@@ -69,8 +74,8 @@ def make_model(arch: str, **sizes: Any) -> Any:
             n_embd=32, n_layer=2, n_head=4, vocab_size=VOCAB, n_positions=64, bos_token_id=0,
             eos_token_id=0))
     if arch == "llama":
-        return tf.LlamaForCausalLM(tf.LlamaConfig(**common, intermediate_size=64,
-                                                  num_key_value_heads=2))
+        return tf.LlamaForCausalLM(tf.LlamaConfig(**{**common, "intermediate_size": 64,
+                                                     "num_key_value_heads": 2, **sizes}))
     if arch == "mistral":
         return tf.MistralForCausalLM(tf.MistralConfig(**common, intermediate_size=64,
                                                       num_key_value_heads=2, sliding_window=None))

@@ -248,6 +248,25 @@ def qwen_scope_files(filename: str, d_in: int, d_sae: int, scratch: Path,
     return {filename: data}
 
 
+def linear_pair_files(filename: str, prefix: tuple[str, str], d_in: int, d_sae: int,
+                      scratch: Path, seed: int = 0) -> dict[str, bytes]:
+    """A torch.save'd nn.Linear pair at a converter's fixed widths: `{enc}.weight` [d_sae, d_in],
+    `{dec}.weight` [d_in, d_sae] and their biases, in bfloat16 (half the bytes; the converters
+    cast or keep it as their config says). Goodfire's (conversion_func goodfire:
+    encoder_linear / decoder_linear) and qresearch's DeepSeek R1 (deepseek_r1: encoder / decoder)."""
+    enc, dec = prefix
+    rng = np.random.default_rng(seed + 1)
+    w_dec = torch.from_numpy(_sparse_directions(d_sae, d_in, seed)).bfloat16()
+    path = scratch / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({f"{enc}.weight": w_dec, f"{dec}.weight": w_dec.T.contiguous(),
+                f"{enc}.bias": torch.from_numpy(rng.standard_normal(d_sae) * 0.3).bfloat16(),
+                f"{dec}.bias": torch.zeros(d_in, dtype=torch.bfloat16)}, path)
+    data = path.read_bytes()
+    path.unlink()
+    return {filename: data}
+
+
 def mwhanna_files(layer: int, d_model: int, d_sae: int, scratch: Path,
                   seed: int = 0) -> dict[str, bytes]:
     """A mwhanna transcoder repository (conversion_func mwhanna_transcoder): wandb-config.yaml
