@@ -27,7 +27,7 @@ from generator.compute.activations import HookedSAE
 from generator.compute.checkpoint import Checkpoint, as_tensors
 from generator.compute.distributed import Ranks
 from generator.compute.statistics import Pass1State, Pass2State, SparseBatch, first_positions
-from generator.store.schema import EXAMPLE_INTERVAL, EXAMPLE_TOP, Examples
+from generator.store.schema import EXAMPLE_INTERVAL, EXAMPLE_TOP, Examples, SharedRows
 
 log = logging.getLogger(__name__)
 
@@ -358,8 +358,9 @@ class Engine:
         other ranks). A (sequence, latent) pair shown twice (top example and interval sample) is
         computed once. Activations are pass 1's triplets of the same batch (cached, or the batch
         re-run), so they are the bits the statistics saw.
-        Memory: P distinct pairs and E shown examples (E <= d_sae x (k + n_intervals x m), P <= E)
-        hold (P + E) x ctx x 4 bytes of activations, twice that with ablation; per batch, the
+        Memory: P distinct (sequence, latent) pairs of the E shown examples (P <= E <= d_sae x
+        (k + n_intervals x m)) hold P x ctx x 4 bytes of activations, twice that with ablation
+        (examples share their pair's row: SharedRows); per batch, the
         model's activations for one plan batch and `_ablation_chunk` ablated re-runs."""
         sel = select_examples(p1.top_seqs.cpu().numpy(), p2.sample_seqs().cpu().numpy())
         d, ctx = self.hooked.d_sae, self.tokens.shape[1]
@@ -398,8 +399,8 @@ class Engine:
         summary = (ablation_summary((pairs % d).astype(np.int64), acts, dloss, d)
                    if dloss is not None else None)
         examples = Examples(latent=sel.latent, kind=sel.kind, interval=sel.interval,
-                            rank=sel.rank, seq=sel.seq, acts=acts[inverse],
-                            dloss=dloss[inverse] if dloss is not None else None)
+                            rank=sel.rank, seq=sel.seq, acts=SharedRows(acts, inverse),
+                            dloss=SharedRows(dloss, inverse) if dloss is not None else None)
         return ExampleSet(examples, *(summary or (None, None)))
 
     def _example_batch(self, index: int, batch: np.ndarray, pairs: Int[np.ndarray, " P"],

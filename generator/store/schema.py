@@ -192,6 +192,42 @@ class LatentTable:
 
 
 @dataclass(frozen=True)
+class SharedRows:
+    """A 2-D array whose rows are rows of `base` picked by `index`, read like a numpy array (rows
+    first, then columns): the examples' per-token arrays as the build computes them, where an
+    example shown twice (a top example and an interval sample of the same sequence) shares one
+    row. Memory: base only, not one more row per example."""
+
+    base: np.ndarray
+    index: Int[np.ndarray, " n"]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.index), int(self.base.shape[1])
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.base.dtype
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        rows, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        picked = self.index[rows]
+        out = self.base[picked]
+        return out[rest] if np.ndim(picked) == 0 else out[(slice(None), *rest)]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self.base[self.index]
+        return out if dtype is None else out.astype(dtype)
+
+
+@dataclass(frozen=True)
 class Examples:
     """Shown examples, one row each, sorted by (latent, kind top-then-interval, interval, rank)."""
 
@@ -204,9 +240,9 @@ class Examples:
     """0-based order within its group (top: by activation; interval: by hash key)."""
     seq: Int[np.ndarray, " n_ex"]
     """global sequence index into the corpus (see Sequences)."""
-    acts: Float[np.ndarray, "n_ex ctx"]
+    acts: Float[np.ndarray, "n_ex ctx"] | SharedRows
     """the latent's activation at every position of the sequence (0 at excluded positions)."""
-    dloss: Float[np.ndarray, "n_ex ctx"] | None = None
+    dloss: Float[np.ndarray, "n_ex ctx"] | SharedRows | None = None
     """ablation Δloss of the prediction made at position t, i.e. of token t+1 (pages attribute it
     to token t+1, the token predicted); NaN where undefined (last position, BOS targets)."""
 

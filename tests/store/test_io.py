@@ -87,3 +87,46 @@ def test_truncated_store_for_render(capsys, tmp_path):
     code = main(["render", "--quiet", "--store", str(store), "--out", str(tmp_path / "site")])
     assert_one_line_error(code, capsys.readouterr().err, "no store")
     assert not (tmp_path / "site").exists()
+
+
+def test_examples_sharing_rows_are_written_group_by_group_and_read_back_whole(tmp_path):
+    """The build's examples share a row per (sequence, latent) pair (SharedRows); the store
+    writes them one row group at a time and reads back every example's own row."""
+    import dataclasses
+
+    import pyarrow.parquet as pq
+
+    from generator.store.io import _write_examples
+    from generator.store.schema import SharedRows
+
+    data = make_store()
+    ex = data.examples
+    dense = np.asarray(ex.acts)
+    base, index = np.unique(dense, axis=0, return_inverse=True)
+    assert len(base) < len(dense)  # some rows are shared (at least the all-zero ones)
+    dl = np.asarray(ex.dloss)
+    shared = dataclasses.replace(ex, acts=SharedRows(base, index.ravel()),
+                                 dloss=SharedRows(dl, np.arange(len(dl))))
+    _write_examples(shared, tmp_path / "examples.parquet", group=7)
+    file = pq.ParquetFile(tmp_path / "examples.parquet")
+    assert file.metadata.num_row_groups == -(-len(dense) // 7)
+    write_store(dataclasses.replace(data, examples=shared), tmp_path / "store")
+    back = read_store(tmp_path / "store").examples
+    np.testing.assert_array_equal(back.acts, dense)
+    np.testing.assert_array_equal(back.dloss, dl)
+    assert back.acts.dtype == dense.dtype and back.kind == ex.kind
+
+
+@pytest.mark.parametrize("key", [3, -1, slice(2, 9), np.array([4, 0, 4]), (5, 2), (slice(1, 4), 0),
+                                 (np.array([1, 2]), slice(0, 3)), (7, slice(None, -1))])
+def test_shared_rows_read_like_the_array_they_stand_for(key):
+    from generator.store.schema import SharedRows
+
+    base = np.arange(24, dtype=np.float32).reshape(4, 6)
+    index = np.array([2, 0, 2, 3, 1, 1, 0, 3, 2, 0])
+    rows = SharedRows(base, index)
+    np.testing.assert_array_equal(rows[key], base[index][key])
+    assert rows.shape == (10, 6) and len(rows) == 10
+    mask = np.arange(10) % 3 == 0
+    np.testing.assert_array_equal(rows[mask], base[index][mask])
+    np.testing.assert_array_equal(np.asarray(rows), base[index])
