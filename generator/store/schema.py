@@ -217,10 +217,13 @@ class SharedRows:
         return len(self.index)
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        # (base[index])[rows, *rest] is base[index[rows], *rest] when rows is an integer or an
+        # array (numpy's advanced indexing pairs it with arrays in rest); a slice of rows is
+        # basic indexing, which arrays in rest do not pair with
         rows, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
-        picked = self.index[rows]
-        out = self.base[picked]
-        return out[rest] if np.ndim(picked) == 0 else out[(slice(None), *rest)]
+        if isinstance(rows, slice):
+            return self.base[self.index[rows]][(slice(None), *rest)]
+        return self.base[(self.index[rows], *rest)]
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self.base[self.index]

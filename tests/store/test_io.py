@@ -118,7 +118,9 @@ def test_examples_sharing_rows_are_written_group_by_group_and_read_back_whole(tm
 
 
 @pytest.mark.parametrize("key", [3, -1, slice(2, 9), np.array([4, 0, 4]), (5, 2), (slice(1, 4), 0),
-                                 (np.array([1, 2]), slice(0, 3)), (7, slice(None, -1))])
+                                 (np.array([1, 2]), slice(0, 3)), (7, slice(None, -1)),
+                                 (np.array([1, 2, 9]), np.array([0, 5, 3])),  # pointwise
+                                 (slice(None), np.array([True, False] * 3))])
 def test_shared_rows_read_like_the_array_they_stand_for(key):
     from generator.store.schema import SharedRows
 
