@@ -22,7 +22,7 @@ import tempfile
 import traceback
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +46,9 @@ class Row:
     """which releases the row's tried SAE may come from (a converter that fixes widths by model)."""
     model: str = "demo"
     """the model the row's SAE is tried on: the demo's, or a family's miniature (MODELS)."""
+    variants: tuple[tuple[str, Files], ...] = ()
+    """when the registry does not say which layout the files have: every candidate, each tried
+    (the row passes when all do)."""
     count: int = 0
     result: str = ""
 
@@ -68,6 +71,20 @@ def _dictionary_learning(dict_class: str, names: tuple[str, ...]) -> Row:
     return Row("dictionary_learning_1", dict_class,
                lambda release, sae_id, path: any(n in (release + path).lower() for n in names),
                lambda path, tmp: dictionary_learning_files(path, dict_class, 128, 40, 1, tmp))
+
+
+def _andyrdt() -> Row:
+    """andyrdt's SAEs name no class in the registry (only their config.json does): each of the
+    four classes the converter reads is tried under one of their paths."""
+    from tests.hubcache import dictionary_learning_files
+
+    def files(dict_class: str) -> Files:
+        return lambda path, tmp: dictionary_learning_files(path, dict_class, 128, 40, 1, tmp)
+
+    classes = ("AutoEncoder", "AutoEncoderTopK", "GatedAutoEncoder", "BatchTopKSAE")
+    return Row("dictionary_learning_1", "class only in config.json (andyrdt)",
+               lambda release, sae_id, path: "andyrdt" in release, files("AutoEncoder"),
+               variants=tuple((c, files(c)) for c in classes))
 
 
 def _llama_scope(sublayer: str, hook: str) -> Row:
@@ -141,6 +158,12 @@ def _qwen_scope(path: str, tmp: Path) -> dict[str, bytes]:
     return qwen_scope_files(path, 2048, 32768, tmp)
 
 
+def _temporal(path: str, tmp: Path) -> dict[str, bytes]:
+    from tests.hubcache import temporal_files
+
+    return temporal_files(path, 32, 4, tmp)
+
+
 def _linear_pair(enc: str, dec: str) -> Files:
     from tests.hubcache import linear_pair_files
 
@@ -151,7 +174,6 @@ NOT_TRIED = {
     "mntss_clt_layer_transcoder": "refused on purpose: the converter sums a latent's decoders to "
                                   "every later layer into one, so its ablation would not be the "
                                   "CLT's",
-    "temporal": "refused on purpose: a temporal SAE's codes depend on the preceding sequence",
 }
 
 
@@ -186,11 +208,11 @@ def rows() -> list[Row]:
             "converter and code path)"),
         Row("deepseek_r1", "resid (DeepSeek R1 distill Llama 8B)", lambda r, s, p: True,
             _linear_pair("encoder", "decoder"), model="llama-8b-l19"),
+        Row("temporal", "resid (Llama 3.1 8B, Gemma 2 2B)", lambda r, s, p: True, _temporal,
+            pick=lambda sae_id, path: "layer_15" in path, model="llama-16-layers"),
         Row("qwen_scope", "resid (Qwen 3.5)", lambda r, s, p: "qwen-scope-3.5-" in r,
             why_not="refused: Qwen 3.5's Gated DeltaNet layers have no TransformerLens component"),
-        Row("dictionary_learning_1", "class read from config.json (andyrdt)",
-            lambda r, s, p: "andyrdt" in r, why_not="its class is only in its config.json: "
-            "covered if it is one of the four above"),
+        _andyrdt(),
     ] + [Row(conv, "", lambda r, s, p: True, why_not=why) for conv, why in NOT_TRIED.items()]
 
 
@@ -220,7 +242,8 @@ def classify(table: list[Row]) -> dict[int, tuple[str, str]]:
 
 
 MODELS = {"gemma-2-2b": ("gemma2", "GEMMA_2_2B_WIDTHS"), "qwen3-1.7b": ("qwen3", "QWEN3_1_7B_WIDTHS"),
-          "llama-8b-l19": ("llama", "LLAMA_8B_LAYER_19")}
+          "llama-8b-l19": ("llama", "LLAMA_8B_LAYER_19"),
+          "llama-16-layers": ("llama", "LLAMA_16_LAYERS")}
 """family miniatures at the widths a converter fixes: (family, widths in tests/checkpoints.py)."""
 
 
@@ -250,6 +273,7 @@ def attempt(row: Row, release: str, sae_id: str, model: object) -> str:
 
     from generator.errors import UserError
     from generator.inputs.hf import load_named_sae
+    from generator.inputs.models import prepared
     from generator.inputs.sites import check_compatible, sae_site
     from tests.hubcache import exact_on, write_repo
 
@@ -261,7 +285,7 @@ def attempt(row: Row, release: str, sae_id: str, model: object) -> str:
         huggingface_hub.constants.HF_HUB_CACHE = str(cache)
         huggingface_hub.constants.HF_HUB_OFFLINE = True
         try:
-            sae = load_named_sae(f"{release}/{sae_id}", "cpu")
+            sae = prepared(load_named_sae(f"{release}/{sae_id}", "cpu"))
         except UserError as err:
             return f"does not load: {err}"
         try:
@@ -299,8 +323,13 @@ def main() -> int:
     for n, row in enumerate(table):
         if n in picked and (only is None or row.converter in only):
             model = load_row_model(row.model, Path(scratch.name), loaded)
-            row.result = f"`{'/'.join(picked[n])}`: " + attempt(row, *picked[n], model)
-            covered += row.count if "equals" in row.result else 0
+            results = [attempt(replace(row, files=files), *picked[n], model)
+                       for _, files in row.variants] if row.variants else \
+                [attempt(row, *picked[n], model)]
+            row.result = f"`{'/'.join(picked[n])}`: " + "; ".join(
+                f"{name}: {res}" for (name, _), res in zip(row.variants, results, strict=True)
+            ) if row.variants else f"`{'/'.join(picked[n])}`: " + results[0]
+            covered += row.count if all("equals" in res for res in results) else 0
         elif n in picked:
             row.result = "not tried in this run (--only)"
         else:

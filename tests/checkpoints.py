@@ -24,6 +24,9 @@ GEMMA_2_2B_WIDTHS = {"hidden_size": 2304, "num_attention_heads": 8, "head_dim": 
 converter hard-codes; everything else stays tiny."""
 QWEN3_1_7B_WIDTHS = {"hidden_size": 2048}
 """Qwen 3 1.7B's residual width, which Qwen Scope's converter hard-codes."""
+LLAMA_16_LAYERS = {"num_hidden_layers": 16}
+"""A tiny Llama deep enough for the temporal SAEs' layer 15 (their converter reads d_in from the
+files but the layer from the folder name)."""
 LLAMA_8B_LAYER_19 = {"hidden_size": 4096, "num_hidden_layers": 20, "num_attention_heads": 32,
                      "num_key_value_heads": 1, "intermediate_size": 16}
 """Llama 3.1 8B's residual width and heads (32 x 128) with the 20 layers that reach layer 19,

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 BOS = 0
-SAE_KINDS = ("standard", "topk", "jumprelu", "gated", "matching_pursuit")
+SAE_KINDS = ("standard", "topk", "jumprelu", "gated", "matching_pursuit", "temporal")
 HOOKS = {
     "blocks.1.hook_resid_pre": 16,
     "blocks.0.hook_attn_out": 16,
@@ -23,6 +23,9 @@ HOOKS = {
     "blocks.1.hook_mlp_in": 16,
     "hook_embed": 16,
 }
+SAE_CASES = [(kind, hook) for kind in SAE_KINDS for hook in HOOKS
+             if not (kind == "temporal" and hook.endswith("hook_z"))]
+"""(SAE kind, hook) pairs the engine supports (a temporal SAE on hook_z is refused: test_sites)."""
 TRANSCODER_KINDS = ("transcoder", "skip_transcoder", "jumprelu_transcoder",
                     "jumprelu_skip_transcoder")
 TRANSCODER_HOOKS = [("blocks.1.ln2.hook_normalized", "blocks.1.hook_mlp_out"),
@@ -51,7 +54,11 @@ def tiny_sae(kind: str, hook: str, d_sae: int = 24, seed: int = 0):
                "jumprelu": (sae_lens.JumpReLUSAE, sae_lens.JumpReLUSAEConfig, {}),
                "gated": (sae_lens.GatedSAE, sae_lens.GatedSAEConfig, {}),
                "matching_pursuit": (sae_lens.MatchingPursuitSAE, sae_lens.MatchingPursuitSAEConfig,
-                                    {"residual_threshold": 0.5, "max_iterations": 4})}
+                                    {"residual_threshold": 0.5, "max_iterations": 4}),
+               # attention over the context (d_sae even: 2 heads), top-4 codes
+               "temporal": (sae_lens.TemporalSAE, sae_lens.TemporalSAEConfig,
+                            {"n_heads": 2, "bottleneck_factor": 1, "sae_diff_type": "topk",
+                             "kval_topk": 4, "tied_weights": False})}
     sae_cls, cfg_cls, extra = classes[kind]
     cfg = cfg_cls(d_in=HOOKS[hook], d_sae=d_sae,
                   reshape_activations="hook_z" if hook.endswith("hook_z") else "none", **extra)
@@ -113,7 +120,7 @@ def tiny_tokens(n_seqs: int = 10, ctx: int = 12, seed: int = 0) -> np.ndarray:
 
 CASES = [("standard", "blocks.1.hook_resid_pre"), ("topk", "blocks.0.hook_attn_out"),
          ("jumprelu", "blocks.1.hook_mlp_out"), ("gated", "blocks.0.mlp.hook_post"),
-         ("standard", "blocks.1.attn.hook_z")]
+         ("standard", "blocks.1.attn.hook_z"), ("temporal", "blocks.1.hook_resid_pre")]
 """(SAE architecture, hook) pairs covering every architecture and hook kind the tool reads."""
 
 

@@ -267,6 +267,31 @@ def linear_pair_files(filename: str, prefix: tuple[str, str], d_in: int, d_sae: 
     return {filename: data}
 
 
+def temporal_files(folder: str, d_in: int, exp_factor: int, scratch: Path,
+                   seed: int = 0) -> dict[str, bytes]:
+    """A canrager/temporalSAEs folder (conversion_func temporal: `llama-3.1-8B/layer_15/temporal`):
+    conf.yaml (llm.dimin, the sae's exp_factor, heads, attention layers, bottleneck, top-k,
+    tied weights, scaling factor; data.dtype) and latest_ckpt.safetensors with D, b, E and the
+    attention layers' weights, from a random sae_lens TemporalSAE of that shape."""
+    import sae_lens
+    import yaml
+
+    sae_cfg = {"exp_factor": exp_factor, "n_heads": 2, "n_attn_layers": 1, "bottleneck_factor": 4,
+               "sae_diff_type": "topk", "kval_topk": 8, "tied_weights": False,
+               "scaling_factor": 0.37}
+    torch.manual_seed(seed)
+    sae = sae_lens.TemporalSAE(sae_lens.TemporalSAEConfig(
+        d_in=d_in, d_sae=d_in * exp_factor, n_heads=2, n_attn_layers=1, bottleneck_factor=4,
+        sae_diff_type="topk", kval_topk=8, tied_weights=False))
+    state = {k: v.detach().clone() for k, v in sae.state_dict().items()}
+    names = {"W_dec": "D", "b_dec": "b", "W_enc": "E"}
+    tensors = {names.get(k, k): v for k, v in state.items() if k in names or k.startswith("attn_")}
+    tensors["b"] = torch.randn(d_in) * 0.1
+    conf = {"llm": {"dimin": d_in}, "sae": sae_cfg, "data": {"dtype": "float32"}}
+    return {f"{folder}/conf.yaml": yaml.safe_dump(conf).encode(),
+            f"{folder}/latest_ckpt.safetensors": safetensors_bytes(tensors, scratch / folder / "w")}
+
+
 def mwhanna_files(layer: int, d_model: int, d_sae: int, scratch: Path,
                   seed: int = 0) -> dict[str, bytes]:
     """A mwhanna transcoder repository (conversion_func mwhanna_transcoder): wandb-config.yaml

@@ -6,11 +6,16 @@ A transcoder reads one hook and writes another (generator/inputs/sites.py): it e
 `site.writes`. The re-runs start at the block of the hook read, which is never after the one
 written; the embeddings' hook (layer -1) re-runs the whole model from the tokens.
 
+A sequential SAE (temporal: its code at a position attends over the sequence's earlier
+positions) is encoded and reconstructed over whole sequences (encode_at, reconstruct_at); its
+latents write W_dec[i] at the hook like any SAE's, so the ablation and logit effects are the same.
+
 All tensors stay on the model's device; callers move only small results to the host.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -19,7 +24,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from generator.errors import UserError
-from generator.inputs.sites import HookSite
+from generator.inputs.sites import SEQUENTIAL, HookSite
 
 
 class HookedSAE:
@@ -40,6 +45,9 @@ class HookedSAE:
             # (Gemma Scope 2's converter writes that) reads it flattened, as d_in = n_heads x d_head
             sae.turn_on_forward_pass_hook_z_reshaping()
         self._resid_name = f"blocks.{max(site.layer, 0)}.hook_resid_pre"
+        self.sequential = sae.cfg.architecture() in SEQUENTIAL
+        """its code at a position depends on the sequence's earlier positions (a temporal SAE's
+        attention over the context): it encodes whole sequences, never a set of positions."""
 
     @property
     def d_sae(self) -> int:
@@ -108,19 +116,42 @@ class HookedSAE:
                             "use --device cpu or a float32 SAE to rule out overflow")
         return acts
 
+    def encode_at(self, hook_acts: Tensor, rows: Int[Tensor, " n"], cols: Int[Tensor, " n"],
+                  step: int) -> Iterator[tuple[int, Float[Tensor, "chunk d_sae"]]]:
+        """The SAE's codes at positions (rows[j], cols[j]) of `hook_acts` ([batch, seq, *the
+        hook's shape]), as (first j, codes of a chunk), about `step` positions at a time, so no
+        [batch, seq, d_sae] array is held whole. A sequential SAE encodes whole sequences
+        (max(1, step // seq) at a time) and keeps the positions asked for; `rows` must then be
+        ascending (as torch.nonzero gives them)."""
+        step = max(1, step)
+        if not self.sequential:
+            for start in range(0, len(rows), step):
+                yield start, self.encode(hook_acts[rows[start:start + step],
+                                                   cols[start:start + step]])
+            return
+        seqs, counts = torch.unique_consecutive(rows, return_counts=True)
+        ends = torch.cumsum(counts, 0).tolist()
+        per = max(1, step // hook_acts.shape[1])
+        for first in range(0, len(seqs), per):
+            start = ends[first - 1] if first else 0
+            stop = ends[min(first + per, len(seqs)) - 1]
+            codes = self.encode(hook_acts[seqs[first:first + per]])
+            local = torch.repeat_interleave(torch.arange(len(codes), device=rows.device),
+                                            counts[first:first + per])
+            yield start, codes[local, cols[start:stop]]
+
     @torch.inference_mode()
     def active_entries(self, hook_acts: Tensor, mask: Bool[Tensor, " seq"],
                        rows: int) -> tuple[Int[Tensor, " n"], Int[Tensor, " n"], Float[Tensor, " n"]]:
         """One sequence's active (position, latent, activation) entries at the positions where
         `mask` is True, ordered by position then latent; the SAE encodes `rows` positions at a
-        time (so no [seq, d_sae] output is held whole). `hook_acts`: [seq, *the hook's shape]."""
+        time (so no [seq, d_sae] output is held whole; a sequential SAE encodes the whole
+        sequence). `hook_acts`: [seq, *the hook's shape]."""
         cols = torch.nonzero(mask)[:, 0]
         pos_l, lat_l, val_l = [], [], []
-        for start in range(0, len(cols), max(1, rows)):
-            at = cols[start:start + max(1, rows)]
-            acts = self.encode(hook_acts[at])
+        for start, acts in self.encode_at(hook_acts[None], torch.zeros_like(cols), cols, rows):
             idx, latent = torch.nonzero(acts > 0, as_tuple=True)
-            pos_l.append(at[idx])
+            pos_l.append(cols[start + idx])
             lat_l.append(latent)
             val_l.append(acts[idx, latent].float())
         if not pos_l:
@@ -141,6 +172,28 @@ class HookedSAE:
         if w_skip is not None:
             out = out + read.to(w_skip.dtype) @ w_skip.T.to(read.device)
         return out.reshape(len(read), -1).float()
+
+    @torch.inference_mode()
+    def reconstruct_at(self, read: Tensor, rows: Int[Tensor, " n"], cols: Int[Tensor, " n"],
+                       step: int) -> Float[Tensor, "n d_out"]:
+        """The SAE's whole output at positions (rows[j], cols[j]) of `read` ([batch, seq, *the
+        hook's shape]), [n, d_out] float32, `step` positions at a time. A sequential SAE's output
+        is its forward pass over whole sequences (a temporal SAE's predicted part included)."""
+        if not self.sequential:
+            picked = read[rows, cols]
+            step = max(1, step)
+            return torch.cat([self.reconstruct(picked[a:a + step], self.encode(picked[a:a + step]))
+                              for a in range(0, len(picked), step)]) if len(picked) else \
+                picked.reshape(0, -1).float()
+        seqs = torch.unique(rows)
+        per = max(1, step // read.shape[1])
+        out = torch.empty((len(rows), int(self.sae.cfg.d_in)), device=read.device)
+        for first in range(0, len(seqs), per):
+            chunk = seqs[first:first + per]
+            whole = self.sae(read[chunk].to(self.sae.W_dec.dtype)).float()
+            at = torch.isin(rows, chunk)
+            out[at] = whole[torch.searchsorted(chunk, rows[at]), cols[at]]
+        return out
 
     @torch.inference_mode()
     def losses(

@@ -208,18 +208,25 @@ class Engine:
         a time, so no [batch, ctx, d_sae] array is ever held; with `bos` (pass 1), also the BOS
         positions (one per sequence plus document separators), whose active entries feed only
         the BOS totals, and each entry says whether it is at a first position (right after a
-        BOS). Memory:
+        BOS). A sequential SAE encodes each sequence once for both (its codes need the whole
+        sequence whichever positions are kept). Memory:
         encode_rows x d_sae x 16 bytes + 36 bytes per active entry."""
-        rows, cols = torch.nonzero(mask, as_tuple=True)
+        not_bos = tokens != self.bos_id
+        both = bos and self.hooked.sequential
+        rows, cols = torch.nonzero(mask | ~not_bos if both else mask, as_tuple=True)
         idx, latent, value = self._encode_at(hook_acts, rows, cols)
+        if both:  # split the entries at BOS positions off (mask never holds one)
+            at_bos = ~not_bos[rows[idx], cols[idx]]
+            bos_latent, bos_value = latent[at_bos], value[at_bos]
+            idx, latent, value = idx[~at_bos], latent[~at_bos], value[~at_bos]
         out = SparseBatch(rows[idx], cols[idx], latent, value, tokens[rows[idx], cols[idx]],
                           torch.from_numpy(batch).to(self.device).long(), tokens.shape[1],
-                          len(rows))
+                          int(mask.sum()))
         if not bos:
             return out
-        not_bos = tokens != self.bos_id
-        _, bos_latent, bos_value = self._encode_at(hook_acts,
-                                                   *torch.nonzero(~not_bos, as_tuple=True))
+        if not both:
+            _, bos_latent, bos_value = self._encode_at(hook_acts,
+                                                       *torch.nonzero(~not_bos, as_tuple=True))
         return replace(out, first=first_positions(not_bos)[out.row, out.col],
                        bos_latent=bos_latent, bos_value=bos_value)
 
@@ -227,10 +234,8 @@ class Engine:
                    cols: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(index into rows, latent, value) of the active entries of the SAE's encoding of the
         positions (rows[j], cols[j]), ordered by position then latent."""
-        step = self.encode_rows
         parts = []
-        for start in range(0, len(rows), step):
-            acts = self.hooked.encode(hook_acts[rows[start:start + step], cols[start:start + step]])
+        for start, acts in self.hooked.encode_at(hook_acts, rows, cols, self.encode_rows):
             idx, latent = torch.nonzero(acts > 0, as_tuple=True)
             parts.append((idx + start, latent, acts[idx, latent].float()))
         idx = torch.cat([p[0] for p in parts]) if parts else rows[:0]

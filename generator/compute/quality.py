@@ -24,10 +24,12 @@ EVAL_SEQS = 256
 
 def encoder_decoder_cosine(sae: Any, block: int = 4096) -> Float[np.ndarray, " d_sae"]:
     """cos(W_enc[:, i], W_dec[i]) for every latent (0 where either vector is zero), a block of
-    latents at a time: temporaries 2 x block x d_in floats, never d_sae x d_sae."""
+    latents at a time: temporaries 2 x block x d_in floats, never d_sae x d_sae. An SAE with tied
+    weights and no W_enc of its own (a temporal SAE's option) encodes with W_dec transposed."""
     import torch
 
-    w_enc, w_dec = sae.W_enc.detach(), sae.W_dec.detach()
+    w_dec = sae.W_dec.detach()
+    w_enc = sae.W_enc.detach() if hasattr(sae, "W_enc") else w_dec.T
     d_sae = int(w_dec.shape[0])
     out = np.zeros(d_sae, dtype=np.float32)
     with torch.inference_mode():
@@ -108,11 +110,9 @@ def sae_figures(hooked: HookedSAE, tokens: Int[np.ndarray, "n_seqs ctx"], bos_id
             toks = torch.from_numpy(tokens[lo:min(n, lo + batch_size)]).to(device, torch.long)
             resid, read, written = hooked.run_to_hooks(toks)
             mask = hooked.included(toks, read, bos_id)
-            native = read[mask]  # [positions, *the hook's shape], as the SAE reads it
-            x = written[mask].reshape(len(native), -1).float()  # what its output stands for
-            step = max(1, encode_rows)
-            recon = (torch.cat([_reconstruct(hooked, native[a:a + step])
-                                for a in range(0, len(x), step)]) if len(x) else x)
+            rows, cols = torch.nonzero(mask, as_tuple=True)
+            x = written[rows, cols].reshape(len(rows), -1).float()  # what its output stands for
+            recon = hooked.reconstruct_at(read, rows, cols, encode_rows)
             x64 = x.double()
             sse += float(((x64 - recon.double()) ** 2).sum())
             sum_sq += float((x64 ** 2).sum())
@@ -134,6 +134,3 @@ def sae_figures(hooked: HookedSAE, tokens: Int[np.ndarray, "n_seqs ctx"], bos_id
                       ce_clean=clean, ce_spliced=spliced_loss, ce_zero=zero)
 
 
-def _reconstruct(hooked: HookedSAE, x: Any) -> Any:
-    """x̂ of a chunk of positions, flattened to [n, d_out] float32."""
-    return hooked.reconstruct(x, hooked.encode(x))

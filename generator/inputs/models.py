@@ -244,16 +244,47 @@ def load_sae(spec: str | None, device: str) -> Any:
             raise UserError(f"sae_lens cannot load the SAE in {path} ({type(err).__name__}: "
                             f"{str(err).splitlines()[0][:120] if str(err) else ''}); check its "
                             "cfg.json (architecture, metadata.hook_name, ...)") from None
-        check_sae_finite(sae)
-        return sae
+        return prepared(sae)
     assert spec is not None
     if looks_like_path(spec):
         raise UserError(f"SAE directory {spec} does not exist; check the --sae path")
     if "/" not in spec:
         raise UserError(f"SAE '{spec}' is neither a local directory nor 'release/id'; "
                         "pass --sae PATH or --sae RELEASE/ID")
-    sae = hf.load_named_sae(spec, device)
+    return prepared(hf.load_named_sae(spec, device))
+
+
+def prepared(sae: Any) -> Any:
+    """The loaded SAE as the engine takes it: finite, its scalar rescale folded."""
     check_sae_finite(sae)
+    return fold_scalar_rescale(sae)
+
+
+def fold_scalar_rescale(sae: Any) -> Any:
+    """A temporal SAE's `constant_scalar_rescale` (its input times a factor, its output divided
+    by it; the temporal converter writes it) folded into its weights, as sae_lens'
+    fold_activation_norm_scaling_factor does for other SAEs: W_enc x f, W_dec and b_dec / f.
+    The codes and the output from the raw activations stay the same (the temporal attention's
+    projections are scale-free), and W_dec[i] is then what latent i adds at the hook, which the
+    ablation and the logit effects need. Tied weights are untied first: the encoder is scaled,
+    the decoder divided."""
+    import torch
+
+    if sae.cfg.normalize_activations != "constant_scalar_rescale":
+        return sae
+    factor = float(sae.cfg.activation_normalization_factor)
+    if getattr(sae.cfg, "tied_weights", False) and not sae.cfg.apply_b_dec_to_input:
+        raise UserError("the SAE ties its weights, rescales its input and adds no b_dec: its "
+                        "rescale cannot be folded; save it with untied weights")
+    with torch.no_grad():
+        if getattr(sae.cfg, "tied_weights", False):
+            sae.W_enc = torch.nn.Parameter(sae.W_dec.detach().T.clone())
+            sae.cfg.tied_weights = False
+        sae.W_enc.mul_(factor)
+        sae.W_dec.div_(factor)
+        sae.b_dec.div_(factor)
+    sae.cfg.normalize_activations = "none"
+    sae._setup_activation_normalization()
     return sae
 
 

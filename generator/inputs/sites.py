@@ -11,8 +11,9 @@ Architectures sae_lens registers for inference and what happens to each:
 - standard, gated, topk, jumprelu, matching_pursuit: an SAE, reading and writing one hook;
 - transcoder, skip_transcoder, jumprelu_transcoder, jumprelu_skip_transcoder: read -> write, with
   metadata.hook_name_out required (a transcoder without it would silently run as an SAE);
-- temporal: refused (its codes depend on the whole preceding sequence, which the engine's
-  per-position encoding does not give it);
+- temporal: an SAE whose code at a position also attends over the sequence's earlier positions
+  (its "predicted" part, which is not a latent): encoded over whole sequences (SEQUENTIAL), on
+  hooks whose activations are one vector per position (not hook_z);
 - abstopk: refused (its activations can be negative; every statistic here counts a > 0).
 Anything else is refused by name.
 """
@@ -25,12 +26,12 @@ from typing import Any
 
 from generator.errors import UserError
 
-SAE_ARCHITECTURES = ("standard", "gated", "topk", "jumprelu", "matching_pursuit")
+SAE_ARCHITECTURES = ("standard", "gated", "topk", "jumprelu", "matching_pursuit", "temporal")
+SEQUENTIAL = ("temporal",)
+"""architectures whose codes depend on the sequence's earlier positions: encoded per sequence."""
 TRANSCODER_ARCHITECTURES = ("transcoder", "skip_transcoder", "jumprelu_transcoder",
                             "jumprelu_skip_transcoder")
 REFUSED = {
-    "temporal": "its codes depend on the whole preceding sequence (attention over the context), "
-                "which the engine's per-position encoding does not give it",
     "abstopk": "its activations can be negative, and every statistic here counts a latent as "
                "active when a > 0",
 }
@@ -157,6 +158,9 @@ def sae_site(sae: Any) -> HookSite:
         raise UserError(f"the SAE is a {arch} (it writes where it reads) but its cfg.json names "
                         f"an output hook '{out}'; save it as a transcoder")
     site = parse_hook(str(hook), str(out) if out else None)
+    if arch in SEQUENTIAL and site.kind == "z":
+        raise UserError(f"a {arch} SAE on '{hook}' is not supported: it attends over one vector "
+                        "per position, and hook_z holds one per head; use a residual-stream hook")
     return _from_hf_hook(site, meta.get("hf_hook_name"))
 
 

@@ -32,7 +32,7 @@ def brute_force(model, sae, hook: str, tokens: np.ndarray) -> tuple[np.ndarray, 
         for row in tokens:
             t = torch.from_numpy(row[None]).long()
             cache = cached(model, t, hook)
-            a = sae.encode(cache[hook][0]).float()
+            a = sae.encode(cache[hook])[0].float()  # the sequence as a whole
             a[torch.from_numpy(row == BOS)] = 0
             acts.append(a.numpy())
             loss = model(t, return_type="loss", loss_per_token=True)[0].numpy()

@@ -11,7 +11,7 @@ from generator.compute.activations import HookedSAE
 from generator.compute.engine import Engine, EngineSettings
 from generator.compute.summaries import coact_neighbours, token_latents, top_tokens
 from generator.inputs.sites import check_compatible, parse_hook
-from tests.helpers import BOS, HOOKS, SAE_KINDS, cached, tiny_model, tiny_sae, tiny_tokens
+from tests.helpers import BOS, HOOKS, SAE_CASES, cached, tiny_model, tiny_sae, tiny_tokens
 from tests.reference import (
     assert_latent_matches,
     reference_jaccard,
@@ -82,8 +82,7 @@ def model():
     return tiny_model()
 
 
-@pytest.mark.parametrize("kind", SAE_KINDS)
-@pytest.mark.parametrize("hook", list(HOOKS))
+@pytest.mark.parametrize(("kind", "hook"), SAE_CASES)
 def test_engine_exact_for_every_sae_and_hook(model, kind, hook):
     sae = tiny_sae(kind, hook)
     site = parse_hook(hook)

@@ -37,7 +37,7 @@ def brute_force(model, sae, hook: str, toks: np.ndarray):
     t = torch.from_numpy(toks[None]).long()
     with torch.no_grad():
         cache = cached(model, t, hook)
-        acts = sae.encode(cache[hook][0]).float()
+        acts = sae.encode(cache[hook])[0].float()  # the batch of one: a sequence as a whole
         acts[torch.from_numpy(toks == BOS)] = 0
         clean = model(t, return_type="loss", loss_per_token=True)[0]
         dloss = {}

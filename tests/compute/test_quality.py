@@ -20,7 +20,7 @@ from generator.compute.statistics import first_positions
 from generator.compute.summaries import top_tokens
 from generator.inputs.sites import parse_hook
 from generator.site.quality import AT_BOS, AT_FIRST, DEAD, DENSE, SINGLE, latent_quality
-from tests.helpers import BOS, HOOKS, SAE_KINDS, cached, tiny_model, tiny_sae, tiny_tokens
+from tests.helpers import BOS, HOOKS, SAE_CASES, SAE_KINDS, cached, tiny_model, tiny_sae, tiny_tokens
 from tests.reference import fixed_sum
 
 HOOK = "blocks.1.hook_resid_pre"
@@ -150,11 +150,13 @@ def test_encoder_decoder_cosine(kind):
 def brute_force_figures(model, sae, hook: str, tokens: np.ndarray,
                         included: np.ndarray | None = None) -> dict:
     """The whole model from the tokens, hook activations replaced at non-BOS positions (or those
-    `included`) by the SAE's reconstruction (dense, every position at once) or by zero."""
+    `included`) by the SAE's reconstruction (its forward pass over the whole batch: a temporal
+    SAE's predicted part included) or by zero."""
     toks = torch.from_numpy(tokens).long()
     mask = toks != BOS if included is None else torch.from_numpy(included)
     x = hook_acts(model, hook, tokens)
-    recon = sae.decode(sae.encode(x)).detach()
+    with torch.no_grad():
+        recon = sae(x).detach()
 
     def splice(value, hook):
         return torch.where(mask.reshape(*mask.shape, *[1] * (value.dim() - 2)), recon, value)
@@ -178,8 +180,7 @@ def brute_force_figures(model, sae, hook: str, tokens: np.ndarray,
     return out
 
 
-@pytest.mark.parametrize("kind", SAE_KINDS)
-@pytest.mark.parametrize("hook", list(HOOKS))
+@pytest.mark.parametrize(("kind", "hook"), SAE_CASES)
 def test_sae_figures_match_a_whole_model_forward(model, kind, hook):
     tokens = tiny_tokens(n_seqs=12)
     sae = tiny_sae(kind, hook)

@@ -178,10 +178,9 @@ def test_what_would_run_as_something_else_is_refused(model):
     abstopk = sae_lens.AbsTopKSAE(sae_lens.AbsTopKSAEConfig(d_in=16, d_sae=8, k=2))
     abstopk.cfg.metadata.hook_name = "blocks.1.hook_resid_pre"
     refused(abstopk, "'abstopk'", "negative")
-    temporal = sae_lens.TemporalSAE(sae_lens.TemporalSAEConfig(d_in=16, d_sae=8, n_heads=1,
-                                                               bottleneck_factor=4, kval_topk=2))
-    temporal.cfg.metadata.hook_name = "blocks.1.hook_resid_pre"
-    refused(temporal, "'temporal'", "preceding sequence")
+    temporal = tiny_sae("temporal", "blocks.1.hook_resid_pre")
+    temporal.cfg.metadata.hook_name = "blocks.1.attn.hook_z"
+    refused(temporal, "temporal SAE on 'blocks.1.attn.hook_z' is not supported", "residual")
     wide = tiny_transcoder("transcoder", "blocks.1.ln2.hook_normalized", "blocks.1.hook_mlp_out")
     wide.cfg.d_out = 32
     refused(wide, "d_out 32 != width 16", "blocks.1.hook_mlp_out")

@@ -257,3 +257,55 @@ def test_a_mwhanna_transcoder_reads_the_mlp_input(hub, tmp_path, demo):
         "blocks.1.mlp.hook_in", "blocks.1.ln2.hook_normalized", "blocks.1.hook_mlp_out")
     check_compatible(demo, sae, site)
     exact_on(demo, sae, site)
+
+
+def test_a_temporal_sae_loads_offline_and_builds_exactly_with_its_rescale_folded(hub, tmp_path):
+    """conversion_func temporal: d_in from conf.yaml, the layer from the folder name (15, so a
+    tiny 16-layer Llama), a constant scalar rescale that `prepared` folds into the weights with
+    the same codes and output; then the engine equals brute force over whole sequences."""
+    import torch
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    import tests.checkpoints as checkpoints
+    from generator.inputs.models import load_model, prepared
+    from tests.hubcache import temporal_files
+
+    release, sae_id = "temporal-sae-llama-3.1-8b", "blocks.15.hook_resid_post"
+    info = get_pretrained_saes_directory()[release]
+    write_repo(hub, info.repo_id, temporal_files(info.saes_map[sae_id], 32, 4, tmp_path / "s"))
+    sae = load_named_sae(f"{release}/{sae_id}", "cpu")
+    assert sae.cfg.normalize_activations == "constant_scalar_rescale"
+    x = torch.randn(3, 10, 32)
+    with torch.no_grad():
+        codes, out = sae.encode(x), sae(x)
+        assert (codes > 0).any()
+        prepared(sae)
+        assert sae.cfg.normalize_activations == "none"
+        torch.testing.assert_close(sae.encode(x), codes, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(sae(x), out, rtol=1e-4, atol=1e-5)
+    folder = checkpoints.save_checkpoint(tmp_path / "llama", "llama",
+                                         **checkpoints.LLAMA_16_LAYERS)
+    model = load_model(str(folder), "cpu")
+    site = sae_site(sae)
+    assert (str(sae.cfg.architecture()), site.name) == ("temporal", "blocks.15.hook_resid_post")
+    check_compatible(model, sae, site)
+    exact_on(model, sae, site)
+
+
+def test_a_tied_temporal_sae_is_untied_to_fold_its_rescale():
+    import sae_lens
+    import torch
+
+    from generator.inputs.models import fold_scalar_rescale
+
+    torch.manual_seed(0)
+    sae = sae_lens.TemporalSAE(sae_lens.TemporalSAEConfig(
+        d_in=16, d_sae=32, n_heads=2, bottleneck_factor=4, kval_topk=6, tied_weights=True,
+        normalize_activations="constant_scalar_rescale", activation_normalization_factor=2.5))
+    x = torch.randn(2, 9, 16)
+    with torch.no_grad():
+        codes, out = sae.encode(x), sae(x)
+        fold_scalar_rescale(sae)
+        assert not sae.cfg.tied_weights
+        torch.testing.assert_close(sae.encode(x), codes, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(sae(x), out, rtol=1e-4, atol=1e-5)
