@@ -10,13 +10,16 @@ free memory kept at its top, the same build takes 0.8 million faults and 3.5 s.
 
 Memory: the process keeps up to HEAP_KEEP of freed memory beyond what it holds (its peak RSS is its
 heap's high-water mark, not its live memory); a block over HEAP_BLOCK that the heap's free top
-cannot serve comes and goes by mmap. HEAP_BLOCK stays small because blocks kept in the heap fragment
-it when long-lived arrays (pass 1's cache and sums) grow between them: with 256 MB or 1 GB blocks
-from the heap, pass 1 of a 262,144-latent SAE peaked at 11.8 / 10.4 GiB, against 3.6 GiB with no
-retained heap and 3.4 GiB with 64 MB blocks (pass 1 in 54 s, against 60 s and 76 s; `python
-bench/scale.py --only demo-262k` with HEAP_BLOCK changed). The SAE's dense encoding is 64 MB
-whatever its width (Engine.encode_rows) and goes by mmap at 262k; the demo's blocks are smaller and
-stay.
+cannot serve comes and goes by mmap. The danger is fragmentation: a loop that frees a large block
+and then keeps a small result carves the result out of the freed block, so the next large block no
+longer fits there and the heap grows by one block per turn. With blocks up to 1 GB from the heap,
+the decoder-cosine neighbours of 65,536 latents (89 MB blocks, a small top-n kept after each)
+peaked at 15.7 GiB against 0.5 GiB without, and pass 1 of a 262,144-latent SAE at 10.4 GiB against
+3.6 GiB; with blocks up to 64 MB, 0.5 and 3.4 GiB, but the logit effects' 53 MB blocks still grew
+the heap by 1 GB. So HEAP_BLOCK stays at 64 MB and the compute uses the retained heap only around
+its batch loops (pipeline.compute: pass 1, pass 2 and the examples; the quality figures and the
+prompts), never around the blocked products of the summaries or the map. Figures: `python
+bench/scale.py --only demo-65k` / `demo-262k`, peak RSS per stage.
 
 The defaults come back, and the free memory goes back to the system, when the compute ends: the
 render forks its workers from this process. (Set back explicitly, the mmap threshold stays at its
@@ -58,7 +61,8 @@ def _set(libc: ctypes.CDLL, options: dict[int, int]) -> bool:
 @contextmanager
 def retained_heap() -> Iterator[None]:
     """Within (a `with` block, or the decorated function): large blocks from the heap, and freed
-    memory kept (module docstring)."""
+    memory kept (module docstring). Only around loops that allocate the same large blocks each
+    turn and keep little between them."""
     libc = _glibc()
     if libc is None or not _set(libc, {_M_MMAP_THRESHOLD: HEAP_BLOCK,
                                        _M_TRIM_THRESHOLD: HEAP_KEEP, _M_TOP_PAD: 64 << 20}):

@@ -112,7 +112,6 @@ def load_inputs(cfg: BuildConfig, device: str) -> Inputs:
     return Inputs(model, sae, site)
 
 
-@retained_heap()
 def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | None = None,
             ranks: Ranks | None = None) -> StoreData | None:
     """All compute stages; returns the store's content (on rank 0; None on the other ranks,
@@ -149,17 +148,20 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
                               quiet=cfg.quiet, clean_loss=cfg.corpus_view and not cfg.compact)
     engine = Engine(hooked, corpus.tokens, corpus.bos_id, settings, ranks)
     engine.checkpoint = open_checkpoint(cfg, ranks, corpus.tokens, hooked.d_sae, site.name)
-    p1, p2, shown = run_engine(engine, np.arange(len(corpus.tokens)), ranks, times)
+    with retained_heap():  # batch loops: the same large blocks again and again (heap.py)
+        p1, p2, shown = run_engine(engine, np.arange(len(corpus.tokens)), ranks, times)
     if shown is None:  # not rank 0: its share went to rank 0, which writes the store
         return None
 
+    # blocked products keep small results between their blocks: not on the retained heap
     summary = times.run("summaries", summarise, cfg, model, sae, site, p1, p2)
-    # a transcoder's encoder and decoder live in different spaces: their cosine means nothing
-    enc_dec, figures = times.run("quality", lambda: (
-        None if site.is_transcoder else encoder_decoder_cosine(sae),
-        sae_figures(hooked, corpus.tokens, corpus.bos_id, engine.batch_size,
-                    engine.encode_rows)))
-    prompts = times.run("prompts", run_prompts, cfg, hooked, encode, corpus.bos_id)
+    with retained_heap():
+        # a transcoder's encoder and decoder live in different spaces: their cosine means nothing
+        enc_dec, figures = times.run("quality", lambda: (
+            None if site.is_transcoder else encoder_decoder_cosine(sae),
+            sae_figures(hooked, corpus.tokens, corpus.bos_id, engine.batch_size,
+                        engine.encode_rows)))
+        prompts = times.run("prompts", run_prompts, cfg, hooked, encode, corpus.bos_id)
     kept = np.unique(shown.examples.seq)
     view = times.run("corpus view", compute_corpus_view, kept, corpus.tokens.shape[1],
                      engine.entries_of(kept)) if settings.clean_loss else None
