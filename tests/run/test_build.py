@@ -273,3 +273,48 @@ def test_a_transcoder_builds_reads_one_hook_and_writes_another(tmp_path):
     ok = (tokens[0, 1:] != data.meta.bos_id).numpy()
     np.testing.assert_allclose(data.examples.dloss[row, :-1][ok], (ablated - clean).numpy()[ok],
                                rtol=1e-4, atol=1e-5)
+
+
+def test_a_temporal_sae_with_a_scalar_rescale_builds_through_the_cli(tmp_path):
+    """A sae_lens TemporalSAE saved with save_model on the demo model, its input rescaled by a
+    constant factor: it builds, the store names it, the example activations are its codes over
+    whole sequences (sae_lens' encode of the full context, before any folding), and the Δloss is
+    the ablation of a·W_dec[i] in the model's own units (W_dec divided by the factor)."""
+    import sae_lens
+    import torch
+
+    from generator.demo import DEMO_MODEL_DIR
+    from generator.inputs.model_folder import load_model_dir
+
+    torch.manual_seed(0)
+    hook, factor = "blocks.1.hook_resid_pre", 0.5
+    cfg = sae_lens.TemporalSAEConfig(d_in=128, d_sae=64, n_heads=2, bottleneck_factor=4,
+                                     sae_diff_type="topk", kval_topk=8, tied_weights=False,
+                                     normalize_activations="constant_scalar_rescale",
+                                     activation_normalization_factor=factor)
+    cfg.metadata.hook_name = hook
+    sae = sae_lens.TemporalSAE(cfg)
+    sae.save_model(str(tmp_path / "t"))
+    store = tmp_path / "store"
+    assert main(["build", *SMALL, "--n-seqs", "6", "--sae", str(tmp_path / "t"), "--out",
+                 str(tmp_path / "site"), "--store", str(store)]) == 0
+    data = read_store(store)
+    assert data.meta.sae_architecture == "temporal"
+    model = load_model_dir(DEMO_MODEL_DIR)
+    row, latent = 0, int(data.examples.latent[0])
+    seq = int(data.examples.seq[row])
+    tokens = torch.tensor(data.seq_tokens[list(data.seq_ids).index(seq)][None]).long()
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=hook)
+        codes = sae.encode(cache[hook])[0, :, latent]
+    keep = (tokens[0] != data.meta.bos_id)
+    np.testing.assert_allclose(data.examples.acts[row], (codes * keep).numpy(), rtol=1e-4,
+                               atol=1e-5)
+    delta = torch.tensor(data.examples.acts[row])[:, None] * sae.W_dec[latent].detach() / factor
+    with torch.no_grad():
+        clean = model(tokens, return_type="loss", loss_per_token=True)[0]
+        ablated = model.run_with_hooks(tokens, return_type="loss", loss_per_token=True,
+                                       fwd_hooks=[(hook, lambda v, hook: v - delta)])[0]
+    ok = (tokens[0, 1:] != data.meta.bos_id).numpy()
+    np.testing.assert_allclose(data.examples.dloss[row, :-1][ok], (ablated - clean).numpy()[ok],
+                               rtol=1e-4, atol=1e-5)
