@@ -182,9 +182,10 @@ class HookedSAE:
         if not self.sequential:
             picked = read[rows, cols]
             step = max(1, step)
-            return torch.cat([self.reconstruct(picked[a:a + step], self.encode(picked[a:a + step]))
-                              for a in range(0, len(picked), step)]) if len(picked) else \
-                picked.reshape(0, -1).float()
+            parts = [self.reconstruct(picked[a:a + step], self.encode(picked[a:a + step]))
+                     for a in range(0, len(picked), step)]
+            d_out = int(getattr(self.sae.cfg, "d_out", self.sae.cfg.d_in))
+            return torch.cat(parts) if parts else torch.zeros((0, d_out), device=read.device)
         seqs = torch.unique(rows)
         per = max(1, step // read.shape[1])
         out = torch.empty((len(rows), int(self.sae.cfg.d_in)), device=read.device)

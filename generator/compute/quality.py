@@ -111,7 +111,7 @@ def sae_figures(hooked: HookedSAE, tokens: Int[np.ndarray, "n_seqs ctx"], bos_id
             resid, read, written = hooked.run_to_hooks(toks)
             mask = hooked.included(toks, read, bos_id)
             rows, cols = torch.nonzero(mask, as_tuple=True)
-            x = written[rows, cols].reshape(len(rows), -1).float()  # what its output stands for
+            x = written[rows, cols].flatten(1).float()  # what its output stands for
             recon = hooked.reconstruct_at(read, rows, cols, encode_rows)
             x64 = x.double()
             sse += float(((x64 - recon.double()) ** 2).sum())

@@ -247,3 +247,12 @@ def test_sae_figures_leave_out_the_high_norm_positions(model):
     assert got.explained_variance == pytest.approx(ref["ev"], rel=1e-5)
     assert got.ce_spliced == pytest.approx(ref["spliced"], rel=1e-5)
     assert got.ce_zero == pytest.approx(ref["zero"], rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["topk", "temporal"])
+def test_sae_figures_of_sequences_with_no_included_position(model, kind):
+    """Sequences of BOS only: no position counts, so the figures are NaN, not an error."""
+    tokens = np.full((3, 12), BOS, dtype=np.int32)
+    got = sae_figures(HookedSAE(model, tiny_sae(kind, HOOK), parse_hook(HOOK)), tokens, BOS, 2, 5)
+    assert (got.n_positions, got.n_predictions) == (0, 0)
+    assert np.isnan(got.explained_variance) and np.isnan(got.ce_spliced)
