@@ -129,16 +129,8 @@ class HookedSAE:
                 yield start, self.encode(hook_acts[rows[start:start + step],
                                                    cols[start:start + step]])
             return
-        seqs, counts = torch.unique_consecutive(rows, return_counts=True)
-        ends = torch.cumsum(counts, 0).tolist()
-        per = max(1, step // hook_acts.shape[1])
-        for first in range(0, len(seqs), per):
-            start = ends[first - 1] if first else 0
-            stop = ends[min(first + per, len(seqs)) - 1]
-            codes = self.encode(hook_acts[seqs[first:first + per]])
-            local = torch.repeat_interleave(torch.arange(len(codes), device=rows.device),
-                                            counts[first:first + per])
-            yield start, codes[local, cols[start:stop]]
+        for seqs, start, stop, local in _by_sequence(rows, max(1, step // hook_acts.shape[1])):
+            yield start, self.encode(hook_acts[seqs])[local, cols[start:stop]]
 
     @torch.inference_mode()
     def active_entries(self, hook_acts: Tensor, mask: Bool[Tensor, " seq"],
@@ -177,24 +169,19 @@ class HookedSAE:
     def reconstruct_at(self, read: Tensor, rows: Int[Tensor, " n"], cols: Int[Tensor, " n"],
                        step: int) -> Float[Tensor, "n d_out"]:
         """The SAE's whole output at positions (rows[j], cols[j]) of `read` ([batch, seq, *the
-        hook's shape]), [n, d_out] float32, `step` positions at a time. A sequential SAE's output
-        is its forward pass over whole sequences (a temporal SAE's predicted part included)."""
+        hook's shape]), [n, d_out] float32, `step` positions at a time (rows ascending). A
+        sequential SAE's output is its forward pass over whole sequences (a temporal SAE's
+        predicted part included)."""
         if not self.sequential:
-            picked = read[rows, cols]
-            step = max(1, step)
-            parts = [self.reconstruct(picked[a:a + step], self.encode(picked[a:a + step]))
-                     for a in range(0, len(picked), step)]
-            d_out = int(getattr(self.sae.cfg, "d_out", self.sae.cfg.d_in))
-            return torch.cat(parts) if parts else torch.zeros((0, d_out), device=read.device)
-        seqs = torch.unique(rows)
-        per = max(1, step // read.shape[1])
-        out = torch.empty((len(rows), int(self.sae.cfg.d_in)), device=read.device)
-        for first in range(0, len(seqs), per):
-            chunk = seqs[first:first + per]
-            whole = self.sae(read[chunk].to(self.sae.W_dec.dtype)).float()
-            at = torch.isin(rows, chunk)
-            out[at] = whole[torch.searchsorted(chunk, rows[at]), cols[at]]
-        return out
+            parts = [self.reconstruct(read[rows[start:start + len(codes)],
+                                           cols[start:start + len(codes)]], codes)
+                     for start, codes in self.encode_at(read, rows, cols, step)]
+        else:
+            per = max(1, max(1, step) // read.shape[1])
+            parts = [self.sae(read[seqs].to(self.sae.W_dec.dtype))[local, cols[start:stop]]
+                     .flatten(1).float() for seqs, start, stop, local in _by_sequence(rows, per)]
+        d_out = int(getattr(self.sae.cfg, "d_out", self.sae.cfg.d_in))
+        return torch.cat(parts) if parts else torch.zeros((0, d_out), device=read.device)
 
     @torch.inference_mode()
     def losses(
@@ -234,6 +221,20 @@ class HookedSAE:
         """Cross-entropy as logsumexp - target logit: no [n, d_vocab] log-softmax is written."""
         logits = self.model.unembed(self.model.ln_final(resid[None]))[0].float()
         return torch.logsumexp(logits, -1) - logits.gather(1, target[:, None])[:, 0]
+
+
+def _by_sequence(rows: Int[Tensor, " n"],
+                 per: int) -> Iterator[tuple[Tensor, int, int, Tensor]]:
+    """Positions grouped by sequence, `per` sequences at a time (`rows` ascending): (the
+    sequences, first and end index into rows, each position's sequence within the group)."""
+    seqs, counts = torch.unique_consecutive(rows, return_counts=True)
+    ends = torch.cumsum(counts, 0).tolist()
+    for first in range(0, len(seqs), per):
+        start = ends[first - 1] if first else 0
+        stop = ends[min(first + per, len(seqs)) - 1]
+        group = counts[first:first + per]
+        yield (seqs[first:first + per], start, stop,
+               torch.repeat_interleave(torch.arange(len(group), device=rows.device), group))
 
 
 def _next_token_loss(

@@ -7,7 +7,6 @@ reads turn a missing, truncated or foreign file into one clear error.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import Mapping
 from dataclasses import fields, replace
@@ -136,12 +135,12 @@ def _write_examples(ex: Examples, path: Path, group: int = EXAMPLE_GROUP_ROWS) -
     group x ctx x 8 bytes, with Δloss), never a second copy of every example's per-token arrays
     (E x ctx x 4 bytes each: 37.6 GB for a 1M-latent SAE's 73 M examples)."""
     columns = _present(ex)
-    with contextlib.ExitStack() as stack:
-        writer = None
-        for lo in range(0, max(len(ex.latent), 1), group):
-            table = _table_from_arrays({k: v[lo:lo + group] for k, v in columns.items()})
-            if writer is None:
-                writer = stack.enter_context(pq.ParquetWriter(path, table.schema))
+    tables = (_table_from_arrays({k: v[lo:lo + group] for k, v in columns.items()})
+              for lo in range(0, max(len(ex.latent), 1), group))
+    first = next(tables)
+    with pq.ParquetWriter(path, first.schema) as writer:
+        writer.write_table(first)
+        for table in tables:
             writer.write_table(table)
 
 

@@ -235,8 +235,6 @@ def test_a_transcoder_builds_reads_one_hook_and_writes_another(tmp_path):
     import sae_lens
     import torch
 
-    from generator.demo import DEMO_MODEL_DIR
-    from generator.inputs.model_folder import load_model_dir
 
     torch.manual_seed(0)
     read, write = "blocks.1.ln2.hook_normalized", "blocks.1.hook_mlp_out"
@@ -261,18 +259,7 @@ def test_a_transcoder_builds_reads_one_hook_and_writes_another(tmp_path):
     latent = int(data.examples.latent[0])
     assert label in (site / "features" / f"{latent}.html").read_text()
     # the first example's Δloss, recomputed with plain TransformerLens hooks at the output hook
-    model = load_model_dir(DEMO_MODEL_DIR)
-    row, seq = 0, int(data.examples.seq[0])
-    tokens = torch.tensor(data.seq_tokens[list(data.seq_ids).index(seq)][None]).long()
-    acts = torch.tensor(data.examples.acts[row])
-    delta = acts[:, None] * sae.W_dec[latent].detach()[None, :]
-    with torch.no_grad():
-        clean = model(tokens, return_type="loss", loss_per_token=True)[0]
-        ablated = model.run_with_hooks(tokens, return_type="loss", loss_per_token=True,
-                                       fwd_hooks=[(write, lambda v, hook: v - delta)])[0]
-    ok = (tokens[0, 1:] != data.meta.bos_id).numpy()
-    np.testing.assert_allclose(data.examples.dloss[row, :-1][ok], (ablated - clean).numpy()[ok],
-                               rtol=1e-4, atol=1e-5)
+    assert_first_dloss(data, write, sae.W_dec[latent].detach())
 
 
 def test_a_temporal_sae_with_a_scalar_rescale_builds_through_the_cli(tmp_path):
@@ -301,20 +288,40 @@ def test_a_temporal_sae_with_a_scalar_rescale_builds_through_the_cli(tmp_path):
     data = read_store(store)
     assert data.meta.sae_architecture == "temporal"
     model = load_model_dir(DEMO_MODEL_DIR)
-    row, latent = 0, int(data.examples.latent[0])
-    seq = int(data.examples.seq[row])
-    tokens = torch.tensor(data.seq_tokens[list(data.seq_ids).index(seq)][None]).long()
+    latent = int(data.examples.latent[0])
+    tokens = first_example_tokens(data)
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=hook)
         codes = sae.encode(cache[hook])[0, :, latent]
     keep = (tokens[0] != data.meta.bos_id)
-    np.testing.assert_allclose(data.examples.acts[row], (codes * keep).numpy(), rtol=1e-4,
+    np.testing.assert_allclose(data.examples.acts[0], (codes * keep).numpy(), rtol=1e-4,
                                atol=1e-5)
-    delta = torch.tensor(data.examples.acts[row])[:, None] * sae.W_dec[latent].detach() / factor
+    assert_first_dloss(data, hook, sae.W_dec[latent].detach() / factor)
+
+
+def first_example_tokens(data):
+    """The token ids of the store's first example's sequence, [1, ctx]."""
+    import torch
+
+    seq = int(data.examples.seq[0])
+    return torch.tensor(data.seq_tokens[list(data.seq_ids).index(seq)][None]).long()
+
+
+def assert_first_dloss(data, hook: str, direction) -> None:
+    """The store's first example's Δloss equals the demo model re-run with plain TransformerLens
+    hooks, a[t]·direction subtracted at `hook` at every position."""
+    import torch
+
+    from generator.demo import DEMO_MODEL_DIR
+    from generator.inputs.model_folder import load_model_dir
+
+    model = load_model_dir(DEMO_MODEL_DIR)
+    tokens = first_example_tokens(data)
+    delta = torch.tensor(data.examples.acts[0])[:, None] * direction[None, :]
     with torch.no_grad():
         clean = model(tokens, return_type="loss", loss_per_token=True)[0]
         ablated = model.run_with_hooks(tokens, return_type="loss", loss_per_token=True,
                                        fwd_hooks=[(hook, lambda v, hook: v - delta)])[0]
     ok = (tokens[0, 1:] != data.meta.bos_id).numpy()
-    np.testing.assert_allclose(data.examples.dloss[row, :-1][ok], (ablated - clean).numpy()[ok],
+    np.testing.assert_allclose(data.examples.dloss[0, :-1][ok], (ablated - clean).numpy()[ok],
                                rtol=1e-4, atol=1e-5)
