@@ -25,7 +25,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
         help_text = f.metadata.get("help", "")
-        if f.type in ("bool", bool):
+        if f.type in ("bool", bool, "bool | None"):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
                                 help=help_text)
             continue
@@ -58,6 +58,9 @@ def make_parser() -> argparse.ArgumentParser:
                         help=corpus_view.metadata["help"].replace(
                             "; default: on; off with --compact)",
                             "), when the store has it (default: on; off with --compact)"))
+    packed = next(f for f in fields(BuildConfig) if f.name == "packed")
+    render.add_argument("--packed", action=argparse.BooleanOptionalAction, default=None,
+                        help=packed.metadata["help"])
     site_url = next(f for f in fields(BuildConfig) if f.name == "site_url")
     render.add_argument("--site-url", default=None, metavar="SITE_URL",
                         help=site_url.metadata["help"])
@@ -111,7 +114,8 @@ def _render(args: argparse.Namespace) -> Any:
     check_space({"--out": (args.out, need)})
     try:
         times.run("render", render_site, data, args.out, explanations=expl, quiet=args.quiet,
-                  compact=args.compact, site_url=site_url, corpus_view=args.corpus_view)
+                  compact=args.compact, site_url=site_url, corpus_view=args.corpus_view,
+                  packed=args.packed)
     except OSError as err:
         if not is_disk_full(err):
             raise

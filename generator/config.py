@@ -101,6 +101,14 @@ class BuildConfig:
         "(README, Site size)",
         default=False,
     )
+    packed: bool | None = _opt(
+        "write the packed site: one viewer page (latent.html#<id>) drawing any latent from "
+        "compressed shards, for SAEs whose page-per-latent site would not fit GitHub Pages' 1 GB; "
+        "served over HTTP (GitHub Pages, feature-browser serve), not from file:// (default: "
+        "chosen by width, above 66,666 latents or 131,578 with --compact)",
+        default=None,
+    )
+    """generator/site/packed.py; None: render_site decides (and logs it)."""
     site_url: str | None = _opt(
         "the site's public address, e.g. https://user.github.io/repo/: pages then carry og:url, a "
         "canonical link and a 1200x630 link-card image (cards/<id>.png) as absolute URLs "

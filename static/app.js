@@ -57,7 +57,8 @@
     for (var n = 0; n < buttons.length; n++) {
       buttons[n].addEventListener("click", function (ev) {
         var b = ev.currentTarget, status = b.parentNode.querySelector(".st"), text;
-        var here = location.href.split("#")[0];
+        /* the viewer's permalink is its anchor (latent.html#<id>) */
+        var here = fb.util.packed ? location.href : location.href.split("#")[0];
         if (b.getAttribute("data-copy") === "link") {
           text = here;
         } else {
@@ -85,6 +86,9 @@
     more.appendChild(a);
     document.querySelector("article").appendChild(more);
   }
+
+  /* the packed site's viewer (viewer.js) adds the copy buttons to each latent it draws */
+  fb.app = { setupCopy: setupCopy };
 
   /* each feature looks for its part of the page and does nothing where there is none */
   function init() {

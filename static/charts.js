@@ -24,6 +24,7 @@
     return text;
   }
 
+  var listening = false;
   function setup() {
     var charts = document.querySelectorAll("svg.chart[data-c]");
     for (var n = 0; n < charts.length; n++) {
@@ -33,6 +34,8 @@
         title.parentNode.removeChild(title);
       }
     }
+    if (listening) return;
+    listening = true;
     function onChart(ev) {
       var svg = chartTarget(ev.target);
       if (!svg) return;

@@ -7,7 +7,9 @@
 
   var u = fb.util, el = u.el, fmt = u.fmt, load = u.load, varints = u.varints;
   var placeTip = u.placeTip, hideTip = u.hideTip, root = u.root;
-  var LEVELS = u.LEVELS, ACT_LEVELS = u.ACT_LEVELS, MARK = 10, NEWLINE = "\u23ce", SEQ_SHARD = 64;
+  var LEVELS = u.LEVELS, ACT_LEVELS = u.ACT_LEVELS, MARK = 10, NEWLINE = "\u23ce";
+  /* sequences per seqs/<k>.js (generator/site/writer.py SEQ_SHARD; a packed site's own) */
+  var seqShard = 64;
   /* BOS / document-boundary positions: 0 in seqs/<k>.js, a muted marker on the page
      (generator/site/contexts.py BOS_MARK, BOS_TITLE). */
   var BOS = 0, BOS_MARK = "\u27e8bos\u27e9", BOS_TITLE = "BOS / document boundary: excluded from statistics";
@@ -90,8 +92,10 @@
 
   var examples = [];  /* n -> Example, decoded on first use */
   /** @returns {Example} the example of window tx (an .exs > li) */
-  function exampleOf(tx) {
-    var n = +tx.id.slice(3);
+  function exampleOf(tx) { return exampleAt(+tx.id.slice(3)); }
+
+  /** @returns {Example} example n (data.e[n]) */
+  function exampleAt(n) {
     if (examples[n]) return examples[n];
     if (typeof data.e === "string") data.e = data.e.split(" ");
     var r = reader(data.e[n]);
@@ -205,7 +209,7 @@
     }
     if (!tx.fbWindow) tx.fbWindow = tx.innerHTML;
     return load("seqs/t.js").then(function () {
-      return load("seqs/" + Math.floor(e.seq / SEQ_SHARD) + ".js");
+      return load("seqs/" + Math.floor(e.seq / seqShard) + ".js");
     }).then(function () {
       var seq = store.seqs[e.seq];
       if (!seq || !store.symbols) return;
@@ -225,8 +229,16 @@
     if (next) { next.classList.add("cur"); showTip(next); }
   }
 
+  var listening = false;
   function setup() {
     if (!data) return;
+    prepareLines();
+    if (listening) return;
+    listening = true;
+    addListeners();
+  }
+
+  function prepareLines() {
     var lines = document.querySelectorAll(".exs > li");
     /* a class-less <i> of a window is a helped-only token (generator/site/builder.py HELPED_ONLY) */
     var bare = document.querySelectorAll(".exs > li > i:not([class])");
@@ -238,6 +250,9 @@
       lines[n].setAttribute("aria-label", "Example " + lines[n].id.slice(3) +
         ": Enter shows the whole sequence, arrow keys step through tokens");
     }
+  }
+
+  function addListeners() {
     document.addEventListener("mouseover", function (ev) {
       var t = tokenTarget(ev.target);
       /* over a chart, charts.js owns the tooltip */
@@ -265,5 +280,13 @@
     });
   }
 
-  fb.examples = { setup: setup, exampleOf: exampleOf, toggle: toggle };
+  /* The packed site's viewer (viewer.js) hands over each latent's data as it draws it. */
+  function use(d, shardSize) {
+    data = d;
+    examples = [];
+    if (shardSize) seqShard = shardSize;
+  }
+
+  fb.examples = { setup: setup, exampleOf: exampleOf, exampleAt: exampleAt, toggle: toggle,
+    tokenClasses: tokenClasses, use: use, symbols: function () { return store.symbols; } };
 })(window.fb);

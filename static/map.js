@@ -303,7 +303,7 @@
       pinch = null;
       if (!click || moved > 4 || Object.keys(pointers).length) return;
       var p = local(ev), j = hit(p.x, p.y);
-      if (j >= 0) location.href = root + "features/" + j + ".html";
+      if (j >= 0) location.href = fb.util.latentHref(j);
     }
     canvas.addEventListener("pointerup", function (ev) { release(ev, true); });
     canvas.addEventListener("pointercancel", function (ev) { release(ev, false); });

@@ -27,7 +27,7 @@
 
   function latentLink(i) {
     var a = el("a", null, "#" + i);
-    a.href = root + "features/" + i + ".html";
+    a.href = fb.util.latentHref(i);
     return a;
   }
 

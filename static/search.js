@@ -139,7 +139,7 @@
         var li = el("li"), a = el("a", null, "#" + i);
         li.id = "qr-" + k++;
         li.setAttribute("role", "option");
-        a.href = root + "features/" + i + ".html";
+        a.href = fb.util.latentHref(i);
         a.tabIndex = -1;
         li.appendChild(a);
         if (extra) li.appendChild(el("span", "tokhit", extra));

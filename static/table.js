@@ -118,7 +118,7 @@
     var d = col("d"), x = col("x"), t = col("t"), e = col("e"), am = col("am"), af = col("af");
     rows.forEach(function (row) {
       var i = row[0], tr = el("tr"), td = el("td"), a = el("a", null, String(i));
-      a.href = root + "features/" + i + ".html";
+      a.href = fb.util.latentHref(i);
       td.appendChild(a);
       tr.appendChild(td);
       tr.appendChild(el("td", "num", pct(row[d])));

@@ -15,7 +15,21 @@ window.fb = window.fb || {};
   /* digits of the varint codes (generator/site/codec.py B64) */
   var B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   var root = document.body.getAttribute("data-root") || "./";
+  /* a packed site (generator/site/packed.py) has one viewer page instead of a page per latent */
+  var packed = document.body.hasAttribute("data-packed");
   var loading = {};
+
+  /* the permalink of latent i, relative to the page (generator/site/assets.py latent_path) */
+  function latentHref(i) { return root + (packed ? "latent.html#" + i : "features/" + i + ".html"); }
+
+  /* A packed data file (zlib of UTF-8 JSON, relative to the site root), parsed; a fetch and the
+     browser's own inflate, so not from file:// (Chromium refuses fetch there). */
+  function fetchPacked(path) {
+    return fetch(root + path).then(function (r) {
+      if (!r.ok) throw new Error("HTTP " + r.status + " for " + path);
+      return new Response(r.body.pipeThrough(new DecompressionStream("deflate"))).text();
+    }).then(function (text) { return JSON.parse(text); });
+  }
 
   /* Load a data script once (relative to the site root); resolves when it has run. */
   function load(path) {
@@ -94,8 +108,8 @@ window.fb = window.fb || {};
   function hideTip() { if (tip) tip.hidden = true; }
 
   fb.util = {
-    LEVELS: LEVELS, ACT_LEVELS: ACT_LEVELS, B64: B64, root: root,
-    load: load, el: el, fmt: fmt, sig: sig, varints: varints, bytesOf: bytesOf,
+    LEVELS: LEVELS, ACT_LEVELS: ACT_LEVELS, B64: B64, root: root, packed: packed,
+    latentHref: latentHref, fetchPacked: fetchPacked, load: load, el: el, fmt: fmt, sig: sig, varints: varints, bytesOf: bytesOf,
     placeTip: placeTip, hideTip: hideTip
   };
 

@@ -61,7 +61,7 @@ def _build_main(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str
             times.run("store", write_store, data, staged.path(store))
             guard_forks()  # now that every library with at-fork callbacks is imported
             times.run("render", render_site, data, staged.path(out), explanations=explanations,
-                      quiet=cfg.quiet, compact=cfg.compact,
+                      quiet=cfg.quiet, compact=cfg.compact, packed=cfg.packed,
                       site_url=check_site_url(cfg.site_url) if cfg.site_url else None)
             # the checkpoints go once the new pair is in place (a signal waits for both)
             staged.commit(then=lambda: remove(store))

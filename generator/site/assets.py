@@ -48,13 +48,21 @@ def _url_filter(context: jinja2.runtime.Context, target: str) -> str:
     return relative_url(target, context["page_path"])
 
 
-def make_env(assets: dict[str, str]) -> jinja2.Environment:
-    """Jinja with autoescape ON for every template (HTML and SVG partials alike)."""
+def latent_path(i: int, packed: bool = False) -> str:
+    """The permalink of latent i, relative to the site root: its page, or on a packed site
+    (generator/site/packed.py) the viewer's anchor (static/util.js latentHref does the same)."""
+    return f"latent.html#{i}" if packed else f"features/{i}.html"
+
+
+def make_env(assets: dict[str, str], packed: bool = False) -> jinja2.Environment:
+    """Jinja with autoescape ON for every template (HTML and SVG partials alike); `packed`:
+    latent links go to the packed site's viewer."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(resource_dir("templates")),
                              autoescape=True, trim_blocks=True, lstrip_blocks=True,
                              undefined=jinja2.StrictUndefined)
     env.filters["url"] = _url_filter
     env.globals["asset"] = lambda name: assets[name]
+    env.globals["latent_path"] = lambda i: latent_path(int(i), packed)
     return env
 
 

@@ -124,12 +124,14 @@ class PageBuilder:
 
     # -- latent pages ---------------------------------------------------------------------
 
-    def latent_page(self, i: int) -> LatentPage:
+    def latent_page(self, i: int, html: bool = True) -> LatentPage:
+        """Latent i's page; without `html`, its examples carry their windows' bounds instead of
+        their HTML (the packed site's viewer draws them)."""
         lat, meta = self.lat, self.data.meta
         n_active = int(lat.n_active[i])
         dead = n_active == 0
         density = n_active / max(1, meta.n_tokens)
-        top, groups, blob = self.examples_of(i)
+        top, groups, blob = self.examples_of(i, html)
         explanation = self.explanations.get(i, "")
         title, description = self.describe(i, explanation)
         return LatentPage(
@@ -144,7 +146,7 @@ class PageBuilder:
             logit_pos=self.logit_rows(lat.logit_pos_ids[i], lat.logit_pos_vals[i]),
             logit_neg=self.logit_rows(lat.logit_neg_ids[i], lat.logit_neg_vals[i]),
             top_examples=top, n_top=self.n_top(i), intervals=groups,
-            blob=script_json({"m": blob["m"], "e": " ".join(blob["e"])}),
+            blob=script_json(data := {"m": blob["m"], "e": " ".join(blob["e"])}), data=data,
             ablation=self.ablation(i), top_tokens=self.top_tokens(i),
             nb_cos=self.neighbours(lat.nb_cos_ids, lat.nb_cos_vals, i),
             nb_coact=self.neighbours(lat.nb_coact_ids, lat.nb_coact_vals, i),
@@ -312,7 +314,8 @@ class PageBuilder:
         """True at BOS / document-boundary positions (none when the store's bos_id is -1)."""
         return np.asarray(tokens) == self.data.meta.bos_id
 
-    def examples_of(self, i: int) -> tuple[list[ExampleView], list[IntervalGroup], dict]:
+    def examples_of(self, i: int,
+                    html: bool = True) -> tuple[list[ExampleView], list[IntervalGroup], dict]:
         """Top examples, interval groups (every interval, even empty) and the page's data blob.
 
         The latent's examples are handled as one block (activations, BOS masks, Δloss as 2-D
@@ -328,7 +331,7 @@ class PageBuilder:
             for k, row in enumerate(rows.tolist()):
                 is_top = ex.kind[row] == EXAMPLE_TOP
                 view, entry = block.example(k, len(entries), show.window_top if is_top
-                                            else show.window_interval, show.dloss_outside)
+                                            else show.window_interval, show.dloss_outside, html)
                 entries.append(entry)
                 if is_top:
                     top.append(view)
@@ -526,23 +529,28 @@ class _ExampleBlock:
             self.dl = _Sparse(r, c, milli[r, c], len(rows))
             self.marks = np.sign(milli)
 
-    def example(self, k: int, n: int, window: tuple[int, int],
-                dloss_outside: int) -> tuple[ExampleView, str]:
+    def example(self, k: int, n: int, window: tuple[int, int], dloss_outside: int,
+                html: bool = True) -> tuple[ExampleView, str]:
         centre = self.centre[k]
         start, end = max(0, centre - window[0]), min(self.width, centre + window[1] + 1)
         act_pos, act_lvl = self.act.of(k)
         dl_pos, dl_val, cutoff = self.dloss(k, start, end, dloss_outside)
+        values = [self.seq[k], start, end - start, centre - start, cutoff]
+        append_acts(values, act_pos, act_lvl, start, end)
+        append_gaps(values, dl_pos, [2 * v if v >= 0 else -2 * v - 1 for v in dl_val])
+        seq_row = int(self.seq_rows[k])
+        if not html:
+            return (ExampleView(n, self.value[k], Markup(""), (seq_row, start, end)),
+                    varint_code(values))
         lv = self.levels[k, start:end].tolist()
         marks = ([0] * (end - start) if self.marks is None else
                  self.marks[k, start:end].tolist())
         classes = [CLASSES[(level(a), t == centre, m)]
                    for t, a, m in zip(range(start, end), lv, marks, strict=True)]
-        html = self.pages.window_html(int(self.seq_rows[k]), self.tokens[k], start, end, classes,
-                                      self.bos[k], self.partial[k])
-        values = [self.seq[k], start, end - start, centre - start, cutoff]
-        append_acts(values, act_pos, act_lvl, start, end)
-        append_gaps(values, dl_pos, [2 * v if v >= 0 else -2 * v - 1 for v in dl_val])
-        return ExampleView(n, self.value[k], Markup(html)), varint_code(values)
+        window_html = self.pages.window_html(seq_row, self.tokens[k], start, end, classes,
+                                             self.bos[k], self.partial[k])
+        return (ExampleView(n, self.value[k], Markup(window_html), (seq_row, start, end)),
+                varint_code(values))
 
     def dloss(self, k: int, start: int, end: int,
               cap: int) -> tuple[list[int], list[int], int]:

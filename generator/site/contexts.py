@@ -96,6 +96,10 @@ class ExampleView:
     """anchor `ex-n` and index into the page's data blob."""
     value: str
     html: Markup
+    """the window's tokens ("" when built for the packed site, whose viewer draws them)."""
+    window: tuple[int, int, int] = (0, 0, 0)
+    """(row in the store's kept sequences, start, end) of the window: what the packed site
+    ships as the window's token symbols (generator/site/packed.py)."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,8 @@ class LatentPage:
     top_tokens: list[TopTokenRow] | None
     nb_cos: list[NeighbourRow] | None
     nb_coact: list[NeighbourRow] | None
+    data: dict | None = None
+    """the blob's content before escaping: {"m": max, "e": space-separated example codes}."""
     map: MapSpot | None = None
     """its place on the latent map (generator.site.mapview), when the store has one."""
     quality: QualityView | None = None
@@ -248,6 +254,8 @@ class SiteInfo:
     """sequences of the corpus view (corpus/); 0: none."""
     corpus_view: bool = False
     """whether the site has the corpus view (example lines then link to it)."""
+    packed: bool = False
+    """a packed site (generator/site/packed.py): latent links go to latent.html#<id>."""
 
 
 @dataclass(frozen=True)
@@ -280,3 +288,13 @@ class IndexPage:
     """(key, header, tooltip) of the table's quality columns after the flags column."""
     flags: list[tuple[int, str, str, str]] = field(default_factory=list)
     """(bit, key, badge, meaning) of every flag: the filter's choices."""
+
+
+@dataclass(frozen=True)
+class ViewerPage:
+    """latent.html of a packed site (generator/site/packed.py): the viewer's page."""
+
+    title: str
+    description: str
+    manifest: Markup
+    """the manifest as JSON for an inline script."""

@@ -80,7 +80,7 @@ def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None 
                 compact: bool = False, shard_bytes: int = SHARD_TARGET_BYTES,
                 workers: int | None = None, chunk: int = LATENT_CHUNK,
                 site_url: str | None = None, corpus_view: bool | None = None,
-                view_chunk: int = VIEW_CHUNK) -> RenderReport:
+                view_chunk: int = VIEW_CHUNK, packed: bool | None = None) -> RenderReport:
     """Render the whole site into `out`, atomically: the old site stays intact if anything fails.
 
     `compact` ships less of each latent (generator.site.contexts.COMPACT_SHOWING) so that a
@@ -91,19 +91,31 @@ def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None 
     `table_rows` (rows per index-table page and file) and `shard_bytes` (target size of a search
     shard) exist so that tests can shard a small store as finely as a 131k-latent one. Pages
     are written by `workers` processes (default: one per available CPU), `chunk` latents (and
-    `view_chunk` prompt or corpus pages) at a time; the output does not depend on any of them."""
+    `view_chunk` prompt or corpus pages) at a time; the output does not depend on any of them.
+
+    `packed` writes the packed site (generator/site/packed.py: one viewer page, the latents in
+    compressed shards; no embed files, link cards or corpus view); None: when a page per latent
+    would not fit GitHub Pages' 1 GB (`wants_packed`), with a log line saying so."""
     start = time.perf_counter()
     out = Path(out)
     explanations = dict(explanations or {})
     check_explanations(explanations, data.latents.d_sae)
     root_url = check_site_url(site_url) if site_url is not None else None
     _check_target(out)
+    if packed is None:
+        packed = wants_packed(data.latents.d_sae, compact)
+        if packed:
+            log.info("%d latents: writing the packed site (latent.html#<id>), since a page per "
+                     "latent would not fit GitHub Pages' 1 GB (--no-packed writes the pages)",
+                     data.latents.d_sae)
     with atomic_dir(out, SITE.names) as tmp:
         showing = COMPACT_SHOWING if compact else DEFAULT_SHOWING
         if corpus_view is not None:
             showing = dataclasses.replace(showing, corpus_view=corpus_view)
+        if packed:  # a page per kept sequence would be as many files as latents
+            showing = dataclasses.replace(showing, corpus_view=False, embed_files=False)
         SiteWriter(data, tmp, explanations, quiet, table_rows, shard_bytes, workers, chunk,
-                   showing, root_url, view_chunk).write_all()
+                   showing, root_url, view_chunk, packed).write_all()
     report = _measure(out, data.latents.d_sae, time.perf_counter() - start)
     log.info("wrote %d pages (%.1f MB, %.0f KB per latent) to %s in %.1f s", report.pages,
              report.total_bytes / 1e6, report.bytes_per_latent / 1e3, out, report.seconds)
@@ -114,6 +126,13 @@ def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None 
 
 PAGES_LIMIT = 1_000_000_000
 """GitHub Pages' limit on a published site (1 GB)."""
+PAGE_BYTES = {False: 15_000, True: 7_600}
+"""bytes a latent costs a page-per-latent site, all-in (default, compact: README "Site size")."""
+
+
+def wants_packed(d_sae: int, compact: bool) -> bool:
+    """Whether a page per latent would overflow GitHub Pages' 1 GB."""
+    return d_sae * PAGE_BYTES[compact] > PAGES_LIMIT
 
 
 def size_advice(report: RenderReport) -> str:
@@ -129,6 +148,9 @@ def size_advice(report: RenderReport) -> str:
         fixes.append("leaving out --site-url drops cards/")
     if "embed" in report.bytes_by_part:  # only the default site has embed files
         fixes.append("--compact ships less per latent (README, Site size)")
+    if "features" in report.bytes_by_part:
+        fixes.append("--packed writes one viewer page and compressed shards instead of a page "
+                     "per latent")
     advice = "; ".join(fixes) if fixes else "host it elsewhere, or analyse fewer latents"
     return (f"the site is {report.total_bytes / 1e9:.2f} GB, over GitHub Pages' 1 GB limit "
             f"(largest: {listed}); {advice}")

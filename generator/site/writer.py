@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,10 @@ from generator.site.assets import copy_static, make_env, relative_url, resource_
 from generator.site.builder import PageBuilder, site_info
 from generator.site.cards import card_png
 from generator.site.charts import finite3
-from generator.site.codec import varint_code
-from generator.site.contexts import DEFAULT_SHOWING, LatentPage, Showing
+from generator.site.codec import script_json, varint_code
+from generator.site.contexts import DEFAULT_SHOWING, LatentPage, Showing, ViewerPage
+from generator.site.packed import manifest, seq_shard_size, shard_bytes
+from generator.site.packed import shard_size as packed_shard_size
 from generator.site.pool import chunked, in_parallel, run_all
 from generator.site.quality import FLAGS
 from generator.site.search import (
@@ -61,7 +63,8 @@ class SiteWriter:
     def __init__(self, data: StoreData, out: Path, explanations: dict[int, str], quiet: bool,
                  table_rows: int, shard_bytes: int, workers: int | None = None,
                  chunk: int = LATENT_CHUNK, showing: Showing = DEFAULT_SHOWING,
-                 site_url: str | None = None, view_chunk: int = VIEW_CHUNK) -> None:
+                 site_url: str | None = None, view_chunk: int = VIEW_CHUNK,
+                 packed: bool = False) -> None:
         self.data, self.out, self.explanations, self.quiet = data, out, explanations, quiet
         self.site_url = site_url
         """the site root's public address ending in "/", or None: nothing absolute."""
@@ -72,12 +75,17 @@ class SiteWriter:
         """latents, and prompt or corpus pages, per unit of work of the page workers."""
         self.showing = showing
         self.pages = PageBuilder(data, explanations, showing)
+        self.packed = packed
+        """write the packed site (generator/site/packed.py) instead of a page per latent."""
+        self.shard = packed_shard_size(data.latents.d_sae)
+        self.seq_shard = seq_shard_size(len(data.seq_ids)) if packed else SEQ_SHARD
+        self._symbols: SeqSymbols | None = None
 
     def write_all(self) -> None:
         """The whole site."""
         self.setup()
         search = SearchIndex(self.shard_bytes)
-        for postings in self.latent_pages():
+        for postings in (self.packed_shards() if self.packed else self.latent_pages()):
             search.merge(postings)
         shards, _ = search.write(self.out / "search")
         token_shards = self.write_token_index()
@@ -87,6 +95,8 @@ class SiteWriter:
             self.pages.map.write(self.out)  # map/points.js, map/overview.png
         for view in site_views(self.data, self.pages, self.showing):
             self.write_view(view)  # prompts/ and corpus/ (when the store has them)
+        if self.packed:
+            self.render("latent.html", "latent.html", page=self.viewer_page())
         self.render("index.html", "index.html", page=self.pages.index_page(shards, table, token_shards),
                     links=PageLinks(self.site_url) if self.site_url else None)
         (self.out / SITE_MARKER).write_bytes(b"")
@@ -95,10 +105,13 @@ class SiteWriter:
         """The static files, the template environment, what every page says of the site, and
         the folders: what any of the writing methods below needs (benchmarks call them alone)."""
         self.assets = copy_static(resource_dir("static"), self.out / "static")
-        self.env = make_env(self.assets)
-        self.site = site_info(self.data, self.showing, self.pages.shown)
-        for folder in (("features", "search") + (("embed",) if self.showing.embed_files else ())
-                       + (("cards",) if self.site_url else ())):
+        self.env = make_env(self.assets, self.packed)
+        self.site = replace(site_info(self.data, self.showing, self.pages.shown),
+                            packed=self.packed)
+        folders = (("data", "search") if self.packed else
+                   ("features", "search") + (("embed",) if self.showing.embed_files else ())
+                   + (("cards",) if self.site_url else ()))
+        for folder in folders:
             (self.out / folder).mkdir(parents=True, exist_ok=True)
 
     def latent_pages(self) -> Iterator[Postings]:
@@ -107,6 +120,37 @@ class SiteWriter:
         d_sae = self.data.latents.d_sae
         yield from in_parallel(self.latent_chunk, chunked(d_sae, self.chunk), self.workers,
                                "pages", "latent", self.quiet)
+
+    def packed_shards(self) -> Iterator[Postings]:
+        """The packed site's data/<k>.bin, one shard per unit of work of the page workers;
+        yields the search postings shard by shard, in latent order."""
+        self.sequence_symbols()  # made once, before the workers fork
+        yield from in_parallel(self.packed_chunk, chunked(self.data.latents.d_sae, self.shard),
+                               self.workers, "shards", "latent", self.quiet)
+
+    def packed_chunk(self, lo: int, hi: int) -> Postings:
+        search = SearchIndex(self.shard_bytes)
+        content, pages = shard_bytes(self.pages, lo, hi, self.sequence_symbols().of_row)
+        (self.out / "data" / f"{lo // self.shard}.bin").write_bytes(content)
+        for page in pages:
+            self.index_latent(search, page.id, page)
+        return search.export()
+
+    def viewer_page(self) -> ViewerPage:
+        """latent.html's context: the manifest and what the viewer writes around a latent."""
+        meta = self.data.meta
+        info = manifest(self.pages, self.shard, self.seq_shard)
+        show = self.showing
+        site = self.site
+        info["show"] = {"top": show.top, "per_interval": show.per_interval,
+                        "logits": show.logits, "logit_chart": show.logit_chart}
+        info["site"] = {"n_tokens": site.n_tokens, "logit_direction": site.logit_direction,
+                        "ln_folded": site.ln_folded, "has_bos": site.has_bos,
+                        "coact_method": site.coact_method,
+                        "samples_per_interval": site.samples_per_interval}
+        return ViewerPage(title=f"Latent viewer: {meta.sae} on {meta.model}",
+                          description=f"{meta.sae} ({meta.hook_label}) on {meta.model}",
+                          manifest=script_json(info))
 
     def write_view(self, pages: PromptPages) -> None:
         """<folder>/<n>.html for every page of a prompt or corpus view (generator.site.views),
@@ -240,12 +284,30 @@ class SiteWriter:
         return manifest
 
     def write_sequences(self) -> None:
-        """seqs/t.js: the symbol table, `fbSeqTable([0, display, ...])`: every distinct token
-        display of the kept sequences (after UTF-8 merging, so a symbol is exactly what the
-        browser shows), most frequent first; symbol 0 is the BOS / document-boundary marker.
-        seqs/<k>.js: `fbSeqs(k, {seq: code})`, SEQ_SHARD sequences per file, a code being one
-        varint (generator.site.codec.varint) per position: its symbol. For "expand to the whole
+        """seqs/t.js: the symbol table, `fbSeqTable([0, display, ...])` (`SeqSymbols`).
+        seqs/<k>.js: `fbSeqs(k, {seq: code})`, `seq_shard` sequences per file (SEQ_SHARD; the
+        packed site's manifest names its own), a code being one varint
+        (generator.site.codec.varint) per position: its symbol. For "expand to the whole
         sequence"."""
+        symbols = self.sequence_symbols()
+        shards: dict[int, dict[str, str]] = defaultdict(dict)
+        for row, seq in enumerate(symbols.seq_ids):
+            shards[seq // self.seq_shard][str(seq)] = varint_code(symbols.codes[row].tolist())
+        folder = self.out / "seqs"
+        folder.mkdir(parents=True, exist_ok=True)
+        table = (b"fbSeqTable([0" + b"".join(b"," + key.encode() for key in symbols.symbols)
+                 + b"]);\n")
+        (folder / "t.js").write_bytes(table)
+        for k, seqs in sorted(shards.items()):
+            (folder / f"{k}.js").write_bytes(script_call("fbSeqs", k, seqs))
+
+    def sequence_symbols(self) -> SeqSymbols:
+        """The shown sequences as symbols (made once; `SeqSymbols`)."""
+        if self._symbols is None:
+            self._symbols = self._make_symbols()
+        return self._symbols
+
+    def _make_symbols(self) -> SeqSymbols:
         bos_id = self.data.meta.bos_id
         # only the sequences of shown examples (pages may show fewer than the store holds)
         shown = np.unique(self.pages.seq_rows_of(self.pages.shown))
@@ -277,14 +339,27 @@ class SiteWriter:
         for t, key in key_of.items():
             symbol_of_id[t] = number[key]
         codes = symbol_of_id[np.where(tokens == bos_id, -1, tokens)]  # -1: the last slot, 0
-        shards: dict[int, dict[str, str]] = defaultdict(dict)
-        for row, seq in enumerate(seq_ids):
-            values = ([0 if key is None else number[key] for key in merged[row]] if row in merged
-                      else codes[row].tolist())
-            shards[seq // SEQ_SHARD][str(seq)] = varint_code(values)
-        folder = self.out / "seqs"
-        folder.mkdir(parents=True, exist_ok=True)
-        table = b"fbSeqTable([0" + b"".join(b"," + key.encode() for key in symbols) + b"]);\n"
-        (folder / "t.js").write_bytes(table)
-        for k, seqs in sorted(shards.items()):
-            (folder / f"{k}.js").write_bytes(script_call("fbSeqs", k, seqs))
+        for row, keys in merged.items():
+            codes[row] = [0 if key is None else number[key] for key in keys]
+        return SeqSymbols(symbols, shown, seq_ids, codes)
+
+
+@dataclass(frozen=True)
+class SeqSymbols:
+    """The shown sequences' tokens as symbols: every distinct token display of the kept
+    sequences (after UTF-8 merging, so a symbol is exactly what the browser shows), most
+    frequent first, numbered from 1; symbol 0 is the BOS / document-boundary marker."""
+
+    symbols: list[str]
+    """the displays as JSON (generator.site.tokens.display_json): symbol n is symbols[n - 1]."""
+    rows: np.ndarray
+    """the rows, in the store's kept sequences, of the sequences some shown example points to
+    (ascending)."""
+    seq_ids: list[int]
+    """their sequence ids."""
+    codes: np.ndarray
+    """[len(rows), ctx] int64: the symbol at every position."""
+
+    def of_row(self, store_row: int) -> np.ndarray:
+        """The symbols of kept sequence `store_row` (one of `rows`)."""
+        return self.codes[int(np.searchsorted(self.rows, store_row))]

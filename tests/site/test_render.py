@@ -61,7 +61,10 @@ def test_no_network_resources_anywhere(site: Path) -> None:
         if path.suffix in {".html", ".js", ".css"}:
             text = path.read_text(encoding="utf-8")
             assert not re.search(r"(src|href)=\"?https?://", text), path
-            assert "fetch(" not in text and "import(" not in text, path
+            assert "import(" not in text, path
+            # one fetch, of the packed site's shards, relative to the site root (util.js)
+            fetches = re.findall(r"fetch\((.*?)\)", text)
+            assert fetches == (["root + path"] if path.name.startswith("util.") else []), path
             assert "@import" not in text and "url(http" not in text, path
 
 
@@ -174,17 +177,22 @@ def test_a_site_over_the_pages_limit_says_what_to_drop(tmp_path: Path,
     render_site(data, tmp_path / "under", quiet=True)
     assert not caplog.records
     monkeypatch.setattr(render_mod, "PAGES_LIMIT", 100_000)
-    report = render_site(data, tmp_path / "over", quiet=True, site_url="https://u.github.io/r/")
+    report = render_site(data, tmp_path / "over", quiet=True, site_url="https://u.github.io/r/",
+                         packed=False)
     (line,) = [r.getMessage() for r in caplog.records]
     assert "\n" not in line and "over GitHub Pages' 1 GB limit" in line
     assert f"{report.total_bytes / 1e9:.2f} GB" in line
     biggest = max(report.bytes_by_part, key=lambda k: report.bytes_by_part[k])
     assert f"largest: {biggest}/" in line
     for fix in ("--no-corpus-view drops corpus/", "leaving out --site-url drops cards/",
-                "--compact ships less"):
+                "--compact ships less", "--packed writes one viewer page"):
         assert fix in line
     caplog.clear()
-    render_site(data, tmp_path / "compact", quiet=True, compact=True)
+    render_site(data, tmp_path / "compact", quiet=True, compact=True, packed=False)
     (line,) = [r.getMessage() for r in caplog.records]
     assert "--no-corpus-view" not in line and "--compact" not in line and "cards/" not in line
-    assert "host it elsewhere" in line
+    assert "--packed writes one viewer page" in line
+    caplog.clear()
+    render_site(data, tmp_path / "packed", quiet=True, packed=True)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "--packed" not in line and "host it elsewhere" in line

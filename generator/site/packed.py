@@ -1,0 +1,165 @@
+"""The packed site (format version 1): one viewer page, `latent.html#<id>`, draws any latent from
+compressed shards, for SAEs whose one-page-per-latent site would not fit GitHub Pages (262,144
+to 1,048,576 latents; `render_site(..., packed=True)`, chosen by itself above PACKED_FROM).
+
+    latent.html           the viewer (templates/latent.html, static/viewer.js): the manifest
+                          inline as JSON (#fb-packed: {"v", "n": d_sae, "shard": latents per
+                          shard, "seq_shard", "alphas": the intervals' colours, and what every
+                          page says of the site}); the permalink of latent i is latent.html#i,
+                          its card latent.html?embed#i
+    data/<k>.bin          latents [k * shard, (k + 1) * shard): zlib (RFC 1950) of UTF-8 JSON,
+                          a list of one record per latent (below); read with fetch() and the
+                          browser's DecompressionStream("deflate")
+    seqs/t.js, seqs/<k>.js  the shown sequences as symbols (generator.site.writer.SeqSymbols),
+                          `seq_shard` per file: what "expand to the whole sequence" loads
+
+A record holds what the latent page (templates/feature.html) shows, from the same page context
+(generator.site.builder.PageBuilder.latent_page), numbers already formatted as the page writes
+them, so that a latent reads the same either way; keys are left out where the page shows
+nothing:
+
+    s     [density, zero share, max, mean when active, active positions]
+    t     the page title;  x  the explanation;  dead  1 when the latent never fired
+    q     its quality badges [[key, text, title], ...];  qf  figures [[what, value], ...]
+    h, hx the activation histogram's counts and its upper end (float32, shortest digits)
+    lh, lx  the logit histogram's counts and [lo, hi (shortest), lo, hi (3 digits), the first
+          bin drawn as promoting]
+    lp, ln  promoted / suppressed tokens [[display, value], ...] (display: the token as
+          generator.site.tokens.display_json writes it)
+    m, e  the example data of the page's #fb-data (generator.site.codec: the latent's max and
+          one code per example)
+    w     per example (space-separated), the symbols of its window's tokens, one varint each
+    v     per example, the value its line shows;  top  the example numbers of the top
+          examples;  nt  top examples in the store
+    g     interval groups in page order [[j, lo, hi, count, alpha, [example numbers]], ...]
+    a     ablation [mean, share helped, available (0 / 1)]
+    tt    top tokens [[display, total, count], ...]
+    nc, na  decoder-cosine and co-activation neighbours [[latent, value, label], ...]
+    mp    the map spot [left, top, x, y, [[latent, distance, label], ...]]
+
+The activation levels, Δloss values and their quantization are the example codes' (codec.py:
+activation to 1/1000 of the latent's max, Δloss to 0.001 nats, |Δloss| < 0.01 left out).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Any
+
+import orjson
+
+from generator.site.builder import PageBuilder
+from generator.site.charts import _shortest, interval_alphas, sig
+from generator.site.codec import varint_code
+from generator.site.contexts import LatentPage, NeighbourRow
+from generator.site.search import dumps
+from generator.site.tokens import display_json
+
+PACKED_FORMAT = 1
+PACKED_FROM = 262_144
+"""d_sae from which render_site writes the packed site unless told otherwise."""
+MAX_SHARD_FILES = 8192
+"""latents per shard: the smallest power of two from 64 that keeps the shard files at most this
+many (64 up to 524,288 latents, 128 at 1,048,576)."""
+
+
+def shard_size(d_sae: int) -> int:
+    size = 64
+    while size * MAX_SHARD_FILES < d_sae:
+        size *= 2
+    return size
+
+
+def seq_shard_size(n_seqs: int) -> int:
+    """Sequences per seqs/<k>.js file of a packed site: at most MAX_SHARD_FILES files."""
+    size = 64
+    while size * MAX_SHARD_FILES < n_seqs:
+        size *= 2
+    return size
+
+
+def manifest(pages: PageBuilder, shard: int, seq_shard: int) -> dict[str, Any]:
+    """What the viewer reads from latent.html besides the shards."""
+    lat = pages.lat
+    return {"v": PACKED_FORMAT, "n": int(lat.d_sae), "shard": shard, "seq_shard": seq_shard,
+            "alphas": list(interval_alphas(int(lat.interval_counts.shape[1])))}
+
+
+def shard_bytes(pages: PageBuilder, lo: int, hi: int, window_symbols: Any) -> tuple[bytes,
+                                                                                     list[LatentPage]]:
+    """The compressed shard of latents [lo, hi), and their page contexts (for the search index).
+    `window_symbols(seq_row)` gives a kept sequence's symbols (SeqSymbols.of_row)."""
+    pages_out = [pages.latent_page(i, html=False) for i in range(lo, hi)]
+    records = [latent_record(pages, page, window_symbols) for page in pages_out]
+    return zlib.compress(dumps(records), 9), pages_out
+
+
+def latent_record(pages: PageBuilder, page: LatentPage, window_symbols: Any) -> dict[str, Any]:
+    i, lat = page.id, pages.lat
+    rec: dict[str, Any] = {"s": [page.density, page.zero_frac, page.max, page.mean, page.n_active],
+                           "t": page.title}
+    if page.explanation:
+        rec["x"] = page.explanation
+    if page.dead:
+        rec["dead"] = 1
+    if page.quality is not None:
+        if page.quality.badges:
+            rec["q"] = [[b.key, b.text, b.title] for b in page.quality.badges]
+        if page.quality.figures:
+            rec["qf"] = [list(f) for f in page.quality.figures]
+    if page.hist is not None:
+        rec["h"] = page.hist.bins.counts
+        rec["hx"] = _shortest(float(lat.max_act[i]))
+    lo, hi = float(lat.logit_lo[i]), float(lat.logit_hi[i])
+    n = len(lat.logit_hist[i])
+    first_pos = next((k for k in range(n) if lo + (k + 0.5) * (hi - lo) / max(1, n) >= 0), n)
+    rec["lh"] = page.logit_hist.bins.counts
+    rec["lx"] = [_shortest(lo), _shortest(hi), sig(lo), sig(hi), first_pos]
+    text = pages.text
+    rec["lp"] = [[display_json(text.token(int(t))), r.value]
+                 for t, r in zip(lat.logit_pos_ids[i], page.logit_pos, strict=True)]
+    rec["ln"] = [[display_json(text.token(int(t))), r.value]
+                 for t, r in zip(lat.logit_neg_ids[i], page.logit_neg, strict=True)]
+    examples = page.top_examples + [ex for g in page.intervals for ex in g.examples]
+    if examples:
+        assert page.data is not None
+        rec["m"], rec["e"] = page.data["m"], page.data["e"]
+        by_n = sorted(examples, key=lambda ex: ex.n)
+        rec["v"] = [ex.value for ex in by_n]
+        rec["w"] = " ".join(varint_code(window_symbols(ex.window[0])[ex.window[1]:ex.window[2]]
+                                        .tolist()) for ex in by_n)
+    rec["top"] = [ex.n for ex in page.top_examples]
+    rec["nt"] = page.n_top
+    rec["g"] = [[g.j, g.lo, g.hi, g.count, g.alpha, [ex.n for ex in g.examples]]
+                for g in page.intervals]
+    if page.ablation is not None:
+        a = page.ablation
+        rec["a"] = [a.mean, a.frac_helped, int(a.available)]
+    if page.top_tokens is not None:
+        ids = [int(t) for t in lat.top_token_ids[i] if t >= 0]  # type: ignore[index]
+        rec["tt"] = [[display_json(text.token(t)), r.total, r.count]
+                     for t, r in zip(ids, page.top_tokens, strict=True)]
+    if page.nb_cos is not None:
+        rec["nc"] = _neighbours(page.nb_cos)
+    if page.nb_coact is not None:
+        rec["na"] = _neighbours(page.nb_coact)
+    if page.map is not None:
+        m = page.map
+        rec["mp"] = [m.left, m.top, m.x, m.y, _neighbours(m.neighbours)]
+    return rec
+
+
+def _neighbours(rows: list[NeighbourRow]) -> list[list[Any]]:
+    return [[r.latent, r.value, r.label] for r in rows]
+
+
+def read_shard(data: bytes) -> list[dict[str, Any]]:
+    """A shard's records (the reference reader: tests and notebooks)."""
+    return orjson.loads(zlib.decompress(data))
+
+
+def shard_count(d_sae: int, shard: int) -> int:
+    return math.ceil(d_sae / shard)
+
+
