@@ -198,6 +198,19 @@
     }
   }
 
+  /* loads the shard of sequence `seq` (and the symbol table): classic scripts, or on a packed
+     site its zlib'd JSON (generator/site/writer.py write_sequences) */
+  var packedShards = {};
+  function sequenceOf(seq) {
+    var k = Math.floor(seq / seqShard);
+    if (!u.packed) return load("seqs/t.js").then(function () { return load("seqs/" + k + ".js"); });
+    if (!packedShards[k]) {
+      packedShards[k] = u.fetchPacked("seqs/" + k + ".bin").then(function (seqs) { window.fbSeqs(k, seqs); });
+      packedShards[k].catch(function () { delete packedShards[k]; });
+    }
+    return packedShards[k];
+  }
+
   function toggle(tx) {
     var e = exampleOf(tx);
     hideTip();
@@ -208,9 +221,7 @@
       return Promise.resolve();
     }
     if (!tx.fbWindow) tx.fbWindow = tx.innerHTML;
-    return load("seqs/t.js").then(function () {
-      return load("seqs/" + Math.floor(e.seq / seqShard) + ".js");
-    }).then(function () {
+    return sequenceOf(e.seq).then(function () {
       var seq = store.seqs[e.seq];
       if (!seq || !store.symbols) return;
       if (typeof seq === "string") seq = store.seqs[e.seq] = varints(seq);
@@ -281,12 +292,13 @@
   }
 
   /* The packed site's viewer (viewer.js) hands over each latent's data as it draws it. */
-  function use(d, shardSize) {
+  function use(d, shardSize, symbols) {
     data = d;
     examples = [];
-    if (shardSize) seqShard = shardSize;
+    seqShard = shardSize;
+    store.symbols = symbols;
   }
 
   fb.examples = { setup: setup, exampleOf: exampleOf, exampleAt: exampleAt, toggle: toggle,
-    tokenClasses: tokenClasses, use: use, symbols: function () { return store.symbols; } };
+    tokenClasses: tokenClasses, use: use };
 })(window.fb);

@@ -16,9 +16,10 @@
      the `only` bits; `passing` holds the file positions that pass, in display order (null: none) */
   var filter = { hide: 0, only: 0, passing: null };
   /* the loaded files: key -> c -> rows, and key -> flags per file position */
-  var store = { rows: {}, flags: {} };
+  var store = { rows: {}, flags: {}, order: {} };
 
   window.fbRows = function (key, c, rows) { (store.rows[key] = store.rows[key] || {})[c] = rows; };
+  window.fbOrder = function (key, c, digits) { (store.order[key] = store.order[key] || {})[c] = digits; };
   /* search/<key>/q.js: the flags of every row of key's file order, one B64 digit each */
   window.fbFlags = function (key, digits) {
     var q = new Uint8Array(digits.length);
@@ -31,10 +32,41 @@
 
   /* rows at positions `pos` of key's file order (loading the files they lie in) */
   function rowsAt(key, pos) {
-    var R = manifest.rows, files = {};
+    var pk = manifest.packed;
+    if (!pk) return fileRows(key, pos, manifest.rows);
+    return key === "id" ? fileRows("id", pos, pk.file) : packedRows(key, pos, pk);
+  }
+
+  /* rows at positions `pos` of key's files, R rows a file */
+  function fileRows(key, pos, R) {
+    var files = {};
     pos.forEach(function (p) { files[Math.floor(p / R)] = 1; });
     return Promise.all(Object.keys(files).map(function (c) { return load("search/" + key + "/" + c + ".js"); }))
       .then(function () { return pos.map(function (p) { return store.rows[key][Math.floor(p / R)][p % R]; }); });
+  }
+
+  /* The packed table (generator/site/search.py PACKED_TABLE): a sort's first and last `head`
+     valid positions have their rows in <key>/h.js; the others are looked up by id, through the
+     order files <key>/o<c>.js (4 B64 digits an id), in the id files. */
+  function packedRows(key, pos, pk) {
+    var valid = manifest.sorts[key], H = pk.head, lo = Math.max(H, valid - H), first = Math.min(H, manifest.n);
+    var inHead = pos.map(function (p) { return p < H ? p : p >= lo && p < valid ? first + p - lo : -1; });
+    var deep = pos.filter(function (p, k) { return inHead[k] < 0; }), files = {}, loads = [];
+    deep.forEach(function (p) { files[Math.floor(p / pk.order)] = 1; });
+    Object.keys(files).forEach(function (c) { loads.push(load("search/" + key + "/o" + c + ".js")); });
+    if (deep.length < pos.length) loads.push(load("search/" + key + "/h.js"));
+    return Promise.all(loads).then(function () {
+      return fileRows("id", deep.map(function (p) { return idAt(key, p, pk.order); }), pk.file);
+    }).then(function (deepRows) {
+      var k = 0;
+      return pos.map(function (p, j) { return inHead[j] >= 0 ? store.rows[key].h[inHead[j]] : deepRows[k++]; });
+    });
+  }
+
+  function idAt(key, p, per) {
+    var digits = store.order[key][Math.floor(p / per)], at = (p % per) * 4, id = 0;
+    for (var k = 0; k < 4; k++) id = id * 64 + B64.indexOf(digits.charAt(at + k));
+    return id;
   }
 
   /* the rows of latents `ids` (for search labels), from the id-ordered files */

@@ -243,13 +243,18 @@
     return shards[k];
   }
 
+  var symbols = null;
   function symbolsLoaded() {
-    return u.load("seqs/t.js").then(function () { info.symbols = fb.examples.symbols(); });
+    if (!symbols) {
+      symbols = u.fetchPacked("seqs/t.bin").then(function (table) { info.symbols = table; });
+      symbols.catch(function () { symbols = null; });
+    }
+    return symbols;
   }
 
   function draw(id, r) {
     var art = document.getElementById("viewer");
-    fb.examples.use({ m: r.m, e: r.e || "" }, info.seq_shard);
+    fb.examples.use({ m: r.m, e: r.e || "" }, info.seq_shard, info.symbols);
     var made = article(id, r);
     art.innerHTML = made.html;
     art.setAttribute("data-embed", made.embed);

@@ -9,6 +9,7 @@ exactly; the per-page data blob and its example codes are generator/site/codec.p
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -126,7 +127,7 @@ class PageBuilder:
 
     def latent_page(self, i: int, html: bool = True) -> LatentPage:
         """Latent i's page; without `html`, its examples carry their windows' bounds instead of
-        their HTML (the packed site's viewer draws them)."""
+        their HTML and it has no charts (the packed site's viewer draws both)."""
         lat, meta = self.lat, self.data.meta
         n_active = int(lat.n_active[i])
         dead = n_active == 0
@@ -139,10 +140,10 @@ class PageBuilder:
             density=percent(density), zero_frac=percent(1 - density), max=sig(lat.max_act[i]),
             mean=sig(lat.sum_act[i] / n_active) if n_active else "n/a", n_active=count(n_active),
             prev=i - 1 if i > 0 else None, next=i + 1 if i + 1 < lat.d_sae else None,
-            hist=None if dead else activation_chart(lat.hist[i], lat.interval_counts[i],
-                                                    float(lat.max_act[i])),
+            hist=None if dead or not html else activation_chart(
+                lat.hist[i], lat.interval_counts[i], float(lat.max_act[i])),
             logit_hist=logit_chart(lat.logit_hist[i], float(lat.logit_lo[i]),
-                                   float(lat.logit_hi[i])),
+                                   float(lat.logit_hi[i])) if html else None,
             logit_pos=self.logit_rows(lat.logit_pos_ids[i], lat.logit_pos_vals[i]),
             logit_neg=self.logit_rows(lat.logit_neg_ids[i], lat.logit_neg_vals[i]),
             top_examples=top, n_top=self.n_top(i), intervals=groups,
@@ -559,12 +560,12 @@ class _ExampleBlock:
         if self.dl is None:
             return [], [], 0
         pos, val = self.dl.of(k)
-        n_outside = sum(1 for p in pos if p < start or p >= end)
-        if n_outside <= cap:
+        lo, hi = bisect_left(pos, start), bisect_left(pos, end)  # pos ascends
+        if len(pos) - (hi - lo) <= cap:
             return pos, val, 0
-        outside = sorted(((-abs(v), p, v) for p, v in zip(pos, val, strict=True)
-                          if p < start or p >= end))
-        kept = [(p, v) for p, v in zip(pos, val, strict=True) if start <= p < end]
+        outside = sorted((-abs(v), p, v) for p, v in zip(pos[:lo] + pos[hi:], val[:lo] + val[hi:],
+                                                           strict=True))
+        kept = list(zip(pos[lo:hi], val[lo:hi], strict=True))
         kept += [(p, v) for _, p, v in outside[:cap]]
         kept.sort()
         cutoff = -outside[cap][0]

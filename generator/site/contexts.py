@@ -184,7 +184,8 @@ class LatentPage:
     prev: int | None
     next: int | None
     hist: Chart | None
-    logit_hist: Chart
+    """None: dead, or built for the packed site (generator/site/packed.py), which draws it."""
+    logit_hist: Chart | None
     logit_pos: list[LogitRow]
     logit_neg: list[LogitRow]
     top_examples: list[ExampleView]

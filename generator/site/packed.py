@@ -108,13 +108,13 @@ def latent_record(pages: PageBuilder, page: LatentPage, window_symbols: Any) -> 
             rec["q"] = [[b.key, b.text, b.title] for b in page.quality.badges]
         if page.quality.figures:
             rec["qf"] = [list(f) for f in page.quality.figures]
-    if page.hist is not None:
-        rec["h"] = page.hist.bins.counts
+    if not page.dead:
+        rec["h"] = [int(c) for c in lat.hist[i]]
         rec["hx"] = _shortest(float(lat.max_act[i]))
     lo, hi = float(lat.logit_lo[i]), float(lat.logit_hi[i])
     n = len(lat.logit_hist[i])
     first_pos = next((k for k in range(n) if lo + (k + 0.5) * (hi - lo) / max(1, n) >= 0), n)
-    rec["lh"] = page.logit_hist.bins.counts
+    rec["lh"] = [int(c) for c in lat.logit_hist[i]]
     rec["lx"] = [_shortest(lo), _shortest(hi), sig(lo), sig(hi), first_pos]
     text = pages.text
     rec["lp"] = [[display_json(text.token(int(t))), r.value]

@@ -234,8 +234,10 @@ TABLE_KEYS = {"id": False, "d": True, "x": True, "e": False, "am": True, "af": T
 
 
 def table_files(columns: dict[str, list[Any]], n: int, rows_per_file: int,
-                flags: list[list[Any]] | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The table manifest and its files (site path -> bytes); see the module docstring."""
+                flags: list[list[Any]] | None = None,
+                packed: bool = False) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The table manifest and its files (site path -> bytes); see the module docstring.
+    `packed`: the packed site's table (PACKED_TABLE), rows stored once."""
     names = list(columns)
     rows = [[i, *(columns[k][i] for k in names)] for i in range(n)]
     sorts: dict[str, int] = {}
@@ -251,17 +253,50 @@ def table_files(columns: dict[str, list[Any]], n: int, rows_per_file: int,
         rest = [i for i in range(n) if values[i] is None or values[i] == ""]
         order = valid + rest
         sorts[key] = len(valid)
-        for c in range(0, max(1, math.ceil(n / rows_per_file))):
-            chunk = [rows[i] for i in order[c * rows_per_file:(c + 1) * rows_per_file]]
-            files[f"{key}/{c}.js"] = script_call("fbRows", key, c, chunk)
+        if packed:
+            files.update(_packed_key(key, order, len(valid), rows))
+        else:
+            for c in range(0, max(1, math.ceil(n / rows_per_file))):
+                chunk = [rows[i] for i in order[c * rows_per_file:(c + 1) * rows_per_file]]
+                files[f"{key}/{c}.js"] = script_call("fbRows", key, c, chunk)
         if "q" in columns:
             files[f"{key}/q.js"] = script_call("fbFlags", key,
                                                "".join(B64[columns["q"][i]] for i in order))
     manifest = {"v": SEARCH_FORMAT, "n": n, "rows": rows_per_file, "cols": names,
                 "sorts": sorts}
+    if packed:
+        manifest["packed"] = dict(PACKED_TABLE)
     if flags is not None:
         manifest["flags"] = flags
     return manifest, files
+
+
+PACKED_TABLE = {"file": 1024, "order": 16384, "head": 1000}
+"""The packed site's table: `file` rows per id/<c>.js, `order` ids per <key>/o<c>.js, `head`
+rows at each end of a sort's valid part in <key>/h.js."""
+
+
+def _packed_key(key: str, order: list[int], n_valid: int, rows: list[list[Any]]) -> dict[str, bytes]:
+    """One sort key's files of the packed table: the rows themselves for `id` (in id order, so
+    stored once), else the order (ids by position, 4 B64 digits each) and the head rows."""
+    files: dict[str, bytes] = {}
+    if key == "id":
+        per = PACKED_TABLE["file"]
+        for c in range(0, max(1, math.ceil(len(rows) / per))):
+            files[f"id/{c}.js"] = script_call("fbRows", "id", c, rows[c * per:(c + 1) * per])
+        return files
+    per, head = PACKED_TABLE["order"], PACKED_TABLE["head"]
+    for c in range(0, max(1, math.ceil(len(order) / per))):
+        files[f"{key}/o{c}.js"] = script_call("fbOrder", key, c, "".join(
+            _fixed4(i) for i in order[c * per:(c + 1) * per]))
+    ends = order[:head] + order[max(head, n_valid - head):n_valid]
+    files[f"{key}/h.js"] = script_call("fbRows", key, "h", [rows[i] for i in ends])
+    return files
+
+
+def _fixed4(i: int) -> str:
+    """A latent id (< 2**24) as 4 B64 digits, most significant first."""
+    return B64[i >> 18 & 63] + B64[i >> 12 & 63] + B64[i >> 6 & 63] + B64[i & 63]
 
 
 def _sort_value(value: Any, descending: bool) -> Any:

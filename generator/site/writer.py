@@ -8,6 +8,7 @@ for byte whatever the number of workers.
 from __future__ import annotations
 
 import os
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -276,7 +277,7 @@ class SiteWriter:
             if values is not None:
                 columns[key] = [finite3(x) for x in values]
         manifest, files = table_files(columns, lat.d_sae, self.table_rows,
-                                      flags=[list(f) for f in FLAGS])
+                                      flags=[list(f) for f in FLAGS], packed=self.packed)
         for path, content in files.items():
             target = self.out / "search" / path
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -288,16 +289,21 @@ class SiteWriter:
         seqs/<k>.js: `fbSeqs(k, {seq: code})`, `seq_shard` sequences per file (SEQ_SHARD; the
         packed site's manifest names its own), a code being one varint
         (generator.site.codec.varint) per position: its symbol. For "expand to the whole
-        sequence"."""
+        sequence". A packed site has seqs/t.bin and seqs/<k>.bin instead: zlib of the same
+        JSON (the list, the object)."""
         symbols = self.sequence_symbols()
         shards: dict[int, dict[str, str]] = defaultdict(dict)
         for row, seq in enumerate(symbols.seq_ids):
             shards[seq // self.seq_shard][str(seq)] = varint_code(symbols.codes[row].tolist())
         folder = self.out / "seqs"
         folder.mkdir(parents=True, exist_ok=True)
-        table = (b"fbSeqTable([0" + b"".join(b"," + key.encode() for key in symbols.symbols)
-                 + b"]);\n")
-        (folder / "t.js").write_bytes(table)
+        table = b"[0" + b"".join(b"," + key.encode() for key in symbols.symbols) + b"]"
+        if self.packed:  # fetched and inflated by the viewer (generator/site/packed.py)
+            (folder / "t.bin").write_bytes(zlib.compress(table, 9))
+            for k, seqs in sorted(shards.items()):
+                (folder / f"{k}.bin").write_bytes(zlib.compress(dumps(seqs), 9))
+            return
+        (folder / "t.js").write_bytes(b"fbSeqTable(" + table + b");\n")
         for k, seqs in sorted(shards.items()):
             (folder / f"{k}.js").write_bytes(script_call("fbSeqs", k, seqs))
 
