@@ -96,9 +96,10 @@
     fb.charts.setup();
     fb.examples.setup();
     setupCopy();
-    fb.table.setup();
-    fb.search.setup();
-    fb.map.setup();
+    /* the packed site's viewer page loads none of these (templates/latent.html) */
+    if (fb.table) fb.table.setup();
+    if (fb.search) fb.search.setup();
+    if (fb.map) fb.map.setup();
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);

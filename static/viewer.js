@@ -270,7 +270,8 @@
       more.appendChild(a);
       art.appendChild(more);
     }
-    window.fbShown = id;  /* for tests and benchmarks: the latent now drawn */
+    window.fbDrawnAt = performance.now();  /* for tests and benchmarks: when, and which */
+    window.fbShown = id;
   }
 
   function show() {

@@ -7,11 +7,13 @@ to 1,048,576 latents; `render_site(..., packed=True)`, chosen by itself above PA
                           shard, "seq_shard", "alphas": the intervals' colours, and what every
                           page says of the site}); the permalink of latent i is latent.html#i,
                           its card latent.html?embed#i
-    data/<k>.bin          latents [k * shard, (k + 1) * shard): zlib (RFC 1950) of UTF-8 JSON,
+    data/<k>.bin          latents [k * shard, (k + 1) * shard) (`shard_size`): zlib (RFC 1950) of UTF-8 JSON,
                           a list of one record per latent (below); read with fetch() and the
                           browser's DecompressionStream("deflate")
-    seqs/t.js, seqs/<k>.js  the shown sequences as symbols (generator.site.writer.SeqSymbols),
-                          `seq_shard` per file: what "expand to the whole sequence" loads
+    seqs/t.bin, seqs/<k>.bin  the shown sequences as symbols (generator.site.writer.SeqSymbols),
+                          zlib'd JSON: the symbol table (the first paint needs it) and
+                          `seq_shard` sequences per file, what "expand to the whole sequence"
+                          loads
 
 A record holds what the latent page (templates/feature.html) shows, from the same page context
 (generator.site.builder.PageBuilder.latent_page), numbers already formatted as the page writes
@@ -59,9 +61,13 @@ from generator.site.tokens import display_json
 PACKED_FORMAT = 1
 PACKED_FROM = 262_144
 """d_sae from which render_site writes the packed site unless told otherwise."""
-MAX_SHARD_FILES = 8192
+MAX_SHARD_FILES = 16_384
 """latents per shard: the smallest power of two from 64 that keeps the shard files at most this
-many (64 up to 524,288 latents, 128 at 1,048,576)."""
+many (64 up to 1,048,576 latents: a shard of the demo's latents is ~200 KB, what a first paint
+loads besides ~55 KB of page and scripts)."""
+MAX_SEQ_FILES = 1024
+"""sequences per seqs/<k>.bin: the smallest power of two from 64 that keeps them at most this
+many files (only "expand to the whole sequence" loads one)."""
 
 
 def shard_size(d_sae: int) -> int:
@@ -72,9 +78,9 @@ def shard_size(d_sae: int) -> int:
 
 
 def seq_shard_size(n_seqs: int) -> int:
-    """Sequences per seqs/<k>.js file of a packed site: at most MAX_SHARD_FILES files."""
+    """Sequences per seqs/<k>.bin file of a packed site."""
     size = 64
-    while size * MAX_SHARD_FILES < n_seqs:
+    while size * MAX_SEQ_FILES < n_seqs:
         size *= 2
     return size
 
