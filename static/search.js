@@ -101,14 +101,19 @@
         result.ids = result.ids.filter(function (i) { return onToken.indexOf(i) < 0; });
         /* the matches not already listed (on the token, or as the typed id) */
         result.total = result.all.filter(function (i) { return onToken.indexOf(i) < 0 && i !== result.first; }).length;
-        var lead = result.first == null ? [] : [result.first];
-        return rowsOf(lead.concat(onToken, result.ids));
-      })
-      .then(function (rows) {
-        var lead = result.first == null ? 0 : 1, k = result.tokens ? result.tokens.hits.length : 0;
-        result.firstRow = rows[0];
-        result.tokenRows = rows.slice(lead, lead + k);
-        result.rows = rows.slice(lead + k);
+        var lead = result.first == null ? [] : [result.first], wanted = lead.concat(onToken, result.ids);
+        function fill(rows) {
+          var k = result.tokens ? result.tokens.hits.length : 0;
+          result.firstRow = rows[0];
+          result.tokenRows = rows.slice(lead.length, lead.length + k);
+          result.rows = rows.slice(lead.length + k);
+          return result;
+        }
+        /* a packed site's id files hold 1,024 rows each: the results show at once, their labels
+           as the files arrive (result.labels) */
+        if (!u.packed) return rowsOf(wanted).then(fill);
+        fill(wanted.map(function () { return []; }));
+        result.labels = rowsOf(wanted).then(fill);
         return result;
       });
   }
@@ -175,6 +180,13 @@
       status.textContent = input.value.trim() ? words : "";
     }
 
+    /* the labels of the shown results, once their rows have loaded (show's order) */
+    function fillLabels(result) {
+      var e = col("e"), t = col("t"), notes = list.querySelectorAll("li[role=option] > span.note");
+      var rows = (result.first != null ? [result.firstRow] : []).concat(result.tokenRows || [], result.rows);
+      for (var j = 0; j < notes.length && j < rows.length; j++) notes[j].textContent = rows[j][e] || rows[j][t] || "";
+    }
+
     function fmtMean(x) { return String(+(+x).toPrecision(3)); }
 
     /* resolves once the results of the box's current text are shown */
@@ -182,8 +194,11 @@
       var query = input.value, mine = ++seq;
       clearTimeout(timer);
       if (!query.trim()) { show({ ids: [], rows: [], total: 0, query: query }); return Promise.resolve(); }
-      return search(query, n, tn).then(function (r) { if (mine === seq) show(r); },
-        function (err) { status.textContent = String(err.message || err); });
+      return search(query, n, tn).then(function (r) {
+        if (mine !== seq) return;
+        show(r);
+        if (r.labels) r.labels.then(function () { if (mine === seq) fillLabels(r); });
+      }, function (err) { status.textContent = String(err.message || err); });
     }
 
     /* Enter opens the selected (or first) result of what the box says now: typed fast, the

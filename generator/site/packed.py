@@ -65,7 +65,7 @@ MAX_SHARD_FILES = 16_384
 """latents per shard: the smallest power of two from 64 that keeps the shard files at most this
 many (64 up to 1,048,576 latents: a shard of the demo's latents is ~200 KB, what a first paint
 loads besides ~55 KB of page and scripts)."""
-MAX_SEQ_FILES = 1024
+MAX_SEQ_FILES = 512
 """sequences per seqs/<k>.bin: the smallest power of two from 64 that keeps them at most this
 many files (only "expand to the whole sequence" loads one)."""
 

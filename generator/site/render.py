@@ -26,6 +26,12 @@ Layout of the site (every link relative, so it works from file://, localhost and
                           (generator.site.cards), its page's og:image / twitter:image
     .nojekyll
 
+The packed site (`packed`, generator/site/packed.py; for SAEs whose pages would not fit 1 GB) has
+latent.html (the viewer: latent.html#<id> is a latent's permalink) and data/<k>.bin (the latents'
+records, compressed) instead of features/ and embed/, seqs/*.bin instead of seqs/*.js, and the
+table's rows stored once (generator/site/search.py PACKED_TABLE); no corpus view, no link cards.
+It is read with fetch(), so it is served over HTTP (GitHub Pages, `feature-browser serve`).
+
 With `site_url` (the site's public address) pages also carry their absolute address (og:url, a
 canonical link), og:title / og:description and the card; without it nothing absolute is written.
 

@@ -24,6 +24,14 @@ Latent table: `search/<key>/<c>.js`, one file per table page, for every sort key
     page ever loads more than two table files, and a search result's label comes from the `id`
     file of its latent: the index page loads no table data up front, whatever d_sae is.
 
+Packed table (the packed site, generator/site/packed.py; the manifest then has "packed": {"file",
+    "order", "head"}): the rows are stored once, `search/id/<c>.js` (fbRows("id", c, rows), `file`
+    rows a file, in id order); every other sort key has its order, `search/<key>/o<c>.js`
+    (fbOrder("<key>", c, "<4 B64 digits per id, most significant first>"), `order` positions a
+    file), and the rows of its first `head` and last `head` valid positions,
+    `search/<key>/h.js` (fbRows("<key>", "h", rows)), which are the first pages in either
+    direction. A page elsewhere reads its ids from the order files and its rows from the id files.
+
 Flags per sort order: `search/<key>/q.js`, for every sort key when the table has flags
     fbFlags("<key>", "<one B64 digit per row>")
     the q column of every row in that key's file order (digit value = the flags bitmask, < 32),

@@ -325,3 +325,31 @@ def assert_first_dloss(data, hook: str, direction) -> None:
     ok = (tokens[0, 1:] != data.meta.bos_id).numpy()
     np.testing.assert_allclose(data.examples.dloss[0, :-1][ok], (ablated - clean).numpy()[ok],
                                rtol=1e-4, atol=1e-5)
+
+
+def test_packed_site_of_the_demo_reads_as_its_pages(built, browser, tmp_path):
+    """The demo's store as a packed site and as pages (no corpus view, which the packed site
+    lacks), served from one local server: every 16th latent reads the same in both."""
+    import threading
+
+    from generator.site.render import render_site
+    from generator.site.serve import make_server
+    from tests.site.test_packed import assert_same_latents
+
+    data = read_store(built / "store")
+    render_site(data, tmp_path / "packed", quiet=True, packed=True)
+    render_site(data, tmp_path / "pages", quiet=True, packed=False, corpus_view=False)
+    server = make_server(tmp_path, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    context = browser.new_context()
+    try:
+        errors = []
+        page = context.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        assert_same_latents(page, url + "pages/", url + "packed/", range(0, data.latents.d_sae, 16))
+        assert not errors
+    finally:
+        context.close()
+        server.shutdown()
+        server.server_close()

@@ -11,7 +11,7 @@ import posixpath
 import re
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -76,13 +76,20 @@ def test_every_section_of_every_latent_equals_its_page(packed: Session, sites: d
     """Same store, both formats: every section's text, every window token (classes and text),
     both charts (bars, labels, bins) and every link target the same, for all 12 latents (the
     dead one and the hostile vocabulary included)."""
-    page = packed.page
-    for i in range(sites["data"].latents.d_sae):
-        page.goto(sites["url"] + f"/pages/features/{i}.html")
+    assert_same_latents(packed.page, sites["url"] + "/pages/", packed.base,
+                        range(sites["data"].latents.d_sae))
+
+
+def assert_same_latents(page: object, pages: str, packed: str, ids: Iterable[int]) -> None:
+    """Latents `ids` read the same on the page-per-latent site at `pages` and in the viewer of
+    the packed site at `packed` (both URLs of a site root)."""
+    for i in ids:
+        page.goto(pages + f"features/{i}.html")
         page.wait_for_load_state("load")
         want = [page.evaluate(SECTION_TEXT, SECTIONS), page.evaluate(TOKENS),
                 page.evaluate(CHARTS), page.evaluate(LINKS)]
-        show(packed, i)
+        page.goto(packed + f"latent.html#{i}")
+        page.wait_for_function(f"window.fbShown === {i}")
         got = [page.evaluate(SECTION_TEXT, SECTIONS), page.evaluate(TOKENS),
                page.evaluate(CHARTS), page.evaluate(LINKS)]
         assert got[:3] == want[:3], i
@@ -194,10 +201,13 @@ def test_table_sorts_and_pages_through_every_latent(packed: Session, sites: dict
 
 def test_search_results_open_the_viewer(packed: Session) -> None:
     page = packed.open("index.html")
-    page.fill("#q", "3")
+    page.fill("#q", "5")
     page.wait_for_function("document.querySelectorAll('#qr li').length > 0")
+    # results first, labels as the id files arrive: latent 5's is its explanation
+    page.wait_for_function("document.querySelector('#qr li .note').textContent !== ''")
+    assert page.text_content("#qr li .note") == EXPLANATIONS[5]
     page.click("#qr li a >> nth=0")
-    page.wait_for_function("window.fbShown === 3")
+    page.wait_for_function("window.fbShown === 5")
 
 
 def test_shards_hold_one_record_per_latent(sites: dict) -> None:
@@ -220,3 +230,18 @@ def test_the_packed_site_is_chosen_by_width(tmp_path: Path, monkeypatch: pytest.
     render_site(make_store(), tmp_path / "auto", quiet=True)
     assert (tmp_path / "auto" / "latent.html").is_file()
     assert any("writing the packed site" in r.getMessage() for r in caplog.records)
+
+
+def test_render_command_writes_either_format_into_the_same_folder(tmp_path: Path) -> None:
+    from generator.cli import main
+    from generator.store.io import write_store
+
+    write_store(make_store(), tmp_path / "store")
+    args = ["render", "--quiet", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "site")]
+    assert main([*args, "--packed"]) == 0
+    assert (tmp_path / "site" / "latent.html").is_file()
+    assert not (tmp_path / "site" / "features").exists()
+    assert main([*args, "--no-packed"]) == 0
+    assert (tmp_path / "site" / "features" / "0.html").is_file()
+    assert not (tmp_path / "site" / "latent.html").exists()
+    assert not (tmp_path / "site" / "data").exists()
