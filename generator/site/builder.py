@@ -125,14 +125,17 @@ class PageBuilder:
 
     # -- latent pages ---------------------------------------------------------------------
 
-    def latent_page(self, i: int, html: bool = True) -> LatentPage:
+    def latent_page(self, i: int, html: bool = True,
+                    examples: tuple[list[ExampleView], list[IntervalGroup], dict] | None = None
+                    ) -> LatentPage:
         """Latent i's page; without `html`, its examples carry their windows' bounds instead of
-        their HTML and it has no charts (the packed site's viewer draws both)."""
+        their HTML and it has no charts (the packed site's viewer draws both). `examples`:
+        examples_of(i, html)'s result, when made already (generator/site/shardcodes.py)."""
         lat, meta = self.lat, self.data.meta
         n_active = int(lat.n_active[i])
         dead = n_active == 0
         density = n_active / max(1, meta.n_tokens)
-        top, groups, blob = self.examples_of(i, html)
+        top, groups, blob = examples if examples is not None else self.examples_of(i, html)
         explanation = self.explanations.get(i, "")
         title, description = self.describe(i, explanation)
         return LatentPage(

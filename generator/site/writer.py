@@ -131,7 +131,7 @@ class SiteWriter:
 
     def packed_chunk(self, lo: int, hi: int) -> Postings:
         search = SearchIndex(self.shard_bytes)
-        content, pages = shard_bytes(self.pages, lo, hi, self.sequence_symbols().of_row)
+        content, pages = shard_bytes(self.pages, lo, hi, self.sequence_symbols())
         (self.out / "data" / f"{lo // self.shard}.bin").write_bytes(content)
         for page in pages:
             self.index_latent(search, page.id, page)
