@@ -13,8 +13,9 @@ CHROMIUM = "/usr/lib/chromium/chromium"
 
 
 @contextmanager
-def open_index(site: Path) -> Iterator[tuple[Any, list[str]]]:
-    """(the loaded index page, every URL it has requested so far: the list grows as it runs)."""
+def open_index(site: Path, url: str | None = None) -> Iterator[tuple[Any, list[str]]]:
+    """(the loaded index page, every URL it has requested so far: the list grows as it runs);
+    from `url` (the site served over HTTP) instead of file:// when given."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -24,14 +25,18 @@ def open_index(site: Path) -> Iterator[tuple[Any, list[str]]]:
             page = browser.new_context().new_page()
             loaded: list[str] = []
             page.on("request", lambda r: loaded.append(r.url))
-            page.goto((site / "index.html").resolve().as_uri())
+            page.goto(url + "index.html" if url else (site / "index.html").resolve().as_uri())
             page.wait_for_load_state("load")
             yield page, loaded
         finally:
             browser.close()
 
 
-def file_bytes(urls: Iterable[str]) -> int:
-    """Bytes on disk of the file:// URLs among `urls`."""
+def file_bytes(urls: Iterable[str], site: Path | None = None, url: str | None = None) -> int:
+    """Bytes on disk of the file:// URLs among `urls`, or of those under `url` (the site at
+    `site` served over HTTP)."""
+    if url is not None and site is not None:
+        paths = {u.split("#")[0].split("?")[0][len(url):] for u in urls if u.startswith(url)}
+        return sum((site / path).stat().st_size for path in paths if path)
     return sum(Path(unquote(urlsplit(u).path)).stat().st_size for u in urls
                if u.startswith("file:"))

@@ -29,6 +29,8 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
@@ -46,8 +48,9 @@ FIRST_PAINT = 7
 """latents whose first paint is measured (spread over the ids), each in a fresh context."""
 
 
-def measure_browser(site: Path, query: str) -> dict[str, float]:
-    with open_index(site) as (page, loaded):
+def measure_browser(site: Path, query: str, url: str | None = None) -> dict[str, float]:
+    """Search and table timings on the index, from file:// or, given `url`, over HTTP."""
+    with open_index(site, url) as (page, loaded):
         page.evaluate("""() => {
             window.fbT = {};
             document.getElementById('q').addEventListener('keydown',
@@ -60,12 +63,13 @@ def measure_browser(site: Path, query: str) -> dict[str, float]:
         page.focus("#q")
         page.keyboard.type(query)
         page.wait_for_function("window.fbT.first > 0")
+        before = list(loaded)
         # the packed site shows its results first and their labels as the id files arrive
         page.wait_for_function("document.querySelector('#qr li[role=option] .note')"
                                ".textContent !== ''")
         labelled = page.evaluate("performance.now()")
+        to_labels = list(loaded)
         times = page.evaluate("window.fbT")
-        before = list(loaded)
         # the table: sort by density (descending), then the next page
         start = page.evaluate("performance.now()")
         page.click("[data-sort=d]")
@@ -77,43 +81,49 @@ def measure_browser(site: Path, query: str) -> dict[str, float]:
         page.click("[data-page='1']")
         page.wait_for_function("document.getElementById('pg').textContent.startsWith('page 2 ')")
         page_ms = page.evaluate("performance.now()") - start
-    return {"bytes_before_first_result": file_bytes(before), "files_before_first_result": len(before),
+    return {"bytes_before_first_result": file_bytes(before, site, url),
+            "files_before_first_result": len(before),
+            "bytes_to_labels": file_bytes(to_labels, site, url),
             "ms_to_first_result": times["first"] - times["key"],
             "ms_to_labels": labelled - times["key"], "ms_sort": sort_ms,
             "ms_next_page": page_ms}
 
 
-def measure_first_paint(site: Path, d_sae: int) -> dict[str, float]:
-    """Median ms from navigation to the drawn latent (viewer.js sets window.fbDrawnAt), and the
-    median bytes (on disk) of what the page had loaded by then, over FIRST_PAINT latents."""
-    from playwright.sync_api import sync_playwright
-
+@contextmanager
+def served(site: Path) -> Iterator[str]:
+    """`site` served from 127.0.0.1 under a sub-path (as GitHub Pages serves it): its URL."""
     from generator.site.serve import make_server
 
     server = make_server(site.parent, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/{site.name}/"
-    times, sizes = [], []
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                        args=["--no-sandbox", "--disable-gpu"])
-            for k in range(FIRST_PAINT):
-                i = (k * 2654435761) % d_sae  # spread over the ids
-                context = browser.new_context()
-                page = context.new_page()
-                urls: list[str] = []
-                page.on("request", lambda r, urls=urls: urls.append(r.url))
-                page.goto(base + f"latent.html#{i}")
-                page.wait_for_function(f"window.fbShown === {i}")
-                times.append(page.evaluate("window.fbDrawnAt"))
-                paths = {u.split("#")[0][len(base):] for u in urls if u.startswith(base)}
-                sizes.append(sum((site / path).stat().st_size for path in paths))
-                context.close()
-            browser.close()
+        yield f"http://127.0.0.1:{server.server_address[1]}/{site.name}/"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def measure_first_paint(site: Path, d_sae: int, base: str) -> dict[str, float]:
+    """Median ms from navigation to the drawn latent (viewer.js sets window.fbDrawnAt), and the
+    median bytes (on disk) of what the page had loaded by then, over FIRST_PAINT latents."""
+    from playwright.sync_api import sync_playwright
+
+    times, sizes = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        for k in range(FIRST_PAINT):
+            i = (k * 2654435761) % d_sae  # spread over the ids
+            context = browser.new_context()
+            page = context.new_page()
+            urls: list[str] = []
+            page.on("request", lambda r, urls=urls: urls.append(r.url))
+            page.goto(base + f"latent.html#{i}")
+            page.wait_for_function(f"window.fbShown === {i}")
+            times.append(page.evaluate("window.fbDrawnAt"))
+            sizes.append(file_bytes(urls, site, base))
+            context.close()
+        browser.close()
     return {"ms_first_paint": statistics.median(times), "ms_first_paint_max": max(times),
             "bytes_first_paint": statistics.median(sizes)}
 
@@ -145,16 +155,21 @@ def main() -> None:
                    "site_bytes": report.total_bytes, "files": report.files,
                    "kb_per_latent": round(report.bytes_per_latent / 1000, 2),
                    "goal_kb": GOALS[mode] / 1000,
-                   "bytes_by_part": report.bytes_by_part, **measure_browser(out, QUERY)}
-            if mode == "packed":
-                row.update(measure_first_paint(out, size))
+                   "bytes_by_part": report.bytes_by_part}
+            if mode == "packed":  # served over HTTP, as it must be
+                with served(out) as url:
+                    row.update(measure_browser(out, QUERY, url))
+                    row.update(measure_first_paint(out, size, url))
+            else:
+                row.update(measure_browser(out, QUERY))
             results.append(row)
             print(f"{size:>7} {mode:<8} render {row['render_s']:7.1f} s  "
                   f"{report.total_bytes / 1e9:6.3f} GB  {row['kb_per_latent']:6.2f} KB/latent "
                   f"(goal {row['goal_kb']})  {report.files:>7} files  "
                   f"{row['bytes_before_first_result'] / 1e3:7.1f} KB before first result  "
                   f"{row['ms_to_first_result']:6.1f} ms to first result "
-                  f"({row['ms_to_labels']:.0f} ms to its label)  "
+                  f"({row['ms_to_labels']:.0f} ms, {row['bytes_to_labels'] / 1e3:.1f} KB to its "
+                  "label)  "
                   f"sort {row['ms_sort']:5.0f} ms  next page {row['ms_next_page']:5.0f} ms"
                   + (f"  first paint {row['ms_first_paint']:5.0f} ms (max "
                      f"{row['ms_first_paint_max']:.0f}) with "

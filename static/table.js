@@ -37,11 +37,22 @@
     return key === "id" ? fileRows("id", pos, pk.file) : packedRows(key, pos, pk);
   }
 
-  /* rows at positions `pos` of key's files, R rows a file */
+  /* rows at positions `pos` of key's files, R rows a file (the packed table's id files are
+     zlib'd JSON, read as the packed site's shards) */
+  var packedFiles = {};
+  function loadRows(key, c) {
+    if (!(manifest.packed && key === "id")) return load("search/" + key + "/" + c + ".js");
+    var path = "search/id/" + c + ".bin";
+    if (!packedFiles[path]) {
+      packedFiles[path] = u.fetchPacked(path).then(function (rows) { window.fbRows("id", +c, rows); });
+      packedFiles[path].catch(function () { delete packedFiles[path]; });
+    }
+    return packedFiles[path];
+  }
   function fileRows(key, pos, R) {
     var files = {};
     pos.forEach(function (p) { files[Math.floor(p / R)] = 1; });
-    return Promise.all(Object.keys(files).map(function (c) { return load("search/" + key + "/" + c + ".js"); }))
+    return Promise.all(Object.keys(files).map(function (c) { return loadRows(key, c); }))
       .then(function () { return pos.map(function (p) { return store.rows[key][Math.floor(p / R)][p % R]; }); });
   }
 

@@ -25,8 +25,9 @@ Latent table: `search/<key>/<c>.js`, one file per table page, for every sort key
     file of its latent: the index page loads no table data up front, whatever d_sae is.
 
 Packed table (the packed site, generator/site/packed.py; the manifest then has "packed": {"file",
-    "order", "head"}): the rows are stored once, `search/id/<c>.js` (fbRows("id", c, rows), `file`
-    rows a file, in id order); every other sort key has its order, `search/<key>/o<c>.js`
+    "order", "head"}): the rows are stored once, `search/id/<c>.bin` (zlib of the JSON list of
+    rows, read with fetch() as the packed site's shards are; `file` rows a file, in id order);
+    every other sort key has its order, `search/<key>/o<c>.js`
     (fbOrder("<key>", c, "<4 B64 digits per id, most significant first>"), `order` positions a
     file), and the rows of its first `head` and last `head` valid positions,
     `search/<key>/h.js` (fbRows("<key>", "h", rows)), which are the first pages in either
@@ -76,6 +77,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -291,7 +293,7 @@ def _packed_key(key: str, order: list[int], n_valid: int, rows: list[list[Any]])
     if key == "id":
         per = PACKED_TABLE["file"]
         for c in range(0, max(1, math.ceil(len(rows) / per))):
-            files[f"id/{c}.js"] = script_call("fbRows", "id", c, rows[c * per:(c + 1) * per])
+            files[f"id/{c}.bin"] = zlib.compress(dumps(rows[c * per:(c + 1) * per]))
         return files
     per, head = PACKED_TABLE["order"], PACKED_TABLE["head"]
     for c in range(0, max(1, math.ceil(len(order) / per))):
