@@ -14,7 +14,7 @@ CHROMIUM = "/usr/lib/chromium/chromium"
 
 @contextmanager
 def open_index(site: Path, url: str | None = None) -> Iterator[tuple[Any, list[str]]]:
-    """(the loaded index page, every URL it has requested so far: the list grows as it runs);
+    """(the loaded index page, every URL it has loaded so far: the list grows as it runs);
     from `url` (the site served over HTTP) instead of file:// when given."""
     from playwright.sync_api import sync_playwright
 
@@ -24,7 +24,8 @@ def open_index(site: Path, url: str | None = None) -> Iterator[tuple[Any, list[s
         try:
             page = browser.new_context().new_page()
             loaded: list[str] = []
-            page.on("request", lambda r: loaded.append(r.url))
+            # what has arrived (a request still in flight when a result shows did not delay it)
+            page.on("requestfinished", lambda r: loaded.append(r.url))
             page.goto(url + "index.html" if url else (site / "index.html").resolve().as_uri())
             page.wait_for_load_state("load")
             yield page, loaded

@@ -106,6 +106,11 @@ class PageBuilder:
         self.text = TokenText(data.vocab)
         self.lat = data.latents
         self.max3 = [round3(float(x)) for x in self.lat.max_act]
+        self.max3_array = np.array(self.max3, dtype=np.float64)
+        """max3 as an array, made once: shards index it (a list of 1M floats per shard was
+        minutes at 1M latents, and forked workers touching its objects copied their pages)."""
+        self.is_top = top_mask(data)
+        """True for the top examples' rows (the others are interval samples)."""
         self._seq_rows = np.searchsorted(data.seq_ids, data.examples.seq)
         self._ex_order, self._ex_bounds = _example_slices(data)
         self.partial_vocab = _partial_token_mask(data.vocab)
@@ -116,7 +121,7 @@ class PageBuilder:
         self._labels: dict[int, str] = {}
         """a token's cell and a latent's short label, made once: a corpus page names ~200
         latents and shows their top tokens, so without them a render remade each ~100 times."""
-        self.shown = shown_mask(data, showing)
+        self.shown = _shown(self.is_top, data.examples.rank, showing)
         """True for the example rows that pages show."""
         self.map = SiteMap.of(data)
         """the latent map, normalised, with every latent's map neighbours (None: no map)."""
@@ -597,13 +602,21 @@ def _line_html(displays: Sequence[Display], classes: Sequence[str], bos: np.ndar
                    ).replace("</b><b>", "")
 
 
+def top_mask(data: StoreData) -> np.ndarray:
+    """True for the rows of top examples."""
+    kind = data.examples.kind
+    return np.fromiter((k == EXAMPLE_TOP for k in kind), dtype=bool, count=len(kind))
+
+
 def shown_mask(data: StoreData, showing: Showing) -> np.ndarray:
     """True for the example rows that pages show (ranks are 0-based within each group)."""
-    ex = data.examples
-    is_top = np.fromiter((k == EXAMPLE_TOP for k in ex.kind), dtype=bool, count=len(ex.kind))
-    top = len(ex.rank) if showing.top is None else showing.top
-    per = len(ex.rank) if showing.per_interval is None else showing.per_interval
-    return np.where(is_top, ex.rank < top, ex.rank < per)
+    return _shown(top_mask(data), data.examples.rank, showing)
+
+
+def _shown(is_top: np.ndarray, rank: np.ndarray, showing: Showing) -> np.ndarray:
+    top = len(rank) if showing.top is None else showing.top
+    per = len(rank) if showing.per_interval is None else showing.per_interval
+    return np.where(is_top, rank < top, rank < per)
 
 
 def _example_slices(data: StoreData) -> tuple[np.ndarray, list[tuple[int, int]]]:

@@ -22,7 +22,6 @@ from markupsafe import Markup
 from generator.site.charts import interval_alphas, interval_bounds, plural, sig
 from generator.site.codec import _VARINT_TABLE, ACT_LEVELS, DLOSS_MARK_MILLI, LEVELS, varint
 from generator.site.contexts import ExampleView, IntervalGroup
-from generator.store.schema import EXAMPLE_TOP
 
 Examples = tuple[list[ExampleView], list[IntervalGroup], dict[str, Any]]
 """(top examples, interval groups, {"m": max, "e": [code, ...]}): examples_of's result."""
@@ -73,13 +72,12 @@ class _Block:
         self.centre = acts.argmax(axis=1)
         self.value = [sig(float(a)) for a in acts.max(axis=1)]
         self.active = (acts > 0) & ~self.bos
-        peak = np.array(pages.max3, dtype=np.float64)[latents]
+        peak = pages.max3_array[latents]
         with np.errstate(divide="ignore", invalid="ignore"):
             levels = np.round(ACT_LEVELS * acts.astype(np.float64) / peak[:, None])
         levels = np.clip(np.nan_to_num(levels), 1, ACT_LEVELS).astype(np.int64) * self.active
         self.levels = np.where(peak[:, None] > 0, levels, 0)
-        self.is_top = np.fromiter((k == EXAMPLE_TOP for k in (ex.kind[r] for r in rows.tolist())),
-                                  dtype=bool, count=len(rows))
+        self.is_top = pages.is_top[rows]
         before = np.where(self.is_top, show.window_top[0], show.window_interval[0])
         after = np.where(self.is_top, show.window_top[1], show.window_interval[1])
         self.start = np.maximum(0, self.centre - before)
