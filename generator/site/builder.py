@@ -62,7 +62,7 @@ from generator.site.contexts import (
 )
 from generator.site.mapview import SiteMap
 from generator.site.quality import AT_BOS, AT_FIRST, DEAD, DENSE, FLAGS, SINGLE, latent_quality
-from generator.site.tokens import Display, TokenText, display_text, token_html
+from generator.site.tokens import Display, TokenText, display_json, display_text, token_html
 from generator.store.schema import EXAMPLE_TOP, StoreData
 
 HELPED_ONLY = "p"
@@ -119,6 +119,7 @@ class PageBuilder:
         self._html_cache: dict[tuple[int, str], str] = {}
         self._cells: dict[int, TokenCell] = {}
         self._labels: dict[int, str] = {}
+        self._displays: dict[int, str | list[str]] = {}
         """a token's cell and a latent's short label, made once: a corpus page names ~200
         latents and shows their top tokens, so without them a render remade each ~100 times."""
         self.shown = _shown(self.is_top, data.examples.rank, showing)
@@ -272,6 +273,13 @@ class PageBuilder:
             cell = self._cells[token_id] = TokenCell(html=Markup(token_html(display, breaks=False)),
                                                      text=display_text(display))
         return cell
+
+    def display(self, token_id: int) -> str | list[str]:
+        """A token's display as the browser reads it (display_json), made once per token."""
+        shown = self._displays.get(token_id)
+        if shown is None:
+            shown = self._displays[token_id] = display_json(self.text.token(token_id))
+        return shown
 
     def logit_rows(self, ids: np.ndarray, vals: np.ndarray) -> list[LogitRow]:
         return [LogitRow(self.cell(t), signed(float(v))) for t, v in zip(ids, vals, strict=True)]

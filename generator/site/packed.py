@@ -56,7 +56,6 @@ from generator.site.charts import _shortest, interval_alphas, sig
 from generator.site.contexts import ExampleView, LatentPage, NeighbourRow
 from generator.site.search import dumps
 from generator.site.shardcodes import shard_examples, window_codes
-from generator.site.tokens import display_json
 
 PACKED_FORMAT = 1
 PACKED_FROM = 262_144
@@ -134,11 +133,10 @@ def latent_record(pages: PageBuilder, page: LatentPage, windows: list[str]) -> d
     first_pos = next((k for k in range(n) if lo + (k + 0.5) * (hi - lo) / max(1, n) >= 0), n)
     rec["lh"] = [int(c) for c in lat.logit_hist[i]]
     rec["lx"] = [_shortest(lo), _shortest(hi), sig(lo), sig(hi), first_pos]
-    text = pages.text
-    rec["lp"] = [[display_json(text.token(int(t))), r.value]
-                 for t, r in zip(lat.logit_pos_ids[i], page.logit_pos, strict=True)]
-    rec["ln"] = [[display_json(text.token(int(t))), r.value]
-                 for t, r in zip(lat.logit_neg_ids[i], page.logit_neg, strict=True)]
+    rec["lp"] = [[pages.display(t), r.value]
+                 for t, r in zip(lat.logit_pos_ids[i].tolist(), page.logit_pos, strict=True)]
+    rec["ln"] = [[pages.display(t), r.value]
+                 for t, r in zip(lat.logit_neg_ids[i].tolist(), page.logit_neg, strict=True)]
     examples = _examples(page)
     if examples:
         assert page.data is not None
@@ -155,7 +153,7 @@ def latent_record(pages: PageBuilder, page: LatentPage, windows: list[str]) -> d
         rec["a"] = [a.mean, a.frac_helped, int(a.available)]
     if page.top_tokens is not None:
         ids = [int(t) for t in lat.top_token_ids[i] if t >= 0]  # type: ignore[index]
-        rec["tt"] = [[display_json(text.token(t)), r.total, r.count]
+        rec["tt"] = [[pages.display(t), r.total, r.count]
                      for t, r in zip(ids, page.top_tokens, strict=True)]
     if page.nb_cos is not None:
         rec["nc"] = _neighbours(page.nb_cos)
