@@ -119,9 +119,10 @@ class PageBuilder:
         self._html_cache: dict[tuple[int, str], str] = {}
         self._cells: dict[int, TokenCell] = {}
         self._labels: dict[int, str] = {}
-        self._displays: dict[int, str | list[str]] = {}
         """a token's cell and a latent's short label, made once: a corpus page names ~200
         latents and shows their top tokens, so without them a render remade each ~100 times."""
+        self._displays: dict[int, str | list[str]] = {}
+        """a token's display for the packed site's records (`display`), made once too."""
         self.shown = _shown(self.is_top, data.examples.rank, showing)
         """True for the example rows that pages show."""
         self.map = SiteMap.of(data)
@@ -354,13 +355,18 @@ class PageBuilder:
                     top.append(view)
                 else:
                     by_interval[int(ex.interval[row])].append(view)
+        return top, self.interval_groups(i, by_interval), {"m": peak, "e": entries}
+
+    def interval_groups(self, i: int,
+                        by_interval: dict[int, list[ExampleView]]) -> list[IntervalGroup]:
+        """Latent i's interval groups, highest first (every interval, even empty; none when
+        dead), with their shown examples."""
         n_int = self.lat.interval_counts.shape[1]
         alphas = interval_alphas(n_int)
-        groups = [IntervalGroup(j, *interval_bounds(j, n_int, float(self.lat.max_act[i])),
-                                plural(self.lat.interval_counts[i][j], "sequence"),
-                                by_interval.get(j, []), alphas[j])
-                  for j in reversed(range(n_int))] if self.lat.n_active[i] else []
-        return top, groups, {"m": peak, "e": entries}
+        return [IntervalGroup(j, *interval_bounds(j, n_int, float(self.lat.max_act[i])),
+                              plural(self.lat.interval_counts[i][j], "sequence"),
+                              by_interval.get(j, []), alphas[j])
+                for j in reversed(range(n_int))] if self.lat.n_active[i] else []
 
     def n_top(self, i: int) -> int:
         kind = self.data.examples.kind
@@ -524,11 +530,7 @@ class _ExampleBlock:
         self.centre = acts.argmax(axis=1).tolist()
         self.value = [sig(float(a)) for a in acts.max(axis=1)]
         self.active = (acts > 0) & ~self.bos
-        if peak > 0:
-            levels = np.round(ACT_LEVELS * acts.astype(np.float64) / peak)
-            self.levels = np.clip(levels, 1, ACT_LEVELS).astype(np.int64) * self.active
-        else:
-            self.levels = np.zeros(acts.shape, dtype=np.int64)
+        self.levels = act_levels(acts, float(peak), self.active)
         self.width = acts.shape[1]
         # the nonzero entries of every example, as Python lists (examples are short: list
         # arithmetic beats a numpy call per example)
@@ -537,11 +539,7 @@ class _ExampleBlock:
         self.marks: np.ndarray | None = None
         self.dl: _Sparse | None = None
         if ex.dloss is not None:
-            dloss = np.asarray(ex.dloss[rows])
-            milli = np.zeros(dloss.shape, dtype=np.int64)  # milli[:, t]: Δloss of token t
-            milli[:, 1:] = np.round(np.nan_to_num(dloss[:, :-1]) * 1000).astype(np.int64)
-            milli[:, 1:][self.bos[:, 1:]] = 0
-            milli[np.abs(milli) < DLOSS_MARK_MILLI] = 0
+            milli = dloss_marks(np.asarray(ex.dloss[rows]), self.bos)
             r, c = np.nonzero(milli)
             self.dl = _Sparse(r, c, milli[r, c], len(rows))
             self.marks = np.sign(milli)
@@ -598,6 +596,26 @@ class _Sparse:
     def of(self, k: int) -> tuple[list[int], list[int]]:
         lo, hi = self.bounds[k], self.bounds[k + 1]
         return self.cols[lo:hi], self.values[lo:hi]
+
+
+def act_levels(acts: np.ndarray, peak: np.ndarray | float, active: np.ndarray) -> np.ndarray:
+    """Shipped activation levels 1..ACT_LEVELS of the active entries (0 elsewhere, and where the
+    latent's max `peak` is not positive), computed in float64 as round(ACT_LEVELS * act / max);
+    `peak` is a scalar or one max per row ([n, 1])."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        levels = np.round(ACT_LEVELS * acts.astype(np.float64) / peak)
+    levels = np.clip(np.nan_to_num(levels), 1, ACT_LEVELS).astype(np.int64) * active
+    return np.where(peak > 0, levels, 0)
+
+
+def dloss_marks(dloss: np.ndarray, bos: np.ndarray) -> np.ndarray:
+    """Δloss in 1e-3 nats by predicted position ([:, t]: token t, from dloss[:, t - 1]), int64;
+    zero at BOS positions and where |Δ| < 0.01 (what the pages ship and underline)."""
+    milli = np.zeros(dloss.shape, dtype=np.int64)
+    milli[:, 1:] = np.round(np.nan_to_num(dloss[:, :-1]) * 1000).astype(np.int64)
+    milli[:, 1:][bos[:, 1:]] = 0
+    milli[np.abs(milli) < DLOSS_MARK_MILLI] = 0
+    return milli
 
 
 def _line_html(displays: Sequence[Display], classes: Sequence[str], bos: np.ndarray) -> str:

@@ -1,11 +1,11 @@
 """The packed site (format version 1): one viewer page, `latent.html#<id>`, draws any latent from
 compressed shards, for SAEs whose one-page-per-latent site would not fit GitHub Pages (262,144
-to 1,048,576 latents; `render_site(..., packed=True)`, chosen by itself above PACKED_FROM).
+to 1,048,576 latents; `render_site(..., packed=True)`, chosen by itself when pages would pass
+1 GB: generator.site.render.wants_packed).
 
     latent.html           the viewer (templates/latent.html, static/viewer.js): the manifest
-                          inline as JSON (#fb-packed: {"v", "n": d_sae, "shard": latents per
-                          shard, "seq_shard", "alphas": the intervals' colours, and what every
-                          page says of the site}); the permalink of latent i is latent.html#i,
+                          inline as JSON (#fb-packed: `manifest`); the permalink of latent i
+                          is latent.html#i,
                           its card latent.html?embed#i
     data/<k>.bin          latents [k * shard, (k + 1) * shard) (`shard_size`): zlib (RFC 1950) of UTF-8 JSON,
                           a list of one record per latent (below); read with fetch() and the
@@ -45,7 +45,6 @@ activation to 1/1000 of the latent's max, Δloss to 0.001 nats, |Δloss| < 0.01 
 
 from __future__ import annotations
 
-import math
 import zlib
 from typing import Any
 
@@ -53,13 +52,11 @@ import orjson
 
 from generator.site.builder import PageBuilder
 from generator.site.charts import _shortest, interval_alphas, sig
-from generator.site.contexts import ExampleView, LatentPage, NeighbourRow
+from generator.site.contexts import ExampleView, LatentPage, NeighbourRow, Showing, SiteInfo
 from generator.site.search import dumps
 from generator.site.shardcodes import shard_examples, window_codes
 
 PACKED_FORMAT = 1
-PACKED_FROM = 262_144
-"""d_sae from which render_site writes the packed site unless told otherwise."""
 MAX_SHARD_FILES = 16_384
 """latents per shard: the smallest power of two from 64 that keeps the shard files at most this
 many (64 up to 1,048,576 latents: a shard of the demo's latents is ~200 KB, what a first paint
@@ -70,25 +67,37 @@ many files (only "expand to the whole sequence" loads one)."""
 
 
 def shard_size(d_sae: int) -> int:
-    size = 64
-    while size * MAX_SHARD_FILES < d_sae:
-        size *= 2
-    return size
+    """Latents per data/<k>.bin file."""
+    return _per_file(d_sae, MAX_SHARD_FILES)
 
 
 def seq_shard_size(n_seqs: int) -> int:
-    """Sequences per seqs/<k>.bin file of a packed site."""
+    """Sequences per seqs/<k>.bin file."""
+    return _per_file(n_seqs, MAX_SEQ_FILES)
+
+
+def _per_file(n: int, max_files: int) -> int:
+    """The smallest power of two from 64 that keeps n items in at most max_files files."""
     size = 64
-    while size * MAX_SEQ_FILES < n_seqs:
+    while size * max_files < n:
         size *= 2
     return size
 
 
-def manifest(pages: PageBuilder, shard: int, seq_shard: int) -> dict[str, Any]:
-    """What the viewer reads from latent.html besides the shards."""
+def manifest(pages: PageBuilder, site: SiteInfo, show: Showing, shard: int,
+             seq_shard: int) -> dict[str, Any]:
+    """latent.html's #fb-packed: the format version, d_sae, latents per shard, sequences per
+    seqs/ file, the intervals' colours, how much of each latent the site shows and what every
+    latent page says of the site (its text around a latent)."""
     lat = pages.lat
     return {"v": PACKED_FORMAT, "n": int(lat.d_sae), "shard": shard, "seq_shard": seq_shard,
-            "alphas": list(interval_alphas(int(lat.interval_counts.shape[1])))}
+            "alphas": list(interval_alphas(int(lat.interval_counts.shape[1]))),
+            "show": {"top": show.top, "per_interval": show.per_interval, "logits": show.logits,
+                     "logit_chart": show.logit_chart},
+            "site": {"n_tokens": site.n_tokens, "logit_direction": site.logit_direction,
+                     "ln_folded": site.ln_folded, "has_bos": site.has_bos,
+                     "coact_method": site.coact_method,
+                     "samples_per_interval": site.samples_per_interval}}
 
 
 def shard_bytes(pages: PageBuilder, lo: int, hi: int,
@@ -98,21 +107,19 @@ def shard_bytes(pages: PageBuilder, lo: int, hi: int,
     examples = shard_examples(pages, lo, hi)
     pages_out = [pages.latent_page(i, html=False, examples=ex)
                  for i, ex in zip(range(lo, hi), examples, strict=True)]
-    shown = [sorted(_examples(page), key=lambda ex: ex.n) for page in pages_out]
+    shown = [sorted(page.top_examples + [ex for g in page.intervals for ex in g.examples],
+                    key=lambda ex: ex.n) for page in pages_out]
     windows = iter(window_codes(symbols, [ex.window for views in shown for ex in views]))
-    records = [latent_record(pages, page, [next(windows) for _ in views])
+    records = [latent_record(pages, page, views, [next(windows) for _ in views])
                for page, views in zip(pages_out, shown, strict=True)]
     # zlib's default level: 0.6% larger than level 9 on the demo, a third less time
     return zlib.compress(dumps(records), 6), pages_out
 
 
-def _examples(page: LatentPage) -> list[ExampleView]:
-    return page.top_examples + [ex for g in page.intervals for ex in g.examples]
-
-
-def latent_record(pages: PageBuilder, page: LatentPage, windows: list[str]) -> dict[str, Any]:
-    """Latent i's record (module docstring); `windows`: its examples' window symbols, by
-    example number (shardcodes.window_codes)."""
+def latent_record(pages: PageBuilder, page: LatentPage, examples: list[ExampleView],
+                  windows: list[str]) -> dict[str, Any]:
+    """Latent i's record (module docstring): `examples`, the page's examples by number, and
+    `windows`, their window symbols (shardcodes.window_codes)."""
     i, lat = page.id, pages.lat
     rec: dict[str, Any] = {"s": [page.density, page.zero_frac, page.max, page.mean, page.n_active],
                            "t": page.title}
@@ -137,12 +144,10 @@ def latent_record(pages: PageBuilder, page: LatentPage, windows: list[str]) -> d
                  for t, r in zip(lat.logit_pos_ids[i].tolist(), page.logit_pos, strict=True)]
     rec["ln"] = [[pages.display(t), r.value]
                  for t, r in zip(lat.logit_neg_ids[i].tolist(), page.logit_neg, strict=True)]
-    examples = _examples(page)
     if examples:
         assert page.data is not None
         rec["m"], rec["e"] = page.data["m"], page.data["e"]
-        by_n = sorted(examples, key=lambda ex: ex.n)
-        rec["v"] = [ex.value for ex in by_n]
+        rec["v"] = [ex.value for ex in examples]
         rec["w"] = " ".join(windows)
     rec["top"] = [ex.n for ex in page.top_examples]
     rec["nt"] = page.n_top
@@ -172,9 +177,4 @@ def _neighbours(rows: list[NeighbourRow]) -> list[list[Any]]:
 def read_shard(data: bytes) -> list[dict[str, Any]]:
     """A shard's records (the reference reader: tests and notebooks)."""
     return orjson.loads(zlib.decompress(data))
-
-
-def shard_count(d_sae: int, shard: int) -> int:
-    return math.ceil(d_sae / shard)
-
 

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup
 
-from generator.site.charts import interval_alphas, interval_bounds, plural, sig
-from generator.site.codec import _VARINT_TABLE, ACT_LEVELS, DLOSS_MARK_MILLI, LEVELS, varint
+from generator.site.builder import act_levels, dloss_marks
+from generator.site.charts import sig
+from generator.site.codec import _VARINT_TABLE, ACT_LEVELS, LEVELS, varint
 from generator.site.contexts import ExampleView, IntervalGroup
 
 Examples = tuple[list[ExampleView], list[IntervalGroup], dict[str, Any]]
@@ -74,11 +75,7 @@ class _Block:
         self.centre = acts.argmax(axis=1)
         self.value = [sig(float(a)) for a in acts.max(axis=1)]
         self.active = (acts > 0) & ~self.bos
-        peak = pages.max3_array[latents]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            levels = np.round(ACT_LEVELS * acts.astype(np.float64) / peak[:, None])
-        levels = np.clip(np.nan_to_num(levels), 1, ACT_LEVELS).astype(np.int64) * self.active
-        self.levels = np.where(peak[:, None] > 0, levels, 0)
+        self.levels = act_levels(acts, pages.max3_array[latents][:, None], self.active)
         self.is_top = pages.is_top[rows]
         before = np.where(self.is_top, show.window_top[0], show.window_interval[0])
         after = np.where(self.is_top, show.window_top[1], show.window_interval[1])
@@ -88,16 +85,9 @@ class _Block:
         self.inside = (pos >= self.start[:, None]) & (pos < self.end[:, None])
         self.windows = list(zip(self.seq_rows.tolist(), self.start.tolist(), self.end.tolist(),
                                 strict=True))
-        self.milli = None if ex.dloss is None else self._milli(np.asarray(ex.dloss[rows]))
+        self.milli = None if ex.dloss is None else dloss_marks(np.asarray(ex.dloss[rows]),
+                                                               self.bos)
         self.cap = show.dloss_outside
-
-    def _milli(self, dloss: np.ndarray) -> np.ndarray:
-        """Δloss in 1e-3 nats by predicted position (t+1 <- dloss[t]), BOS and |Δ| < 0.01 zeroed."""
-        milli = np.zeros(dloss.shape, dtype=np.int64)
-        milli[:, 1:] = np.round(np.nan_to_num(dloss[:, :-1]) * 1000).astype(np.int64)
-        milli[:, 1:][self.bos[:, 1:]] = 0
-        milli[np.abs(milli) < DLOSS_MARK_MILLI] = 0
-        return milli
 
     def kept_dloss(self) -> tuple[np.ndarray, np.ndarray]:
         """(the shipped Δloss positions as a mask, the cutoff per example): every marked position
@@ -187,7 +177,7 @@ def _join(parts: list[str], ends: np.ndarray) -> list[str]:
 def _group(pages: Any, i: int, codes: list[str], values: list[str],
            windows: list[tuple[int, int, int]], is_top: np.ndarray, rows: np.ndarray) -> Examples:
     """examples_of's grouping: top examples, then interval groups (highest first)."""
-    ex, lat = pages.data.examples, pages.lat
+    ex = pages.data.examples
     top: list[ExampleView] = []
     by_interval: dict[int, list[ExampleView]] = defaultdict(list)
     for n, (row, window) in enumerate(zip(rows.tolist(), windows, strict=True)):
@@ -196,10 +186,4 @@ def _group(pages: Any, i: int, codes: list[str], values: list[str],
             top.append(view)
         else:
             by_interval[int(ex.interval[row])].append(view)
-    n_int = lat.interval_counts.shape[1]
-    alphas = interval_alphas(n_int)
-    groups = [IntervalGroup(j, *interval_bounds(j, n_int, float(lat.max_act[i])),
-                            plural(lat.interval_counts[i][j], "sequence"),
-                            by_interval.get(j, []), alphas[j])
-              for j in reversed(range(n_int))] if lat.n_active[i] else []
-    return top, groups, {"m": pages.max3[i], "e": codes}
+    return top, pages.interval_groups(i, by_interval), {"m": pages.max3[i], "e": codes}

@@ -138,17 +138,9 @@ class SiteWriter:
         return search.export()
 
     def viewer_page(self) -> ViewerPage:
-        """latent.html's context: the manifest and what the viewer writes around a latent."""
+        """latent.html's context: the manifest, what the viewer writes around a latent."""
         meta = self.data.meta
-        info = manifest(self.pages, self.shard, self.seq_shard)
-        show = self.showing
-        site = self.site
-        info["show"] = {"top": show.top, "per_interval": show.per_interval,
-                        "logits": show.logits, "logit_chart": show.logit_chart}
-        info["site"] = {"n_tokens": site.n_tokens, "logit_direction": site.logit_direction,
-                        "ln_folded": site.ln_folded, "has_bos": site.has_bos,
-                        "coact_method": site.coact_method,
-                        "samples_per_interval": site.samples_per_interval}
+        info = manifest(self.pages, self.site, self.showing, self.shard, self.seq_shard)
         return ViewerPage(title=f"Latent viewer: {meta.sae} on {meta.model}",
                           description=f"{meta.sae} ({meta.hook_label}) on {meta.model}",
                           manifest=script_json(info))
@@ -365,7 +357,3 @@ class SeqSymbols:
     """their sequence ids."""
     codes: np.ndarray
     """[len(rows), ctx] int64: the symbol at every position."""
-
-    def of_row(self, store_row: int) -> np.ndarray:
-        """The symbols of kept sequence `store_row` (one of `rows`)."""
-        return self.codes[int(np.searchsorted(self.rows, store_row))]

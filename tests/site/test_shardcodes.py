@@ -44,6 +44,7 @@ def test_window_codes_are_the_windows_symbols(tmp_path) -> None:
     from generator.site.codec import varint_code
 
     assert window_codes(symbols, windows) == [
-        varint_code(symbols.of_row(r)[a:b].tolist()) for r, a, b in windows]
+        varint_code(symbols.codes[list(symbols.rows).index(r)][a:b].tolist())
+        for r, a, b in windows]
     assert window_codes(symbols, []) == []
     assert np.all([b > a for _, a, b in windows])
