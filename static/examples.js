@@ -200,15 +200,12 @@
 
   /* loads the shard of sequence `seq` (and the symbol table): classic scripts, or on a packed
      site its zlib'd JSON (generator/site/writer.py write_sequences) */
-  var packedShards = {};
   function sequenceOf(seq) {
     var k = Math.floor(seq / seqShard);
     if (!u.packed) return load("seqs/t.js").then(function () { return load("seqs/" + k + ".js"); });
-    if (!packedShards[k]) {
-      packedShards[k] = u.fetchPacked("seqs/" + k + ".bin").then(function (seqs) { window.fbSeqs(k, seqs); });
-      packedShards[k].catch(function () { delete packedShards[k]; });
-    }
-    return packedShards[k];
+    return u.fetchPacked("seqs/" + k + ".bin").then(function (seqs) {
+      if (!(seq in store.seqs)) window.fbSeqs(k, seqs);
+    });
   }
 
   function toggle(tx) {

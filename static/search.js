@@ -136,7 +136,7 @@
     }
 
     function show(result) {
-      var e = col("e"), t = col("t"), k = 0;
+      var k = 0;
       list.textContent = "";
       selected = -1;
       input.removeAttribute("aria-activedescendant");
@@ -148,7 +148,7 @@
         a.tabIndex = -1;
         li.appendChild(a);
         if (extra) li.appendChild(el("span", "tokhit", extra));
-        li.appendChild(el("span", "note", row[e] || row[t] || ""));
+        li.appendChild(el("span", "note", label(row)));
         list.appendChild(li);
       }
       if (result.first != null) option(result.first, result.firstRow);
@@ -180,11 +180,14 @@
       status.textContent = input.value.trim() ? words : "";
     }
 
+    /* a result's label: the latent's explanation, else its top tokens */
+    function label(row) { return row[col("e")] || row[col("t")] || ""; }
+
     /* the labels of the shown results, once their rows have loaded (show's order) */
     function fillLabels(result) {
-      var e = col("e"), t = col("t"), notes = list.querySelectorAll("li[role=option] > span.note");
+      var notes = list.querySelectorAll("li[role=option] > span.note");
       var rows = (result.first != null ? [result.firstRow] : []).concat(result.tokenRows || [], result.rows);
-      for (var j = 0; j < notes.length && j < rows.length; j++) notes[j].textContent = rows[j][e] || rows[j][t] || "";
+      for (var j = 0; j < notes.length && j < rows.length; j++) notes[j].textContent = label(rows[j]);
     }
 
     function fmtMean(x) { return String(+(+x).toPrecision(3)); }

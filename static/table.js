@@ -39,15 +39,9 @@
 
   /* rows at positions `pos` of key's files, R rows a file (the packed table's id files are
      zlib'd JSON, read as the packed site's shards) */
-  var packedFiles = {};
   function loadRows(key, c) {
     if (!(manifest.packed && key === "id")) return load("search/" + key + "/" + c + ".js");
-    var path = "search/id/" + c + ".bin";
-    if (!packedFiles[path]) {
-      packedFiles[path] = u.fetchPacked(path).then(function (rows) { window.fbRows("id", +c, rows); });
-      packedFiles[path].catch(function () { delete packedFiles[path]; });
-    }
-    return packedFiles[path];
+    return u.fetchPacked("search/id/" + c + ".bin").then(function (rows) { window.fbRows("id", +c, rows); });
   }
   function fileRows(key, pos, R) {
     var files = {};

@@ -22,13 +22,19 @@ window.fb = window.fb || {};
   /* the permalink of latent i, relative to the page (generator/site/assets.py latent_path) */
   function latentHref(i) { return root + (packed ? "latent.html#" + i : "features/" + i + ".html"); }
 
-  /* A packed data file (zlib of UTF-8 JSON, relative to the site root), parsed; a fetch and the
+  /* A packed data file (zlib of UTF-8 JSON, relative to the site root), parsed, fetched once
+     (as load() runs a script once; a failure is tried again on the next call); a fetch and the
      browser's own inflate, so not from file:// (Chromium refuses fetch there). */
+  var fetching = {};
   function fetchPacked(path) {
-    return fetch(root + path).then(function (r) {
-      if (!r.ok) throw new Error("HTTP " + r.status + " for " + path);
-      return new Response(r.body.pipeThrough(new DecompressionStream("deflate"))).text();
-    }).then(function (text) { return JSON.parse(text); });
+    if (!fetching[path]) {
+      fetching[path] = fetch(root + path).then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status + " for " + path);
+        return new Response(r.body.pipeThrough(new DecompressionStream("deflate"))).text();
+      }).then(function (text) { return JSON.parse(text); });
+      fetching[path].catch(function () { delete fetching[path]; });
+    }
+    return fetching[path];
   }
 
   /* Load a data script once (relative to the site root); resolves when it has run. */

@@ -8,7 +8,7 @@
   "use strict";
 
   var u = fb.util, root = u.root, B64 = u.B64;
-  var info = null, shards = {}, shown = -1;
+  var info = null, shown = -1;
 
   function esc(s) {
     return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
@@ -233,23 +233,14 @@
   }
 
   function shard(k) {
-    if (!shards[k]) {
-      shards[k] = u.fetchPacked("data/" + k + ".bin").then(function (records) {
-        if (!Array.isArray(records)) throw new Error("data/" + k + ".bin holds no list of latents");
-        return records;
-      });
-      shards[k].catch(function () { delete shards[k]; });
-    }
-    return shards[k];
+    return u.fetchPacked("data/" + k + ".bin").then(function (records) {
+      if (!Array.isArray(records)) throw new Error("data/" + k + ".bin holds no list of latents");
+      return records;
+    });
   }
 
-  var symbols = null;
   function symbolsLoaded() {
-    if (!symbols) {
-      symbols = u.fetchPacked("seqs/t.bin").then(function (table) { info.symbols = table; });
-      symbols.catch(function () { symbols = null; });
-    }
-    return symbols;
+    return u.fetchPacked("seqs/t.bin").then(function (table) { info.symbols = table; });
   }
 
   function draw(id, r) {
