@@ -25,10 +25,12 @@ window.fb = window.fb || {};
   /* A packed data file (zlib of UTF-8 JSON, relative to the site root), parsed, fetched once
      (as load() runs a script once; a failure is tried again on the next call); a fetch and the
      browser's own inflate, so not from file:// (Chromium refuses fetch there). */
-  var fetching = {};
+  var fetching = {}, early = window.fbEarly || {};  /* early: asked for by latent.html's head */
   function fetchPacked(path) {
     if (!fetching[path]) {
-      fetching[path] = fetch(root + path).then(function (r) {
+      var asked = early[path];
+      delete early[path];
+      fetching[path] = (asked || fetch(root + path)).then(function (r) {
         if (!r.ok) throw new Error("HTTP " + r.status + " for " + path);
         return new Response(r.body.pipeThrough(new DecompressionStream("deflate"))).text();
       }).then(function (text) { return JSON.parse(text); });

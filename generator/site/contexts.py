@@ -299,3 +299,5 @@ class ViewerPage:
     description: str
     manifest: Markup
     """the manifest as JSON for an inline script."""
+    shard: int
+    """latents per data/<k>.bin (the page's head asks for the latent's shard at once)."""

@@ -143,7 +143,7 @@ class SiteWriter:
         info = manifest(self.pages, self.site, self.showing, self.shard, self.seq_shard)
         return ViewerPage(title=f"Latent viewer: {meta.sae} on {meta.model}",
                           description=f"{meta.sae} ({meta.hook_label}) on {meta.model}",
-                          manifest=script_json(info))
+                          manifest=script_json(info), shard=self.shard)
 
     def write_view(self, pages: PromptPages) -> None:
         """<folder>/<n>.html for every page of a prompt or corpus view (generator.site.views),

@@ -146,6 +146,17 @@ def test_next_link_and_hash_redraw_and_permalinks(packed: Session) -> None:
     page.wait_for_function("window.fbShown === 4")
 
 
+def test_a_first_paint_asks_for_its_shard_once(browser: object, sites: dict) -> None:
+    """latent.html's head asks for the latent's shard and the symbol table while the scripts
+    load; the viewer takes those answers instead of asking again."""
+    base = sites["url"] + "/repo/"
+    k = 7 // shard_size(12)
+    with open_session(browser, base) as s:
+        show(s, 7)
+        asked = [u[len(base):] for u in s.requests if u.endswith(".bin")]
+    assert sorted(asked) == sorted([f"data/{k}.bin", "seqs/t.bin"])
+
+
 def test_card_mode_and_phone_width(packed: Session) -> None:
     page = packed.page
     page.goto(packed.base + "latent.html?embed#2")
