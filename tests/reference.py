@@ -165,6 +165,23 @@ def reference_corpus_view(acts: np.ndarray, loss: np.ndarray, top: int, k: int):
         s_sum_act=np.array(table["sum"], np.float64))
 
 
+def reference_null_pool(n_seqs: int, seed: int, size: int = 64) -> list[int]:
+    """The null pool (docs/STORE.md, "Null sequences"): the `size` sequences with the smallest
+    key (h(seed, s, 2**32 - 1) << 31) | s, in that order."""
+    return sorted(range(n_seqs), key=lambda s: sample_key(seed, s, MASK32))[:size]
+
+
+def reference_null_seqs(acts: np.ndarray, mask: np.ndarray, pool: list[int],
+                        k: int = 8) -> list[list[int]]:
+    """Per latent, the first k pool sequences (in the pool's order) on which its activation is
+    not positive at any included position (mask True), -1 padded; acts: [S, T, d]."""
+    out = []
+    for i in range(acts.shape[2]):
+        zero = [s for s in pool if not (acts[s, :, i][mask[s]] > 0).any()]
+        out.append((zero + [-1] * k)[:k])
+    return out
+
+
 def assert_latent_matches(p1, p2, i: int, ref: RefLatent) -> None:
     """The engine's pass-1 statistics of latent i (count, max, top sequences), and its pass-2
     histogram when `p2` is given, equal the reference's."""

@@ -1,8 +1,9 @@
 """The corpus view's compute: what fires on each token of every sequence the site keeps.
 
-Every sequence the store keeps (StoreData.seq_ids: those some example points to) is computed;
-the site gives a page `corpus/<seq>.html`, like a prompt page (generator/site/views.py), to
-each one that a shown example points to. The activations are pass 1's: the active entries the
+Every sequence the store keeps (StoreData.seq_ids: those some example points to, and the null
+pool of generator/compute/nulls.py) is computed; the site gives a page `corpus/<seq>.html`, like a
+prompt page (generator/site/views.py), to each one that a shown example points to. The
+activations are pass 1's: the active entries the
 statistics counted (Engine.entries_of: pass 1's cache, or its batch re-run), so the SAE is not
 run again and the page shows the bits the statistics saw. The clean loss needs the model after
 the hook: pass 1 runs it for every sequence when the corpus view is on

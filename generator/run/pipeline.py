@@ -2,7 +2,7 @@
 
     inputs (model, SAE, checks) -> corpus -> engine passes (pass 1, pass 2, examples)
     -> summaries (logit effects, neighbours, top tokens, token index) -> quality figures
-    -> prompt view -> corpus view -> latent map -> StoreData
+    -> prompt view -> corpus view and null sequences -> latent map -> StoreData
 
 Every input check runs before the first forward pass, so bad input costs seconds, not a GPU hour.
 Torch and the compute modules are imported inside the functions, so that importing this module
@@ -120,7 +120,6 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
     import torch
 
     from generator.compute.activations import HookedSAE
-    from generator.compute.corpusview import compute_corpus_view
     from generator.compute.distributed import Ranks
     from generator.compute.engine import Engine, EngineSettings
     from generator.compute.latent_map import latent_map
@@ -162,15 +161,34 @@ def compute(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | 
             sae_figures(hooked, corpus.tokens, corpus.bos_id, engine.batch_size,
                         engine.encode_rows)))
         prompts = times.run("prompts", run_prompts, cfg, hooked, encode, corpus.bos_id)
-    kept = np.unique(shown.examples.seq)
-    view = times.run("corpus view", compute_corpus_view, kept, corpus.tokens.shape[1],
-                     engine.entries_of(kept)) if settings.clean_loss else None
+    kept, view, null_seqs = times.run("corpus view" if settings.clean_loss else "null seqs",
+                                      view_and_nulls, engine, shown.examples.seq, cfg.seed)
     threads = torch.get_num_threads()
     coords = times.run("map", latent_map, sae.W_dec.detach().float().cpu().numpy(),
                        *summary.cos, cfg.seed)
     torch.set_num_threads(threads)  # umap's thread-pool handling resets torch's thread count
     return assemble(cfg, model, sae, site, hooked.d_sae, corpus, kept, p1, p2, shown, summary,
-                    coords, enc_dec, figures, prompts, view)
+                    coords, enc_dec, figures, prompts, view, null_seqs)
+
+
+def view_and_nulls(engine: Engine, shown_seqs: np.ndarray,
+                   seed: int) -> tuple[np.ndarray, CorpusView | None, np.ndarray]:
+    """The store's sequences (ascending): those the shown examples point to and the null pool
+    (so that every null sequence's tokens are kept); their corpus view (None without
+    EngineSettings.clean_loss); and each latent's null sequences (generator/compute/nulls.py).
+    One walk over pass 1's entries serves both: the kept sequences' batches with the view,
+    only the pool's without it."""
+    from generator.compute.corpusview import compute_corpus_view
+    from generator.compute.nulls import NullScan, null_pool
+
+    pool = null_pool(len(engine.tokens), seed)
+    kept = np.union1d(shown_seqs, pool.astype(shown_seqs.dtype))
+    scan = NullScan(pool, engine.hooked.d_sae)
+    if not engine.s.clean_loss:
+        scan.see_all(engine.entries_of(np.sort(pool)))
+        return kept, None, scan.null_seqs()
+    view = compute_corpus_view(kept, engine.tokens.shape[1], scan.watch(engine.entries_of(kept)))
+    return kept, view, scan.null_seqs()
 
 
 class Summaries(NamedTuple):
@@ -213,10 +231,10 @@ def summarise(cfg: BuildConfig, model: HookedTransformer, sae: SAE, site: HookSi
 def assemble(cfg: BuildConfig, model: HookedTransformer, sae: SAE, site: HookSite, d_sae: int,
              corpus: Corpus, kept: np.ndarray, p1: Pass1State, p2: Pass2State, shown: ExampleSet,
              summary: Summaries, coords: np.ndarray, enc_dec: np.ndarray | None,
-             figures: SaeFigures,
-             prompts: Prompts | None, view: CorpusView | None) -> StoreData:
-    """The store's content from every stage's result; `kept`: the sequences the shown examples
-    point to (ascending), the store's sequences."""
+             figures: SaeFigures, prompts: Prompts | None, view: CorpusView | None,
+             null_seqs: np.ndarray | None = None) -> StoreData:
+    """The store's content from every stage's result; `kept`: the store's sequences (ascending:
+    those the shown examples point to, and the null pool; view_and_nulls)."""
     from generator.inputs.corpus import vocab_bytes
     from generator.inputs.models import ln_folded, weight_processing
 
@@ -236,7 +254,7 @@ def assemble(cfg: BuildConfig, model: HookedTransformer, sae: SAE, site: HookSit
         abl_mean=shown.abl_mean, abl_frac_helped=shown.abl_frac_helped,
         map_x=coords[:, 0], map_y=coords[:, 1],
         bos_sum=p1.bos_act.cpu().numpy(), first_sum=p1.first_act.cpu().numpy(),
-        enc_dec_cos=enc_dec,
+        enc_dec_cos=enc_dec, null_seqs=null_seqs,
     )
     meta = StoreMeta(
         model=cfg.model or "demo code model (embedded)", sae=cfg.sae or "demo SAE (embedded)",

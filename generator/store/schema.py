@@ -5,7 +5,7 @@ A store is a folder:
     meta.json           StoreMeta: what was analysed, with which settings and versions
     latents.parquet     one row per latent (statistics, logit effects, neighbours, ablation summary)
     examples.parquet    one row per shown example (top examples and interval samples) per latent
-    sequences.parquet   the tokenized sequences that examples point to
+    sequences.parquet   the tokenized sequences that examples point to, and the null pool
     vocab.parquet       every vocabulary id with its raw bytes (for faithful token rendering)
     prompts.parquet, prompt_acts.parquet, prompt_latents.parquet   the prompt view (Prompts),
                         when the build had prompts
@@ -185,6 +185,13 @@ class LatentTable:
     to 4 decimals; generator/compute/latent_map.py)..."""
     map_y: Float[np.ndarray, " d_sae"] | None = None
     """...its second coordinate."""
+    null_seqs: Int[np.ndarray, "d_sae n_null"] | None = None
+    """null sequences, for explanation scoring: the first n_null (8) sequences of the null pool,
+    in its order, on which the latent has no active entry (a = 0 at every included position;
+    it may fire at the excluded BOS ones), as global sequence ids (int32, all kept in
+    sequences.parquet), -1 padded where fewer qualify. The pool: the 64 sequences (all, in a
+    smaller corpus) with the smallest key (h(seed, s, 2**32 - 1) << 31) | s, in that order
+    (generator/compute/nulls.py). None: a store from before they were kept."""
 
     @property
     def d_sae(self) -> int:
@@ -339,7 +346,8 @@ class StoreData:
     latents: LatentTable
     examples: Examples
     seq_ids: Int[np.ndarray, " n_kept"]
-    """global indices of the kept sequences, ascending."""
+    """global indices of the kept sequences, ascending: those some example points to, and the
+    null pool (LatentTable.null_seqs)."""
     seq_tokens: Int[np.ndarray, "n_kept ctx"]
     """their tokens."""
     vocab: list[bytes] = field(repr=False)

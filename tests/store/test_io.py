@@ -132,3 +132,27 @@ def test_shared_rows_read_like_the_array_they_stand_for(key):
     mask = np.arange(10) % 3 == 0
     np.testing.assert_array_equal(rows[mask], base[index][mask])
     np.testing.assert_array_equal(np.asarray(rows), base[index])
+
+
+def test_null_seqs_round_trip_and_absent_in_an_older_store(tmp_path):
+    """latents.parquet's null_seqs: a fixed-size list of 8 int32 per latent, read back exactly;
+    a store without the column (written before it was kept) reads as None."""
+    from dataclasses import replace
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = make_store()
+    rng = np.random.default_rng(0)
+    nulls = rng.choice(data.seq_ids, size=(data.latents.d_sae, 8)).astype(np.int32)
+    nulls[0, 5:] = -1
+    nulls[1] = -1
+    write_store(replace(data, latents=replace(data.latents, null_seqs=nulls)), tmp_path / "new")
+    column = pq.read_schema(tmp_path / "new" / "latents.parquet").field("null_seqs").type
+    assert column == pa.list_(pa.int32(), 8)  # fixed size: 8
+    back = read_store(tmp_path / "new").latents.null_seqs
+    assert back is not None and back.dtype == np.int32
+    np.testing.assert_array_equal(back, nulls)
+    write_store(replace(data, latents=replace(data.latents, null_seqs=None)), tmp_path / "old")
+    assert "null_seqs" not in pq.read_schema(tmp_path / "old" / "latents.parquet").names
+    assert read_store(tmp_path / "old").latents.null_seqs is None
