@@ -1,6 +1,7 @@
-"""Command line: `feature-browser build | render | export | serve | demo-train`.
+"""Command line: `feature-browser build | render | explain | export | serve | demo-train`.
 
-The `build` options are generated from BuildConfig's fields, so the CLI and the config never drift.
+The `build` and `explain` options are generated from BuildConfig's and ExplainConfig's fields, so
+the CLI and the configs never drift.
 Only the standard library is imported at start-up: `--help` must answer in well under a second,
 and `import sae_lens` alone takes seconds.
 """
@@ -15,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from generator.config import BuildConfig, check_site_url
+from generator.explain.config import ExplainConfig
 from generator.files.lock import locked
 
 log = logging.getLogger("generator")
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    for f in fields(BuildConfig):
+def _add_config_options(parser: argparse.ArgumentParser, config: Any = BuildConfig) -> None:
+    for f in fields(config):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
         help_text = f.metadata.get("help", "")
@@ -48,7 +50,8 @@ def make_parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="store -> site only (no GPU, no torch)")
     render.add_argument("--store", type=Path, default=Path("store"), help="store folder")
     render.add_argument("--out", type=Path, default=Path("site"), help="site folder")
-    render.add_argument("--explanations", type=Path, default=None, help="explanations jsonl")
+    render.add_argument("--explanations", type=Path, default=None,
+                        help="explanations: our jsonl, a Neuronpedia export or a delphi run folder")
     render.add_argument("--quiet", action="store_true", help="no progress bars")
     compact = next(f for f in fields(BuildConfig) if f.name == "compact")
     render.add_argument("--compact", action=argparse.BooleanOptionalAction, default=False,
@@ -64,6 +67,9 @@ def make_parser() -> argparse.ArgumentParser:
     site_url = next(f for f in fields(BuildConfig) if f.name == "site_url")
     render.add_argument("--site-url", default=None, metavar="SITE_URL",
                         help=site_url.metadata["help"])
+    explain = sub.add_parser("explain", help="label latents with an OpenAI-compatible chat model "
+                                             "and score the labels (delphi's detection, fuzzing)")
+    _add_config_options(explain, ExplainConfig)
     export = sub.add_parser("export", help="store -> another tool's format (Neuronpedia's JSON "
                                            "batches), no torch")
     export.add_argument("--format", default="neuronpedia", metavar="FORMAT",
@@ -86,8 +92,8 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_from(args: argparse.Namespace) -> BuildConfig:
-    return BuildConfig(**{f.name: getattr(args, f.name) for f in fields(BuildConfig)})
+def _config_from(args: argparse.Namespace, config: Any = BuildConfig) -> Any:
+    return config(**{f.name: getattr(args, f.name) for f in fields(config)})
 
 
 def _report(times: Any, out: Path | None) -> None:
@@ -99,8 +105,9 @@ def _report(times: Any, out: Path | None) -> None:
 
 def _render(args: argparse.Namespace) -> Any:
     """`render`: store -> site, no torch."""
+    from generator.explain.delphi import load_imported
+    from generator.explain.labels import read_labels
     from generator.files.outputs import check_apart, check_space, disk_full_error, is_disk_full
-    from generator.inputs.explanations import load_explanations
     from generator.run.pipeline import SITE_MIN_BYTES_PER_LATENT, StageTimes
     from generator.site.render import render_site
     from generator.store.io import read_store
@@ -109,13 +116,15 @@ def _render(args: argparse.Namespace) -> Any:
     site_url = check_site_url(args.site_url) if args.site_url is not None else None
     check_apart(args.out, args.store, "the next build")
     data = times.run("read store", read_store, args.store)
-    expl = load_explanations(args.explanations) if args.explanations else None
+    expl, imported = load_imported(args.explanations)
+    # from `explain`, when it ran on this store; a delphi run's (imported) win
+    labels = {**read_labels(args.store, data.meta), **imported}
     need = data.latents.d_sae * SITE_MIN_BYTES_PER_LATENT
     check_space({"--out": (args.out, need)})
     try:
         times.run("render", render_site, data, args.out, explanations=expl, quiet=args.quiet,
                   compact=args.compact, site_url=site_url, corpus_view=args.corpus_view,
-                  packed=args.packed)
+                  packed=args.packed, labels=labels)
     except OSError as err:
         if not is_disk_full(err):
             raise
@@ -137,6 +146,16 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     elif args.command == "render":
         with locked({"--out": _resolved(args.out)}, {"--store": _resolved(args.store)}):
             _report(_render(args), args.out)
+    elif args.command == "explain":
+        from generator.explain.run import explain
+
+        cfg = _config_from(args, ExplainConfig)
+        with locked({"--store": _resolved(cfg.store)}):
+            report = explain(cfg)
+        if not cfg.dry_run:
+            log.info("explain: %d latents, %d answers (%d failures), %s tokens%s",
+                     report.latents, report.asked, report.failed, f"{report.tokens:,}",
+                     f"; {report.stopped}" if report.stopped else "")
     elif args.command == "export":
         from generator.site.export import export_store
 
@@ -232,6 +251,11 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 def _stopped(args: argparse.Namespace, outputs: dict[str, Path]) -> str:
     """The rest of the line a stopped command prints: what it left, and how to go on."""
+    if args.command == "explain":
+        from generator.explain.answers import log_path
+
+        return (f"; every answer that arrived is in {log_path(_resolved(args.store))}: run the "
+                "same command again to go on")
     if not outputs:
         return ""
     names = list(outputs)

@@ -78,7 +78,14 @@ class BuildConfig:
     logit_bins: int = _opt("bins of the logit-effect histogram", default=50)
     ablation: bool = _opt("compute per-token ablation (Δloss) for shown examples (the prompt view "
                           "ablates the latents active on its prompts either way)", default=True)
-    explanations: Path | None = _opt("jsonl of explanations to show", default=None)
+    explanations: Path | None = _opt(
+        "explanations to show: our jsonl, a Neuronpedia export or a delphi run folder",
+        default=None)
+    explain_endpoint: str | None = _opt(
+        "after the build, label the latents with the chat model at this OpenAI-compatible API "
+        "base URL (with --explain-model; the options of `feature-browser explain` at their "
+        "defaults), then render with the labels", default=None)
+    explain_model: str | None = _opt("the chat model for --explain-endpoint", default=None)
     prompts: Path | None = _opt(
         "prompts for the prompt view: .txt (one prompt per line) or .jsonl (a \"text\" field "
         "per line); each gets a page prompts/<n>.html with every token's top latents and their "
@@ -159,6 +166,11 @@ class BuildConfig:
                             f"the {MAXIMUM['k']:,} the examples stage holds; pass fewer")
         if self.site_url is not None:
             check_site_url(self.site_url)
+        if (self.explain_endpoint is None) != (self.explain_model is None):
+            raise UserError("--explain-endpoint and --explain-model go together; pass both (or "
+                            "neither)")
+        if self.explain_endpoint is not None:
+            check_endpoint(self.explain_endpoint, "--explain-endpoint")
         self._check_input_paths()
         if self.prompts is not None:
             from generator.inputs.prompts import read_prompts
@@ -217,3 +229,12 @@ def check_site_url(url: str) -> str:
         raise UserError(f"--site-url {url!r} is not the address of a site; pass an absolute "
                         "http(s) URL such as https://user.github.io/repo/")
     return parts._replace(path=parts.path.rstrip("/") + "/").geturl()
+
+
+def check_endpoint(url: str, flag: str = "--endpoint") -> str:
+    """An OpenAI-compatible API's base URL (before /chat/completions), refused unless http(s)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UserError(f"{flag} {url!r} is not an http(s) URL; pass the API's base, e.g. "
+                        "http://127.0.0.1:8000/v1")
+    return url

@@ -162,6 +162,9 @@
       tr.appendChild(el("td", "num", fmt(row[x])));
       tr.appendChild(el("td", null, row[t]));
       tr.appendChild(el("td", null, row[e]));
+      ["sd", "sf"].forEach(function (k) {  /* explanation scores */
+        if (col(k)) tr.appendChild(el("td", "num", row[col(k)] == null ? "" : row[col(k)].toFixed(2)));
+      });
       if (am) {
         tr.appendChild(el("td", "num", row[am] == null ? "n/a" : (row[am] > 0 ? "+" : "") + fmt(row[am])));
         tr.appendChild(el("td", "num", pct(row[af])));

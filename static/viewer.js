@@ -155,6 +155,11 @@
       (id + 1 < info.n ? "<a rel=next href=\"" + href("latent.html#" + (id + 1)) + "\">#" + (id + 1) + " \u2192</a>" : "") + "</nav>");
     h.push("<h1>Latent " + id + "</h1>");
     if (r.x) h.push("<p class=expl>" + esc(r.x) + "</p>");
+    if (r.lb) {  /* a generated explanation: its model and scores */
+      h.push("<p class=\"note lbl\" id=label>Explanation written by <span class=mdl>" + esc(r.lb[0]) + "</span>");
+      r.lb[1].forEach(function (s) { h.push(" \u00b7 <span title=\"" + esc(s[2]) + "\">" + esc(s[0]) + " " + esc(s[1]) + "</span>"); });
+      h.push("</p>");
+    }
     var names = ["density", "max", "mean when active", "active positions"], vals = [r.s[0], r.s[2], r.s[3], r.s[4]];
     h.push("<dl class=stats>" + names.map(function (name, k) {
       return "<div><dt>" + name + "<dd>" + esc(vals[k]) + "</div>";

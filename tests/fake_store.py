@@ -178,6 +178,7 @@ def build_store(acts: np.ndarray, tokens: np.ndarray, vocab: list[bytes], rng: n
         **(_optional_fields(flat, tokens[included], examples, vocab, n_top, n_nb) if optional
            else {}),
         **(_quality_fields(acts, tokens, bos_acts) if optional else {}),
+        null_seqs=_null_seqs(acts, kept) if optional else None,
     )
     meta = _meta(d_sae, len(vocab), n_seqs, ctx, n_tokens, flat, optional,
                  dict(k=k, n_bins=n_bins, n_intervals=n_intervals, m=m, n_logits=n_logits,
@@ -186,6 +187,18 @@ def build_store(acts: np.ndarray, tokens: np.ndarray, vocab: list[bytes], rng: n
                      seq_tokens=tokens[kept], vocab=vocab,
                      token_latents=(_token_latents(flat, tokens[included], len(vocab))
                                     if optional else None))
+
+
+def _null_seqs(acts: np.ndarray, kept: np.ndarray, per_latent: int = 8) -> np.ndarray:
+    """Per latent, the first `per_latent` kept sequences (ascending) on which it is zero at
+    every position (the build draws them from a pool of the corpus; here the pool is the kept
+    sequences, so that the store keeps no sequence more); -1 pads."""
+    zero = acts[kept].max(axis=1) <= 0  # (n_kept, d_sae)
+    out = np.full((acts.shape[2], per_latent), -1, dtype=np.int32)
+    for i in range(acts.shape[2]):
+        ids = kept[zero[:, i]][:per_latent]
+        out[i, :len(ids)] = ids
+    return out
 
 
 def _token_latents(flat: np.ndarray, flat_tokens: np.ndarray, vocab_size: int,

@@ -20,6 +20,7 @@ LAYERS = (
     ("generator.config",),
     ("generator.store",),
     ("generator.compute",),
+    ("generator.explain",),
     ("generator.site",),
     ("generator.run",),
     ("generator.cli",),

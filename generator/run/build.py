@@ -16,6 +16,7 @@ from generator.store.io import write_store
 
 if TYPE_CHECKING:
     from generator.compute.distributed import Ranks
+    from generator.explain.labels import Label
 
 
 def build(cfg: BuildConfig) -> StageTimes:
@@ -23,15 +24,15 @@ def build(cfg: BuildConfig) -> StageTimes:
     the site into staging folders and swap both in together: a build that fails at any point,
     or is stopped, leaves the previous store and site as they were, as a pair."""
     from generator.compute.distributed import rank_from_env, start, stop
+    from generator.explain.delphi import load_imported
     from generator.files.lock import locked
     from generator.files.outputs import check_outputs
-    from generator.inputs.explanations import load_explanations
     from generator.inputs.models import pick_device
 
     times = StageTimes()
     cfg.validate()
     out, store = check_outputs(cfg.out, cfg.store)
-    explanations = load_explanations(cfg.explanations) if cfg.explanations else None
+    explanations, imported = load_imported(cfg.explanations)
     # one build at a time on these folders; under torchrun, rank 0 holds the lock for all
     with locked({"--store": store, "--out": out}) if rank_from_env() == 0 else nullcontext():
         ranks = start(pick_device(cfg.device))
@@ -39,18 +40,23 @@ def build(cfg: BuildConfig) -> StageTimes:
             if not ranks.main:  # its share of the compute; rank 0 writes the store and the site
                 compute(cfg, times, explanations, ranks)
                 return times
-            return _build_main(cfg, times, explanations, ranks, out, store)
+            _build_main(cfg, times, explanations, ranks, out, store, imported)
         finally:
             stop()
+        if cfg.explain_model:
+            times.run("explain", explain_then_render, cfg, explanations, imported)
+        return times
 
 
 def _build_main(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | None,
-                ranks: Ranks, out: Path, store: Path) -> StageTimes:
+                ranks: Ranks, out: Path, store: Path, imported: dict[int, Label]) -> None:
     from generator.compute.checkpoint import remove, resume_hint
     from generator.config import check_site_url
+    from generator.explain.labels import read_labels
     from generator.files.outputs import SITE, STORE, StagedOutputs, disk_full_error, is_disk_full
     from generator.files.signals import guard_forks
     from generator.site.render import render_site
+    from generator.store.io import read_meta
 
     d_sae = None
     try:
@@ -59,8 +65,11 @@ def _build_main(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str
             assert data is not None
             d_sae = data.latents.d_sae
             times.run("store", write_store, data, staged.path(store))
+            # labels `explain` wrote about a store of the same bytes (its log is carried over)
+            labels = {**read_labels(store, read_meta(staged.path(store))), **imported}
             guard_forks()  # now that every library with at-fork callbacks is imported
             times.run("render", render_site, data, staged.path(out), explanations=explanations,
+                      labels=labels,
                       quiet=cfg.quiet, compact=cfg.compact, packed=cfg.packed,
                       site_url=check_site_url(cfg.site_url) if cfg.site_url else None)
             # the checkpoints go once the new pair is in place (a signal waits for both)
@@ -72,5 +81,23 @@ def _build_main(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str
         hint = resume_hint(store)
         kept = "the previous site and store are untouched" + (f"; then {hint}" if hint else "")
         raise disk_full_error(err, {"--store": store, "--out": out}, need, kept) from None
-    return times
+
+
+def explain_then_render(cfg: BuildConfig, explanations: dict[int, str] | None,
+                        imported: dict[int, Label]) -> None:
+    """`build --explain-endpoint URL --explain-model NAME`: `feature-browser explain` on the new
+    store (its other options at their defaults), then the site rendered again with the labels."""
+    from generator.config import check_site_url
+    from generator.explain.config import ExplainConfig
+    from generator.explain.labels import read_labels
+    from generator.explain.run import explain
+    from generator.site.render import render_site
+    from generator.store.io import read_store
+
+    explain(ExplainConfig(store=cfg.store, endpoint=cfg.explain_endpoint,
+                          model=cfg.explain_model, quiet=cfg.quiet))
+    data = read_store(cfg.store)
+    render_site(data, cfg.out, explanations=explanations, quiet=cfg.quiet, compact=cfg.compact,
+                packed=cfg.packed, labels={**read_labels(cfg.store, data.meta), **imported},
+                site_url=check_site_url(cfg.site_url) if cfg.site_url else None)
 

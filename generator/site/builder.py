@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup
 
+from generator.explain.labels import Label
 from generator.site.cards import Card
 from generator.site.charts import (
     activation_chart,
@@ -50,6 +51,7 @@ from generator.site.contexts import (
     ExampleView,
     IndexPage,
     IntervalGroup,
+    LabelView,
     LatentPage,
     LogitRow,
     NeighbourRow,
@@ -61,7 +63,18 @@ from generator.site.contexts import (
     TopTokenRow,
 )
 from generator.site.mapview import SiteMap
-from generator.site.quality import AT_BOS, AT_FIRST, DEAD, DENSE, FLAGS, SINGLE, latent_quality
+from generator.site.quality import (
+    AT_BOS,
+    AT_FIRST,
+    DEAD,
+    DENSE,
+    FLAGS,
+    LABEL_FLAG,
+    SINGLE,
+    WELL_EXPLAINED,
+    WELL_EXPLAINED_FROM,
+    latent_quality,
+)
 from generator.site.tokens import Display, TokenText, display_json, display_text, token_html
 from generator.store.schema import EXAMPLE_TOP, StoreData
 
@@ -101,8 +114,12 @@ class PageBuilder:
     order, sequence rows, vocabulary pieces needing UTF-8 merging) so each page is cheap."""
 
     def __init__(self, data: StoreData, explanations: dict[int, str],
-                 showing: Showing = DEFAULT_SHOWING) -> None:
+                 showing: Showing = DEFAULT_SHOWING, labels: dict[int, Label] | None = None
+                 ) -> None:
         self.data, self.explanations, self.showing = data, explanations, showing
+        self.labels = labels or {}
+        """generated explanations' models and scores (generator/explain/labels.py), for the
+        latents whose shown explanation is the generated one."""
         self.text = TokenText(data.vocab)
         self.lat = data.latents
         self.max3 = [round3(float(x)) for x in self.lat.max_act]
@@ -129,6 +146,13 @@ class PageBuilder:
         """the latent map, normalised, with every latent's map neighbours (None: no map)."""
         self.quality = latent_quality(self.lat, data.meta.n_tokens)
         """every latent's quality signals: flags, shares, encoder-decoder cosine."""
+        scored = [i for i, label in self.labels.items() if label.scores]
+        self.flags = FLAGS + ((LABEL_FLAG,) if scored else ())
+        """the flags this site shows: FLAGS, and "well explained" when explanations are scored."""
+        for i in scored:
+            accuracies = [v for k, v in self.labels[i].scores.items() if not k.endswith("auroc")]
+            if accuracies and min(accuracies) >= WELL_EXPLAINED_FROM:
+                self.quality.flags[i] |= WELL_EXPLAINED
 
     # -- latent pages ---------------------------------------------------------------------
 
@@ -163,7 +187,44 @@ class PageBuilder:
             nb_coact=self.neighbours(lat.nb_coact_ids, lat.nb_coact_vals, i),
             map=self.map.spot(i, self.short_label) if self.map else None,
             quality=QualityView(self.badges(i, long=True), self.quality_figures(i)),
+            label=self.label_view(i),
         )
+
+    SCORE_COLUMNS = (("sd", "detection"), ("sf", "fuzzing"))
+    """(table key, Label.scores key and header) of the explanation scores' columns."""
+
+    def label_view(self, i: int) -> LabelView | None:
+        """Latent i's generated explanation's model and scores (None: not generated)."""
+        label = self.labels.get(i)
+        if label is None:
+            return None
+        scores: list[tuple[str, str, str]] = []
+        for key in ("detection", "fuzzing"):
+            n = label.examples.get(key, 0)
+            if key in label.scores:
+                scores.append((key, f"{label.scores[key]:.2f}",
+                               f"Balanced accuracy of delphi's {key} scorer on {n} held-out "
+                               "examples, activating and not (0.5: chance)"))
+            if key + "_auroc" in label.scores:
+                scores.append((f"{key} AUROC", f"{label.scores[key + '_auroc']:.2f}",
+                               f"AUROC of the {key} scorer's probabilities on {n} held-out "
+                               "examples"))
+        return LabelView(label.model, scores)
+
+    def score_columns(self) -> list[tuple[str, str, str]]:
+        """The index table's score columns: (key, header, tooltip), for the scorers that ran."""
+        ran = {k for label in self.labels.values() for k in label.scores}
+        return [(key, name, f"balanced accuracy of the {name} scorer (0.5: chance)")
+                for key, name in self.SCORE_COLUMNS if name in ran]
+
+    def score_value(self, i: int, name: str) -> float | None:
+        label = self.labels.get(i)
+        value = label.scores.get(name) if label else None
+        return None if value is None else round(value, 3)
+
+    def score_cells(self, i: int) -> list[str]:
+        values = [self.score_value(i, name) for _, name, _ in self.score_columns()]
+        return ["" if value is None else f"{value:.2f}" for value in values]
 
     def badges(self, i: int, long: bool = False) -> list[Badge]:
         """Latent i's flags; `long`: with the number behind each (the latent page)."""
@@ -171,7 +232,7 @@ class PageBuilder:
         shares = {DENSE: q.density, AT_BOS: q.bos_share, AT_FIRST: q.first_share,
                   SINGLE: q.top_token_share}
         out = []
-        for bit, key, label, meaning in FLAGS:
+        for bit, key, label, meaning in self.flags:
             if not flags & bit:
                 continue
             share = shares.get(bit)
@@ -431,7 +492,7 @@ class PageBuilder:
             token_shards=token_shards, explained=len(self.explanations), table=script_json(table),
             sorts=frozenset(table["sorts"]), figures=self.sae_figures(),
             figures_note=self.figures_note(), quality_cols=self.quality_columns(),
-            flags=list(FLAGS),
+            flags=list(self.flags), score_cols=self.score_columns(),
         )
 
     def quality_columns(self) -> list[tuple[str, str, str]]:
@@ -507,7 +568,7 @@ class PageBuilder:
             max=sig(lat.max_act[i]), top=", ".join(self.top_token_labels(i, 3)),
             explanation=self.explanations.get(i, ""),
             abl_mean=abl.mean if abl else "", abl_frac=abl.frac_helped if abl else "",
-            flags=self.badges(i), quality=self.quality_cells(i),
+            flags=self.badges(i), quality=self.quality_cells(i), scores=self.score_cells(i),
         )
 
 

@@ -163,6 +163,16 @@ class QualityView:
 
 
 @dataclass(frozen=True)
+class LabelView:
+    """A generated explanation's provenance and scores (generator/explain/labels.py)."""
+
+    model: str
+    """the chat model that wrote it."""
+    scores: list[tuple[str, str, str]]
+    """(name, value, tooltip) per score, e.g. ("detection", "0.85", "balanced accuracy ...")."""
+
+
+@dataclass(frozen=True)
 class Ablation:
     mean: str
     frac_helped: str
@@ -202,6 +212,8 @@ class LatentPage:
     map: MapSpot | None = None
     """its place on the latent map (generator.site.mapview), when the store has one."""
     quality: QualityView | None = None
+    label: LabelView | None = None
+    """where the explanation was generated: by which model, and its scores."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +228,8 @@ class TableRow:
     flags: list[Badge] = field(default_factory=list)
     quality: list[str] = field(default_factory=list)
     """the quality columns' cells, in IndexPage.quality_cols order."""
+    scores: list[str] = field(default_factory=list)
+    """the score columns' cells, in IndexPage.score_cols order."""
 
 
 @dataclass(frozen=True)
@@ -287,6 +301,8 @@ class IndexPage:
     """which sequences and positions the figures are over."""
     quality_cols: list[tuple[str, str, str]] = field(default_factory=list)
     """(key, header, tooltip) of the table's quality columns after the flags column."""
+    score_cols: list[tuple[str, str, str]] = field(default_factory=list)
+    """(key, header, tooltip) of the explanation scores' columns, after the explanation."""
     flags: list[tuple[int, str, str, str]] = field(default_factory=list)
     """(bit, key, badge, meaning) of every flag: the filter's choices."""
 

@@ -22,6 +22,7 @@ nothing:
 
     s     [density, zero share, max, mean when active, active positions]
     t     the page title;  x  the explanation;  dead  1 when the latent never fired
+    lb    a generated explanation's [model, [[score name, value, tooltip], ...]]
     q     its quality badges [[key, text, title], ...];  qf  figures [[what, value], ...]
     h, hx the activation histogram's counts and its upper end (float32, shortest digits)
     lh, lx  the logit histogram's counts and [lo, hi (shortest), lo, hi (3 digits), the first
@@ -125,6 +126,8 @@ def latent_record(pages: PageBuilder, page: LatentPage, examples: list[ExampleVi
                            "t": page.title}
     if page.explanation:
         rec["x"] = page.explanation
+    if page.label is not None:
+        rec["lb"] = [page.label.model, [list(s) for s in page.label.scores]]
     if page.dead:
         rec["dead"] = 1
     if page.quality is not None:

@@ -40,6 +40,12 @@ FLAGS: tuple[tuple[int, str, str, str], ...] = (
 )
 """(bit, key, badge, meaning) of every flag, in the order pages show them; the key names its
 CSS class and its filter."""
+WELL_EXPLAINED = 32
+WELL_EXPLAINED_FROM = 0.75
+LABEL_FLAG = (WELL_EXPLAINED, "label", "well explained",
+              "its generated explanation scored at least 0.75 (balanced accuracy) on every "
+              "scorer that ran")
+"""the flag of a site with scored explanations (`feature-browser explain`), after FLAGS."""
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generator.config import check_site_url
+from generator.explain.labels import Label
 from generator.files.atomic import atomic_dir
 from generator.files.outputs import SITE, check_output
 from generator.inputs.explanations import check_explanations
@@ -86,7 +87,8 @@ def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None 
                 compact: bool = False, shard_bytes: int = SHARD_TARGET_BYTES,
                 workers: int | None = None, chunk: int = LATENT_CHUNK,
                 site_url: str | None = None, corpus_view: bool | None = None,
-                view_chunk: int = VIEW_CHUNK, packed: bool | None = None) -> RenderReport:
+                view_chunk: int = VIEW_CHUNK, packed: bool | None = None,
+                labels: dict[int, Label] | None = None) -> RenderReport:
     """Render the whole site into `out`, atomically: the old site stays intact if anything fails.
 
     `compact` ships less of each latent (generator.site.contexts.COMPACT_SHOWING) so that a
@@ -99,13 +101,18 @@ def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None 
     are written by `workers` processes (default: one per available CPU), `chunk` latents (and
     `view_chunk` prompt or corpus pages) at a time; the output does not depend on any of them.
 
+    `labels`: generated explanations (generator/explain/labels.py read_labels): shown with their
+    model and scores, unless `explanations` (imported ones) names the latent too.
+
     `packed` writes the packed site (generator/site/packed.py: one viewer page, the latents in
     compressed shards; no embed files, link cards or corpus view); None: when a page per latent
     would not fit GitHub Pages' 1 GB (`wants_packed`), with a log line saying so."""
     start = time.perf_counter()
     out = Path(out)
-    explanations = dict(explanations or {})
-    check_explanations(explanations, data.latents.d_sae)
+    check_explanations(dict(explanations or {}), data.latents.d_sae)
+    labels = {i: label for i, label in (labels or {}).items() if i not in (explanations or {})}
+    explanations = {**{i: label.explanation for i, label in labels.items()},
+                    **(explanations or {})}
     root_url = check_site_url(site_url) if site_url is not None else None
     _check_target(out)
     if packed is None:
@@ -121,7 +128,7 @@ def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None 
         if packed:  # a page per kept sequence would be as many files as latents
             showing = dataclasses.replace(showing, corpus_view=False, embed_files=False)
         SiteWriter(data, tmp, explanations, quiet, table_rows, shard_bytes, workers, chunk,
-                   showing, root_url, view_chunk, packed).write_all()
+                   showing, root_url, view_chunk, packed, labels).write_all()
     report = _measure(out, data.latents.d_sae, time.perf_counter() - start)
     log.info("wrote %d pages (%.1f MB, %.0f KB per latent) to %s in %.1f s", report.pages,
              report.total_bytes / 1e6, report.bytes_per_latent / 1e3, out, report.seconds)

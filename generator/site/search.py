@@ -238,8 +238,8 @@ def dumps(value: object) -> bytes:
     return raw.replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")
 
 
-TABLE_KEYS = {"id": False, "d": True, "x": True, "e": False, "am": True, "af": True, "b": True,
-              "f": True, "s": True, "c": True}
+TABLE_KEYS = {"id": False, "d": True, "x": True, "e": False, "sd": True, "sf": True, "am": True,
+              "af": True, "b": True, "f": True, "s": True, "c": True}
 """sort keys of the table and whether their natural order is descending."""
 
 

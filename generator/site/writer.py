@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from generator.explain.labels import Label
 from generator.files.outputs import SITE_MARKER
 from generator.site.assets import copy_static, make_env, relative_url, resource_dir
 from generator.site.builder import PageBuilder, site_info
@@ -27,7 +28,6 @@ from generator.site.contexts import DEFAULT_SHOWING, LatentPage, Showing, Viewer
 from generator.site.packed import manifest, seq_shard_size, shard_bytes
 from generator.site.packed import shard_size as packed_shard_size
 from generator.site.pool import chunked, in_parallel, run_all
-from generator.site.quality import FLAGS
 from generator.site.search import (
     Postings,
     SearchIndex,
@@ -65,7 +65,7 @@ class SiteWriter:
                  table_rows: int, shard_bytes: int, workers: int | None = None,
                  chunk: int = LATENT_CHUNK, showing: Showing = DEFAULT_SHOWING,
                  site_url: str | None = None, view_chunk: int = VIEW_CHUNK,
-                 packed: bool = False) -> None:
+                 packed: bool = False, labels: dict[int, Label] | None = None) -> None:
         self.data, self.out, self.explanations, self.quiet = data, out, explanations, quiet
         self.site_url = site_url
         """the site root's public address ending in "/", or None: nothing absolute."""
@@ -75,7 +75,7 @@ class SiteWriter:
         self.chunk, self.view_chunk = chunk, view_chunk
         """latents, and prompt or corpus pages, per unit of work of the page workers."""
         self.showing = showing
-        self.pages = PageBuilder(data, explanations, showing)
+        self.pages = PageBuilder(data, explanations, showing, labels)
         self.packed = packed
         """write the packed site (generator/site/packed.py) instead of a page per latent."""
         self.shard = packed_shard_size(data.latents.d_sae)
@@ -259,6 +259,8 @@ class SiteWriter:
             "t": [", ".join(self.pages.top_token_labels(i, 3)) for i in range(lat.d_sae)],
             "e": [self.explanations.get(i, "") for i in range(lat.d_sae)],
         }
+        for key, name, _ in self.pages.score_columns():  # explanation scores, where any
+            columns[key] = [self.pages.score_value(i, name) for i in range(lat.d_sae)]
         if lat.abl_mean is not None and lat.abl_frac_helped is not None:
             columns["am"] = [finite3(x) for x in lat.abl_mean]
             columns["af"] = [finite3(x) for x in lat.abl_frac_helped]
@@ -269,7 +271,8 @@ class SiteWriter:
             if values is not None:
                 columns[key] = [finite3(x) for x in values]
         manifest, files = table_files(columns, lat.d_sae, self.table_rows,
-                                      flags=[list(f) for f in FLAGS], packed=self.packed)
+                                      flags=[list(f) for f in self.pages.flags],
+                                      packed=self.packed)
         for path, content in files.items():
             target = self.out / "search" / path
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,12 @@ def test_store_contents(built):
         assert data.examples.acts[row].max() > 0
     assert data.examples.dloss is not None and data.latents.abl_mean is not None
     assert meta.has_ablation and meta.ln_folded in (True, False)
+    # null sequences: kept, and none is a sequence the latent's own examples show it active on
+    nulls = data.latents.null_seqs
+    assert nulls is not None and nulls.shape == (d, 8) and nulls.dtype == np.int32
+    assert np.isin(nulls[nulls != -1], data.seq_ids).all() and (nulls[~live] != -1).all()
+    shown = set(zip(data.examples.latent.tolist(), data.examples.seq.tolist(), strict=True))
+    assert not any((i, s) in shown for i, row in enumerate(nulls.tolist()) for s in row)
 
 
 def test_quality_signals_in_store_and_site(built):
@@ -353,3 +359,31 @@ def test_packed_site_of_the_demo_reads_as_its_pages(built, browser, tmp_path):
         context.close()
         server.shutdown()
         server.server_close()
+
+
+def test_build_explains_then_a_rebuild_keeps_the_labels(tmp_path, monkeypatch):
+    """build --explain-endpoint/--explain-model: the site shows scored labels; a rebuild of the
+    same bytes carries the answer log into the new store and asks the model nothing again."""
+    from generator.explain.answers import log_path
+    from generator.explain.labels import read_labels
+    from generator.store.io import read_meta
+    from tests.explain.fake_llm import FakeLLM
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    server = FakeLLM()
+    args = ["build", *SMALL, "--out", str(tmp_path / "site"), "--store", str(tmp_path / "store"),
+            "--explain-endpoint", server.url, "--explain-model", "fake-1"]
+    try:
+        assert main(args) == 0
+        asked = len(server.requests)
+        labels = read_labels(tmp_path / "store", read_meta(tmp_path / "store"))
+        scored = [i for i, label in labels.items() if label.scores]
+        assert asked > 0 and len(scored) > len(labels) // 2
+        page = (tmp_path / f"site/features/{scored[0]}.html").read_text()
+        assert "Explanation written by <span class=mdl>fake-1</span>" in page
+        assert "data-sort=sd>detection" in (tmp_path / "site/index.html").read_text()
+        assert main(args) == 0
+        assert len(server.requests) == asked and log_path(tmp_path / "store").is_file()
+        assert read_labels(tmp_path / "store", read_meta(tmp_path / "store")) == labels
+    finally:
+        server.close()

@@ -1,0 +1,68 @@
+"""The labels a site shows, read from the answer log (generator/explain/answers.py): per latent its
+latest explanation of this store, the model that wrote it, and its scores. Pure Python and
+numpy-free: `render` calls it, with no endpoint and no torch.
+
+Memory: the log's records (about 1 KB an answer).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from generator.explain.answers import read_log, store_identity
+from generator.explain.scores import auroc, balanced_accuracy
+from generator.store.schema import StoreMeta
+
+
+@dataclass(frozen=True)
+class Label:
+    """A latent's generated explanation and how well it scored."""
+
+    explanation: str
+    model: str
+    """the chat model that wrote it (as given to --model)."""
+    scores: dict[str, float] = field(default_factory=dict)
+    """"detection", "fuzzing" (balanced accuracy) and "detection_auroc", "fuzzing_auroc", each
+    present only where defined (docs/STATISTICS.md, "Explanation scores")."""
+    examples: dict[str, int] = field(default_factory=dict)
+    """per scorer, how many held-out examples it answered for."""
+
+
+def read_labels(store: Path, meta: StoreMeta) -> dict[int, Label]:
+    """Every latent's label from `store`'s answer log ({} when it has none)."""
+    me = store_identity(meta)
+    latest: dict[str, dict[str, Any]] = {}
+    for record in read_log(store):  # the last answer to a request wins (--retry-failed)
+        if record.get("store") == me and isinstance(record.get("key"), str):
+            latest.pop(record["key"], None)
+            latest[record["key"]] = record
+    explained: dict[int, dict[str, Any]] = {}
+    scored: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in latest.values():
+        if record.get("task") == "explain" and record.get("ok"):
+            explained[int(record["latent"])] = record
+        elif record.get("ok") and isinstance(record.get("of"), str):
+            scored[record["of"]].append(record)
+    return {i: _label(r, scored.get(r["key"], [])) for i, r in sorted(explained.items())}
+
+
+def _label(explain: dict[str, Any], scoring: list[dict[str, Any]]) -> Label:
+    scores: dict[str, float] = {}
+    examples: dict[str, int] = {}
+    for task in ("detection", "fuzzing"):
+        rows = [row for r in scoring if r.get("task") == task for row in r.get("samples", [])]
+        if not rows:
+            continue
+        activating = [bool(a) for a, _, _ in rows]
+        examples[task] = len(rows)
+        acc = balanced_accuracy(activating, [p for _, p, _ in rows])
+        area = auroc(activating, [q for _, _, q in rows])
+        if acc is not None:
+            scores[task] = acc
+        if area is not None:
+            scores[task + "_auroc"] = area
+    return Label(str(explain.get("explanation", "")), str(explain.get("model", "")), scores,
+                 examples)

@@ -1,0 +1,125 @@
+"""What the explainer and the scorers see of a latent: windows of the store's sequences as text,
+with the latent's activation per token (docs/STATISTICS.md, "Explanation scores").
+
+    shown      the explainer's: the latent's top examples, best first
+    positives  held-out activating examples: its interval samples (every interval, so the score
+               covers weak activations too) whose sequence is not among the shown ones
+    negatives  sequences on which the latent is zero at every included position, from the
+               store's `null_seqs` (generator/compute/nulls.py); none when the store predates them
+
+A window is `window` tokens around the example's highest activation, which sits at
+window - window // 4 (delphi's placement), or as near as the sequence's ends allow; a negative's
+window starts at (latent x 2654435761 + sequence x 40503) mod (ctx - window + 1), so that reruns
+see the same text. Token text: the vocabulary bytes decoded as one stream (a character split over
+tokens belongs to the token that completes it).
+
+Memory: one latent's windows at a time (a few KB).
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+
+import numpy as np
+
+from generator.store.schema import EXAMPLE_TOP, StoreData
+
+NEGATIVE = -2
+"""`Window.interval` of a non-activating window (top examples have -1)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """A stretch of one sequence, as text per token."""
+
+    seq: int
+    start: int
+    """its first position in the sequence."""
+    tokens: list[str]
+    acts: list[float]
+    """the latent's activation per token (0 at excluded positions and in negatives)."""
+    interval: int
+    """the example's interval (-1: a top example; NEGATIVE: a non-activating window)."""
+
+    @property
+    def activating(self) -> bool:
+        return self.interval != NEGATIVE
+
+
+@dataclass(frozen=True)
+class LatentSamples:
+    latent: int
+    shown: list[Window]
+    positives: list[Window]
+    negatives: list[Window]
+
+
+def token_texts(vocab: list[bytes], ids: np.ndarray) -> list[str]:
+    """The text of each token of a stretch, decoded as one UTF-8 stream (their concatenation is
+    the stretch's bytes decoded with errors="replace")."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    out = [decoder.decode(vocab[int(t)]) for t in ids]
+    if out:
+        out[-1] += decoder.decode(b"", final=True)
+    return out
+
+
+def samples_of(data: StoreData, latent: int, shown: int, width: int) -> LatentSamples:
+    """Latent `latent`'s windows: up to `shown` top examples, the held-out interval samples and
+    the non-activating windows."""
+    ex = data.examples
+    lo, hi = np.searchsorted(ex.latent, [latent, latent + 1])
+    tops = [r for r in range(lo, hi) if ex.kind[r] == EXAMPLE_TOP][:shown]
+    seen = {int(ex.seq[r]) for r in tops}
+    held = [r for r in range(lo, hi) if ex.kind[r] != EXAMPLE_TOP and int(ex.seq[r]) not in seen]
+    return LatentSamples(latent, [_example(data, r, width) for r in tops],
+                         [_example(data, r, width) for r in held], _negatives(data, latent, width))
+
+
+def _example(data: StoreData, row: int, width: int) -> Window:
+    ex = data.examples
+    acts = np.asarray(ex.acts[row], dtype=np.float64)
+    seq = int(ex.seq[row])
+    start = int(np.clip(int(np.argmax(acts)) - (width - width // 4), 0, max(0, len(acts) - width)))
+    interval = -1 if ex.kind[row] == EXAMPLE_TOP else int(ex.interval[row])
+    return _window(data, seq, start, width, acts, interval)
+
+
+def _negatives(data: StoreData, latent: int, width: int) -> list[Window]:
+    nulls = data.latents.null_seqs
+    if nulls is None:
+        return []
+    out = []
+    for seq in (int(s) for s in nulls[latent] if s >= 0):
+        ctx = len(data.tokens_of(seq))
+        start = (latent * 2654435761 + seq * 40503) % max(1, ctx - width + 1)
+        out.append(_window(data, seq, start, width, np.zeros(ctx), NEGATIVE))
+    return out
+
+
+def _window(data: StoreData, seq: int, start: int, width: int, acts: np.ndarray,
+            interval: int) -> Window:
+    ids = data.tokens_of(seq)[start:start + width]
+    return Window(seq, start, token_texts(data.vocab, ids),
+                  [float(a) for a in acts[start:start + len(ids)]], interval)
+
+
+def marked(window: Window, threshold: float = 0.3, marks: set[int] | None = None) -> str:
+    """The window's text with <<...>> around the runs of marked tokens: those at or above
+    `threshold` x its highest activation (delphi's explainer and fuzzing scorer), or the
+    positions `marks` (a fuzzing scorer's wrongly marked non-activating window)."""
+    top = max(window.acts, default=0.0)
+    hot = marks if marks is not None else {
+        k for k, a in enumerate(window.acts) if top > 0 and a >= threshold * top}
+    out, inside = [], False
+    for k, text in enumerate(window.tokens):
+        if (k in hot) != inside:
+            out.append("<<" if not inside else ">>")
+            inside = not inside
+        out.append(text)
+    return "".join(out) + (">>" if inside else "")
+
+
+def plain(window: Window) -> str:
+    return "".join(window.tokens)
