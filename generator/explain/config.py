@@ -49,6 +49,9 @@ class ExplainConfig:
     explain_examples: int = _opt("top examples the explainer sees", default=20)
     window: int = _opt("tokens of each example shown (around its highest activation)",
                        default=32)
+    score_examples: int = _opt("held-out activating examples each scorer sees per latent, taken "
+                               "in turn from every interval (with the null sequences, up to 8)",
+                               default=20)
     score_batch: int = _opt("examples per scoring request", default=5)
     logprobs: bool = _opt("ask scorers for log-probabilities too (AUROC; not every server gives "
                           "them)", default=False)
@@ -74,6 +77,7 @@ class ExplainConfig:
                                 "detection,fuzzing, one of them, or none")
         for flag, value, low in (("--concurrency", self.concurrency, 1),
                                  ("--score-batch", self.score_batch, 1),
+                                 ("--score-examples", self.score_examples, 1),
                                  ("--explain-examples", self.explain_examples, 1),
                                  ("--window", self.window, 4), ("--retries", self.retries, 0),
                                  ("--context-tokens", self.context_tokens, 512),

@@ -57,7 +57,8 @@ class Planner:
         self.done = answered(cfg.store, self.store, cfg.retry_failed)
 
     def samples(self, latent: int) -> LatentSamples:
-        return samples_of(self.data, latent, self.cfg.explain_examples, self.cfg.window)
+        return samples_of(self.data, latent, self.cfg.explain_examples, self.cfg.window,
+                          self.cfg.score_examples)
 
     def explain_job(self, samples: LatentSamples) -> Job:
         messages = explain_messages(samples, self.cfg.context_tokens)

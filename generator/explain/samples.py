@@ -2,8 +2,9 @@
 with the latent's activation per token (docs/STATISTICS.md, "Explanation scores").
 
     shown      the explainer's: the latent's top examples, best first
-    positives  held-out activating examples: its interval samples (every interval, so the score
-               covers weak activations too) whose sequence is not among the shown ones
+    positives  held-out activating examples: its interval samples whose sequence is not among the
+               shown ones, up to `score_examples` taken in turn from every interval (so that the
+               score covers weak activations too)
     negatives  sequences on which the latent is zero at every included position, from the
                store's `null_seqs` (generator/compute/nulls.py); none when the store predates them
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass
+from itertools import zip_longest
 
 import numpy as np
 
@@ -65,16 +67,30 @@ def token_texts(vocab: list[bytes], ids: np.ndarray) -> list[str]:
     return out
 
 
-def samples_of(data: StoreData, latent: int, shown: int, width: int) -> LatentSamples:
-    """Latent `latent`'s windows: up to `shown` top examples, the held-out interval samples and
-    the non-activating windows."""
+def samples_of(data: StoreData, latent: int, shown: int, width: int,
+               held_out: int = 1 << 30) -> LatentSamples:
+    """Latent `latent`'s windows: up to `shown` top examples, up to `held_out` held-out interval
+    samples (taken in turn from each interval, lowest first, in rank order) and the
+    non-activating windows."""
     ex = data.examples
     lo, hi = np.searchsorted(ex.latent, [latent, latent + 1])
     tops = [r for r in range(lo, hi) if ex.kind[r] == EXAMPLE_TOP][:shown]
     seen = {int(ex.seq[r]) for r in tops}
-    held = [r for r in range(lo, hi) if ex.kind[r] != EXAMPLE_TOP and int(ex.seq[r]) not in seen]
+    by_interval: dict[int, list[int]] = {}
+    for r in range(lo, hi):
+        if ex.kind[r] != EXAMPLE_TOP and int(ex.seq[r]) not in seen:
+            by_interval.setdefault(int(ex.interval[r]), []).append(r)
+    held = _in_turn(by_interval, held_out)
     return LatentSamples(latent, [_example(data, r, width) for r in tops],
                          [_example(data, r, width) for r in held], _negatives(data, latent, width))
+
+
+def _in_turn(groups: dict[int, list[int]], n: int) -> list[int]:
+    """Up to n rows taken in turn from each group (the first of every group, then the second,
+    ...), in row order."""
+    turns = zip_longest(*(groups[j] for j in sorted(groups)))
+    taken = [r for turn in turns for r in turn if r is not None][:n]
+    return sorted(taken)
 
 
 def _example(data: StoreData, row: int, width: int) -> Window:
