@@ -47,6 +47,9 @@ class ExplainConfig:
     context_tokens: int = _opt("the model's context window: prompts are cut to fit it",
                                default=8192)
     explain_examples: int = _opt("top examples the explainer sees", default=20)
+    explain_per_interval: int = _opt("interval samples of each interval the explainer sees too "
+                                     "(after the top examples, highest interval first)",
+                                     default=1)
     window: int = _opt("tokens of each example shown (around its highest activation)",
                        default=32)
     score_examples: int = _opt("held-out activating examples each scorer sees per latent, taken "
@@ -79,6 +82,7 @@ class ExplainConfig:
                                  ("--score-batch", self.score_batch, 1),
                                  ("--score-examples", self.score_examples, 1),
                                  ("--explain-examples", self.explain_examples, 1),
+                                 ("--explain-per-interval", self.explain_per_interval, 0),
                                  ("--window", self.window, 4), ("--retries", self.retries, 0),
                                  ("--context-tokens", self.context_tokens, 512),
                                  ("--max-tokens-total", self.max_tokens_total, 0)):

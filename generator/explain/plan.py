@@ -58,7 +58,7 @@ class Planner:
 
     def samples(self, latent: int) -> LatentSamples:
         return samples_of(self.data, latent, self.cfg.explain_examples, self.cfg.window,
-                          self.cfg.score_examples)
+                          self.cfg.explain_per_interval, self.cfg.score_examples)
 
     def explain_job(self, samples: LatentSamples) -> Job:
         messages = explain_messages(samples, self.cfg.context_tokens)

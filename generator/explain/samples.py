@@ -1,9 +1,11 @@
 """What the explainer and the scorers see of a latent: windows of the store's sequences as text,
 with the latent's activation per token (docs/STATISTICS.md, "Explanation scores").
 
-    shown      the explainer's: the latent's top examples, best first
-    positives  held-out activating examples: its interval samples whose sequence is not among the
-               shown ones, up to `score_examples` taken in turn from every interval (so that the
+    shown      the explainer's: the latent's top examples, best first, then the first interval
+               sample of each interval, highest interval first (so that it sees weak
+               activations too)
+    positives  held-out activating examples: its other interval samples whose sequence is not
+               among the shown ones, up to `score_examples` taken in turn from every interval (so that the
                score covers weak activations too)
     negatives  sequences on which the latent is zero at every included position, from the
                store's `null_seqs` (generator/compute/nulls.py); none when the store predates them
@@ -67,22 +69,32 @@ def token_texts(vocab: list[bytes], ids: np.ndarray) -> list[str]:
     return out
 
 
-def samples_of(data: StoreData, latent: int, shown: int, width: int,
+def samples_of(data: StoreData, latent: int, shown: int, width: int, per_interval: int = 1,
                held_out: int = 1 << 30) -> LatentSamples:
-    """Latent `latent`'s windows: up to `shown` top examples, up to `held_out` held-out interval
-    samples (taken in turn from each interval, lowest first, in rank order) and the
-    non-activating windows."""
+    """Latent `latent`'s windows: the explainer's (up to `shown` top examples, then the first
+    `per_interval` samples of each interval, highest interval first), up to `held_out` held-out
+    interval samples (taken in turn from each interval, lowest first, in rank order) and the
+    non-activating windows. A sequence the explainer sees is never held out."""
     ex = data.examples
     lo, hi = np.searchsorted(ex.latent, [latent, latent + 1])
     tops = [r for r in range(lo, hi) if ex.kind[r] == EXAMPLE_TOP][:shown]
-    seen = {int(ex.seq[r]) for r in tops}
-    by_interval: dict[int, list[int]] = {}
-    for r in range(lo, hi):
-        if ex.kind[r] != EXAMPLE_TOP and int(ex.seq[r]) not in seen:
-            by_interval.setdefault(int(ex.interval[r]), []).append(r)
-    held = _in_turn(by_interval, held_out)
-    return LatentSamples(latent, [_example(data, r, width) for r in tops],
+    groups = _interval_groups(data, range(lo, hi), {int(ex.seq[r]) for r in tops})
+    explained = [r for j in sorted(groups, reverse=True) for r in groups[j][:per_interval]]
+    seen = {int(ex.seq[r]) for r in tops + explained}
+    held = _in_turn(_interval_groups(data, range(lo, hi), seen), held_out)
+    return LatentSamples(latent, [_example(data, r, width) for r in tops + explained],
                          [_example(data, r, width) for r in held], _negatives(data, latent, width))
+
+
+def _interval_groups(data: StoreData, rows: range, unless: set[int]) -> dict[int, list[int]]:
+    """The interval samples among `rows` whose sequence is not in `unless`, by interval, in
+    rank order."""
+    ex = data.examples
+    out: dict[int, list[int]] = {}
+    for r in rows:
+        if ex.kind[r] != EXAMPLE_TOP and int(ex.seq[r]) not in unless:
+            out.setdefault(int(ex.interval[r]), []).append(r)
+    return out
 
 
 def _in_turn(groups: dict[int, list[int]], n: int) -> list[int]:

@@ -68,12 +68,20 @@ def whole_text(data: StoreData, seq: int) -> str:
 
 
 def held_out(data: StoreData, i: int) -> tuple[set[int], set[int]]:
-    """The reference's held-out sequences of latent i: its interval samples' sequences that are
-    not top-example sequences, and its null sequences."""
+    """The reference's held-out sequences of latent i: its interval samples' sequences that the
+    explainer did not see (its top examples' and the first of each interval's samples on
+    another sequence), and its null sequences."""
     ex = data.examples
     rows = np.flatnonzero(ex.latent == i)
-    top = {int(ex.seq[r]) for r in rows if ex.kind[r] == EXAMPLE_TOP}
-    positives = {int(ex.seq[r]) for r in rows if ex.kind[r] != EXAMPLE_TOP} - top
+    seen = {int(ex.seq[r]) for r in rows if ex.kind[r] == EXAMPLE_TOP}
+    samples = [(int(ex.interval[r]), int(ex.rank[r]), int(ex.seq[r])) for r in rows
+               if ex.kind[r] != EXAMPLE_TOP]
+    firsts = {}
+    for j, _, s in sorted(samples):
+        if s not in seen:
+            firsts.setdefault(j, s)
+    seen |= set(firsts.values())
+    positives = {s for _, _, s in samples} - seen
     return positives, {int(s) for s in data.latents.null_seqs[i] if s >= 0}
 
 

@@ -26,8 +26,10 @@ def test_windows_as_documented() -> None:
         s = samples_of(data, latent, shown=3, width=8)
         rows = np.flatnonzero(ex.latent == latent)
         tops = [r for r in rows if ex.kind[r] == EXAMPLE_TOP][:3]
-        assert [w.seq for w in s.shown] == [int(ex.seq[r]) for r in tops]
-        for w, r in zip(s.shown, tops, strict=True):
+        assert [w.seq for w in s.shown[:len(tops)]] == [int(ex.seq[r]) for r in tops]
+        extra = s.shown[len(tops):]  # then one sample of each interval, highest first
+        assert [w.interval for w in extra] == sorted({w.interval for w in extra}, reverse=True)
+        for w, r in zip(s.shown[:len(tops)], tops, strict=True):
             peak = int(np.argmax(ex.acts[r]))
             assert w.start == min(max(0, peak - 6), 16 - 8) and len(w.tokens) == 8
             assert w.acts == [float(a) for a in ex.acts[r][w.start:w.start + 8]]
@@ -44,10 +46,11 @@ def test_windows_as_documented() -> None:
 
 def test_held_out_examples_are_taken_in_turn_from_the_intervals() -> None:
     data = make_store()
-    every = samples_of(data, 4, shown=1, width=8)
+    every = samples_of(data, 4, shown=1, width=8, per_interval=0)
     intervals = [w.interval for w in every.positives]
     assert len(set(intervals)) >= 2
-    capped = samples_of(data, 4, shown=1, width=8, held_out=len(set(intervals)))
+    capped = samples_of(data, 4, shown=1, width=8, per_interval=0,
+                        held_out=len(set(intervals)))
     assert sorted(w.interval for w in capped.positives) == sorted(set(intervals))
 
 
