@@ -15,7 +15,7 @@ from generator.explain.labels import Label
 from generator.site.quality import WELL_EXPLAINED
 from generator.site.render import render_site
 from tests.fake_store import EXPLANATIONS, make_store
-from tests.site.test_browser import open_session
+from tests.site.test_browser import open_session, search
 
 HOSTILE = "</script><img src=x onerror=alert(1)> \u202eevil \"quoted' &amp;"
 MODEL = "fake-1 <b>bold</b>"
@@ -111,6 +111,8 @@ def test_in_the_browser_sorted_filtered_and_the_same_in_the_viewer(browser: obje
             page = s.open(f"features/{i}.html")
             texts[i] = (page.text_content(".expl"), page.text_content("#label"))
         assert texts[3][0] == HOSTILE and not dialogs
+        found = search(s, "generated")  # the search finds words of generated labels
+        assert {f"#{i}" for i in shown if i != 3} <= set(found)
     with open_session(browser, sites["url"] + "/packed/") as s:
         for i in (6, 3, 9):
             page = s.open(f"latent.html#{i}")
