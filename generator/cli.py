@@ -153,9 +153,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         with locked({"--store": _resolved(cfg.store)}):
             report = explain(cfg)
         if not cfg.dry_run:
-            log.info("explain: %d latents, %d answers (%d failures), %s tokens%s",
-                     report.latents, report.asked, report.failed, f"{report.tokens:,}",
-                     f"; {report.stopped}" if report.stopped else "")
+            log.info("explain: %d latents, %d answers (%d failures), %s tokens", report.latents,
+                     report.asked, report.failed, f"{report.tokens:,}")
     elif args.command == "export":
         from generator.site.export import export_store
 

@@ -4,7 +4,7 @@
 A run stopped any way (Ctrl-C, SIGTERM, `kill -9`, a lost server) keeps every answer it got: a
 line is written whole with one os.write, and a torn last line (a power cut) is cut off on the next
 open. The next run reads the log first and asks only what it lacks: a request is known by its
-key, the hash of its body, so a rerun with the same settings asks nothing, and a request made
+key, its latent and the hash of its body, so a rerun with the same settings asks nothing, and a request made
 with other settings (another model, prompt or store) is a new one.
 
 The folder is not in the store's manifest (generator/files/manifest.py), so a rebuild of the
@@ -35,9 +35,15 @@ def log_path(store: Path) -> Path:
     return Path(store) / FOLDER / LOG
 
 
-def request_key(body: dict[str, Any]) -> str:
-    """A request's identity: sha256 of its body with sorted keys (hex, 32 digits)."""
+def body_hash(body: dict[str, Any]) -> str:
+    """sha256 of a request's body with sorted keys (hex, 32 digits)."""
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+def request_key(latent: int, body: dict[str, Any]) -> str:
+    """A request's identity, "<latent>:<body_hash>": two latents whose requests happen to be the
+    same (a token they both fire on alone) keep an answer each."""
+    return f"{latent}:{body_hash(body)}"
 
 
 def store_identity(meta: StoreMeta) -> str:

@@ -46,6 +46,8 @@ class ExplainConfig:
                                  default=0)
     context_tokens: int = _opt("the model's context window: prompts are cut to fit it",
                                default=8192)
+    answer_tokens: int = _opt("most tokens an answer may have (max_tokens): a reasoning model "
+                              "needs room to think before its answer", default=1000)
     explain_examples: int = _opt("top examples the explainer sees", default=20)
     explain_per_interval: int = _opt("interval samples of each interval the explainer sees too "
                                      "(after the top examples, highest interval first)",
@@ -85,6 +87,7 @@ class ExplainConfig:
                                  ("--explain-per-interval", self.explain_per_interval, 0),
                                  ("--window", self.window, 4), ("--retries", self.retries, 0),
                                  ("--context-tokens", self.context_tokens, 512),
+                                 ("--answer-tokens", self.answer_tokens, 16),
                                  ("--max-tokens-total", self.max_tokens_total, 0)):
             if value < low:
                 raise UserError(f"{flag} {value} is below {low}; pass at least {low}")

@@ -17,8 +17,6 @@ from generator.errors import UserError
 from generator.explain.answers import read_log, request_key, store_identity
 from generator.explain.config import ExplainConfig
 from generator.explain.prompts import (
-    EXPLAIN_MAX_TOKENS,
-    SCORE_MAX_TOKENS,
     ScoreBatch,
     estimate_tokens,
     explain_body,
@@ -61,10 +59,11 @@ class Planner:
                           self.cfg.explain_per_interval, self.cfg.score_examples)
 
     def explain_job(self, samples: LatentSamples) -> Job:
-        messages = explain_messages(samples, self.cfg.context_tokens)
-        body = explain_body(self.model, messages)
-        return Job(samples.latent, "explain", body, request_key(body),
-                   estimate_tokens(messages) + EXPLAIN_MAX_TOKENS)
+        answer = self.cfg.answer_tokens
+        messages = explain_messages(samples, self.cfg.context_tokens, answer)
+        body = explain_body(self.model, messages, answer)
+        return Job(samples.latent, "explain", body, request_key(samples.latent, body),
+                   estimate_tokens(messages) + answer)
 
     def score_jobs(self, samples: LatentSamples, explanation: str, of: str) -> list[Job]:
         """The scorers' requests for an explanation; none without both kinds of held-out
@@ -75,10 +74,35 @@ class Planner:
         for task in self.cfg.score_names():
             for batch in score_batches(samples, task, self.cfg.score_batch):
                 messages = score_messages(explanation, batch)
-                body = score_body(self.model, messages, self.cfg.logprobs)
-                jobs.append(Job(samples.latent, task, body, request_key(body),
-                                estimate_tokens(messages) + SCORE_MAX_TOKENS, batch, of))
+                body = score_body(self.model, messages, self.cfg.logprobs,
+                                  self.cfg.answer_tokens)
+                jobs.append(Job(samples.latent, task, body, request_key(samples.latent, body),
+                                estimate_tokens(messages) + self.cfg.answer_tokens, batch, of))
         return jobs
+
+
+    def pending(self, samples: LatentSamples, explanation: str = "") -> list[Job]:
+        """The latent's requests the log has not answered: its explanation's, else (once it is
+        answered) its scorers'; none after a failed explanation (unless --retry-failed).
+        `explanation`: what to score when the log has none yet (the dry run's stand-in)."""
+        job = self.explain_job(samples)
+        done = self.done.get(job.key)
+        if done is None and not explanation:
+            return [job]
+        if done is not None and not done.get("ok"):
+            return []
+        text = done["explanation"] if done is not None else explanation
+        first = [] if done is not None else [job]
+        return first + self.unanswered(samples, text, job.key)
+
+    def unanswered(self, samples: LatentSamples, explanation: str, of: str) -> list[Job]:
+        """The scorers' requests for an explanation that the log has not answered."""
+        return [j for j in self.score_jobs(samples, explanation, of) if j.key not in self.done]
+
+    def failed(self, latent: int, samples: LatentSamples) -> bool:
+        """Whether the log holds a failed explanation of the latent (left alone by a rerun)."""
+        done = self.done.get(self.explain_job(samples).key)
+        return done is not None and not done.get("ok")
 
 
 def answered(store: Path, me: str, retry_failed: bool) -> dict[str, dict[str, Any]]:

@@ -26,10 +26,9 @@ from typing import Any
 
 import orjson
 
+from generator.explain.client import Answer
 from generator.explain.samples import LatentSamples, Window, marked, plain
 
-EXPLAIN_MAX_TOKENS = 300
-SCORE_MAX_TOKENS = 100
 MAX_EXPLANATION = 400
 """characters of an explanation kept (one short sentence is asked for)."""
 
@@ -76,30 +75,42 @@ def estimate_tokens(messages: list[dict[str, str]]) -> int:
     return sum(math.ceil(len(m["content"]) / 3) + 4 for m in messages)
 
 
-def explain_messages(samples: LatentSamples, context_tokens: int) -> list[dict[str, str]]:
-    """The explainer's messages, with as many of the shown examples (best first) as fit
-    `context_tokens` with room for the answer."""
+def explain_messages(samples: LatentSamples, context_tokens: int,
+                     answer_tokens: int) -> list[dict[str, str]]:
+    """The explainer's messages, with as many of the shown examples (in order) as fit
+    `context_tokens` with room for an answer of `answer_tokens`."""
     lines = [f"Example {n}: {marked(w)}" for n, w in enumerate(samples.shown, 1)]
     while True:
         messages = [{"role": "system", "content": EXPLAIN_SYSTEM},
                     {"role": "user", "content": "\n".join(lines)}]
-        if len(lines) <= 1 or estimate_tokens(messages) + EXPLAIN_MAX_TOKENS <= context_tokens:
+        if len(lines) <= 1 or estimate_tokens(messages) + answer_tokens <= context_tokens:
             return messages
         lines.pop()
 
 
-def explain_body(model: str, messages: list[dict[str, str]]) -> dict[str, Any]:
-    return {"model": model, "messages": messages, "temperature": 0.0,
-            "max_tokens": EXPLAIN_MAX_TOKENS}
+def explain_body(model: str, messages: list[dict[str, str]], answer_tokens: int) -> dict[str, Any]:
+    return {"model": model, "messages": messages, "temperature": 0.0, "max_tokens": answer_tokens}
+
+
+def without_thinking(text: str) -> str:
+    """The answer without a reasoning model's <think>...</think> (an unclosed one: all of it)."""
+    text = re.sub(r"<think>.*?</think>", "", text, flags=re.S)
+    return text.split("<think>")[0]
+
+
+_EXPLANATION = re.compile(r"\[explanation\][*_]*\s*:[*_]*\s*(.*)", re.I)
 
 
 def parse_explanation(text: str) -> tuple[str, str]:
-    """(explanation, "") from an explainer's answer, or ("", why it is not one)."""
-    found = re.findall(r"\[EXPLANATION\]\s*:\s*(.+)", text)
+    """(explanation, "") from an explainer's answer, or ("", why it is not one): the text after
+    its last "[EXPLANATION]:" (any case, Markdown emphasis around the colon allowed), outside a
+    <think> block, without surrounding emphasis or one pair of enclosing quotes."""
+    found = _EXPLANATION.findall(without_thinking(text))
     if not found:
         return "", "no [EXPLANATION]: line in the answer"
-    explanation = found[-1].strip()
-    if len(explanation) > 1 and explanation[0] == explanation[-1] == '"':  # quoted whole
+    explanation = found[-1].strip().strip("*_").strip()
+    if len(explanation) > 1 and explanation[0] == explanation[-1] == '"' and \
+            '"' not in explanation[1:-1]:
         explanation = explanation[1:-1].strip()
     if not explanation:
         return "", "the [EXPLANATION]: line is empty"
@@ -138,36 +149,42 @@ def score_messages(explanation: str, batch: ScoreBatch) -> list[dict[str, str]]:
             {"role": "user", "content": f"Explanation: {explanation}\n\n{examples}"}]
 
 
-def score_body(model: str, messages: list[dict[str, str]], logprobs: bool) -> dict[str, Any]:
+def score_body(model: str, messages: list[dict[str, str]], logprobs: bool,
+               answer_tokens: int) -> dict[str, Any]:
     body: dict[str, Any] = {"model": model, "messages": messages, "temperature": 0.0,
-                            "max_tokens": SCORE_MAX_TOKENS}
+                            "max_tokens": answer_tokens}
     if logprobs:
         body.update(logprobs=True, top_logprobs=5)
     return body
 
 
 def parse_predictions(text: str, n: int) -> tuple[list[int], str]:
-    """(the n 0/1 answers, "") from a scorer's answer, or ([], why it is not that)."""
-    found = re.search(r"\[[^\[\]]*\]", text)
-    if not found:
+    """(the n 0/1 answers, "") from a scorer's answer, or ([], why it is not that): its last
+    [...] list outside a <think> block (a model may quote the instructions' example first)."""
+    lists = re.findall(r"\[[^\[\]]*\]", without_thinking(text))
+    if not lists:
         return [], "no [...] list in the answer"
+    last = lists[-1]
     try:
-        values = orjson.loads(found.group(0))
+        values = orjson.loads(last)
     except orjson.JSONDecodeError:
-        return [], f"{found.group(0)[:60]} is not a list of 0s and 1s"
+        return [], f"{last[:60]} is not a list of 0s and 1s"
     if len(values) != n or any(v not in (0, 1) or isinstance(v, float) for v in values):
-        return [], f"expected {n} answers of 0 or 1, got {found.group(0)[:60]}"
+        return [], f"expected {n} answers of 0 or 1, got {last[:60]}"
     return [int(v) for v in values], ""
 
 
 def probabilities(logprobs: list[dict[str, Any]] | None, n: int) -> list[float] | None:
-    """P(1) / (P(0) + P(1)) at each answer token, from the top log-probabilities (delphi's
-    reading); None unless there are exactly n such tokens."""
+    """P(1) / (P(0) + P(1)) at each answer digit of the answer's last list (the tokens after its
+    last "["), from the top log-probabilities (delphi's reading); None unless there are exactly
+    n such digits."""
     if not logprobs:
         return None
-    out = []
+    out: list[float] = []
     for step in logprobs:
         token = str(step.get("token", ""))
+        if "[" in token:  # a list starts: only the last one counts
+            out = []
         if "0" not in token and "1" not in token:
             continue
         p = {"0": 0.0, "1": 0.0}
@@ -178,3 +195,30 @@ def probabilities(logprobs: list[dict[str, Any]] | None, n: int) -> list[float] 
                 p[digit] += math.exp(alt["logprob"])
         out.append(p["1"] / (p["0"] + p["1"]) if p["0"] + p["1"] > 0 else 0.0)
     return out if len(out) == n else None
+
+
+def read_answer(task: str, batch: ScoreBatch | None, answer: Answer) -> dict[str, Any]:
+    """An answer read for its task: {"ok": True, "explanation" | "samples": ...} or
+    {"ok": False, "error": why} (a server's refusal of the request, a model's refusal, an empty
+    or malformed answer, one cut short at max_tokens)."""
+    if answer.error:
+        return {"ok": False, "error": answer.error}
+    if answer.refusal:
+        return {"ok": False, "error": f"refused: {answer.refusal[:200]}"}
+    if not answer.text.strip():
+        return {"ok": False, "error": "empty answer" + (CUT if answer.cut else "")}
+    if task == "explain":
+        explanation, why = parse_explanation(answer.text)
+        return ({"ok": True, "explanation": explanation} if explanation else
+                {"ok": False, "error": why + (CUT if answer.cut else "")})
+    assert batch is not None
+    predictions, why = parse_predictions(answer.text, len(batch.texts))
+    if why:
+        return {"ok": False, "error": why + (CUT if answer.cut else "")}
+    probs: list[float | None] = [None] * len(predictions)
+    probs = list(probabilities(answer.logprobs, len(predictions)) or probs)
+    return {"ok": True, "samples": [[a, p, q] for a, p, q in
+                                    zip(batch.activating, predictions, probs, strict=True)]}
+
+
+CUT = " (cut short at max_tokens: raise --answer-tokens)"

@@ -14,14 +14,11 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import sys
 import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-import orjson
 from tqdm import tqdm
 
 from generator.errors import UserError
@@ -29,7 +26,7 @@ from generator.explain.answers import AnswerLog, log_path
 from generator.explain.client import Answer, Client, GaveUp
 from generator.explain.config import ExplainConfig
 from generator.explain.plan import Job, Planner, choose_latents
-from generator.explain.prompts import parse_explanation, parse_predictions, probabilities
+from generator.explain.prompts import read_answer
 from generator.explain.samples import LatentSamples
 from generator.store.io import read_store
 
@@ -37,6 +34,10 @@ log = logging.getLogger(__name__)
 
 TEXT_KEPT = 2000
 """characters of each raw answer kept in the log (for reading what a model said)."""
+FIRST_ANSWERS = 20
+"""a run whose first this many answers all failed stops: the model or its settings are wrong,
+and every further request would fail the same way."""
+RESUME = "run the same command again to go on"
 
 
 @dataclass(frozen=True)
@@ -46,19 +47,22 @@ class ExplainReport:
     asked: int
     """requests sent and answered in this run."""
     failed: int
-    """of those, answers recorded as failures (malformed, empty, refused)."""
+    """of those, answers recorded as failures (malformed, empty, refused, cut)."""
     tokens: int
     """tokens this run spent (as the server counted them, else estimated)."""
     stopped: str
     """why the run stopped before the end ("" when it did not)."""
 
 
-def explain(cfg: ExplainConfig) -> ExplainReport:
+def explain(cfg: ExplainConfig, resume: str = RESUME) -> ExplainReport:
+    """`resume`: how to go on after a stop, as the messages say it (build has its own)."""
     cfg.validate()
     data = read_store(cfg.store)
     latents = choose_latents(data, cfg.latents)
     planner = Planner(cfg, data)
     if cfg.dry_run:
+        from generator.explain.dryrun import dry_run
+
         dry_run(cfg, planner, latents)
         return ExplainReport(len(latents), 0, 0, 0, "dry run")
     if cfg.score_names() and data.latents.null_seqs is None:
@@ -66,38 +70,51 @@ def explain(cfg: ExplainConfig) -> ExplainReport:
                     "kept): explanations only, no scores; rebuild it to score them")
     client = Client(cfg.endpoint or "", os.environ.get(cfg.api_key_env) or None, cfg.timeout,
                     cfg.retries, cfg.backoff)
-    return Runner(cfg, planner, client).run(latents)
+    return Runner(cfg, planner, client, resume).run(latents)
 
 
 class Runner:
     """One run over the chosen latents (see the module docstring)."""
 
-    def __init__(self, cfg: ExplainConfig, planner: Planner, client: Client):
-        self.cfg, self.planner, self.client = cfg, planner, client
+    def __init__(self, cfg: ExplainConfig, planner: Planner, client: Client, resume: str):
+        self.cfg, self.planner, self.client, self.resume = cfg, planner, client, resume
         self.jobs: queue.Queue[Job] = queue.Queue()
         self.results: queue.Queue[tuple[Job, Answer | None, BaseException | None]] = queue.Queue()
         self.ready: deque[Job] = deque()
         self.samples: dict[int, LatentSamples] = {}
         self.left: dict[int, int] = {}
-        self.used = self.reserved = self.asked = self.failed = 0
-        self.flight = 0
-        self.stopped = ""
+        self.used = self.reserved = self.asked = self.failed = self.flight = 0
+        self.failed_latents: set[int] = set()
+        self.over_budget: Job | None = None
+        """the request the token budget held back (the run then stops)."""
 
     def run(self, latents: list[int]) -> ExplainReport:
         for _ in range(self.cfg.concurrency):
             threading.Thread(target=self._work, daemon=True).start()
-        todo = iter(latents)
         self.log = AnswerLog(self.cfg.store)
         self.bar = tqdm(total=len(latents), desc="explain", unit="latent", disable=self.cfg.quiet)
         try:
-            self._loop(todo)
+            self._loop(iter(latents))
         finally:
             self.bar.close()
             self.log.close()
-        if self.stopped:
-            log.warning("%s; %d answers of this run are in %s: run again to go on", self.stopped,
-                        self.asked, log_path(self.cfg.store))
-        return ExplainReport(len(latents), self.asked, self.failed, self.used, self.stopped)
+        stopped = self._budget_message()
+        if stopped:
+            log.warning("%s; %s", stopped, self.resume.replace("the same command", "it"))
+        if self.failed_latents:
+            log.warning("%d latents have a failed explanation (malformed, empty, refused or cut "
+                        "short: the log in %s says which): --retry-failed asks them again",
+                        len(self.failed_latents), log_path(self.cfg.store))
+        return ExplainReport(len(latents), self.asked, self.failed, self.used, stopped)
+
+    def _budget_message(self) -> str:
+        job, limit = self.over_budget, self.cfg.max_tokens_total
+        if job is None:
+            return ""
+        if self.used == 0 and job.estimate > limit:
+            return (f"--max-tokens-total {limit:,} is below one request's ~{job.estimate:,} "
+                    "tokens (its prompt and --answer-tokens): nothing was sent; raise it")
+        return f"stopped at the token budget: {self.used:,} of --max-tokens-total {limit:,} spent"
 
     def _loop(self, todo: Iterator[int]) -> None:
         more = True
@@ -109,22 +126,18 @@ class Runner:
                     self._start(latent)
             self._submit()
             if not self.flight:
-                if self.stopped or (not self.ready and not more):
+                if self.over_budget or (not self.ready and not more):
                     return
                 continue
             self._receive()
 
     def _start(self, latent: int) -> None:
-        """Queue the latent's first unanswered requests (or finish it when all are answered)."""
-        samples = self.planner.samples(latent)
-        job = self.planner.explain_job(samples)
-        self.samples[latent], self.left[latent] = samples, 0
-        done = self.planner.done.get(job.key)
-        if done is None:
-            self._queue([job])
-        elif done.get("ok"):
-            self._queue([j for j in self.planner.score_jobs(samples, done["explanation"], job.key)
-                         if j.key not in self.planner.done])
+        """Queue the latent's unanswered requests (or finish it when there are none)."""
+        samples = self.samples[latent] = self.planner.samples(latent)
+        self.left[latent] = 0
+        if self.planner.failed(latent, samples):
+            self.failed_latents.add(latent)
+        self._queue(self.planner.pending(samples))
         self._finish_if_done(latent)
 
     def _queue(self, jobs: list[Job], first: bool = False) -> None:
@@ -138,12 +151,14 @@ class Runner:
             self.left[job.latent] += 1
 
     def _submit(self) -> None:
+        """Send queued requests while fewer than `concurrency` are in flight, and while what the
+        server reported, plus the estimates of those in flight and of the next, fits the
+        budget."""
         limit = self.cfg.max_tokens_total
-        while self.ready and self.flight < self.cfg.concurrency and not self.stopped:
+        while self.ready and self.flight < self.cfg.concurrency and not self.over_budget:
             job = self.ready[0]
             if limit and self.used + self.reserved + job.estimate > limit:
-                self.stopped = (f"stopped at the token budget: {self.used:,} of "
-                                f"--max-tokens-total {limit:,} spent")
+                self.over_budget = job
                 return
             self.ready.popleft()
             self.reserved += job.estimate
@@ -157,11 +172,10 @@ class Runner:
             return
         self.flight -= 1
         self.reserved -= job.estimate
+        if isinstance(err, GaveUp):
+            raise UserError(f"no usable answer from the server: {err}; the answers so far are in "
+                            f"{log_path(self.cfg.store)}: {self.resume}") from None
         if err is not None:
-            if isinstance(err, GaveUp):
-                raise UserError(f"the server stopped answering: {err}; the answers so far are "
-                                f"in {log_path(self.cfg.store)}: run the same command again "
-                                "to go on") from None
             raise err
         assert answer is not None
         self._record(job, answer)
@@ -169,20 +183,28 @@ class Runner:
         self._finish_if_done(job.latent)
 
     def _record(self, job: Job, answer: Answer) -> None:
-        record = _outcome(job, answer)
+        record = read_answer(job.task, job.batch, answer)
         self.log.append({"key": job.key, "task": job.task, "latent": job.latent,
                          "store": self.planner.store, "model": self.planner.model, "of": job.of,
                          "text": answer.text[:TEXT_KEPT], "prompt_tokens": answer.prompt_tokens,
                          "completion_tokens": answer.completion_tokens, **record})
         self.asked += 1
-        self.failed += 0 if record["ok"] else 1
         self.used += ((answer.prompt_tokens or 0) + (answer.completion_tokens or 0)
                       if answer.prompt_tokens is not None else job.estimate)
-        if job.task == "explain" and record["ok"]:
-            samples = self.samples[job.latent]
-            self._queue([j for j in self.planner.score_jobs(samples, record["explanation"],
-                                                            job.key)
-                         if j.key not in self.planner.done], first=True)
+        if not record["ok"]:
+            self._failure(job, record["error"])
+        elif job.task == "explain":
+            self._queue(self.planner.unanswered(self.samples[job.latent], record["explanation"],
+                                                job.key), first=True)
+
+    def _failure(self, job: Job, why: str) -> None:
+        self.failed += 1
+        if job.task == "explain":
+            self.failed_latents.add(job.latent)
+        if self.failed == self.asked == FIRST_ANSWERS:
+            raise UserError(f"the first {FIRST_ANSWERS} answers all failed (the last: {why}); "
+                            "check --model, or give a reasoning model room with --answer-tokens; "
+                            f"they are logged, and --retry-failed asks them again") from None
 
     def _finish_if_done(self, latent: int) -> None:
         if self.left.get(latent) == 0:
@@ -196,51 +218,3 @@ class Runner:
                 self.results.put((job, self.client.complete(job.body), None))
             except BaseException as err:  # handed to the main thread, which stops the run
                 self.results.put((job, None, err))
-
-
-def _outcome(job: Job, answer: Answer) -> dict[str, Any]:
-    """The answer read for its task: {"ok": True, ...} or {"ok": False, "error": why}."""
-    if answer.error:
-        return {"ok": False, "error": answer.error}
-    if answer.refusal:
-        return {"ok": False, "error": f"refused: {answer.refusal[:200]}"}
-    if not answer.text.strip():
-        return {"ok": False, "error": "empty answer"}
-    if job.task == "explain":
-        explanation, why = parse_explanation(answer.text)
-        return {"ok": True, "explanation": explanation} if explanation else {"ok": False,
-                                                                              "error": why}
-    assert job.batch is not None
-    predictions, why = parse_predictions(answer.text, len(job.batch.texts))
-    if why:
-        return {"ok": False, "error": why}
-    probs: list[float | None] = [None] * len(predictions)
-    probs = list(probabilities(answer.logprobs, len(predictions)) or probs)
-    return {"ok": True, "samples": [[a, p, q] for a, p, q in
-                                    zip(job.batch.activating, predictions, probs, strict=True)]}
-
-
-def dry_run(cfg: ExplainConfig, planner: Planner, latents: list[int]) -> None:
-    """Print the first request and an estimate of the whole run; send nothing."""
-    first, n_explain, n_score, tokens, known = None, 0, 0, 0, 0
-    for i in latents:
-        samples = planner.samples(i)
-        job = planner.explain_job(samples)
-        first = first or job
-        scoring = planner.score_jobs(samples, "x " * 12, job.key)  # a 12-word explanation
-        known += job.key in planner.done
-        n_explain, n_score = n_explain + 1, n_score + len(scoring)
-        tokens += job.estimate + sum(j.estimate for j in scoring)
-    out = sys.stdout
-    if first is None:
-        out.write("no latent to explain: every chosen latent is dead\n")
-        return
-    out.write(f"POST {(cfg.endpoint or 'ENDPOINT').rstrip('/')}/chat/completions  "
-              f"(key from ${cfg.api_key_env}: not shown)\n")
-    out.write(orjson.dumps(first.body, option=orjson.OPT_INDENT_2).decode() + "\n")
-    out.write(f"this request: ~{first.estimate:,} tokens (prompt estimated at 3 characters a "
-              "token, plus the longest answer allowed)\n")
-    out.write(f"whole run: {len(latents):,} latents, {n_explain:,} explanation and "
-              f"{n_score:,} scoring requests ({known:,} explanations already answered), "
-              f"~{tokens:,} tokens at most (scoring estimated with a 12-word explanation)\n")
-

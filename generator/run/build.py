@@ -6,6 +6,7 @@ generator/store/io.py and the site by generator/site/render.py.
 
 from __future__ import annotations
 
+import logging
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING
 from generator.config import BuildConfig
 from generator.run.pipeline import StageTimes, compute, output_bytes
 from generator.store.io import write_store
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from generator.compute.distributed import Ranks
@@ -91,11 +94,19 @@ def explain_then_render(cfg: BuildConfig, explanations: dict[int, str] | None,
     from generator.explain.config import ExplainConfig
     from generator.explain.labels import read_labels
     from generator.explain.run import explain
+    from generator.files.signals import Interrupted
     from generator.site.render import render_site
     from generator.store.io import read_store
 
-    explain(ExplainConfig(store=cfg.store, endpoint=cfg.explain_endpoint,
-                          model=cfg.explain_model, quiet=cfg.quiet))
+    resume = (f"go on with `feature-browser explain --store {cfg.store} --endpoint "
+              f"{cfg.explain_endpoint} --model {cfg.explain_model}`, then `feature-browser render "
+              f"--store {cfg.store} --out {cfg.out}` (the build itself is complete)")
+    try:
+        explain(ExplainConfig(store=cfg.store, endpoint=cfg.explain_endpoint,
+                              model=cfg.explain_model, quiet=cfg.quiet), resume)
+    except (KeyboardInterrupt, Interrupted):
+        log.warning("the new store and site are in place; labelling stopped: %s", resume)
+        raise
     data = read_store(cfg.store)
     render_site(data, cfg.out, explanations=explanations, quiet=cfg.quiet, compact=cfg.compact,
                 packed=cfg.packed, labels={**read_labels(cfg.store, data.meta), **imported},

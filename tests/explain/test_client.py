@@ -109,3 +109,34 @@ def test_the_key_goes_in_the_header_only(server_of: list, sleeps: list) -> None:
 def test_retry_after_forms() -> None:
     assert retry_after("7") == 7.0 and retry_after(None) is None and retry_after("soon") is None
     assert retry_after(formatdate(time.time() - 60, usegmt=True)) == 0.0
+
+
+def test_a_request_the_server_refuses_is_that_request_s_failure(server_of: list,
+                                                                 sleeps: list) -> None:
+    """400, 413, 422: this request is too long, filtered or has a parameter the model does not
+    take; the run goes on (its answer carries the error)."""
+    for status in (400, 413, 422):
+        server = scripted([Reply(status=status, raw=b'{"error": "context_length_exceeded"}')])
+        server_of.append(server)
+        answer = client(server.url, sleeps).complete(BODY)
+        assert answer.error == (f"the server refused this request: HTTP {status} "
+                                '{"error": "context_length_exceeded"}')
+        assert len(server.requests) == 1 and sleeps == []
+
+
+def test_an_error_object_with_status_200_is_tried_again(server_of: list, sleeps: list) -> None:
+    server = scripted([Reply(raw=b'{"error": {"message": "rate limited"}}')] * 10)
+    server_of.append(server)
+    with pytest.raises(GaveUp, match="error answer: .*rate limited"):
+        client(server.url, sleeps, retries=2).complete(BODY)
+    assert len(server.requests) == 3
+
+
+def test_content_parts_and_a_cut_answer(server_of: list, sleeps: list) -> None:
+    parts = (b'{"choices": [{"message": {"content": [{"type": "text", "text": "[EXPLANATION]: "},'
+             b' {"type": "image_url"}, {"type": "text", "text": "cats"}]}, '
+             b'"finish_reason": "length"}]}')
+    server = scripted([Reply(raw=parts)])
+    server_of.append(server)
+    answer = client(server.url, sleeps).complete(BODY)
+    assert answer.text == "[EXPLANATION]: cats" and answer.cut and not answer.error

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from generator.cli import main
-from generator.explain.answers import log_path, read_log, request_key
+from generator.explain.answers import body_hash, log_path, read_log
 from generator.explain.labels import read_labels
 from generator.store.io import read_meta, read_store, write_store
 from generator.store.schema import EXAMPLE_TOP, StoreData
@@ -57,7 +57,12 @@ def explain(store: Path, server: FakeLLM, *extra: str) -> int:
 
 
 def keys(bodies: list[dict]) -> set[str]:
-    return {request_key(b) for b in bodies}
+    """The requests' body hashes (a key is "<latent>:<body hash>")."""
+    return {body_hash(b) for b in bodies}
+
+
+def answered_keys(store: Path) -> set[str]:
+    return {r["key"].split(":")[1] for r in read_log(store)}
 
 
 # ------------------------------------------------------------------ reference
@@ -104,7 +109,8 @@ def test_labels_and_scores_equal_a_hand_computed_reference(store: Path, servers:
     alive = [i for i in range(12) if data.latents.n_active[i] > 0]
     assert sorted(labels) == alive
     fuzz_keys = {r["key"]: r["latent"] for r in read_log(store) if r["task"] == "fuzzing"}
-    fuzz_examples = [(ex, fuzz_keys[request_key(b)]) for b in server.requests
+    fuzz_keys = {k.split(":")[1]: latent for k, latent in fuzz_keys.items()}
+    fuzz_examples = [(ex, fuzz_keys[body_hash(b)]) for b in server.requests
                      if task_of(b) == "fuzzing"
                      for ex in examples_of(b["messages"][-1]["content"])]
     for i in alive:
@@ -179,9 +185,9 @@ def test_a_server_that_dies_mid_run_then_a_rerun_asks_only_what_is_missing(
 
     first = serve(servers, dying)
     assert explain(store, first, "--concurrency", "1") == 2
-    assert "the server stopped answering" in capsys.readouterr().err
+    assert "no usable answer from the server" in capsys.readouterr().err
     first.close()
-    answered = {r["key"] for r in read_log(store)}
+    answered = answered_keys(store)
     assert len(answered) == 7
     second = serve(servers)
     assert explain(store, second) == 0
@@ -225,7 +231,7 @@ def test_stopped_by_a_signal_then_resumed_nothing_lost_nothing_asked_twice(
         assert "Traceback" not in err
     else:
         assert proc.returncode == -signal.SIGKILL
-    answered = {r["key"] for r in read_log(store)}
+    answered = answered_keys(store)
     assert 6 <= len(answered) < len(everything)
     in_flight = keys(slow.requests) - answered  # asked, but no answer was written
     assert len(in_flight) <= 2
@@ -320,3 +326,75 @@ def test_render_shows_the_labels_with_no_endpoint(store: Path, servers: list,
     assert f"detection {labels[i].scores['detection']:.2f}" in page
     assert "<button type=button data-sort=sd>detection</button>" in (
         tmp_path / "site/index.html").read_text()
+
+
+def test_a_reasoning_model_s_answers_are_read_after_its_thinking(store: Path,
+                                                                  servers: list) -> None:
+    def thinking(body: dict, n: int) -> Reply:
+        reply = heuristic(body, n)
+        reply.content = (f"<think>Let me see. [EXPLANATION]: a draft. Or [1, 0]?</think>\n"
+                         f"{reply.content}")
+        return reply
+
+    server = serve(servers, thinking)
+    assert explain(store, server) == 0
+    assert all(r["ok"] for r in read_log(store))
+    assert all(not label.explanation.startswith("a draft")
+               for label in read_labels(store, read_meta(store)).values())
+    assert all(b["max_tokens"] == 1000 for b in server.requests)  # room to think
+
+
+def test_a_run_whose_first_answers_all_fail_stops(store: Path, servers: list,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    server = serve(servers, lambda body, n: Reply("<think>" + "hmm " * 50, usage=False))
+    # 11 latents: the first 20 answers are 11 failed explanations; lower the bar to see it stop
+    import generator.explain.run as run_module
+
+    old, run_module.FIRST_ANSWERS = run_module.FIRST_ANSWERS, 5
+    try:
+        assert explain(store, server, "--concurrency", "1") == 2
+    finally:
+        run_module.FIRST_ANSWERS = old
+    err = capsys.readouterr().err
+    assert "the first 5 answers all failed (the last: no [EXPLANATION]: line in the answer)" in err
+    assert "--answer-tokens" in err and len(server.requests) == 5
+
+
+def test_a_budget_below_one_request_says_so(store: Path, servers: list,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    server = serve(servers)
+    assert explain(store, server, "--max-tokens-total", "500") == 0
+    assert "--max-tokens-total 500 is below one request's" in caplog.text
+    assert server.requests == []
+
+
+def test_a_dry_run_after_a_partial_run_counts_what_is_left(
+        store: Path, servers: list, capsys: pytest.CaptureFixture) -> None:
+    server = serve(servers)
+    assert explain(store, server, "--latents", "0-4") == 0
+    capsys.readouterr()
+    assert explain(store, server, "--dry-run", "--latents", "0-4") == 0
+    assert "nothing to ask: the log in" in capsys.readouterr().out
+    assert explain(store, server, "--dry-run") == 0
+    assert re.search(r"whole run: 11 latents, 6 explanation and \d+ scoring requests not "
+                     r"answered yet", capsys.readouterr().out)
+
+
+def test_two_latents_with_the_same_request_keep_a_label_each(store: Path) -> None:
+    """A key is (latent, body): the same body for two latents is two answers."""
+    from generator.explain.answers import AnswerLog, request_key, store_identity
+
+    me = store_identity(read_meta(store))
+    body = {"model": "m", "messages": [{"role": "user", "content": "same"}]}
+    log = AnswerLog(store)
+    for latent, text in ((3, "first"), (4, "second")):
+        key = request_key(latent, body)
+        log.append({"key": key, "task": "explain", "latent": latent, "store": me, "model": "m",
+                    "of": "", "ok": True, "explanation": text})
+        log.append({"key": request_key(latent, {"scoring": 1}), "task": "detection",
+                    "latent": latent, "store": me, "model": "m", "of": key, "ok": True,
+                    "samples": [[True, 1, None], [False, int(latent == 4), None]]})
+    log.close()
+    labels = read_labels(store, read_meta(store))
+    assert (labels[3].explanation, labels[4].explanation) == ("first", "second")
+    assert (labels[3].scores["detection"], labels[4].scores["detection"]) == (1.0, 0.5)
