@@ -6,6 +6,8 @@
     prompts.py  the requests (delphi's scheme) and how answers are read
     plan.py     which requests a latent needs, and which the log already answered
     run.py      the run: concurrency, budget, progress, the log written as answers arrive
+    dryrun.py   --dry-run: the first request and an estimate of what the log lacks
+    delphi.py   --explanations DIR: a delphi run folder's explanations and scores
     answers.py  the answer log in the store (resume)
     scores.py   balanced accuracy and AUROC
     labels.py   the labels a site shows, read from the log (render; no endpoint, no torch)
