@@ -37,6 +37,8 @@ def dry_run(cfg: ExplainConfig, planner: Planner, latents: list[int]) -> None:
     out.write(orjson.dumps(first.body, option=orjson.OPT_INDENT_2).decode() + "\n")
     out.write(f"this request: ~{first.estimate:,} tokens at most (its prompt at 3 characters a "
               "token, plus --answer-tokens)\n")
+    prompts = tokens - (n_explain + n_score) * cfg.answer_tokens
     out.write(f"whole run: {len(latents):,} latents, {n_explain:,} explanation and {n_score:,} "
-              f"scoring requests not answered yet, ~{tokens:,} tokens at most (scoring "
-              "estimated with a 12-word explanation where there is none yet)\n")
+              f"scoring requests not answered yet: ~{prompts:,} prompt tokens (scoring estimated "
+              "with a 12-word explanation where there is none yet) and answers of up to "
+              f"{cfg.answer_tokens:,} tokens each, ~{tokens:,} at most\n")
