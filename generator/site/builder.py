@@ -146,6 +146,8 @@ class PageBuilder:
         """the latent map, normalised, with every latent's map neighbours (None: no map)."""
         self.quality = latent_quality(self.lat, data.meta.n_tokens)
         """every latent's quality signals: flags, shares, encoder-decoder cosine."""
+        self.scorers = {k for label in self.labels.values() for k in label.scores}
+        """the scores some label has (made once: every table row asks)."""
         scored = [i for i, label in self.labels.items() if label.scores]
         self.flags = FLAGS + ((LABEL_FLAG,) if scored else ())
         """the flags this site shows: FLAGS, and "well explained" when explanations are scored."""
@@ -213,9 +215,8 @@ class PageBuilder:
 
     def score_columns(self) -> list[tuple[str, str, str]]:
         """The index table's score columns: (key, header, tooltip), for the scorers that ran."""
-        ran = {k for label in self.labels.values() for k in label.scores}
         return [(key, name, f"balanced accuracy of the {name} scorer (0.5: chance)")
-                for key, name in self.SCORE_COLUMNS if name in ran]
+                for key, name in self.SCORE_COLUMNS if name in self.scorers]
 
     def score_value(self, i: int, name: str) -> float | None:
         label = self.labels.get(i)
