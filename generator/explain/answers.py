@@ -11,13 +11,15 @@ The folder is not in the store's manifest (generator/files/manifest.py), so a re
 store carries it into the new store instead of deleting it; answers keep the identity of the
 store they were asked about (`store_identity`), and only the current store's count.
 
-Memory: the log's records (about 1 KB an answer: ~50 MB for 16k latents with both scorers).
+Memory: the log is read a line at a time; its readers keep the records without the raw answer
+text (a few hundred bytes an answer: ~50 MB for 16k latents with both scorers).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,21 +56,31 @@ def store_identity(meta: StoreMeta) -> str:
 
 
 def read_log(store: Path) -> list[dict[str, Any]]:
-    """Every whole record of the store's log, oldest first ([] when there is none). A line that
-    is not a JSON object (a torn last line) is skipped."""
+    """Every whole record of the store's log, oldest first ([] when there is none)."""
+    return list(iter_log(store))
+
+
+def iter_log(store: Path, about: str | None = None,
+             drop: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+    """The log's whole records, oldest first, read a line at a time: only those about the
+    store `about` (store_identity) when given, without the fields `drop` (the raw answers'
+    `text`: what a reader does not need to hold). A line that is not a JSON object (a torn last
+    line) is skipped."""
     try:
-        raw = log_path(store).read_bytes()
+        f = open(log_path(store), "rb")
     except FileNotFoundError:
-        return []
-    out = []
-    for line in raw.split(b"\n"):
-        try:
-            record = orjson.loads(line) if line.strip() else None
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and record.get("v") == LOG_FORMAT:
-            out.append(record)
-    return out
+        return
+    with f:
+        for line in f:
+            try:
+                record = orjson.loads(line) if line.strip() else None
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(record, dict) or record.get("v") != LOG_FORMAT or \
+                    not isinstance(record.get("key"), str):
+                continue
+            if about is None or record.get("store") == about:
+                yield {k: v for k, v in record.items() if k not in drop}
 
 
 class AnswerLog:

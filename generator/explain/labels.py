@@ -2,7 +2,7 @@
 latest explanation of this store, the model that wrote it, and its scores. Pure Python and
 numpy-free: `render` calls it, with no endpoint and no torch.
 
-Memory: the log's records (about 1 KB an answer).
+Memory: the log's records without their raw text (a few hundred bytes an answer).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from generator.explain.answers import read_log, store_identity
+from generator.explain.answers import iter_log, store_identity
 from generator.explain.scores import auroc, balanced_accuracy
 from generator.store.schema import StoreMeta
 
@@ -35,10 +35,9 @@ def read_labels(store: Path, meta: StoreMeta) -> dict[int, Label]:
     """Every latent's label from `store`'s answer log ({} when it has none)."""
     me = store_identity(meta)
     latest: dict[str, dict[str, Any]] = {}
-    for record in read_log(store):  # the last answer to a request wins (--retry-failed)
-        if record.get("store") == me and isinstance(record.get("key"), str):
-            latest.pop(record["key"], None)
-            latest[record["key"]] = record
+    for record in iter_log(store, me, drop=("text",)):  # the last answer to a request wins
+        latest.pop(record["key"], None)
+        latest[record["key"]] = record
     explained: dict[int, dict[str, Any]] = {}
     scored: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in latest.values():

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from generator.errors import UserError
-from generator.explain.answers import read_log, request_key, store_identity
+from generator.explain.answers import iter_log, request_key, store_identity
 from generator.explain.config import ExplainConfig
 from generator.explain.prompts import (
     ScoreBatch,
@@ -109,9 +109,8 @@ def answered(store: Path, me: str, retry_failed: bool) -> dict[str, dict[str, An
     """The log's answers about this store by request key (the last one wins); failures left out
     with --retry-failed, so that they are asked again."""
     out: dict[str, dict[str, Any]] = {}
-    for record in read_log(store):
-        if record.get("store") == me and isinstance(record.get("key"), str):
-            out[record["key"]] = record
+    for record in iter_log(store, me, drop=("text", "samples")):
+        out[record["key"]] = record
     return {k: r for k, r in out.items() if r.get("ok") or not retry_failed}
 
 
