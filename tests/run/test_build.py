@@ -367,6 +367,7 @@ def test_build_explains_then_a_rebuild_keeps_the_labels(tmp_path, monkeypatch):
     same bytes carries the answer log into the new store and asks the model nothing again."""
     from generator.explain.answers import log_path
     from generator.explain.labels import read_labels
+    from generator.explain.samples import samples_of
     from generator.store.io import read_meta
     from tests.explain.fake_llm import FakeLLM
 
@@ -379,7 +380,11 @@ def test_build_explains_then_a_rebuild_keeps_the_labels(tmp_path, monkeypatch):
         asked = len(server.requests)
         labels = read_labels(tmp_path / "store", read_meta(tmp_path / "store"))
         scored = [i for i, label in labels.items() if label.scores]
-        assert asked > 0 and len(scored) > len(labels) // 2
+        # scored exactly where both kinds of held-out example exist (the defaults' split)
+        data = read_store(tmp_path / "store")
+        held = [samples_of(data, i, 20, 32, 1, 20) for i in labels]
+        can = [s.latent for s in held if s.positives and s.negatives]
+        assert asked > 0 and len(scored) > 100 and scored == can
         page = (tmp_path / f"site/features/{scored[0]}.html").read_text()
         assert "Explanation written by <span class=mdl>fake-1</span>" in page
         assert "data-sort=sd>detection" in (tmp_path / "site/index.html").read_text()
