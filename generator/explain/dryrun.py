@@ -22,7 +22,7 @@ def dry_run(cfg: ExplainConfig, planner: Planner, latents: list[int]) -> None:
     first: Job | None = None
     n_explain = n_score = tokens = 0
     for i in latents:
-        jobs = planner.pending(planner.samples(i), STAND_IN)
+        jobs = planner.pending(planner.samples(i), STAND_IN).jobs
         first = first or next(iter(jobs), None)
         n_explain += sum(j.task == "explain" for j in jobs)
         n_score += sum(j.task != "explain" for j in jobs)

@@ -6,10 +6,9 @@ Memory: one latent's samples at a time, plus the log's keys (about 100 bytes an 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -43,6 +42,14 @@ class Job:
     batch: ScoreBatch | None = None
     of: str = ""
     """a scoring job's explanation: the key of the explain request."""
+
+
+class Pending(NamedTuple):
+    """A latent's unanswered requests, as Planner.pending finds them."""
+
+    jobs: list[Job]
+    failed: bool
+    """the log holds a failed explanation of it (left alone unless --retry-failed)."""
 
 
 class Planner:
@@ -80,29 +87,23 @@ class Planner:
                                 estimate_tokens(messages) + self.cfg.answer_tokens, batch, of))
         return jobs
 
-
-    def pending(self, samples: LatentSamples, explanation: str = "") -> list[Job]:
+    def pending(self, samples: LatentSamples, explanation: str = "") -> Pending:
         """The latent's requests the log has not answered: its explanation's, else (once it is
         answered) its scorers'; none after a failed explanation (unless --retry-failed).
         `explanation`: what to score when the log has none yet (the dry run's stand-in)."""
         job = self.explain_job(samples)
         done = self.done.get(job.key)
         if done is None and not explanation:
-            return [job]
+            return Pending([job], False)
         if done is not None and not done.get("ok"):
-            return []
+            return Pending([], True)
         text = done["explanation"] if done is not None else explanation
         first = [] if done is not None else [job]
-        return first + self.unanswered(samples, text, job.key)
+        return Pending(first + self.unanswered(samples, text, job.key), False)
 
     def unanswered(self, samples: LatentSamples, explanation: str, of: str) -> list[Job]:
         """The scorers' requests for an explanation that the log has not answered."""
         return [j for j in self.score_jobs(samples, explanation, of) if j.key not in self.done]
-
-    def failed(self, latent: int, samples: LatentSamples) -> bool:
-        """Whether the log holds a failed explanation of the latent (left alone by a rerun)."""
-        done = self.done.get(self.explain_job(samples).key)
-        return done is not None and not done.get("ok")
 
 
 def answered(store: Path, me: str, retry_failed: bool) -> dict[str, dict[str, Any]]:
@@ -130,9 +131,3 @@ def choose_latents(data: StoreData, which: str) -> list[int]:
                             "pass a range inside it")
         chosen = np.arange(first, last + 1)
     return [int(i) for i in chosen if n_active[i] > 0]
-
-
-def plan_all(planner: Planner, latents: list[int]) -> Iterator[tuple[LatentSamples, Job]]:
-    for i in latents:
-        samples = planner.samples(i)
-        yield samples, planner.explain_job(samples)

@@ -135,9 +135,10 @@ class Runner:
         """Queue the latent's unanswered requests (or finish it when there are none)."""
         samples = self.samples[latent] = self.planner.samples(latent)
         self.left[latent] = 0
-        if self.planner.failed(latent, samples):
+        pending = self.planner.pending(samples)
+        if pending.failed:
             self.failed_latents.add(latent)
-        self._queue(self.planner.pending(samples))
+        self._queue(pending.jobs)
         self._finish_if_done(latent)
 
     def _queue(self, jobs: list[Job], first: bool = False) -> None:
