@@ -117,8 +117,7 @@ def _render(args: argparse.Namespace) -> Any:
     check_apart(args.out, args.store, "the next build")
     data = times.run("read store", read_store, args.store)
     expl, imported = load_imported(args.explanations)
-    # from `explain`, when it ran on this store; a delphi run's (imported) win
-    labels = {**read_labels(args.store, data.meta), **imported}
+    labels = read_labels(args.store, data.meta, imported)  # `explain`'s, when it ran on it
     need = data.latents.d_sae * SITE_MIN_BYTES_PER_LATENT
     check_space({"--out": (args.out, need)})
     try:

@@ -31,8 +31,10 @@ class Label:
     """per scorer, how many held-out examples it answered for."""
 
 
-def read_labels(store: Path, meta: StoreMeta) -> dict[int, Label]:
-    """Every latent's label from `store`'s answer log ({} when it has none)."""
+def read_labels(store: Path, meta: StoreMeta,
+                imported: dict[int, Label] | None = None) -> dict[int, Label]:
+    """Every latent's label from `store`'s answer log ({} when it has none), with `imported`
+    ones (a delphi run's: generator/explain/delphi.py) over them."""
     me = store_identity(meta)
     latest: dict[str, dict[str, Any]] = {}
     for record in iter_log(store, me, drop=("text",)):  # the last answer to a request wins
@@ -45,7 +47,8 @@ def read_labels(store: Path, meta: StoreMeta) -> dict[int, Label]:
             explained[int(record["latent"])] = record
         elif record.get("ok") and isinstance(record.get("of"), str):
             scored[record["of"]].append(record)
-    return {i: _label(r, scored.get(r["key"], [])) for i, r in sorted(explained.items())}
+    labels = {i: _label(r, scored.get(r["key"], [])) for i, r in sorted(explained.items())}
+    return {**labels, **(imported or {})}
 
 
 def _label(explain: dict[str, Any], scoring: list[dict[str, Any]]) -> Label:

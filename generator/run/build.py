@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from generator.compute.distributed import Ranks
     from generator.explain.labels import Label
+    from generator.store.schema import StoreData, StoreMeta
 
 
 def build(cfg: BuildConfig) -> StageTimes:
@@ -31,19 +32,21 @@ def build(cfg: BuildConfig) -> StageTimes:
     from generator.files.lock import locked
     from generator.files.outputs import check_outputs
     from generator.inputs.models import pick_device
+    from generator.site.render import shown_explanations
 
     times = StageTimes()
     cfg.validate()
     out, store = check_outputs(cfg.out, cfg.store)
     explanations, imported = load_imported(cfg.explanations)
+    shown = shown_explanations(explanations, imported)  # checked against the SAE before compute
     # one build at a time on these folders; under torchrun, rank 0 holds the lock for all
     with locked({"--store": store, "--out": out}) if rank_from_env() == 0 else nullcontext():
         ranks = start(pick_device(cfg.device))
         try:
             if not ranks.main:  # its share of the compute; rank 0 writes the store and the site
-                compute(cfg, times, explanations, ranks)
+                compute(cfg, times, shown, ranks)
                 return times
-            _build_main(cfg, times, explanations, ranks, out, store, imported)
+            _build_main(cfg, times, explanations, ranks, out, store, imported, shown)
         finally:
             stop()
         if cfg.explain_model:
@@ -52,29 +55,25 @@ def build(cfg: BuildConfig) -> StageTimes:
 
 
 def _build_main(cfg: BuildConfig, times: StageTimes, explanations: dict[int, str] | None,
-                ranks: Ranks, out: Path, store: Path, imported: dict[int, Label]) -> None:
+                ranks: Ranks, out: Path, store: Path, imported: dict[int, Label],
+                shown: dict[int, str]) -> None:
     from generator.compute.checkpoint import remove, resume_hint
-    from generator.config import check_site_url
-    from generator.explain.labels import read_labels
     from generator.files.outputs import SITE, STORE, StagedOutputs, disk_full_error, is_disk_full
     from generator.files.signals import guard_forks
-    from generator.site.render import render_site
     from generator.store.io import read_meta
 
     d_sae = None
     try:
         with StagedOutputs({store: STORE, out: SITE}) as staged:
-            data = compute(cfg, times, explanations, ranks)
+            data = compute(cfg, times, shown, ranks)
             assert data is not None
             d_sae = data.latents.d_sae
             times.run("store", write_store, data, staged.path(store))
-            # labels `explain` wrote about a store of the same bytes (its log is carried over)
-            labels = {**read_labels(store, read_meta(staged.path(store))), **imported}
             guard_forks()  # now that every library with at-fork callbacks is imported
-            times.run("render", render_site, data, staged.path(out), explanations=explanations,
-                      labels=labels,
-                      quiet=cfg.quiet, compact=cfg.compact, packed=cfg.packed,
-                      site_url=check_site_url(cfg.site_url) if cfg.site_url else None)
+            # with the labels `explain` wrote about a store of the same bytes (its log is
+            # carried over at the swap)
+            times.run("render", render, cfg, data, read_meta(staged.path(store)),
+                      staged.path(out), explanations, imported)
             # the checkpoints go once the new pair is in place (a signal waits for both)
             staged.commit(then=lambda: remove(store))
     except OSError as err:
@@ -90,12 +89,9 @@ def explain_then_render(cfg: BuildConfig, explanations: dict[int, str] | None,
                         imported: dict[int, Label]) -> None:
     """`build --explain-endpoint URL --explain-model NAME`: `feature-browser explain` on the new
     store (its other options at their defaults), then the site rendered again with the labels."""
-    from generator.config import check_site_url
     from generator.explain.config import ExplainConfig
-    from generator.explain.labels import read_labels
     from generator.explain.run import explain
     from generator.files.signals import Interrupted
-    from generator.site.render import render_site
     from generator.store.io import read_store
 
     resume = (f"go on with `feature-browser explain --store {cfg.store} --endpoint "
@@ -108,7 +104,18 @@ def explain_then_render(cfg: BuildConfig, explanations: dict[int, str] | None,
         log.warning("the new store and site are in place; labelling stopped: %s", resume)
         raise
     data = read_store(cfg.store)
-    render_site(data, cfg.out, explanations=explanations, quiet=cfg.quiet, compact=cfg.compact,
-                packed=cfg.packed, labels={**read_labels(cfg.store, data.meta), **imported},
+    render(cfg, data, data.meta, cfg.out, explanations, imported)
+
+
+def render(cfg: BuildConfig, data: StoreData, meta: StoreMeta, out: Path,
+           explanations: dict[int, str] | None, imported: dict[int, Label]) -> None:
+    """The build's site into `out`, with the labels in cfg.store's answer log about the store
+    `meta` describes (and `imported` ones over them)."""
+    from generator.config import check_site_url
+    from generator.explain.labels import read_labels
+    from generator.site.render import render_site
+
+    render_site(data, out, explanations=explanations, quiet=cfg.quiet, compact=cfg.compact,
+                packed=cfg.packed, labels=read_labels(cfg.store, meta, imported),
                 site_url=check_site_url(cfg.site_url) if cfg.site_url else None)
 

@@ -82,6 +82,13 @@ class RenderReport:
         return self.total_bytes / max(1, self.latents)
 
 
+def shown_explanations(explanations: dict[int, str] | None,
+                       labels: dict[int, Label] | None) -> dict[int, str]:
+    """The text each latent shows: an imported explanation, else its label's."""
+    return {**{i: label.explanation for i, label in (labels or {}).items()},
+            **(explanations or {})}
+
+
 def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None = None,
                 quiet: bool = False, *, table_rows: int = TABLE_PAGE,
                 compact: bool = False, shard_bytes: int = SHARD_TARGET_BYTES,
@@ -109,10 +116,9 @@ def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None 
     would not fit GitHub Pages' 1 GB (`wants_packed`), with a log line saying so."""
     start = time.perf_counter()
     out = Path(out)
-    check_explanations(dict(explanations or {}), data.latents.d_sae)
     labels = {i: label for i, label in (labels or {}).items() if i not in (explanations or {})}
-    explanations = {**{i: label.explanation for i, label in labels.items()},
-                    **(explanations or {})}
+    explanations = shown_explanations(explanations, labels)
+    check_explanations(explanations, data.latents.d_sae)  # a delphi run's ids too
     root_url = check_site_url(site_url) if site_url is not None else None
     _check_target(out)
     if packed is None:

@@ -72,7 +72,10 @@ def test_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     (bad / "explanations").mkdir(parents=True)
     (bad / "explanations" / "x_latent1.txt").write_bytes(b"not json")
     (tmp_path / "empty").mkdir()
+    other = delphi_run(tmp_path / "other")  # another SAE's: a latent this one does not have
+    (other / "explanations" / f"{MODULE}_latent99.txt").write_bytes(orjson.dumps("wide"))
     for folder, message in ((run, "holds explanations of 2 modules"),
+                            (other, "name latent 99 but this SAE has 12 latents"),
                             (bad, "is not a JSON string"),
                             (tmp_path / "empty", "holds no delphi explanations")):
         assert main(["render", "--store", str(store), "--out", str(tmp_path / "site"),
