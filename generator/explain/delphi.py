@@ -16,6 +16,7 @@ Memory: the explanations, and one score file at a time.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import orjson
 
 from generator.errors import UserError
 from generator.explain.labels import Label
-from generator.explain.scores import auroc, balanced_accuracy
+from generator.explain.scores import scorer_scores
 
 _NAME = re.compile(r"^(.*)_latent(\d+)\.txt$")
 SCORERS = {"detection": "detection", "fuzzing": "fuzz"}
@@ -49,14 +50,18 @@ def read_delphi(path: Path) -> dict[int, Label]:
 
 
 def _explanation(file: Path) -> str:
+    return str(_load(file, lambda x: isinstance(x, str), "a JSON string (an explanation)")).strip()
+
+
+def _load(file: Path, fits: Callable[[Any], bool], what: str) -> Any:
+    """The JSON in one of delphi's files, refused in one line unless it `fits` (is `what`)."""
     try:
-        text = orjson.loads(file.read_bytes())
+        data = orjson.loads(file.read_bytes())
     except orjson.JSONDecodeError:
-        raise UserError(f"{file} is not a JSON string, as delphi writes explanations; export it "
-                        "again") from None
-    if not isinstance(text, str):
-        raise UserError(f"{file} holds no explanation text (a JSON string); export it again")
-    return text.strip()
+        data = None  # null fits nothing either
+    if data is None or not fits(data):
+        raise UserError(f"{file} is not {what}, as delphi writes it; export it again")
+    return data
 
 
 def _scores(run: Path, name: str) -> tuple[dict[str, float], dict[str, int]]:
@@ -66,29 +71,18 @@ def _scores(run: Path, name: str) -> tuple[dict[str, float], dict[str, int]]:
         file = run / "scores" / theirs / name
         if not file.is_file():
             continue
-        rows = _outputs(file)
-        activating = [bool(r.get("activating")) for r in rows]
-        predicted = [None if r.get("prediction") is None else int(bool(r["prediction"]))
-                     for r in rows]
-        probability = [p if isinstance(p := r.get("probability"), int | float) else None
-                       for r in rows]
-        examples[ours] = sum(p is not None for p in predicted)
-        for key, value in ((ours, balanced_accuracy(activating, predicted)),
-                           (ours + "_auroc", auroc(activating, probability))):
-            if value is not None:
-                scores[key] = value
+        rows = _load(file, lambda x: isinstance(x, list) and all(isinstance(r, dict) for r in x),
+                     "a list of scorer outputs")
+        found, examples[ours] = scorer_scores(ours, [_row(r) for r in rows])
+        scores.update(found)
     return scores, examples
 
 
-def _outputs(file: Path) -> list[dict[str, Any]]:
-    try:
-        rows = orjson.loads(file.read_bytes())
-    except orjson.JSONDecodeError:
-        rows = None
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise UserError(f"{file} is not a list of scorer outputs, as delphi writes them; export "
-                        "it again")
-    return rows
+def _row(output: dict[str, Any]) -> tuple[bool, int | None, float | None]:
+    """One scorer output as (activating, answer 0/1 or None, P(1) or None)."""
+    prediction, probability = output.get("prediction"), output.get("probability")
+    return (bool(output.get("activating")), None if prediction is None else int(bool(prediction)),
+            probability if isinstance(probability, int | float) else None)
 
 
 def load_imported(path: Path | None) -> tuple[dict[int, str] | None, dict[int, Label]]:

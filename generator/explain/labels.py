@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.explain.answers import iter_log, store_identity
-from generator.explain.scores import auroc, balanced_accuracy
+from generator.explain.scores import scorer_scores
 from generator.store.schema import StoreMeta
 
 
@@ -55,16 +55,10 @@ def _label(explain: dict[str, Any], scoring: list[dict[str, Any]]) -> Label:
     scores: dict[str, float] = {}
     examples: dict[str, int] = {}
     for task in ("detection", "fuzzing"):
-        rows = [row for r in scoring if r.get("task") == task for row in r.get("samples", [])]
-        if not rows:
-            continue
-        activating = [bool(a) for a, _, _ in rows]
-        examples[task] = len(rows)
-        acc = balanced_accuracy(activating, [p for _, p, _ in rows])
-        area = auroc(activating, [q for _, _, q in rows])
-        if acc is not None:
-            scores[task] = acc
-        if area is not None:
-            scores[task + "_auroc"] = area
+        rows = [(bool(a), p, q) for r in scoring if r.get("task") == task
+                for a, p, q in r.get("samples", [])]
+        if rows:
+            scores_of_task, examples[task] = scorer_scores(task, rows)
+            scores.update(scores_of_task)
     return Label(str(explain.get("explanation", "")), str(explain.get("model", "")), scores,
                  examples)

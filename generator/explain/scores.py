@@ -32,3 +32,16 @@ def auroc(activating: Sequence[bool], probability: Sequence[float | None]) -> fl
         return None
     wins = sum(1.0 if p > q else 0.5 if p == q else 0.0 for p in pos for q in neg)
     return wins / (len(pos) * len(neg))
+
+
+def scorer_scores(name: str, rows: Sequence[tuple[bool, int | None, float | None]]
+                  ) -> tuple[dict[str, float], int]:
+    """A scorer's scores from its examples, (activating, answer 0/1 or None, P(1) or None) each:
+    {name: balanced accuracy, name + "_auroc": AUROC}, each where defined, and how many examples
+    it answered."""
+    activating = [a for a, _, _ in rows]
+    answered = [p for _, p, _ in rows]
+    out = {name: balanced_accuracy(activating, answered),
+           name + "_auroc": auroc(activating, [q for _, _, q in rows])}
+    return ({k: v for k, v in out.items() if v is not None},
+            sum(p is not None for p in answered))
