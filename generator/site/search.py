@@ -130,15 +130,23 @@ def shard_of(term: str, n_shards: int) -> int:
     return fnv1a32(term[:2].encode("utf-8")) % n_shards
 
 
-Postings = list[tuple[str, int, int]]
-"""(term, latent, score) triples: what a page worker hands back (SearchIndex.export/merge)."""
+Postings = dict[str, list[tuple[int, int]]]
+"""per term, its best (-score, latent) pairs in order, at most MAX_POSTINGS: what a page worker
+hands back (SearchIndex.export / merge)."""
 
 
 class SearchIndex:
-    """Accumulates (term, latent, weight) and writes the sharded index."""
+    """Accumulates (term, latent, weight) and writes the sharded index.
+
+    A page worker adds its chunk's terms (`add_term`, the best source per latent wins) and
+    exports them; the parent merges the chunks, which hold disjoint latents, keeping only what
+    can still reach a term's MAX_POSTINGS. Memory: the parent's postings are at most
+    2 x MAX_POSTINGS pairs per distinct term (~50 bytes each), whatever d_sae is (an unpruned
+    index held ~80 postings a latent: 80 M Python pairs at 1,048,576 latents)."""
 
     def __init__(self, target_bytes: int = SHARD_TARGET_BYTES) -> None:
         self.postings: dict[str, dict[int, int]] = defaultdict(dict)
+        self.merged: dict[str, list[tuple[int, int]]] = {}
         self.target_bytes = target_bytes
 
     def add_text(self, latent: int, text: str, weight: float) -> None:
@@ -152,26 +160,38 @@ class SearchIndex:
             slot[latent] = score
 
     def export(self) -> Postings:
-        return [(term, latent, score) for term, slot in self.postings.items()
-                for latent, score in slot.items()]
+        """The added postings, ranked and cut per term (the merged ones not included)."""
+        return {term: sorted((-score, latent) for latent, score in slot.items())[:MAX_POSTINGS]
+                for term, slot in self.postings.items()}
 
     def merge(self, postings: Postings) -> None:
-        for term, latent, score in postings:
-            slot = self.postings[term]
-            if score > slot.get(latent, 0):
-                slot[latent] = score
+        """Add a chunk's exported postings (of latents no other merged chunk has)."""
+        for term, pairs in postings.items():
+            kept = self.merged.get(term)
+            if kept is None:
+                self.merged[term] = list(pairs)
+                continue
+            kept.extend(pairs)
+            if len(kept) > 2 * MAX_POSTINGS:
+                kept.sort()
+                del kept[MAX_POSTINGS:]
 
-    def shard_count(self) -> int:
-        size = sum(len(t) + 8 + 10 * min(len(p), MAX_POSTINGS) for t, p in self.postings.items())
-        return shard_count(size, self.target_bytes)
+    def ranked(self) -> dict[str, list[tuple[int, int]]]:
+        """Every term's postings, best first (score descending, then latent), cut."""
+        out = {term: sorted(pairs)[:MAX_POSTINGS] for term, pairs in self.merged.items()}
+        for term, pairs in self.export().items():
+            out[term] = sorted(out.get(term, []) + pairs)[:MAX_POSTINGS]
+        return out
 
     def write(self, folder: Path) -> tuple[int, list[Path]]:
         """Write every shard (empty ones too, so any query's script exists); returns the count."""
-        n_shards = self.shard_count()
+        ranked = self.ranked()
+        size = sum(len(t) + 8 + 10 * len(p) for t, p in ranked.items())
+        n_shards = shard_count(size, self.target_bytes)
         shards: list[dict[str, list[int]]] = [{} for _ in range(n_shards)]
-        for term, postings in self.postings.items():
-            ranked = sorted(postings.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_POSTINGS]
-            shards[shard_of(term, n_shards)][term] = [x for pair in ranked for x in pair]
+        for term, pairs in ranked.items():
+            shards[shard_of(term, n_shards)][term] = [x for score, latent in pairs
+                                                      for x in (latent, -score)]
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
         for k, shard in enumerate(shards):

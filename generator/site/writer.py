@@ -24,7 +24,7 @@ from generator.site.builder import PageBuilder, site_info
 from generator.site.cards import card_png
 from generator.site.charts import finite3
 from generator.site.codec import script_json, varint_code
-from generator.site.contexts import DEFAULT_SHOWING, LatentPage, Showing, ViewerPage
+from generator.site.contexts import DEFAULT_SHOWING, Showing, ViewerPage
 from generator.site.packed import manifest, seq_shard_size, shard_bytes
 from generator.site.packed import shard_size as packed_shard_size
 from generator.site.pool import chunked, in_parallel, run_all
@@ -34,12 +34,12 @@ from generator.site.search import (
     dumps,
     script_call,
     table_files,
-    terms_of,
     token_index_files,
 )
+from generator.site.terms import TermSource
 from generator.site.tokens import display_json, display_text
 from generator.site.views import VIEW_CHUNK, PromptPages, list_path, site_views
-from generator.store.schema import EXAMPLE_TOP, StoreData
+from generator.store.schema import StoreData
 
 SEQ_SHARD = 64
 """sequences per seqs/<k>.js file."""
@@ -70,12 +70,12 @@ class SiteWriter:
         self.site_url = site_url
         """the site root's public address ending in "/", or None: nothing absolute."""
         self.table_rows, self.shard_bytes = table_rows, shard_bytes
-        self.token_terms: dict[int, list[str]] = {}
         self.workers = max(1, workers if workers is not None else len(os.sched_getaffinity(0)))
         self.chunk, self.view_chunk = chunk, view_chunk
         """latents, and prompt or corpus pages, per unit of work of the page workers."""
         self.showing = showing
         self.pages = PageBuilder(data, explanations, showing, labels)
+        self.terms = TermSource(self.pages)
         self.packed = packed
         """write the packed site (generator/site/packed.py) instead of a page per latent."""
         self.shard = packed_shard_size(data.latents.d_sae)
@@ -131,10 +131,9 @@ class SiteWriter:
 
     def packed_chunk(self, lo: int, hi: int) -> Postings:
         search = SearchIndex(self.shard_bytes)
-        content, pages = shard_bytes(self.pages, lo, hi, self.sequence_symbols())
+        content, _ = shard_bytes(self.pages, lo, hi, self.sequence_symbols())
         (self.out / "data" / f"{lo // self.shard}.bin").write_bytes(content)
-        for page in pages:
-            self.index_latent(search, page.id, page)
+        self.terms.index(search, lo, hi)
         return search.export()
 
     def viewer_page(self) -> ViewerPage:
@@ -183,7 +182,7 @@ class SiteWriter:
             if self.showing.embed_files:
                 self.render(f"embed/{i}.html", "embed.html", page=page,
                             card=f"../features/{i}.html?embed")
-            self.index_latent(search, i, page)
+        self.terms.index(search, lo, hi)
         return search.export()
 
     def render(self, path: str, template: str, links: PageLinks | None = None,
@@ -200,40 +199,6 @@ class SiteWriter:
     def token_key(self, token_id: int) -> str:
         """The symbol-table key of a token shown on its own: its display as JSON."""
         return dumps(display_json(self.pages.text.token(token_id))).decode()
-
-    def index_latent(self, search: SearchIndex, i: int, page: LatentPage) -> None:
-        """Add latent i's terms (weights documented in generator.site.search)."""
-        lat, text = self.data.latents, self.pages.text
-        if page.explanation:
-            search.add_text(i, page.explanation, 1.0)
-        if lat.top_token_ids is not None and lat.top_token_sums is not None:
-            total = max(float(lat.sum_act[i]), 1e-30)
-            for t, s in zip(lat.top_token_ids[i], lat.top_token_sums[i], strict=True):
-                if t >= 0:
-                    search.add_text(i, text.plain(t), 0.4 + 0.6 * float(s) / total)
-        for rank, t in enumerate(lat.logit_pos_ids[i]):
-            search.add_text(i, text.plain(t), 0.5 - 0.03 * rank)
-        for term, share in self.example_terms(i).items():
-            search.add_term(i, term, 0.2 + 0.3 * share)
-
-    def example_terms(self, i: int) -> dict[str, float]:
-        """Terms of the active tokens in the top examples, with their share of the activation."""
-        ex, cache = self.data.examples, self.token_terms
-        mass: dict[str, float] = defaultdict(float)
-        for row in self.pages.example_rows(i).tolist():
-            if ex.kind[row] != EXAMPLE_TOP:
-                continue
-            acts = np.asarray(ex.acts[row])
-            positions = np.flatnonzero(acts > 0)
-            tokens = self.pages.example_tokens(row)[positions].tolist()
-            for t, act in zip(tokens, acts[positions].tolist(), strict=True):
-                terms = cache.get(t)
-                if terms is None:
-                    terms = cache[t] = terms_of(self.pages.text.plain(t))
-                for term in terms:
-                    mass[term] += act
-        total = sum(mass.values()) or 1.0
-        return {term: m / total for term, m in mass.items()}
 
     def write_token_index(self) -> int:
         """search/t<k>.js, the token index (format in generator.site.search); returns its shard

@@ -3,13 +3,17 @@ the token index against the store, and the documented term and hash rules."""
 
 from __future__ import annotations
 
+import random
+from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from generator.site.quality import FLAGS
 from generator.site.render import render_site
-from generator.site.search import fnv1a32, terms_of
+from generator.site.search import MAX_POSTINGS, SearchIndex, fnv1a32, terms_of
+from generator.store.schema import EXAMPLE_TOP, StoreData
 from tests.fake_store import EXPLANATIONS, make_store
 from tests.sitefiles import D_SAE, DEAD, Page, search_index, table_manifest, table_order, token_index
 
@@ -114,6 +118,68 @@ def test_token_index_lists_the_latents_firing_most_on_each_token(tmp_path: Path,
             display_text(text.token(e[1])) for e in ranked]
         assert got[2::4] == [float(f"{-e[0] / e[3]:.3g}") for e in ranked]
         assert got[3::4] == [e[3] for e in ranked]
+
+
+def reference_terms(data: StoreData, explanations: dict[int, str]) -> dict[str, list[int]]:
+    """The term index by its documented rules (generator/site/search.py), one position at a
+    time: {term: [latent, score, ...]} ranked and cut."""
+    lat, ex = data.latents, data.examples
+    best: dict[str, dict[int, int]] = defaultdict(dict)
+
+    def add(i: int, text: str, weight: float) -> None:
+        for term in terms_of(text):
+            score = max(1, round(1000 * min(weight, 1.0)))
+            best[term][i] = max(best[term].get(i, 0), score)
+
+    def plain(t: int) -> str:
+        return data.vocab[t].decode("utf-8", "ignore")  # undecodable bytes are no term
+
+    for i in range(lat.d_sae):
+        if explanations.get(i):
+            add(i, explanations[i], 1.0)
+        for t, s in zip(lat.top_token_ids[i], lat.top_token_sums[i], strict=True):
+            if t >= 0:
+                add(i, plain(int(t)), 0.4 + 0.6 * float(s) / max(float(lat.sum_act[i]), 1e-30))
+        for rank, t in enumerate(lat.logit_pos_ids[i]):
+            add(i, plain(int(t)), 0.5 - 0.03 * rank)
+        mass: dict[str, float] = defaultdict(float)
+        for row in np.flatnonzero((ex.latent == i) & (np.asarray(ex.kind) == EXAMPLE_TOP)):
+            tokens = data.seq_tokens[int(np.searchsorted(data.seq_ids, ex.seq[row]))]
+            for p, a in enumerate(np.asarray(ex.acts[row], dtype=np.float64)):
+                for term in terms_of(plain(int(tokens[p]))) if a > 0 else []:
+                    mass[term] += a
+        total = sum(mass.values()) or 1.0
+        for term, m in mass.items():
+            best[term][i] = max(best[term].get(i, 0), max(1, round(1000 * (0.2 + 0.3 * m / total))))
+    return {term: [x for i, s in sorted(slot.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_POSTINGS]
+                   for x in (i, s)] for term, slot in best.items()}
+
+
+def test_term_index_equals_its_brute_force(site: Path) -> None:
+    """Every term, latent and score of the written index, against the rules applied one
+    example position at a time (the writer sums them per token with array operations)."""
+    assert search_index(site)[1] == reference_terms(make_store(), EXPLANATIONS)
+
+
+def test_merged_chunks_keep_each_terms_best_postings() -> None:
+    """Chunks of disjoint latents merged in any order give the index of all of them at once,
+    though the parent keeps only what can still be among a term's MAX_POSTINGS."""
+    rng = random.Random(0)
+    whole, chunks = SearchIndex(), []
+    for lo in range(0, 3000, 64):
+        chunk = SearchIndex()
+        for i in range(lo, lo + 64):
+            for term in rng.sample(["a", "b", "c", "d"], 3):
+                weight = rng.choice([0.2, 0.5, rng.random()])  # ties on purpose
+                chunk.add_term(i, term, weight)
+                whole.add_term(i, term, weight)
+        chunks.append(chunk.export())
+    merged = SearchIndex()
+    for postings in rng.sample(chunks, len(chunks)):
+        merged.merge(postings)
+    assert merged.ranked() == whole.ranked()
+    assert all(len(p) == MAX_POSTINGS for p in whole.ranked().values())
+    assert max(len(p) for p in merged.merged.values()) <= 2 * MAX_POSTINGS
 
 
 def test_search_terms_and_hash_match_the_documented_rules() -> None:
