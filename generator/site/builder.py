@@ -171,6 +171,7 @@ class PageBuilder:
         top, groups, blob = examples if examples is not None else self.examples_of(i, html)
         explanation = self.explanations.get(i, "")
         title, description = self.describe(i, explanation)
+        data = {"m": blob["m"], "e": " ".join(blob["e"])}
         return LatentPage(
             id=i, title=title, description=description, explanation=explanation, dead=dead,
             density=percent(density), zero_frac=percent(1 - density), max=sig(lat.max_act[i]),
@@ -183,7 +184,7 @@ class PageBuilder:
             logit_pos=self.logit_rows(lat.logit_pos_ids[i], lat.logit_pos_vals[i]),
             logit_neg=self.logit_rows(lat.logit_neg_ids[i], lat.logit_neg_vals[i]),
             top_examples=top, n_top=self.n_top(i), intervals=groups,
-            blob=script_json(data := {"m": blob["m"], "e": " ".join(blob["e"])}), data=data,
+            blob=script_json(data) if html else Markup(""), data=data,
             ablation=self.ablation(i), top_tokens=self.top_tokens(i),
             nb_cos=self.neighbours(lat.nb_cos_ids, lat.nb_cos_vals, i),
             nb_coact=self.neighbours(lat.nb_coact_ids, lat.nb_coact_vals, i),

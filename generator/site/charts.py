@@ -44,6 +44,8 @@ CHART_WIDTH = 600
 
 def sig(x: float, digits: int = 3) -> str:
     """A number for people: 3 significant digits, thousands separators, no exponent below 1e6."""
+    if x is not None and -1000 < x < 1000:  # the common case first (NaN compares False)
+        return f"{x:.{digits}g}"
     if x is None or not math.isfinite(x):
         return "n/a"
     if abs(x) >= 1000 and abs(x) < 1e6:

@@ -97,14 +97,16 @@ class _Block:
             return np.zeros((n, self.width), bool), np.zeros(n, np.int64)
         size = np.abs(self.milli)
         outside = (size > 0) & ~self.inside
-        key = np.where(outside, -size * (self.width + 1) + np.arange(self.width), np.iinfo(np.int64).max)
-        order = np.argsort(key, axis=1, kind="stable")
-        rank = np.empty_like(order)
-        np.put_along_axis(rank, order, np.arange(self.width)[None, :].repeat(n, 0), axis=1)
-        kept = (size > 0) & (self.inside | (rank < self.cap))
-        cut_at = order[:, min(self.cap, self.width - 1)]
+        if self.cap >= self.width:
+            return size > 0, np.zeros(n, np.int64)
+        # a key per outside position, unique and ordered as "larger |Δ| first, then earlier":
+        # the cap smallest keys are the kept ones, the next is the largest left out
+        span = self.width + 1
+        key = np.where(outside, -size * span + np.arange(self.width), np.iinfo(np.int64).max)
+        first_out = np.partition(key, self.cap, axis=1)[:, self.cap]
+        kept = (size > 0) & (self.inside | (key < first_out[:, None]))
         over = outside.sum(axis=1) > self.cap
-        cutoff = np.where(over, size[np.arange(n), cut_at], 0)
+        cutoff = np.where(over, (first_out % span - first_out) // span, 0)
         return kept, cutoff
 
     def codes(self) -> list[str]:
