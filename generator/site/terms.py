@@ -12,12 +12,11 @@ distinct token seen, at most d_vocab).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
-from generator.site.search import SearchIndex, terms_of
+from generator.site.search import Postings, rank_postings, terms_of
 
 
 class TermSource:
@@ -34,52 +33,98 @@ class TermSource:
             words = self._words[token] = terms_of(self.pages.text.plain(token))
         return words
 
-    def index(self, search: SearchIndex, lo: int, hi: int) -> None:
-        """Add the terms of latents [lo, hi) to `search` (weights: generator/site/search.py)."""
-        lat, pages = self.pages.lat, self.pages
-        example_terms = self.example_terms(lo, hi)
+    def postings(self, lo: int, hi: int) -> Postings:
+        """The term index's postings of latents [lo, hi) (weights: generator/site/search.py)."""
+        lat = self.pages.lat
+        chunk = _Triples(self)
         for i in range(lo, hi):
-            explanation = pages.explanations.get(i)
+            explanation = self.pages.explanations.get(i)
             if explanation:
-                search.add_text(i, explanation, 1.0)
-            if lat.top_token_ids is not None and lat.top_token_sums is not None:
-                total = max(float(lat.sum_act[i]), 1e-30)
-                for t, s in zip(lat.top_token_ids[i].tolist(), lat.top_token_sums[i].tolist(),
-                                strict=True):
-                    if t >= 0:
-                        self._add(search, i, t, 0.4 + 0.6 * s / total)
-            for rank, t in enumerate(lat.logit_pos_ids[i].tolist()):
-                self._add(search, i, t, 0.5 - 0.03 * rank)
-            for term, share in example_terms[i - lo].items():
-                search.add_term(i, term, 0.2 + 0.3 * share)
+                chunk.add_text(i, explanation, 1.0)
+        latents = np.arange(lo, hi)
+        if lat.top_token_ids is not None and lat.top_token_sums is not None:
+            total = np.maximum(np.asarray(lat.sum_act[lo:hi], np.float64), 1e-30)[:, None]
+            weight = 0.4 + 0.6 * np.asarray(lat.top_token_sums[lo:hi], np.float64) / total
+            ids = np.asarray(lat.top_token_ids[lo:hi], np.int64)
+            chunk.add_tokens(np.broadcast_to(latents[:, None], ids.shape), ids, weight)
+        ids = np.asarray(lat.logit_pos_ids[lo:hi], np.int64)
+        chunk.add_tokens(np.broadcast_to(latents[:, None], ids.shape), ids,
+                         np.broadcast_to(0.5 - 0.03 * np.arange(ids.shape[1]), ids.shape))
+        self.add_example_terms(chunk, lo, hi)
+        return chunk.ranked()
 
-    def _add(self, search: SearchIndex, i: int, token: int, weight: float) -> None:
-        for term in self.words(token):
-            search.add_term(i, term, weight)
-
-    def example_terms(self, lo: int, hi: int) -> list[dict[str, float]]:
-        """Per latent of [lo, hi): the words of the active tokens in its top examples, with
-        their share of the activation summed over every (word, position) pair."""
+    def add_example_terms(self, chunk: _Triples, lo: int, hi: int) -> None:
+        """Per latent of [lo, hi): the words of the active tokens in its top examples, weighted
+        by their share of the activation summed over every (word, position) pair."""
         pages, ex = self.pages, self.pages.data.examples
         rows_of = [rows[pages.is_top[rows]] for rows in map(pages.example_rows, range(lo, hi))]
-        out: list[dict[str, float]] = [{} for _ in rows_of]
         if not sum(len(rows) for rows in rows_of):
-            return out
+            return
         rows = np.concatenate(rows_of)
-        which = np.repeat(np.arange(hi - lo), [len(r) for r in rows_of])
+        which = np.repeat(np.arange(lo, hi), [len(r) for r in rows_of])
         acts = np.asarray(ex.acts[rows], dtype=np.float64)
         tokens = np.asarray(pages.data.seq_tokens[pages.seq_rows_of(rows)], dtype=np.int64)
         r, p = np.nonzero(acts > 0)
-        key = which[r] * (int(tokens.max()) + 1) + tokens[r, p]
-        pairs, inverse = np.unique(key, return_inverse=True)
-        sums = np.bincount(inverse.ravel(), weights=acts[r, p], minlength=len(pairs))
-        span = int(tokens.max()) + 1
-        mass: list[dict[str, float]] = [defaultdict(float) for _ in rows_of]
-        for k, t, s in zip((pairs // span).tolist(), (pairs % span).tolist(), sums.tolist(),
-                           strict=True):
-            for term in self.words(t):
-                mass[k][term] += s
-        for k, terms in enumerate(mass):
-            total = sum(terms.values()) or 1.0
-            out[k] = {term: m / total for term, m in terms.items()}
-        return out
+        latent, term, mass = chunk.expand(which[r], tokens[r, p], acts[r, p])
+        # sum per (latent, term), then each latent's share
+        span = len(chunk.terms) + 1
+        pairs, inverse = np.unique(latent * span + term, return_inverse=True)
+        sums = np.bincount(inverse.ravel(), weights=mass, minlength=len(pairs))
+        latent, term = pairs // span, pairs % span
+        totals = np.bincount(latent - lo, weights=sums, minlength=hi - lo)
+        chunk.add(latent, term, 0.2 + 0.3 * sums / totals[latent - lo])
+
+
+class _Triples:
+    """A chunk's (latent, term, weight) triples, terms numbered as they come."""
+
+    def __init__(self, source: TermSource) -> None:
+        self.source = source
+        self.number: dict[str, int] = {}
+        self.terms: list[str] = []
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._of_token: dict[int, list[int]] = {}
+
+    def term_id(self, term: str) -> int:
+        n = self.number.get(term)
+        if n is None:
+            n = self.number[term] = len(self.terms)
+            self.terms.append(term)
+        return n
+
+    def add(self, latent: np.ndarray, term: np.ndarray, weight: np.ndarray) -> None:
+        self.parts.append((np.asarray(latent, np.int64), np.asarray(term, np.int64),
+                           np.asarray(weight, np.float64)))
+
+    def add_text(self, latent: int, text: str, weight: float) -> None:
+        ids = [self.term_id(t) for t in terms_of(text)]
+        self.add(np.full(len(ids), latent), np.array(ids, np.int64), np.full(len(ids), weight))
+
+    def add_tokens(self, latent: np.ndarray, token: np.ndarray, weight: np.ndarray) -> None:
+        """Every word of each token (token ids < 0 are empty slots)."""
+        keep = token >= 0
+        self.add(*self.expand(latent[keep], token[keep], weight[keep]))
+
+    def expand(self, latent: np.ndarray, token: np.ndarray,
+               value: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(latent, token, value) as (latent, term, value), once per word of the token."""
+        tokens, inverse = np.unique(token, return_inverse=True)
+        words = [self._token_terms(t) for t in tokens.tolist()]
+        count = np.array([len(w) for w in words], np.int64)
+        flat = np.array([n for w in words for n in w], np.int64)
+        start = np.concatenate([[0], np.cumsum(count)[:-1]])
+        per = count[inverse.ravel()]
+        at = np.repeat(start[inverse.ravel()] - np.cumsum(per) + per, per) + np.arange(per.sum())
+        return np.repeat(latent, per), flat[at], np.repeat(value, per)
+
+    def _token_terms(self, token: int) -> list[int]:
+        ids = self._of_token.get(token)
+        if ids is None:
+            ids = self._of_token[token] = [self.term_id(t) for t in self.source.words(token)]
+        return ids
+
+    def ranked(self) -> Postings:
+        if not self.parts:
+            return rank_postings(self.terms, *(np.zeros(0, np.int64),) * 2, np.zeros(0))
+        latent, term, weight = (np.concatenate(col) for col in zip(*self.parts, strict=True))
+        return rank_postings(self.terms, term, latent, weight)

@@ -130,11 +130,9 @@ class SiteWriter:
                                self.workers, "shards", "latent", self.quiet)
 
     def packed_chunk(self, lo: int, hi: int) -> Postings:
-        search = SearchIndex(self.shard_bytes)
         content, _ = shard_bytes(self.pages, lo, hi, self.sequence_symbols())
         (self.out / "data" / f"{lo // self.shard}.bin").write_bytes(content)
-        self.terms.index(search, lo, hi)
-        return search.export()
+        return self.terms.postings(lo, hi)
 
     def viewer_page(self) -> ViewerPage:
         """latent.html's context: the manifest, what the viewer writes around a latent."""
@@ -168,7 +166,6 @@ class SiteWriter:
         return PageLinks(self.site_url + path) if self.site_url else None
 
     def latent_chunk(self, lo: int, hi: int) -> Postings:
-        search = SearchIndex(self.shard_bytes)
         for i in range(lo, hi):
             page = self.pages.latent_page(i)
             links = None
@@ -182,8 +179,7 @@ class SiteWriter:
             if self.showing.embed_files:
                 self.render(f"embed/{i}.html", "embed.html", page=page,
                             card=f"../features/{i}.html?embed")
-        self.terms.index(search, lo, hi)
-        return search.export()
+        return self.terms.postings(lo, hi)
 
     def render(self, path: str, template: str, links: PageLinks | None = None,
                **context: Any) -> None:

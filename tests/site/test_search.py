@@ -3,7 +3,6 @@ the token index against the store, and the documented term and hash rules."""
 
 from __future__ import annotations
 
-import random
 from collections import defaultdict
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from generator.site.quality import FLAGS
 from generator.site.render import render_site
-from generator.site.search import MAX_POSTINGS, SearchIndex, fnv1a32, terms_of
+from generator.site.search import MAX_POSTINGS, SearchIndex, fnv1a32, rank_postings, terms_of
 from generator.store.schema import EXAMPLE_TOP, StoreData
 from tests.fake_store import EXPLANATIONS, make_store
 from tests.sitefiles import D_SAE, DEAD, Page, search_index, table_manifest, table_order, token_index
@@ -162,24 +161,36 @@ def test_term_index_equals_its_brute_force(site: Path) -> None:
 
 
 def test_merged_chunks_keep_each_terms_best_postings() -> None:
-    """Chunks of disjoint latents merged in any order give the index of all of them at once,
-    though the parent keeps only what can still be among a term's MAX_POSTINGS."""
-    rng = random.Random(0)
-    whole, chunks = SearchIndex(), []
+    """Chunks of disjoint latents merged in any order, cut as they come, give the index of all
+    of them ranked at once; a (term, latent) pair keeps its best source's score."""
+    rng = np.random.default_rng(0)
+    terms = ["a", "b", "c", "d", "é"]
+    chunks, everything = [], []
     for lo in range(0, 3000, 64):
-        chunk = SearchIndex()
-        for i in range(lo, lo + 64):
-            for term in rng.sample(["a", "b", "c", "d"], 3):
-                weight = rng.choice([0.2, 0.5, rng.random()])  # ties on purpose
-                chunk.add_term(i, term, weight)
-                whole.add_term(i, term, weight)
-        chunks.append(chunk.export())
+        n = 64 * 6
+        triples = (rng.integers(0, len(terms), n), rng.integers(lo, lo + 64, n),
+                   rng.choice([0.2, 0.5, 2.0, rng.random()], n))  # repeats and ties on purpose
+        order = rng.permutation(len(terms))  # each chunk numbers its terms its own way
+        chunks.append(rank_postings([terms[k] for k in order], np.argsort(order)[triples[0]],
+                                    *triples[1:]))
+        everything.append(triples)
+    whole = rank_postings(terms, *(np.concatenate(col) for col in zip(*everything, strict=True)))
     merged = SearchIndex()
-    for postings in rng.sample(chunks, len(chunks)):
-        merged.merge(postings)
-    assert merged.ranked() == whole.ranked()
-    assert all(len(p) == MAX_POSTINGS for p in whole.ranked().values())
-    assert max(len(p) for p in merged.merged.values()) <= 2 * MAX_POSTINGS
+    merged.COMPACT_FROM = 1000
+    for k in rng.permutation(len(chunks)):
+        merged.merge(chunks[k])
+    assert merged.pending <= 2 * max(1000, merged.kept)
+    reference: dict[str, dict[int, int]] = defaultdict(dict)
+    for term, latent, weight in zip(*(np.concatenate(col) for col in zip(*everything, strict=True)),
+                                    strict=True):
+        score = max(1, round(1000 * min(float(weight), 1.0)))
+        slot = reference[terms[term]]
+        slot[int(latent)] = max(slot.get(int(latent), 0), score)
+    expected = {t: sorted(slot.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_POSTINGS]
+                for t, slot in reference.items()}
+    assert merged.ranked() == expected
+    assert {terms[t] for t in whole.term.tolist()} == set(expected)
+    assert all(len(p) == MAX_POSTINGS for p in expected.values())
 
 
 def test_search_terms_and_hash_match_the_documented_rules() -> None:
