@@ -238,8 +238,18 @@
   }
 
   function shard(k) {
-    return u.fetchPacked("data/" + k + ".bin").then(function (records) {
-      if (!Array.isArray(records)) throw new Error("data/" + k + ".bin holds no list of latents");
+    /* the shard's columns {key: [value per latent, null: none]} as one record per latent */
+    return u.fetchPacked("data/" + k + ".bin").then(function (cols) {
+      if (!cols || !Array.isArray(cols.s)) throw new Error("data/" + k + ".bin holds no latents");
+      var keys = Object.keys(cols), records = [];
+      for (var j = 0; j < cols.s.length; j++) {
+        var r = {};
+        for (var n = 0; n < keys.length; n++) {
+          var v = cols[keys[n]][j];
+          if (v !== null && v !== undefined) r[keys[n]] = v;
+        }
+        records.push(r);
+      }
       return records;
     });
   }

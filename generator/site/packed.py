@@ -1,4 +1,4 @@
-"""The packed site (format version 1): one viewer page, `latent.html#<id>`, draws any latent from
+"""The packed site (format version 2): one viewer page, `latent.html#<id>`, draws any latent from
 compressed shards, for SAEs whose one-page-per-latent site would not fit GitHub Pages (262,144
 to 1,048,576 latents; `render_site(..., packed=True)`, chosen by itself when pages would pass
 1 GB: generator.site.render.wants_packed).
@@ -8,8 +8,10 @@ to 1,048,576 latents; `render_site(..., packed=True)`, chosen by itself when pag
                           is latent.html#i,
                           its card latent.html?embed#i
     data/<k>.bin          latents [k * shard, (k + 1) * shard) (`shard_size`): zlib (RFC 1950) of UTF-8 JSON,
-                          a list of one record per latent (below); read with fetch() and the
-                          browser's DecompressionStream("deflate")
+                          their records (below) as columns, {key: [each latent's value, null
+                          where it has none]} (10% smaller than a list of records: like values
+                          sit together for deflate); read with fetch() and the browser's
+                          DecompressionStream("deflate")
     seqs/t.bin, seqs/<k>.bin  the shown sequences as symbols (generator.site.writer.SeqSymbols),
                           zlib'd JSON: the symbol table (the first paint needs it) and
                           `seq_shard` sequences per file, what "expand to the whole sequence"
@@ -57,7 +59,7 @@ from generator.site.contexts import ExampleView, LatentPage, NeighbourRow, Showi
 from generator.site.search import dumps
 from generator.site.shardcodes import shard_examples, window_codes
 
-PACKED_FORMAT = 1
+PACKED_FORMAT = 2
 MAX_SHARD_FILES = 16_384
 """latents per shard: the smallest power of two from 64 that keeps the shard files at most this
 many (64 up to 1,048,576 latents: a shard of the demo's latents is ~200 KB, what a first paint
@@ -114,7 +116,13 @@ def shard_bytes(pages: PageBuilder, lo: int, hi: int,
     records = [latent_record(pages, page, views, [next(windows) for _ in views])
                for page, views in zip(pages_out, shown, strict=True)]
     # zlib's default level: 0.6% larger than level 9 on the demo, a third less time
-    return zlib.compress(dumps(records), 6), pages_out
+    return zlib.compress(dumps(columns(records)), 6), pages_out
+
+
+def columns(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Records as a shard's columns (module docstring); a record never holds a null."""
+    keys = sorted({key for rec in records for key in rec})
+    return {key: [rec.get(key) for rec in records] for key in keys}
 
 
 def latent_record(pages: PageBuilder, page: LatentPage, examples: list[ExampleView],
@@ -179,5 +187,7 @@ def _neighbours(rows: list[NeighbourRow]) -> list[list[Any]]:
 
 def read_shard(data: bytes) -> list[dict[str, Any]]:
     """A shard's records (the reference reader: tests and notebooks)."""
-    return orjson.loads(zlib.decompress(data))
+    cols = orjson.loads(zlib.decompress(data))
+    return [{key: col[j] for key, col in cols.items() if col[j] is not None}
+            for j in range(len(cols["s"]))]
 
