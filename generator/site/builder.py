@@ -441,9 +441,9 @@ class PageBuilder:
         rows = self.example_rows(i)
         return rows[self.shown[rows]]
 
-    def seq_rows_of(self, mask: np.ndarray) -> np.ndarray:
-        """Rows in the store's kept sequences of the examples selected by `mask`."""
-        return self._seq_rows[mask]
+    def seq_rows_of(self, rows: np.ndarray) -> np.ndarray:
+        """Rows in the store's kept sequences of the example rows `rows` (indices or a mask)."""
+        return self._seq_rows[rows]
 
     def window_html(self, seq_row: int, tokens: np.ndarray, start: int, end: int,
                     classes: Sequence[str], bos: np.ndarray, partial: bool) -> str:

@@ -105,7 +105,7 @@ def manifest(pages: PageBuilder, site: SiteInfo, show: Showing, shard: int,
 
 def shard_bytes(pages: PageBuilder, lo: int, hi: int,
                 symbols: Any) -> tuple[bytes, list[LatentPage]]:
-    """The compressed shard of latents [lo, hi), and their page contexts (for the search index).
+    """The compressed shard of latents [lo, hi), and their page contexts (tests compare them).
     `symbols`: the shown sequences' symbols (generator.site.writer.SeqSymbols)."""
     examples = shard_examples(pages, lo, hi)
     pages_out = [pages.latent_page(i, html=False, examples=ex)
@@ -120,7 +120,9 @@ def shard_bytes(pages: PageBuilder, lo: int, hi: int,
 
 
 def columns(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """Records as a shard's columns (module docstring); a record never holds a null."""
+    """Records as a shard's columns (module docstring): null stands for a missing key, so a
+    record must never hold None (the reader would drop it)."""
+    assert all(None not in rec.values() for rec in records), "a record holds None"
     keys = sorted({key for rec in records for key in rec})
     return {key: [rec.get(key) for rec in records] for key in keys}
 

@@ -19,10 +19,17 @@ clean-up handlers nor a killed parent can leave a worker writing pages nobody wi
 
 Memory: each worker is a fork (copy-on-write) of the parent; a result is held once in the
 worker's pipe and once in the parent while it is read.
+
+Garbage collection: what exists when the job starts (the store, the page builder, their Python
+lists: a store's example kinds are one list of 40 M strings at 1,048,576 latents) is frozen
+(gc.freeze) for the job's length, in the parent and so in every worker. Otherwise each full
+collection walks it all (0.35 s at 1M latents, and its reference-count writes copy the parent's
+pages into each worker): a packed shard at 1M latents took 2.3–3.3 ms a latent instead of 1.5.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import signal
@@ -43,6 +50,8 @@ def in_parallel(job: Callable[[int, int], T], chunks: list[tuple[int, int]], wor
     chunks' total size. Chunks run in `workers` forked processes when there are several workers
     and chunks, else in this process."""
     workers = min(workers, len(chunks))
+    thawed = not gc.get_freeze_count()  # else someone froze before us: leave the thaw to them
+    gc.freeze()
     bar = tqdm(total=chunks[-1][1] - chunks[0][0] if chunks else 0, desc=desc, unit=unit,
                disable=quiet)
     team = _Team(job, chunks, workers) if workers > 1 else None
@@ -57,6 +66,8 @@ def in_parallel(job: Callable[[int, int], T], chunks: list[tuple[int, int]], wor
         bar.close()
         if team is not None:
             team.stop()
+        if thawed:
+            gc.unfreeze()
 
 
 def run_all(job: Callable[[int, int], Any], chunks: list[tuple[int, int]], workers: int,

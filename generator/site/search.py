@@ -48,7 +48,8 @@ Term index: `search/s<k>.js`, k in [0, n_shards)
     - sources and weights (score = round(1000 * weight), the best source wins per latent):
       explanation words 1.0; top tokens 0.4 + 0.6 * (share of the latent's total activation);
       top positive logit tokens 0.5 - 0.03 * rank; words of active tokens in top examples
-      0.2 + 0.3 * (share of the top examples' activation);
+      0.2 + 0.3 * (share of the top examples' activation); a store's empty token slots (id -1)
+      have no words, and a non-finite weight (a damaged store) scores 1;
     - postings: sorted by score descending then latent ascending, at most MAX_POSTINGS per term;
     - sharding: a term lives in shard fnv1a32(utf8(first two code points of the term)) mod
       n_shards, so a query term of two or more characters finds all terms it prefixes in a single
@@ -148,6 +149,8 @@ def rank_postings(terms: list[str], term: np.ndarray, latent: np.ndarray,
                   weight: np.ndarray) -> Postings:
     """(term, latent, weight) triples as Postings: per (term, latent) the best source's score,
     each term's postings by score descending then latent ascending, at most MAX_POSTINGS."""
+    # a non-finite weight (a damaged store's NaN sum) counts as the lowest score, not garbage
+    weight = np.nan_to_num(np.asarray(weight, np.float64), nan=0.0, posinf=1.0, neginf=0.0)
     score = np.maximum(1, np.round(1000 * np.minimum(weight, 1.0))).astype(np.int64)
     return _cut(terms, np.asarray(term, np.int64), np.asarray(latent, np.int64), score)
 
@@ -158,7 +161,7 @@ def _cut(terms: list[str], term: np.ndarray, latent: np.ndarray, score: np.ndarr
     score. Sorted as one int64 key (term, 1000 - score, latent) where it fits, which is ~3x
     faster than a lexsort."""
     span = int(latent.max(initial=0)) + 1
-    if int(term.max(initial=0)) * 1001 * span < 2**62:
+    if (int(term.max(initial=0)) + 1) * 1001 * span < 2**63:
         key = np.sort((term * 1001 + (1000 - score)) * span + latent)
         term, rest = np.divmod(key, 1001 * span)
         score, latent = 1000 - rest // span, rest % span
@@ -202,16 +205,18 @@ class SearchIndex:
             self.parts = [self._merged()]
             self.pending, self.kept = 0, len(self.parts[0][0])
 
-    def _merged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _merged(self, final: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The kept and pending postings, ranked and cut (`final`: also a (term, latent) pair
+        that two chunks both sent keeps one posting, its best)."""
         if not self.parts:
             return (np.zeros(0, np.int64),) * 3
         term, latent, score = (np.concatenate(col) for col in zip(*self.parts, strict=True))
-        cut = _cut([], term, latent, score, dedup=False)
+        cut = _cut([], term, latent, score, dedup=final)
         return cut.term, cut.latent, cut.score
 
     def ranked(self) -> dict[str, list[tuple[int, int]]]:
         """Every term's postings as (latent, score), best first, cut."""
-        term, latent, score = self._merged()
+        term, latent, score = self._merged(final=True)
         names = list(self.ids)
         bounds = np.searchsorted(term, np.arange(len(names) + 1)).tolist()
         latents, scores = latent.tolist(), score.tolist()

@@ -2,8 +2,10 @@
 made for a whole chunk of latents at once: the page workers' search work (writer.py).
 
 The heavy source is the words of the active tokens in each latent's top examples: every active
-position of ~20 examples a latent. They are summed per (latent, token) with array operations,
-and only the distinct pairs reach Python, where a token becomes its words (once per token, cached).
+position of ~20 examples a latent. Each position becomes its token's words with array
+operations (only the chunk's distinct tokens reach Python, where a token's words are made once
+and cached) and the activations are summed per (latent, word), in the order the examples are
+read, so every sum is the one a loop over the positions makes, to the last bit.
 
 Memory: the chunk's top examples as [E, ctx] arrays (E = chunk latents x top examples, ~1,300 at
 64 latents x 20; x ctx 128 x 8 bytes: ~1.3 MB each), and the per-token word cache (one list per
@@ -66,13 +68,17 @@ class TermSource:
         tokens = np.asarray(pages.data.seq_tokens[pages.seq_rows_of(rows)], dtype=np.int64)
         r, p = np.nonzero(acts > 0)
         latent, term, mass = chunk.expand(which[r], tokens[r, p], acts[r, p])
-        # sum per (latent, term), then each latent's share
+        # sum per (latent, term) in reading order (bincount adds its inputs in order), then each
+        # latent's total over its terms in the order they were first read, as a loop would
         span = len(chunk.terms) + 1
-        pairs, inverse = np.unique(latent * span + term, return_inverse=True)
+        pairs, first, inverse = np.unique(latent * span + term, return_index=True,
+                                          return_inverse=True)
         sums = np.bincount(inverse.ravel(), weights=mass, minlength=len(pairs))
+        order = np.argsort(first, kind="stable")
+        pairs, sums = pairs[order], sums[order]
         latent, term = pairs // span, pairs % span
         totals = np.bincount(latent - lo, weights=sums, minlength=hi - lo)
-        chunk.add(latent, term, 0.2 + 0.3 * sums / totals[latent - lo])
+        chunk.add(latent, term, 0.2 + 0.3 * (sums / totals[latent - lo]))
 
 
 class _Triples:
@@ -101,7 +107,7 @@ class _Triples:
         self.add(np.full(len(ids), latent), np.array(ids, np.int64), np.full(len(ids), weight))
 
     def add_tokens(self, latent: np.ndarray, token: np.ndarray, weight: np.ndarray) -> None:
-        """Every word of each token (token ids < 0 are empty slots)."""
+        """Every word of each token (ids < 0 are a store's empty slots: no words)."""
         keep = token >= 0
         self.add(*self.expand(latent[keep], token[keep], weight[keep]))
 

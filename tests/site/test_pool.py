@@ -1,12 +1,16 @@
-"""generator.site.pool: the page workers write the same bytes as one process, and end under a
-parent's SIGTERM handler."""
+"""generator.site.pool: the page workers write the same bytes as one process, end under a
+parent's SIGTERM handler, and run with what existed before the job frozen for the collector."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from generator.site.pool import chunked, in_parallel
 from generator.site.render import render_site
 from tests.fake_store import make_scaled_store
 
@@ -23,6 +27,24 @@ def test_parallel_render_is_byte_identical(tmp_path: Path) -> None:
     assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
     for rel in files:
         assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_job_runs_with_the_heap_frozen_and_thawed_after(workers: int) -> None:
+    """The objects made before the job are outside the collector's walks while it runs (in
+    the parent and in forked workers), and back in after; a freeze made by the caller stays."""
+    assert gc.get_freeze_count() == 0
+    before = [object() for _ in range(100)]  # some of the caller's objects
+    counts = list(in_parallel(lambda lo, hi: gc.get_freeze_count(), chunked(4, 1), workers,
+                              "test", "chunk", quiet=True))
+    assert min(counts) >= len(before) and gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        list(in_parallel(lambda lo, hi: None, chunked(4, 1), workers, "test", "chunk", quiet=True))
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()
 
 
 def test_parallel_render_ends_under_a_parent_sigterm_handler(tmp_path: Path) -> None:

@@ -11,7 +11,14 @@ import pytest
 
 from generator.site.quality import FLAGS
 from generator.site.render import render_site
-from generator.site.search import MAX_POSTINGS, SearchIndex, fnv1a32, rank_postings, terms_of
+from generator.site.search import (
+    MAX_POSTINGS,
+    Postings,
+    SearchIndex,
+    fnv1a32,
+    rank_postings,
+    terms_of,
+)
 from generator.store.schema import EXAMPLE_TOP, StoreData
 from tests.fake_store import EXPLANATIONS, make_store
 from tests.sitefiles import D_SAE, DEAD, Page, search_index, table_manifest, table_order, token_index
@@ -140,7 +147,8 @@ def reference_terms(data: StoreData, explanations: dict[int, str]) -> dict[str, 
             if t >= 0:
                 add(i, plain(int(t)), 0.4 + 0.6 * float(s) / max(float(lat.sum_act[i]), 1e-30))
         for rank, t in enumerate(lat.logit_pos_ids[i]):
-            add(i, plain(int(t)), 0.5 - 0.03 * rank)
+            if t >= 0:
+                add(i, plain(int(t)), 0.5 - 0.03 * rank)
         mass: dict[str, float] = defaultdict(float)
         for row in np.flatnonzero((ex.latent == i) & (np.asarray(ex.kind) == EXAMPLE_TOP)):
             tokens = data.seq_tokens[int(np.searchsorted(data.seq_ids, ex.seq[row]))]
@@ -149,7 +157,8 @@ def reference_terms(data: StoreData, explanations: dict[int, str]) -> dict[str, 
                     mass[term] += a
         total = sum(mass.values()) or 1.0
         for term, m in mass.items():
-            best[term][i] = max(best[term].get(i, 0), max(1, round(1000 * (0.2 + 0.3 * m / total))))
+            score = max(1, round(1000 * (0.2 + 0.3 * (m / total))))
+            best[term][i] = max(best[term].get(i, 0), score)
     return {term: [x for i, s in sorted(slot.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_POSTINGS]
                    for x in (i, s)] for term, slot in best.items()}
 
@@ -188,9 +197,37 @@ def test_merged_chunks_keep_each_terms_best_postings() -> None:
         slot[int(latent)] = max(slot.get(int(latent), 0), score)
     expected = {t: sorted(slot.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_POSTINGS]
                 for t, slot in reference.items()}
-    assert merged.ranked() == expected
-    assert {terms[t] for t in whole.term.tolist()} == set(expected)
+    assert merged.kept > 0 and merged.ranked() == expected
+    assert as_dict(whole) == expected
     assert all(len(p) == MAX_POSTINGS for p in expected.values())
+
+
+def as_dict(postings: Postings) -> dict[str, list[tuple[int, int]]]:
+    out: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for t, latent, score in zip(postings.term.tolist(), postings.latent.tolist(),
+                                postings.score.tolist(), strict=True):
+        out[postings.terms[t]].append((latent, score))
+    return dict(out)
+
+
+def test_ranking_cuts_a_chunk_and_survives_odd_input() -> None:
+    """One chunk of more than MAX_POSTINGS latents on a term is cut to the best; latent ids too
+    large for the one-key sort take the lexsort and rank the same; a NaN weight scores 1; an
+    empty chunk and an empty index write nothing but empty shards."""
+    n = 3 * MAX_POSTINGS
+    weight = (np.arange(n) % 7) / 7
+    got = as_dict(rank_postings(["x"], np.zeros(n, np.int64), np.arange(n), weight))["x"]
+    want = sorted(((i, max(1, round(1000 * w))) for i, w in enumerate(weight.tolist())),
+                  key=lambda kv: (-kv[1], kv[0]))[:MAX_POSTINGS]
+    assert got == want
+    huge = as_dict(rank_postings(["x"], np.zeros(n, np.int64), np.arange(n) + 10**16, weight))
+    assert huge["x"] == [(i + 10**16, s) for i, s in want]
+    odd = rank_postings(["x"], np.zeros(2, np.int64), np.array([4, 5]), np.array([np.nan, 0.5]))
+    assert as_dict(odd) == {"x": [(5, 500), (4, 1)]}
+    empty = rank_postings([], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    index = SearchIndex()
+    index.merge(empty)
+    assert index.ranked() == {} and as_dict(empty) == {}
 
 
 def test_search_terms_and_hash_match_the_documented_rules() -> None:
