@@ -139,6 +139,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/out/site_scale"))
     parser.add_argument("--keep", action="store_true", help="keep the rendered sites")
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--render-only", action="store_true",
+                        help="render and measure the files, no browser (e.g. to time two commits "
+                             "one after the other: run this file from each one's checkout)")
     args = parser.parse_args()
     if args.packed:
         args.modes = ["packed"]
@@ -158,6 +161,13 @@ def main() -> None:
                    "kb_per_latent": round(report.bytes_per_latent / 1000, 2),
                    "goal_kb": GOALS[mode] / 1000,
                    "bytes_by_part": report.bytes_by_part}
+            if args.render_only:
+                print(f"{size:>7} {mode:<8} render {row['render_s']:7.1f} s  "
+                      f"{report.total_bytes / 1e9:6.3f} GB  {report.files:>7} files", flush=True)
+                results.append(row)
+                if not args.keep:
+                    shutil.rmtree(out)
+                continue
             if packed:  # served over HTTP, as it must be
                 with served(out) as url:
                     row.update(measure_browser(out, QUERY, url))
