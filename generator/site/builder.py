@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from jaxtyping import Int
 from markupsafe import Markup
 
 from generator.explain.labels import Label
@@ -25,13 +26,13 @@ from generator.site.charts import (
     count,
     density_chart,
     interval_alphas,
-    interval_bounds,
     logit_chart,
     percent,
     plural,
     round3,
     sig,
     signed,
+    sigs,
 )
 from generator.site.codec import (
     ACT_LEVELS,
@@ -128,8 +129,8 @@ class PageBuilder:
         minutes at 1M latents, and forked workers touching its objects copied their pages)."""
         self.is_top = top_mask(data)
         """True for the top examples' rows (the others are interval samples)."""
-        self._seq_rows = np.searchsorted(data.seq_ids, data.examples.seq)
-        self._ex_order, self._ex_bounds = _example_slices(data)
+        self._seq_rows = sorted_positions(np.asarray(data.seq_ids), np.asarray(data.examples.seq))
+        self._ex_order, self._ex_bounds = _example_slices(data, self.is_top)
         self.partial_vocab = _partial_token_mask(data.vocab)
         """per vocabulary id: its bytes are not whole UTF-8 characters (displays merge it)."""
         self._seq_cache: dict[int, list[Display]] = {}
@@ -138,6 +139,7 @@ class PageBuilder:
         self._labels: dict[int, str] = {}
         """a token's cell and a latent's short label, made once: a corpus page names ~200
         latents and shows their top tokens, so without them a render remade each ~100 times."""
+        self._token_labels: dict[int, str] = {}
         self._displays: dict[int, str | list[str]] = {}
         """a token's display for the packed site's records (`display`), made once too."""
         self.shown = _shown(self.is_top, data.examples.rank, showing)
@@ -326,8 +328,16 @@ class PageBuilder:
     def top_token_labels(self, i: int, n: int) -> list[str]:
         if self.lat.top_token_ids is None:
             return []
-        return [self.cell(t).text.strip() or self.cell(t).text
-                for t in self.lat.top_token_ids[i][:n] if t >= 0]
+        return [self.token_label(t) for t in self.lat.top_token_ids[i][:n].tolist() if t >= 0]
+
+    def token_label(self, token_id: int) -> str:
+        """A token's text as labels and titles name it (made once per token: the index table
+        names 3 for each of up to a million latents)."""
+        label = self._token_labels.get(token_id)
+        if label is None:
+            text = self.cell(token_id).text
+            label = self._token_labels[token_id] = text.strip() or text
+        return label
 
     def cell(self, token_id: int) -> TokenCell:
         token_id = int(token_id)
@@ -346,7 +356,9 @@ class PageBuilder:
         return shown
 
     def logit_rows(self, ids: np.ndarray, vals: np.ndarray) -> list[LogitRow]:
-        return [LogitRow(self.cell(t), signed(float(v))) for t, v in zip(ids, vals, strict=True)]
+        # signed() of each value, its digits formatted all at once
+        return [LogitRow(self.cell(t), "+" + text if v > 0 else text)
+                for t, v, text in zip(ids.tolist(), vals.tolist(), sigs(vals), strict=True)]
 
     def ablation(self, i: int) -> Ablation | None:
         lat = self.lat
@@ -361,17 +373,19 @@ class PageBuilder:
         if lat.top_token_ids is None or lat.top_token_sums is None:
             return None
         counts = lat.top_token_counts
-        return [TopTokenRow(self.cell(t), sig(float(s)),
+        return [TopTokenRow(self.cell(t), total,
                             count(counts[i][k]) if counts is not None else "")
-                for k, (t, s) in enumerate(zip(lat.top_token_ids[i], lat.top_token_sums[i],
-                                               strict=True)) if t >= 0]
+                for k, (t, total) in enumerate(zip(lat.top_token_ids[i].tolist(),
+                                                   sigs(lat.top_token_sums[i]), strict=True))
+                if t >= 0]
 
     def neighbours(self, ids: np.ndarray | None, vals: np.ndarray | None,
                    i: int) -> list[NeighbourRow] | None:
         if ids is None or vals is None:
             return None
-        return [NeighbourRow(int(j), sig(float(v)), self.short_label(int(j)))
-                for j, v in zip(ids[i], vals[i], strict=True) if 0 <= j < self.lat.d_sae]
+        return [NeighbourRow(j, value, self.short_label(j))
+                for j, value in zip(ids[i].tolist(), sigs(vals[i]), strict=True)
+                if 0 <= j < self.lat.d_sae]
 
     def short_label(self, i: int) -> str:
         label = self._labels.get(i)
@@ -424,12 +438,16 @@ class PageBuilder:
                         by_interval: dict[int, list[ExampleView]]) -> list[IntervalGroup]:
         """Latent i's interval groups, highest first (every interval, even empty; none when
         dead), with their shown examples."""
+        if not self.lat.n_active[i]:
+            return []
         n_int = self.lat.interval_counts.shape[1]
         alphas = interval_alphas(n_int)
-        return [IntervalGroup(j, *interval_bounds(j, n_int, float(self.lat.max_act[i])),
-                              plural(self.lat.interval_counts[i][j], "sequence"),
+        peak = float(self.lat.max_act[i])
+        bounds = sigs([j * peak / n_int for j in range(n_int + 1)])  # interval j: (bounds[j], bounds[j + 1]]
+        counts = self.lat.interval_counts[i].tolist()
+        return [IntervalGroup(j, bounds[j], bounds[j + 1], plural(counts[j], "sequence"),
                               by_interval.get(j, []), alphas[j])
-                for j in reversed(range(n_int))] if self.lat.n_active[i] else []
+                for j in reversed(range(n_int))]
 
     def n_top(self, i: int) -> int:
         kind = self.data.examples.kind
@@ -591,7 +609,7 @@ class _ExampleBlock:
         self.partial = pages.partial_vocab[self.tokens].any(axis=1).tolist()
         acts = np.asarray(ex.acts[rows])
         self.centre = acts.argmax(axis=1).tolist()
-        self.value = [sig(float(a)) for a in acts.max(axis=1)]
+        self.value = sigs(acts.max(axis=1))
         self.active = (acts > 0) & ~self.bos
         self.levels = act_levels(acts, float(peak), self.active)
         self.width = acts.shape[1]
@@ -694,7 +712,8 @@ def _line_html(displays: Sequence[Display], classes: Sequence[str], bos: np.ndar
 def top_mask(data: StoreData) -> np.ndarray:
     """True for the rows of top examples."""
     kind = data.examples.kind
-    return np.fromiter((k == EXAMPLE_TOP for k in kind), dtype=bool, count=len(kind))
+    # a bound method mapped, not a generator: 40 M rows at 1,048,576 latents, 2.5x faster
+    return np.fromiter(map(EXAMPLE_TOP.__eq__, kind), dtype=bool, count=len(kind))
 
 
 def shown_mask(data: StoreData, showing: Showing) -> np.ndarray:
@@ -708,16 +727,45 @@ def _shown(is_top: np.ndarray, rank: np.ndarray, showing: Showing) -> np.ndarray
     return np.where(is_top, rank < top, rank < per)
 
 
-def _example_slices(data: StoreData) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Row order (latent, top-then-interval, interval, rank) and each latent's [lo, hi) slice."""
+def _example_slices(data: StoreData,
+                    is_top: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Row order (latent, top-then-interval, interval, rank) and each latent's [lo, hi) slice.
+    A store's rows come in that order (generator.store.schema.Examples), so the sort is only
+    checked, in one pass (a 40 M-row lexsort was 10 s at 1,048,576 latents); any other order is
+    sorted, stably, as before."""
     ex = data.examples
-    kind = np.array([0 if k == EXAMPLE_TOP else 1 for k in ex.kind], dtype=np.int64)
-    order = np.lexsort((ex.rank, ex.interval, kind, ex.latent))
-    latents = ex.latent[order]
+    keys = (np.asarray(ex.latent), (~is_top).astype(np.int8), np.asarray(ex.interval),
+            np.asarray(ex.rank))
+    order = np.arange(len(is_top)) if _ascending(keys) else np.lexsort(keys[::-1])
+    latents = keys[0][order]
     ids = np.arange(data.latents.d_sae)
     lo = np.searchsorted(latents, ids, side="left")
     hi = np.searchsorted(latents, ids, side="right")
-    return order, [(int(a), int(b)) for a, b in zip(lo, hi, strict=True)]
+    return order, list(zip(lo.tolist(), hi.tolist(), strict=True))
+
+
+def sorted_positions(ids: Int[np.ndarray, " n"], values: Int[np.ndarray, " m"]
+                     ) -> Int[np.ndarray, " m"]:
+    """np.searchsorted(ids, values) for sorted non-negative integer `ids`, through a table of
+    every answer from 0 to max(ids) when that table is no longer than `values`: a gather instead
+    of a binary search per value (40 M examples into 1 M sequences: 0.4 s instead of 5 s)."""
+    if not len(ids) or ids[0] < 0 or int(ids[-1]) + 1 > len(values):
+        return np.searchsorted(ids, values)
+    table = np.searchsorted(ids, np.arange(int(ids[-1]) + 2))  # the last: every value above
+    return table[np.clip(values, 0, int(ids[-1]) + 1)]
+
+
+def _ascending(keys: tuple[np.ndarray, ...]) -> bool:
+    """Whether rows are in ascending lexicographic order of `keys` (most significant first)."""
+    if len(keys[0]) < 2:
+        return True
+    after = np.zeros(len(keys[0]) - 1, dtype=bool)  # row r + 1 is already after row r
+    tied = np.ones_like(after)
+    for key in keys:
+        step = np.diff(key.astype(np.int64) if key.dtype.kind == "u" else key)
+        after |= tied & (step > 0)
+        tied &= step == 0
+    return bool(np.all(after | tied))
 
 
 def _partial_token_mask(vocab: Sequence[bytes]) -> np.ndarray:

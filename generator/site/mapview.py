@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.site.charts import round3, sig
+from generator.site.charts import round3, sig, sigs
 from generator.site.contexts import MapSpot, NeighbourRow
 from generator.site.search import script_call
 from generator.store.schema import StoreData
@@ -70,8 +70,9 @@ class SiteMap:
         """Latent i's place: `label` names a neighbour (pages.PageBuilder.short_label)."""
 
         left, top = (THUMB_MARGIN + self.unit[i] * (THUMB - 2 * THUMB_MARGIN)) / THUMB * 100
-        rows = [NeighbourRow(int(j), sig(float(d)), label(int(j)))
-                for j, d in zip(self.nb_ids[i], self.nb_dist[i], strict=True) if j >= 0]
+        rows = [NeighbourRow(j, d, label(j))
+                for j, d in zip(self.nb_ids[i].tolist(), sigs(self.nb_dist[i]), strict=True)
+                if j >= 0]
         return MapSpot(left=f"{left:.1f}", top=f"{top:.1f}", x=sig(float(self.xy[i, 0])),
                        y=sig(float(self.xy[i, 1])), neighbours=rows)
 

@@ -309,18 +309,18 @@ def table_files(columns: dict[str, list[Any]], n: int, rows_per_file: int,
     """The table manifest and its files (site path -> bytes); see the module docstring.
     `packed`: the packed site's table (PACKED_TABLE), rows stored once."""
     names = list(columns)
-    rows = [[i, *(columns[k][i] for k in names)] for i in range(n)]
+    rows = list(map(list, zip(range(n), *(columns[k] for k in names), strict=True)))
     sorts: dict[str, int] = {}
     files: dict[str, bytes] = {}
     for key, descending in TABLE_KEYS.items():
         if key != "id" and key not in columns:
             continue
         values: list[Any] = list(range(n)) if key == "id" else columns[key]
-        valid = [i for i in range(n) if values[i] is not None and values[i] != ""]
+        valid = [i for i, v in enumerate(values) if v is not None and v != ""]
         if key == "e" and not valid:
             continue
-        valid.sort(key=lambda i: (_sort_value(values[i], descending), i))
-        rest = [i for i in range(n) if values[i] is None or values[i] == ""]
+        valid = _sorted_valid(values, valid, descending)
+        rest = [i for i, v in enumerate(values) if v is None or v == ""]
         order = valid + rest
         sorts[key] = len(valid)
         if packed:
@@ -331,7 +331,7 @@ def table_files(columns: dict[str, list[Any]], n: int, rows_per_file: int,
                 files[f"{key}/{c}.js"] = script_call("fbRows", key, c, chunk)
         if "q" in columns:
             files[f"{key}/q.js"] = script_call("fbFlags", key,
-                                               "".join(B64[columns["q"][i]] for i in order))
+                                               _b64_digits(np.asarray(columns["q"])[order]))
     manifest = {"v": SEARCH_FORMAT, "n": n, "rows": rows_per_file, "cols": names,
                 "sorts": sorts}
     if packed:
@@ -357,16 +357,38 @@ def _packed_key(key: str, order: list[int], n_valid: int, rows: list[list[Any]])
         return files
     per, head = PACKED_TABLE["order"], PACKED_TABLE["head"]
     for c in range(0, max(1, math.ceil(len(order) / per))):
-        files[f"{key}/o{c}.js"] = script_call("fbOrder", key, c, "".join(
-            _fixed4(i) for i in order[c * per:(c + 1) * per]))
+        files[f"{key}/o{c}.js"] = script_call("fbOrder", key, c,
+                                              _fixed4s(order[c * per:(c + 1) * per]))
     ends = order[:head] + order[max(head, n_valid - head):n_valid]
     files[f"{key}/h.js"] = script_call("fbRows", key, "h", [rows[i] for i in ends])
     return files
 
 
-def _fixed4(i: int) -> str:
-    """A latent id (< 2**24) as 4 B64 digits, most significant first."""
-    return B64[i >> 18 & 63] + B64[i >> 12 & 63] + B64[i >> 6 & 63] + B64[i & 63]
+_B64_BYTES = np.frombuffer(B64.encode(), dtype=np.uint8)
+
+
+def _b64_digits(values: np.ndarray) -> str:
+    """One B64 digit per value (each < 64)."""
+    return _B64_BYTES[values].tobytes().decode()
+
+
+def _fixed4s(ids: list[int]) -> str:
+    """Each latent id (< 2**24) as 4 B64 digits, most significant first."""
+    array = np.asarray(ids, dtype=np.int64).reshape(-1, 1)
+    return _b64_digits((array >> np.array([18, 12, 6, 0])) & 63)
+
+
+def _sorted_valid(values: list[Any], valid: list[int], descending: bool) -> list[int]:
+    """`valid` (ascending ids) sorted by (_sort_value of their value, id). Finite numbers are
+    sorted by a stable argsort, which orders them the same way (ties by position, and so by
+    id); anything else (text, NaN) by Python's sort."""
+    numbers = [values[i] for i in valid]
+    if all(type(v) in (int, float) for v in numbers):
+        array = np.array(numbers, dtype=np.float64)
+        if np.all(np.isfinite(array)) and np.all(np.abs(array) < 2.0 ** 53):
+            ranked = np.argsort(-array if descending else array, kind="stable")
+            return np.asarray(valid, dtype=np.int64)[ranked].tolist()
+    return sorted(valid, key=lambda i: (_sort_value(values[i], descending), i))
 
 
 def _sort_value(value: Any, descending: bool) -> Any:

@@ -4,6 +4,8 @@ ablation, every Showing, shards of every size."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -48,3 +50,27 @@ def test_window_codes_are_the_windows_symbols(tmp_path) -> None:
         for r, a, b in windows]
     assert window_codes(symbols, []) == []
     assert np.all([b > a for _, a, b in windows])
+
+
+@pytest.mark.parametrize("outside", [0, 1, 4, 12])
+def test_shard_codes_at_the_edges_of_the_delta_loss_rules(outside: int) -> None:
+    """Δloss on the ±0.01 threshold (in float32: 0.0095 rounds either way by a hair), NaN, and
+    many equal |Δ| outside a window (the cap keeps the earliest): the sparse shard path ships
+    exactly what the reference does."""
+    data = make_store()
+    dloss = data.examples.dloss
+    assert dloss is not None
+    rng = np.random.default_rng(7)
+    edge = np.float32(0.0095)
+    values = np.array([edge, -edge, np.nextafter(edge, np.float32(0)),
+                       np.nextafter(edge, np.float32(1)), np.float32(0.0105), np.float32(-0.02),
+                       np.float32(0.05), np.nan, np.float32(0.0)], dtype=np.float32)
+    hostile = values[rng.integers(0, len(values), dloss.shape)].astype(dloss.dtype)
+    examples = dataclasses.replace(data.examples, dloss=hostile)
+    data = dataclasses.replace(data, examples=examples)
+    showing = dataclasses.replace(DEFAULT_SHOWING, dloss_outside=outside)
+    pages = PageBuilder(data, {}, showing)
+    d = data.latents.d_sae
+    got = shard_examples(pages, 0, d)
+    for i, (top, groups, blob) in zip(range(d), got, strict=True):
+        assert (top, groups, blob) == pages.examples_of(i, html=False), i
