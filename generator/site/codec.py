@@ -154,6 +154,25 @@ def varint_code(values: list[int]) -> str:
     return "".join([table[v] if 0 <= v < n else varint(v) for v in values])
 
 
+_VARINT_ARRAY = np.array(_VARINT_TABLE, dtype=object)
+
+
+def varint_runs(values: np.ndarray, ends: np.ndarray) -> list[str]:
+    """`varint_code` of each run of `values` (non-negative integers), the runs ending at
+    `ends` (ascending; the last is len(values)): a table lookup for the whole array, then one
+    join per run (a shard's example codes, a file of sequences)."""
+    small = values < len(_VARINT_ARRAY)
+    digits = _VARINT_ARRAY[np.where(small, values, 0)]
+    for k in np.flatnonzero(~small).tolist():
+        digits[k] = varint(int(values[k]))
+    parts = digits.tolist()
+    out, at = [], 0
+    for end in ends.tolist():
+        out.append("".join(parts[at:end]))
+        at = end
+    return out
+
+
 def read_varints(code: str) -> list[int]:
     values, value, shift = [], 0, 0
     for char in code:

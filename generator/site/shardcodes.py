@@ -21,13 +21,12 @@ from markupsafe import Markup
 
 from generator.site.builder import act_levels
 from generator.site.charts import sigs
-from generator.site.codec import _VARINT_TABLE, ACT_LEVELS, DLOSS_MARK_MILLI, LEVELS, varint
+from generator.site.codec import ACT_LEVELS, DLOSS_MARK_MILLI, LEVELS, varint_runs
 from generator.site.contexts import ExampleView, IntervalGroup
 
 Examples = tuple[list[ExampleView], list[IntervalGroup], dict[str, Any]]
 """(top examples, interval groups, {"m": max, "e": [code, ...]}): examples_of's result."""
 
-_TABLE = np.array(_VARINT_TABLE, dtype=object)
 _NO_HTML = Markup("")
 """the html of every packed example (made once: a Markup per example was 7% of a shard)."""
 
@@ -57,7 +56,7 @@ def window_codes(symbols: Any, windows: list[tuple[int, int, int]]) -> list[str]
     codes = symbols.codes[np.searchsorted(symbols.rows, seq_rows)]
     pos = np.arange(codes.shape[1])
     inside = (pos >= start[:, None]) & (pos < end[:, None])
-    return _join(_strings(codes[inside]), np.cumsum(end - start))
+    return varint_runs(codes[inside], np.cumsum(end - start))
 
 
 class _Block:
@@ -161,7 +160,7 @@ class _Block:
         at = head[dl_r] + 7 + 2 * n_in[dl_r] + n_out[dl_r] + 2 * _within(dl_r, n)
         flat[at] = _gaps(dl_r, dl_p, np.full(n, -1))
         flat[at + 1] = np.where(dl_v >= 0, 2 * dl_v, -2 * dl_v - 1)
-        return _join(_strings(flat), off[1:])
+        return varint_runs(flat, off[1:])
 
 
 def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -182,26 +181,6 @@ def _gaps(r: np.ndarray, p: np.ndarray, before: np.ndarray) -> np.ndarray:
     same[1:] = r[1:] == r[:-1]
     prev[1:][same[1:]] = p[:-1][same[1:]]
     return p - prev - 1
-
-
-def _strings(values: np.ndarray) -> list[str]:
-    """The varint digits of every value."""
-    small = values < len(_TABLE)
-    if small.all():
-        return _TABLE[values].tolist()
-    out = _TABLE[np.where(small, values, 0)]
-    for k in np.flatnonzero(~small).tolist():
-        out[k] = varint(int(values[k]))
-    return out.tolist()
-
-
-def _join(parts: list[str], ends: np.ndarray) -> list[str]:
-    """"".join of each run of `parts`, runs ending at `ends`."""
-    out, at = [], 0
-    for end in ends.tolist():
-        out.append("".join(parts[at:end]))
-        at = end
-    return out
 
 
 def _group(pages: Any, i: int, codes: list[str], values: list[str],

@@ -23,7 +23,7 @@ from generator.site.assets import copy_static, make_env, relative_url, resource_
 from generator.site.builder import PageBuilder, site_info
 from generator.site.cards import card_png
 from generator.site.charts import finite3s, round3s
-from generator.site.codec import script_json, varint_code
+from generator.site.codec import script_json, varint_runs
 from generator.site.contexts import DEFAULT_SHOWING, Showing, ViewerPage
 from generator.site.packed import manifest, seq_shard_size, shard_bytes
 from generator.site.packed import shard_size as packed_shard_size
@@ -248,16 +248,26 @@ class SiteWriter:
         sequence". A packed site has seqs/t.bin and seqs/<k>.bin instead: zlib of the same
         JSON (the list, the object)."""
         symbols = self.sequence_symbols()
-        shards: dict[int, dict[str, str]] = defaultdict(dict)
-        for row, seq in enumerate(symbols.seq_ids):
-            shards[seq // self.seq_shard][str(seq)] = varint_code(symbols.codes[row].tolist())
+        shards: dict[int, dict[str, str]] = {}
+        # a file's sequences, coded at once
+        shard_of = np.asarray(symbols.seq_ids, dtype=np.int64) // self.seq_shard
+        by_file = np.argsort(shard_of, kind="stable")
+        files, first = np.unique(shard_of[by_file], return_index=True)
+        for k, lo, hi in zip(files.tolist(), first.tolist(),
+                             [*first[1:].tolist(), len(shard_of)], strict=True):
+            rows = by_file[lo:hi]
+            codes = symbols.codes[rows]
+            shards[k] = dict(zip([str(symbols.seq_ids[r]) for r in rows.tolist()],
+                                 varint_runs(codes.ravel(), np.arange(1, len(rows) + 1)
+                                             * codes.shape[1]), strict=True))
         folder = self.out / "seqs"
         folder.mkdir(parents=True, exist_ok=True)
         table = b"[0" + b"".join(b"," + key.encode() for key in symbols.symbols) + b"]"
         if self.packed:  # fetched and inflated by the viewer (generator/site/packed.py)
             (folder / "t.bin").write_bytes(zlib.compress(table, 9))
             for k, seqs in sorted(shards.items()):
-                (folder / f"{k}.bin").write_bytes(zlib.compress(dumps(seqs), 9))
+                # level 6: 0.06% larger than 9 on the demo, 25% less time
+                (folder / f"{k}.bin").write_bytes(zlib.compress(dumps(seqs), 6))
             return
         (folder / "t.js").write_bytes(b"fbSeqTable(" + table + b");\n")
         for k, seqs in sorted(shards.items()):
