@@ -27,6 +27,25 @@ class TermSource:
     def __init__(self, pages: Any) -> None:
         self.pages = pages
         self._words: dict[int, list[str]] = {}
+        self.number: dict[str, int] = {}
+        """every term this process has met, numbered in that order (each worker its own: a
+        chunk's postings name their terms by text, so the numbers never leave it)."""
+        self.terms: list[str] = []
+        self._of_token: dict[int, list[int]] = {}
+        """a token's term numbers, made once per process (per chunk was 5% of a shard)."""
+
+    def term_id(self, term: str) -> int:
+        n = self.number.get(term)
+        if n is None:
+            n = self.number[term] = len(self.terms)
+            self.terms.append(term)
+        return n
+
+    def token_terms(self, token: int) -> list[int]:
+        ids = self._of_token.get(token)
+        if ids is None:
+            ids = self._of_token[token] = [self.term_id(t) for t in self.words(token)]
+        return ids
 
     def words(self, token: int) -> list[str]:
         """A token's search terms (terms_of its plain text), made once per token."""
@@ -70,7 +89,7 @@ class TermSource:
         latent, term, mass = chunk.expand(which[r], tokens[r, p], acts[r, p])
         # sum per (latent, term) in reading order (bincount adds its inputs in order), then each
         # latent's total over its terms in the order they were first read, as a loop would
-        span = len(chunk.terms) + 1
+        span = len(self.terms) + 1
         pairs, first, inverse = np.unique(latent * span + term, return_index=True,
                                           return_inverse=True)
         sums = np.bincount(inverse.ravel(), weights=mass, minlength=len(pairs))
@@ -82,28 +101,18 @@ class TermSource:
 
 
 class _Triples:
-    """A chunk's (latent, term, weight) triples, terms numbered as they come."""
+    """A chunk's (latent, term, weight) triples, terms numbered by the TermSource."""
 
     def __init__(self, source: TermSource) -> None:
         self.source = source
-        self.number: dict[str, int] = {}
-        self.terms: list[str] = []
         self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._of_token: dict[int, list[int]] = {}
-
-    def term_id(self, term: str) -> int:
-        n = self.number.get(term)
-        if n is None:
-            n = self.number[term] = len(self.terms)
-            self.terms.append(term)
-        return n
 
     def add(self, latent: np.ndarray, term: np.ndarray, weight: np.ndarray) -> None:
         self.parts.append((np.asarray(latent, np.int64), np.asarray(term, np.int64),
                            np.asarray(weight, np.float64)))
 
     def add_text(self, latent: int, text: str, weight: float) -> None:
-        ids = [self.term_id(t) for t in terms_of(text)]
+        ids = [self.source.term_id(t) for t in terms_of(text)]
         self.add(np.full(len(ids), latent), np.array(ids, np.int64), np.full(len(ids), weight))
 
     def add_tokens(self, latent: np.ndarray, token: np.ndarray, weight: np.ndarray) -> None:
@@ -115,7 +124,7 @@ class _Triples:
                value: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(latent, token, value) as (latent, term, value), once per word of the token."""
         tokens, inverse = np.unique(token, return_inverse=True)
-        words = [self._token_terms(t) for t in tokens.tolist()]
+        words = [self.source.token_terms(t) for t in tokens.tolist()]
         count = np.array([len(w) for w in words], np.int64)
         flat = np.array([n for w in words for n in w], np.int64)
         start = np.concatenate([[0], np.cumsum(count)[:-1]])
@@ -123,14 +132,12 @@ class _Triples:
         at = np.repeat(start[inverse.ravel()] - np.cumsum(per) + per, per) + np.arange(per.sum())
         return np.repeat(latent, per), flat[at], np.repeat(value, per)
 
-    def _token_terms(self, token: int) -> list[int]:
-        ids = self._of_token.get(token)
-        if ids is None:
-            ids = self._of_token[token] = [self.term_id(t) for t in self.source.words(token)]
-        return ids
-
     def ranked(self) -> Postings:
+        """The chunk's postings, naming only the terms they use (numbered 0.. in the
+        source's order)."""
         if not self.parts:
-            return rank_postings(self.terms, *(np.zeros(0, np.int64),) * 2, np.zeros(0))
+            return rank_postings([], *(np.zeros(0, np.int64),) * 2, np.zeros(0))
         latent, term, weight = (np.concatenate(col) for col in zip(*self.parts, strict=True))
-        return rank_postings(self.terms, term, latent, weight)
+        used, term = np.unique(term, return_inverse=True)
+        terms = self.source.terms
+        return rank_postings([terms[t] for t in used.tolist()], term.ravel(), latent, weight)
