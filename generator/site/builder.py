@@ -732,7 +732,8 @@ def _example_slices(data: StoreData,
     """Row order (latent, top-then-interval, interval, rank) and each latent's [lo, hi) slice.
     A store's rows come in that order (generator.store.schema.Examples), so the sort is only
     checked, in one pass (a 40 M-row lexsort was 10 s at 1,048,576 latents); any other order is
-    sorted, stably, as before."""
+    sorted, stably, as before. Memory of the check: ~10 bytes a row at once (one key's steps
+    and two masks: 0.4 GB at 40 M rows), less than the sort it saves."""
     ex = data.examples
     keys = (np.asarray(ex.latent), (~is_top).astype(np.int8), np.asarray(ex.interval),
             np.asarray(ex.rank))
@@ -748,7 +749,9 @@ def sorted_positions(ids: Int[np.ndarray, " n"], values: Int[np.ndarray, " m"]
                      ) -> Int[np.ndarray, " m"]:
     """np.searchsorted(ids, values) for sorted non-negative integer `ids`, through a table of
     every answer from 0 to max(ids) when that table is no longer than `values`: a gather instead
-    of a binary search per value (40 M examples into 1 M sequences: 0.4 s instead of 5 s)."""
+    of a binary search per value (40 M examples into 1 M sequences: 0.4 s instead of 5 s).
+    Memory: the table, 8 bytes x (max(ids) + 2), never more than the 8 bytes x len(values) of
+    the answer."""
     if not len(ids) or ids[0] < 0 or int(ids[-1]) + 1 > len(values):
         return np.searchsorted(ids, values)
     table = np.searchsorted(ids, np.arange(int(ids[-1]) + 2))  # the last: every value above

@@ -139,7 +139,7 @@ def render_site(data: StoreData, out: Path, explanations: dict[int, str] | None 
     log.info("wrote %d pages (%.1f MB, %.0f KB per latent) to %s in %.1f s", report.pages,
              report.total_bytes / 1e6, report.bytes_per_latent / 1e3, out, report.seconds)
     if report.total_bytes > PAGES_LIMIT:
-        log.warning(size_advice(report))
+        log.warning(size_advice(report, compact))
     return report
 
 
@@ -149,14 +149,19 @@ PAGE_BYTES = {False: 15_000, True: 7_600}
 """bytes a latent costs a page-per-latent site, all-in (default, compact: README "Site size")."""
 
 
+PACKED_COMPACT_BYTES = 2_000
+"""bytes a latent costs a packed site with --compact, all-in (1.78 KB on the tiled demo,
+BENCHMARKS.md §9, and some room)."""
+
+
 def wants_packed(d_sae: int, compact: bool) -> bool:
     """Whether a page per latent would overflow GitHub Pages' 1 GB."""
     return d_sae * PAGE_BYTES[compact] > PAGES_LIMIT
 
 
-def size_advice(report: RenderReport) -> str:
+def size_advice(report: RenderReport, compact: bool = False) -> str:
     """One line: the site is over GitHub Pages' limit, its largest parts, and the options that
-    shrink them (those that apply to this site)."""
+    shrink them (those that apply to this site; `compact`: it was rendered with --compact)."""
     parts = sorted(report.bytes_by_part.items(), key=lambda kv: -kv[1])[:3]
     listed = ", ".join(f"{name}/ {size / 1e6:,.0f} MB" for name, size in parts)
     fixes = []
@@ -167,6 +172,9 @@ def size_advice(report: RenderReport) -> str:
         fixes.append("leaving out --site-url drops cards/")
     if "embed" in report.bytes_by_part:  # only the default site has embed files
         fixes.append("--compact ships less per latent (README, Site size)")
+    if "data" in report.bytes_by_part and not compact:  # a packed site
+        fixes.append(f"--compact ships ~40% less a latent (a packed site fits up to "
+                     f"~{PAGES_LIMIT // PACKED_COMPACT_BYTES:,} latents)")
     if "features" in report.bytes_by_part:
         fixes.append("--packed writes one viewer page and compressed shards instead of a page "
                      "per latent")

@@ -319,7 +319,9 @@ class SiteWriter:
 
 def _token_counts(tokens: np.ndarray, bos_id: int, vocab: int) -> tuple[np.ndarray, np.ndarray]:
     """np.unique(tokens[tokens != bos_id], return_counts=True), by counting (token ids are
-    below the vocabulary's size; anything else is left to np.unique)."""
+    below the vocabulary's size; anything else is left to np.unique). Memory: 8 bytes x d_vocab
+    (2 MB at Gemma's 256k tokens) instead of np.unique's sorted copy of every token (1 GB for
+    the 128 M positions of a 1,048,576-latent site)."""
     if tokens.size and (tokens.min() < 0 or tokens.max() >= max(vocab, 1)):
         return np.unique(tokens[tokens != bos_id], return_counts=True)
     per_id = np.bincount(tokens, minlength=vocab)

@@ -195,4 +195,9 @@ def test_a_site_over_the_pages_limit_says_what_to_drop(tmp_path: Path,
     caplog.clear()
     render_site(data, tmp_path / "packed", quiet=True, packed=True)
     (line,) = [r.getMessage() for r in caplog.records]
-    assert "--packed" not in line and "host it elsewhere" in line
+    assert "--packed" not in line and "--compact ships ~40% less a latent" in line
+    assert f"fits up to ~{100_000 // render_mod.PACKED_COMPACT_BYTES:,} latents" in line
+    caplog.clear()
+    render_site(data, tmp_path / "packed-compact", quiet=True, packed=True, compact=True)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "--compact" not in line and "host it elsewhere" in line
