@@ -249,13 +249,11 @@ def bin_interval(k: int, n_bins: int, n_intervals: int) -> int:
 
 
 @lru_cache(maxsize=16)
-@lru_cache(maxsize=64)
 def interval_alphas(n_intervals: int) -> tuple[str, ...]:
     """The opacity of the activation colour of each of n intervals, every one distinct: the
     a1..a9 opacities interpolated linearly from a1 (the lowest interval) to a9 (the highest), so
     that nine intervals get exactly a1..a9 and more get shades in between; written with as many
-    decimals as it takes to keep all n apart (3 up to ~640 intervals). Cached: every latent page
-    asks."""
+    decimals as it takes to keep all n apart (3 up to ~640 intervals)."""
     if n_intervals <= 1:
         return (_short(LEVEL_ALPHAS[-1], 2),)
     positions = [(LEVELS - 1) * j / (n_intervals - 1) for j in range(n_intervals)]

@@ -161,6 +161,8 @@ def varint_runs(values: np.ndarray, ends: np.ndarray) -> list[str]:
     """`varint_code` of each run of `values` (non-negative integers), the runs ending at
     `ends` (ascending; the last is len(values)): a table lookup for the whole array, then one
     join per run (a shard's example codes, a file of sequences)."""
+    if len(values) and values.min() < 0:
+        raise ValueError(f"varint of a negative number {int(values.min())}")
     small = values < len(_VARINT_ARRAY)
     digits = _VARINT_ARRAY[np.where(small, values, 0)]
     for k in np.flatnonzero(~small).tolist():

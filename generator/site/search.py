@@ -331,7 +331,7 @@ def table_files(columns: dict[str, list[Any]], n: int, rows_per_file: int,
                 files[f"{key}/{c}.js"] = script_call("fbRows", key, c, chunk)
         if "q" in columns:
             files[f"{key}/q.js"] = script_call("fbFlags", key,
-                                               _b64_digits(np.asarray(columns["q"])[order]))
+                                               _b64_digits(np.asarray(columns["q"], dtype=np.int64)[order]))
     manifest = {"v": SEARCH_FORMAT, "n": n, "rows": rows_per_file, "cols": names,
                 "sorts": sorts}
     if packed:

@@ -13,7 +13,9 @@ import pytest
 from generator.site import search
 from generator.site.builder import PageBuilder, _ascending, sorted_positions
 from generator.site.charts import finite3, finite3s, round3, round3s, sig, sigs
-from generator.site.writer import _token_counts
+from generator.site.codec import varint_code, varint_runs
+from generator.site.contexts import DEFAULT_SHOWING
+from generator.site.writer import SiteWriter, _token_counts
 from generator.store.schema import EXAMPLE_TOP
 from tests.fake_store import make_store
 
@@ -112,3 +114,27 @@ def test_table_sort_by_numbers_equals_the_python_sort(descending: bool) -> None:
     assert search._sorted_valid(values, valid, descending) == python_sort(values)
     with_nan = values[:10] + [math.nan] + values[11:]  # the Python sort, whatever it does
     assert search._sorted_valid(with_nan, valid, descending) == python_sort(with_nan)
+
+
+def test_varint_runs_equal_a_code_per_run() -> None:
+    rng = np.random.default_rng(4)
+    values = rng.integers(0, 2**20, 300) >> rng.integers(0, 20, 300)  # small and past the table
+    ends = np.sort(rng.choice(np.arange(1, 300), 40, replace=False))
+    ends[-1] = 300
+    starts = [0, *ends[:-1].tolist()]
+    assert varint_runs(values, ends) == [varint_code(values[a:b].tolist())
+                                         for a, b in zip(starts, ends.tolist(), strict=True)]
+    assert varint_runs(np.zeros(0, np.int64), np.zeros(0, np.int64)) == []
+    with pytest.raises(ValueError, match="negative"):
+        varint_runs(np.array([3, -1]), np.array([2]))
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_sequences_of_a_site_that_shows_no_example(tmp_path, packed: bool) -> None:
+    """Nothing shown (no top examples, no interval samples): the symbol table alone."""
+    showing = dataclasses.replace(DEFAULT_SHOWING, top=0, per_interval=0)
+    writer = SiteWriter(make_store(), tmp_path, {}, True, 100, 65536, 1, showing=showing,
+                        packed=packed)
+    writer.write_sequences()
+    assert sorted(p.name for p in (tmp_path / "seqs").iterdir()) == [
+        "t.bin" if packed else "t.js"]

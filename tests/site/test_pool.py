@@ -29,6 +29,19 @@ def test_parallel_render_is_byte_identical(tmp_path: Path) -> None:
         assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
 
 
+def test_parallel_packed_render_is_byte_identical(tmp_path: Path) -> None:
+    """The packed site: its shards, and the search index whose terms each worker numbers in
+    its own order."""
+    data = make_scaled_store(d_sae=200, n_seqs=300)
+    one = render_site(data, tmp_path / "one", quiet=True, workers=1, packed=True).out
+    three = render_site(data, tmp_path / "three", quiet=True, workers=3, packed=True).out
+    assert len(list((three / "data").glob("*.bin"))) == 4  # 64 latents a shard
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(three) for p in three.rglob("*") if p.is_file())
+    for rel in files:
+        assert (one / rel).read_bytes() == (three / rel).read_bytes(), rel
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_job_runs_with_the_heap_frozen_and_thawed_after(workers: int) -> None:
     """The objects made before the job are outside the collector's walks while it runs (in

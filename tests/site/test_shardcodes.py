@@ -52,8 +52,9 @@ def test_window_codes_are_the_windows_symbols(tmp_path) -> None:
     assert np.all([b > a for _, a, b in windows])
 
 
+@pytest.mark.parametrize("huge", [False, True])
 @pytest.mark.parametrize("outside", [0, 1, 4, 12])
-def test_shard_codes_at_the_edges_of_the_delta_loss_rules(outside: int) -> None:
+def test_shard_codes_at_the_edges_of_the_delta_loss_rules(outside: int, huge: bool) -> None:
     """Δloss on the ±0.01 threshold (in float32: 0.0095 rounds either way by a hair), NaN, and
     many equal |Δ| outside a window (the cap keeps the earliest): the sparse shard path ships
     exactly what the reference does."""
@@ -64,7 +65,9 @@ def test_shard_codes_at_the_edges_of_the_delta_loss_rules(outside: int) -> None:
     edge = np.float32(0.0095)
     values = np.array([edge, -edge, np.nextafter(edge, np.float32(0)),
                        np.nextafter(edge, np.float32(1)), np.float32(0.0105), np.float32(-0.02),
-                       np.float32(0.05), np.nan, np.float32(0.0)], dtype=np.float32)
+                       np.float32(0.05), np.nan, np.float32(0.0)]
+                      + ([np.float32(1e15), np.float32(-1e15)] if huge else []),
+                      dtype=np.float32)  # huge: too wide for one sort key, so a lexsort
     hostile = values[rng.integers(0, len(values), dloss.shape)].astype(dloss.dtype)
     examples = dataclasses.replace(data.examples, dloss=hostile)
     data = dataclasses.replace(data, examples=examples)
