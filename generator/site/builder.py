@@ -32,6 +32,7 @@ from generator.site.charts import (
     round3,
     sig,
     signed,
+    signeds,
     sigs,
 )
 from generator.site.codec import (
@@ -356,9 +357,8 @@ class PageBuilder:
         return shown
 
     def logit_rows(self, ids: np.ndarray, vals: np.ndarray) -> list[LogitRow]:
-        # signed() of each value, its digits formatted all at once
-        return [LogitRow(self.cell(t), "+" + text if v > 0 else text)
-                for t, v, text in zip(ids.tolist(), vals.tolist(), sigs(vals), strict=True)]
+        return [LogitRow(self.cell(t), text)
+                for t, text in zip(ids.tolist(), signeds(vals), strict=True)]
 
     def ablation(self, i: int) -> Ablation | None:
         lat = self.lat

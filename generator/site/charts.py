@@ -68,6 +68,12 @@ def signed(x: float) -> str:
     return ("+" if x > 0 else "") + sig(x)
 
 
+def signeds(values: Any) -> list[str]:
+    """`signed` of each value (`sigs`' one format call)."""
+    xs = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    return [("+" if x > 0 else "") + text for x, text in zip(xs, sigs(xs), strict=True)]
+
+
 def percent(x: float) -> str:
     if x is None or not math.isfinite(x):
         return "n/a"

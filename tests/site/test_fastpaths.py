@@ -12,7 +12,7 @@ import pytest
 
 from generator.site import search
 from generator.site.builder import PageBuilder, _ascending, sorted_positions
-from generator.site.charts import finite3, finite3s, round3, round3s, sig, sigs
+from generator.site.charts import finite3, finite3s, round3, round3s, sig, signed, signeds, sigs
 from generator.site.codec import varint_code, varint_runs
 from generator.site.contexts import DEFAULT_SHOWING
 from generator.site.writer import SiteWriter, _token_counts
@@ -32,6 +32,8 @@ def test_batched_number_formats_equal_their_scalar_definitions(seed: int) -> Non
         assert sigs(chunk) == [sig(float(x)) for x in chunk]
         assert sigs(chunk.astype(np.float32)) == [sig(float(x)) for x in chunk.astype(np.float32)]
         assert sigs(chunk.tolist()) == [sig(x) for x in chunk.tolist()]
+        assert signeds(chunk.astype(np.float32)) == [signed(float(x))
+                                                     for x in chunk.astype(np.float32)]
         finite = chunk[np.isfinite(chunk)]
         assert round3s(finite) == [round3(float(x)) for x in finite]
         got, want = finite3s(chunk), [finite3(float(x)) for x in chunk]
